@@ -32,6 +32,7 @@ $(GEN)/broker_pb2.py: $(PROTO) | $(BIN)/python
 	  -I proto -I "$$($(BIN)/python -c 'import google.api, os; print(os.path.dirname(os.path.dirname(list(google.api.__path__)[0])))')" \
 	  --python_out=clients/python --mypy_out=clients/python \
 	  --grpc_python_out=clients/python --mypy_grpc_out=clients/python \
+	  --descriptor_set_out=$(GEN)/broker.binpb --include_source_info --include_imports \
 	  $(PROTO)
 	touch $(GEN)/__init__.py
 

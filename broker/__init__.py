@@ -1,0 +1,1 @@
+"""The Forge broker: owns PostgreSQL and serves the forge.v1.Broker gRPC API."""

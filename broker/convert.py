@@ -1,0 +1,76 @@
+"""Stored values to proto messages (the other direction is broker.validate)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from forge.v1 import broker_pb2 as pb
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from broker.models import JobRow, Snapshot
+
+
+def ts(value: datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+def struct(value: dict[str, Any]) -> Struct:
+    out = Struct()
+    out.update(value)
+    return out
+
+
+def job(row: JobRow) -> pb.Job:
+    msg = pb.Job(
+        id=str(row.id),
+        type=row.type,
+        payload=struct(row.payload),
+        priority=row.priority,
+        max_retries=row.max_retries,
+        attempts=row.attempts,
+        status=pb.Job.Status.Value(row.status),
+        run_at=ts(row.run_at),
+        created_at=ts(row.created_at),
+        updated_at=ts(row.updated_at),
+        last_error=row.last_error or "",
+        worker_id=row.worker_id or "",
+        idempotency_key=row.idempotency_key or "",
+    )
+    if row.result is not None:
+        msg.result.CopyFrom(struct(row.result))
+    if row.lease_expires_at is not None:
+        msg.lease_expires_at.CopyFrom(ts(row.lease_expires_at))
+    return msg
+
+
+def stats(snap: Snapshot) -> pb.QueueStats:
+    return pb.QueueStats(
+        computed_at=ts(snap.computed_at),
+        pending=snap.total("pending"),
+        scheduled=snap.total("scheduled"),
+        processing=snap.total("processing"),
+        completed=snap.total("completed"),
+        dead=snap.total("dead"),
+        cancelled=snap.total("cancelled"),
+        oldest_pending_age_seconds=snap.oldest_pending_age_seconds,
+        types=[
+            pb.TypeStats(type=t.type, pending=t.pending, scheduled=t.scheduled,
+                         processing=t.processing, completed=t.completed, dead=t.dead,
+                         cancelled=t.cancelled,
+                         oldest_pending_age_seconds=t.oldest_pending_age_seconds)
+            for t in snap.types
+        ],
+        throughput=[pb.ThroughputPoint(minute=ts(m), completed=c, failed=f)
+                    for m, c, f in snap.throughput],
+        queue_wait=pb.QueueWait(p50_ms=snap.wait_p50_ms, p90_ms=snap.wait_p90_ms,
+                                p99_ms=snap.wait_p99_ms, count=snap.wait_count,
+                                window_seconds=snap.wait_window_seconds),
+        workers=[pb.WorkerInfo(worker_id=w.worker_id, types=w.types, in_flight=w.in_flight,
+                               max_in_flight=w.max_in_flight, connected_at=ts(w.connected_at),
+                               last_seen=ts(w.last_seen), broker_id=w.broker_id)
+                 for w in snap.workers],
+    )

@@ -1,0 +1,102 @@
+"""Plain typed rows and values passed between the store and the rest of the broker."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One row of ``forge.jobs``, exactly as stored."""
+
+    id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+    priority: int
+    max_retries: int
+    attempts: int
+    status: str
+    run_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    last_error: str | None
+    result: dict[str, Any] | None
+    worker_id: str | None
+    lease_token: uuid.UUID | None
+    lease_expires_at: datetime | None
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated job to enqueue. ``payload_json`` is already serialized and size-checked."""
+
+    type: str
+    payload_json: str
+    priority: int = 0
+    max_retries: int = 3
+    run_at: datetime | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A job id and the token of the lease on it."""
+
+    job_id: uuid.UUID
+    token: uuid.UUID
+
+
+@dataclass(frozen=True)
+class NackOutcome:
+    status: str
+    run_at: datetime
+
+
+@dataclass(frozen=True)
+class TypeCounts:
+    type: str
+    pending: int = 0
+    scheduled: int = 0
+    processing: int = 0
+    completed: int = 0
+    dead: int = 0
+    cancelled: int = 0
+    oldest_pending_age_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    stream_id: uuid.UUID
+    worker_id: str
+    broker_id: str
+    types: list[str]
+    max_in_flight: int
+    in_flight: int
+    connected_at: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What Stats reports; see QueueStats in the proto for each field."""
+
+    computed_at: datetime
+    types: list[TypeCounts]
+    throughput: list[tuple[datetime, int, int]]
+    wait_p50_ms: float
+    wait_p90_ms: float
+    wait_p99_ms: float
+    wait_count: int
+    wait_window_seconds: int
+    workers: list[WorkerRow] = field(default_factory=list)
+
+    def total(self, status: str) -> int:
+        return sum(int(getattr(t, status)) for t in self.types)
+
+    @property
+    def oldest_pending_age_seconds(self) -> float:
+        return max((t.oldest_pending_age_seconds for t in self.types), default=0.0)

@@ -1,0 +1,254 @@
+-- Every statement the broker runs, each named for what it does. Loaded by broker.sql.
+-- Parameters use psycopg's %(name)s style. Claims and sweeps select ids with
+-- `id = ANY(ARRAY(SELECT ...))`: under a cached generic plan that form keeps the index lookup,
+-- where `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` can turn into a full scan.
+
+-- name: insert_jobs
+-- Insert a batch in one statement. Ids are made by the caller so results map back to requests;
+-- rows whose idempotency key is taken are skipped (the caller fetches those).
+INSERT INTO forge.jobs (id, type, payload, priority, max_retries, run_at, idempotency_key)
+SELECT id, type, payload::jsonb, priority, max_retries,
+       greatest(coalesce(run_at, now()), now()), idempotency_key
+FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(payloads)s::text[], %(priorities)s::int[],
+            %(max_retries)s::int[], %(run_ats)s::timestamptz[], %(keys)s::text[])
+     AS t(id, type, payload, priority, max_retries, run_at, idempotency_key)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: jobs_by_idempotency_keys
+SELECT * FROM forge.jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
+
+-- name: claim_jobs
+-- Lease up to %(limit)s runnable jobs to a worker, highest priority first, then oldest run_at.
+-- SKIP LOCKED lets concurrent claimers pass each other; the transaction-scoped advisory lock
+-- (taken only on rows already chosen) is the seed design's second guard, kept for any other
+-- process that coordinates on the same keys.
+UPDATE forge.jobs
+SET status = 'PROCESSING',
+    attempts = attempts + 1,
+    worker_id = %(worker_id)s,
+    lease_token = gen_random_uuid(),
+    lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
+    updated_at = now()
+WHERE id = ANY(ARRAY(
+        SELECT id FROM forge.jobs
+        WHERE status = 'PENDING'
+          AND run_at <= now()
+          AND (cardinality(%(types)s::text[]) = 0 OR type = ANY(%(types)s::text[]))
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED))
+  AND pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))
+RETURNING *;
+
+-- name: claim_jobs_without_advisory_lock
+-- The same claim without the advisory lock; only the benchmark of the lock's cost uses it.
+UPDATE forge.jobs
+SET status = 'PROCESSING',
+    attempts = attempts + 1,
+    worker_id = %(worker_id)s,
+    lease_token = gen_random_uuid(),
+    lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
+    updated_at = now()
+WHERE id = ANY(ARRAY(
+        SELECT id FROM forge.jobs
+        WHERE status = 'PENDING'
+          AND run_at <= now()
+          AND (cardinality(%(types)s::text[]) = 0 OR type = ANY(%(types)s::text[]))
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED))
+RETURNING *;
+
+-- name: release_jobs
+-- Give back jobs leased to a stream that closed before they were sent: PENDING again, the
+-- attempt not counted.
+UPDATE forge.jobs j
+SET status = 'PENDING', attempts = attempts - 1, worker_id = NULL,
+    lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS l(id, token)
+WHERE j.id = l.id AND j.lease_token = l.token AND j.status = 'PROCESSING';
+
+-- name: ack_job
+-- Complete a job, only for the current holder of its lease (late acks before a rescue count).
+UPDATE forge.jobs
+SET status = 'COMPLETED', result = %(result)s::jsonb,
+    lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE id = %(id)s AND lease_token = %(token)s AND status = 'PROCESSING'
+RETURNING id;
+
+-- name: nack_job
+-- A failed attempt: back to PENDING after a delay, or DEAD when permanent or out of retries.
+UPDATE forge.jobs
+SET status = CASE WHEN %(permanent)s OR attempts > max_retries THEN 'DEAD' ELSE 'PENDING' END,
+    run_at = CASE WHEN %(permanent)s OR attempts > max_retries THEN run_at
+                  ELSE now() + coalesce(%(retry_after)s::float8 * interval '1 second',
+                                        forge.backoff(attempts, %(backoff_base)s)) END,
+    last_error = %(error)s,
+    lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE id = %(id)s AND lease_token = %(token)s AND status = 'PROCESSING'
+RETURNING status, run_at;
+
+-- name: extend_leases
+-- Heartbeat: push the deadline of every lease still held.
+UPDATE forge.jobs j
+SET lease_expires_at = now() + %(lease_seconds)s * interval '1 second'
+FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS l(id, token)
+WHERE j.id = l.id AND j.lease_token = l.token AND j.status = 'PROCESSING'
+RETURNING j.id, j.lease_expires_at;
+
+-- name: leases_still_held
+-- Which of these leases are still current (a stream's in-flight set, reconciled with acks
+-- that reached another broker).
+SELECT j.id
+FROM forge.jobs j
+JOIN unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS l(id, token)
+  ON j.id = l.id AND j.lease_token = l.token
+WHERE j.status = 'PROCESSING';
+
+-- name: rescue_expired_leases
+-- Expired leases are failed attempts: retry with backoff, or DEAD. Safe with several brokers:
+-- each row is locked by exactly one sweeper.
+UPDATE forge.jobs
+SET status = CASE WHEN attempts > max_retries THEN 'DEAD' ELSE 'PENDING' END,
+    run_at = CASE WHEN attempts > max_retries THEN run_at
+                  ELSE now() + forge.backoff(attempts, %(backoff_base)s) END,
+    last_error = 'lease expired: worker ' || coalesce(worker_id, '?')
+                 || ' did not ack, nack or heartbeat in time',
+    lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE id = ANY(ARRAY(
+        SELECT id FROM forge.jobs
+        WHERE status = 'PROCESSING' AND lease_expires_at < now()
+        ORDER BY lease_expires_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED))
+RETURNING id, status;
+
+-- name: get_job
+SELECT * FROM forge.jobs WHERE id = %(id)s;
+
+-- name: list_jobs
+-- Newest first, keyset-paged by id (ids are time-ordered).
+SELECT * FROM forge.jobs
+WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(before)s::uuid IS NULL OR id < %(before)s::uuid)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: cancel_job
+UPDATE forge.jobs
+SET status = 'CANCELLED', last_error = coalesce(%(reason)s, last_error),
+    lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE id = %(id)s AND status IN ('PENDING', 'PROCESSING', 'DEAD')
+RETURNING *;
+
+-- name: retry_dead_job
+UPDATE forge.jobs
+SET status = 'PENDING', attempts = 0, run_at = now(), updated_at = now()
+WHERE id = %(id)s AND status = 'DEAD'
+RETURNING *;
+
+-- name: delete_finished_jobs
+-- Retention: remove COMPLETED and CANCELLED jobs older than the retention period, a batch at a time.
+DELETE FROM forge.jobs
+WHERE id = ANY(ARRAY(
+        SELECT id FROM forge.jobs
+        WHERE status IN ('COMPLETED', 'CANCELLED')
+          AND updated_at < now() - %(retention_seconds)s * interval '1 second'
+        ORDER BY status, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED));
+
+-- name: try_maintenance_lock
+-- One broker at a time folds counters; the others skip the round.
+SELECT pg_try_advisory_xact_lock(%(lock_space)s, 1) AS locked;
+
+-- name: fold_job_counts
+WITH moved AS (DELETE FROM forge.job_count_deltas RETURNING type, status, n)
+INSERT INTO forge.job_counts (type, status, n)
+SELECT type, status, sum(n) FROM moved GROUP BY type, status
+ON CONFLICT (type, status) DO UPDATE SET n = forge.job_counts.n + excluded.n;
+
+-- name: fold_throughput
+WITH moved AS (DELETE FROM forge.throughput_deltas RETURNING minute, type, completed, failed)
+INSERT INTO forge.throughput (minute, type, completed, failed)
+SELECT minute, type, sum(completed), sum(failed) FROM moved GROUP BY minute, type
+ON CONFLICT (minute, type) DO UPDATE
+SET completed = forge.throughput.completed + excluded.completed,
+    failed = forge.throughput.failed + excluded.failed;
+
+-- name: fold_queue_wait
+WITH moved AS (DELETE FROM forge.queue_wait_deltas RETURNING minute, bucket_ms, n)
+INSERT INTO forge.queue_wait (minute, bucket_ms, n)
+SELECT minute, bucket_ms, sum(n) FROM moved GROUP BY minute, bucket_ms
+ON CONFLICT (minute, bucket_ms) DO UPDATE SET n = forge.queue_wait.n + excluded.n;
+
+-- name: prune_rollups
+WITH t AS (DELETE FROM forge.throughput WHERE minute < now() - interval '2 hours')
+DELETE FROM forge.queue_wait WHERE minute < now() - interval '2 hours';
+
+-- name: drop_empty_counts
+DELETE FROM forge.job_counts WHERE n = 0;
+
+-- name: count_jobs
+-- Current counts per type and status from the counters, never from the jobs table.
+SELECT type, status, sum(n)::bigint AS n
+FROM (SELECT type, status, n FROM forge.job_counts
+      UNION ALL
+      SELECT type, status, n FROM forge.job_count_deltas) AS c
+GROUP BY type, status
+HAVING sum(n) <> 0;
+
+-- name: pending_by_type
+-- Per type with pending jobs: how many are scheduled in the future, and the oldest runnable
+-- run_at. Each is a short walk of jobs_pending_type_idx.
+SELECT t.type,
+       (SELECT count(*) FROM forge.jobs
+        WHERE status = 'PENDING' AND type = t.type AND run_at > now()) AS scheduled,
+       (SELECT min(run_at) FROM forge.jobs
+        WHERE status = 'PENDING' AND type = t.type AND run_at <= now()) AS oldest_run_at,
+       (SELECT min(run_at) FROM forge.jobs
+        WHERE status = 'PENDING' AND type = t.type AND run_at > now()) AS next_run_at
+FROM unnest(%(types)s::text[]) AS t(type);
+
+-- name: throughput_last_hour
+SELECT minute, sum(completed)::bigint AS completed, sum(failed)::bigint AS failed
+FROM (SELECT minute, completed, failed FROM forge.throughput
+      UNION ALL
+      SELECT minute, completed, failed FROM forge.throughput_deltas) AS t
+WHERE minute > now() - interval '1 hour'
+GROUP BY minute;
+
+-- name: queue_wait_histogram
+SELECT bucket_ms, sum(n)::bigint AS n
+FROM (SELECT minute, bucket_ms, n FROM forge.queue_wait
+      UNION ALL
+      SELECT minute, bucket_ms, n FROM forge.queue_wait_deltas) AS w
+WHERE minute >= date_trunc('minute', now()) - %(window_seconds)s * interval '1 second'
+GROUP BY bucket_ms
+ORDER BY bucket_ms;
+
+-- name: db_now
+SELECT now() AS now;
+
+-- name: register_stream
+INSERT INTO forge.workers (stream_id, worker_id, broker_id, types, max_in_flight)
+VALUES (%(stream_id)s, %(worker_id)s, %(broker_id)s, %(types)s::text[], %(max_in_flight)s);
+
+-- name: unregister_stream
+DELETE FROM forge.workers WHERE stream_id = %(stream_id)s;
+
+-- name: touch_streams
+-- A broker's tick: its streams are alive, with these in-flight counts.
+UPDATE forge.workers w
+SET in_flight = s.in_flight, last_seen = now()
+FROM unnest(%(stream_ids)s::uuid[], %(in_flight)s::int[]) AS s(stream_id, in_flight)
+WHERE w.stream_id = s.stream_id;
+
+-- name: prune_stale_workers
+-- Streams of a broker that stopped refreshing them (it died) are gone.
+DELETE FROM forge.workers WHERE last_seen < now() - %(stale_seconds)s * interval '1 second';
+
+-- name: list_workers
+SELECT * FROM forge.workers ORDER BY worker_id, connected_at;

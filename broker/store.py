@@ -1,0 +1,381 @@
+"""The store: every read and write of Forge's tables, each one named statement.
+
+Every state change of a job is a single statement, so it is atomic on its own; nothing here
+holds a transaction open across a job's execution or a stream's life.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg_pool import AsyncConnectionPool
+
+from broker.errors import FailedPrecondition, NotFound
+from broker.ids import uuid7
+from broker.models import JobRow, Lease, NackOutcome, NewJob, Snapshot, TypeCounts, WorkerRow
+from broker.sql import q
+
+log = logging.getLogger("forge.store")
+
+# First key of the two-key advisory locks the broker takes (claims, maintenance); the second
+# key is the job's hash or a fixed number. Distinct from the migration lock.
+LOCK_SPACE = 0x466F72  # "For"
+
+QUEUE_WAIT_WINDOW_SECONDS = 300
+_STATUS_FIELD = {
+    "PENDING": "pending",
+    "PROCESSING": "processing",
+    "COMPLETED": "completed",
+    "DEAD": "dead",
+    "CANCELLED": "cancelled",
+}
+
+
+class Store:
+    """Async access to one Forge database through a bounded connection pool."""
+
+    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10,
+                 statement_timeout_ms: int = 30_000, backoff_base: float = 5.0) -> None:
+        self.dsn = dsn
+        self.backoff_base = backoff_base
+        self.pool = AsyncConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            kwargs={
+                "autocommit": True,
+                "options": f"-c statement_timeout={statement_timeout_ms}",
+            },
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            async with self.pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+            return True
+        except (psycopg.Error, TimeoutError) as exc:
+            log.warning("database ping failed: %s", exc)
+            return False
+
+    # -- enqueue -------------------------------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[NewJob]) -> list[tuple[JobRow, bool]]:
+        """Insert ``jobs`` in one statement; return each job (new or existing) and whether it is new.
+
+        All or nothing: the batch is one INSERT. A job whose idempotency key is already used
+        comes back as the existing row with ``False``.
+        """
+        ids = [uuid7() for _ in jobs]
+        params = {
+            "ids": ids,
+            "types": [j.type for j in jobs],
+            "payloads": [j.payload_json for j in jobs],
+            "priorities": [j.priority for j in jobs],
+            "max_retries": [j.max_retries for j in jobs],
+            "run_ats": [j.run_at for j in jobs],
+            "keys": [j.idempotency_key for j in jobs],
+        }
+        async with self.pool.connection() as conn:
+            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+                await cur.execute(q("insert_jobs"), params)
+                inserted = {row.id: row for row in await cur.fetchall()}
+                existing: dict[str, JobRow] = {}
+                missing_keys = [
+                    j.idempotency_key for i, j in zip(ids, jobs, strict=True)
+                    if i not in inserted and j.idempotency_key is not None
+                ]
+                if missing_keys:
+                    await cur.execute(q("jobs_by_idempotency_keys"), {"keys": missing_keys})
+                    existing = {r.idempotency_key: r for r in await cur.fetchall()
+                                if r.idempotency_key is not None}
+        out: list[tuple[JobRow, bool]] = []
+        for new_id, job in zip(ids, jobs, strict=True):
+            if new_id in inserted:
+                out.append((inserted[new_id], True))
+            elif job.idempotency_key in existing:
+                out.append((existing[job.idempotency_key], False))
+            elif job.idempotency_key is not None:
+                # The key's first use is in this same batch.
+                first = next(r for r in inserted.values() if r.idempotency_key == job.idempotency_key)
+                out.append((first, False))
+            else:  # pragma: no cover - an INSERT without a conflict target always inserts
+                raise RuntimeError(f"job {new_id} was neither inserted nor found")
+        return out
+
+    # -- leases --------------------------------------------------------------------------------
+
+    async def claim(self, worker_id: str, types: Sequence[str], limit: int, lease_seconds: int,
+                    *, advisory_lock: bool = True) -> list[JobRow]:
+        """Lease up to ``limit`` runnable jobs of ``types`` (empty: any) to ``worker_id``.
+
+        Returned in priority order (higher first, then older run_at).
+        """
+        name = "claim_jobs" if advisory_lock else "claim_jobs_without_advisory_lock"
+        params = {"worker_id": worker_id, "types": list(types), "limit": limit,
+                  "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE}
+        async with self.pool.connection() as conn:
+            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+                await cur.execute(q(name), params)
+                rows = await cur.fetchall()
+        rows.sort(key=lambda r: (-r.priority, r.run_at, r.id))
+        return rows
+
+    async def release(self, leases: Sequence[Lease]) -> None:
+        """Return leased-but-undelivered jobs to PENDING without counting the attempt."""
+        if not leases:
+            return
+        async with self.pool.connection() as conn:
+            await conn.execute(q("release_jobs"), {
+                "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases]})
+
+    async def _refusal(self, conn: psycopg.AsyncConnection[Any], job_id: uuid.UUID,
+                       action: str) -> Exception:
+        """Why an ack/nack/heartbeat on ``job_id`` matched no row: NotFound or FailedPrecondition."""
+        cur = await conn.execute("SELECT status FROM forge.jobs WHERE id = %s", (job_id,))
+        row = await cur.fetchone()
+        if row is None:
+            return NotFound(f"job {job_id} not found")
+        return FailedPrecondition(
+            f"cannot {action} job {job_id}: the lease token is not the job's current lease "
+            f"(job is {row[0]}; the lease expired and was rescued, or the job was cancelled "
+            f"or handed to another worker)")
+
+    async def ack(self, job_id: uuid.UUID, token: uuid.UUID, result: dict[str, Any] | None) -> None:
+        """Mark the job COMPLETED if ``token`` is its current lease; else NotFound/FailedPrecondition."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("ack_job"), {
+                "id": job_id, "token": token,
+                "result": None if result is None else json.dumps(result)})
+            if cur.rowcount == 0:
+                raise await self._refusal(conn, job_id, "ack")
+
+    async def nack(self, job_id: uuid.UUID, token: uuid.UUID, error: str,
+                   retry_after: float | None, permanent: bool) -> NackOutcome:
+        """Record a failed attempt; see the nack_job statement for where the job goes."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("nack_job"), {
+                "id": job_id, "token": token, "error": error, "retry_after": retry_after,
+                "permanent": permanent, "backoff_base": self.backoff_base})
+            row = await cur.fetchone()
+            if row is None:
+                raise await self._refusal(conn, job_id, "nack")
+        return NackOutcome(status=row[0], run_at=row[1])
+
+    async def extend(self, leases: Sequence[Lease], lease_seconds: int
+                     ) -> tuple[datetime | None, list[uuid.UUID]]:
+        """Extend every lease still held; return the new deadline and the ids of lost leases."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("extend_leases"), {
+                "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases],
+                "lease_seconds": lease_seconds})
+            rows = await cur.fetchall()
+        held = {row[0] for row in rows}
+        deadline = max((row[1] for row in rows), default=None)
+        return deadline, [le.job_id for le in leases if le.job_id not in held]
+
+    async def still_held(self, leases: Sequence[Lease]) -> set[uuid.UUID]:
+        """The subset of ``leases`` that are still the current lease of a PROCESSING job."""
+        if not leases:
+            return set()
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("leases_still_held"), {
+                "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases]})
+            return {row[0] for row in await cur.fetchall()}
+
+    async def rescue_expired(self, limit: int = 1000) -> list[tuple[uuid.UUID, str]]:
+        """Turn up to ``limit`` expired leases into failed attempts; return (id, new status)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("rescue_expired_leases"), {
+                "limit": limit, "backoff_base": self.backoff_base})
+            return [(row[0], row[1]) for row in await cur.fetchall()]
+
+    # -- inspection and repair -----------------------------------------------------------------
+
+    async def get(self, job_id: uuid.UUID) -> JobRow:
+        async with self.pool.connection() as conn:
+            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+                await cur.execute(q("get_job"), {"id": job_id})
+                row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        return row
+
+    async def list_jobs(self, *, status: str | None, type: str | None, before: uuid.UUID | None,
+                   limit: int) -> list[JobRow]:
+        """Up to ``limit`` jobs newest first, older than ``before`` when given."""
+        async with self.pool.connection() as conn:
+            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+                # Not prepared: a generic plan cannot pick the index for the optional filters.
+                await cur.execute(q("list_jobs"), {
+                    "status": status, "type": type, "before": before, "limit": limit},
+                    prepare=False)
+                return await cur.fetchall()
+
+    async def cancel(self, job_id: uuid.UUID, reason: str | None) -> JobRow:
+        async with self.pool.connection() as conn:
+            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+                await cur.execute(q("cancel_job"), {"id": job_id, "reason": reason})
+                row = await cur.fetchone()
+        if row is None:
+            current = await self.get(job_id)
+            raise FailedPrecondition(f"job {job_id} is {current.status} and cannot be cancelled")
+        return row
+
+    async def retry_dead(self, job_id: uuid.UUID) -> JobRow:
+        async with self.pool.connection() as conn:
+            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+                await cur.execute(q("retry_dead_job"), {"id": job_id})
+                row = await cur.fetchone()
+        if row is None:
+            current = await self.get(job_id)
+            raise FailedPrecondition(f"job {job_id} is {current.status}, not DEAD")
+        return row
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    async def delete_finished(self, retention_seconds: float, limit: int = 1000) -> int:
+        """Delete one batch of COMPLETED/CANCELLED jobs past retention; return how many."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("delete_finished_jobs"), {
+                "retention_seconds": retention_seconds, "limit": limit})
+            return cur.rowcount
+
+    async def fold_counters(self) -> bool:
+        """Fold counter deltas into their rollups; False when another broker is doing it."""
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                cur = await conn.execute(q("try_maintenance_lock"), {"lock_space": LOCK_SPACE})
+                row = await cur.fetchone()
+                if not row or not row[0]:
+                    return False
+                await conn.execute(q("fold_job_counts"))
+                await conn.execute(q("fold_throughput"))
+                await conn.execute(q("fold_queue_wait"))
+                await conn.execute(q("prune_rollups"))
+                await conn.execute(q("drop_empty_counts"))
+        return True
+
+    # -- workers registry ----------------------------------------------------------------------
+
+    async def register_stream(self, stream_id: uuid.UUID, worker_id: str, broker_id: str,
+                              types: Sequence[str], max_in_flight: int) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(q("register_stream"), {
+                "stream_id": stream_id, "worker_id": worker_id, "broker_id": broker_id,
+                "types": list(types), "max_in_flight": max_in_flight})
+
+    async def unregister_stream(self, stream_id: uuid.UUID) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(q("unregister_stream"), {"stream_id": stream_id})
+
+    async def touch_streams(self, in_flight: dict[uuid.UUID, int]) -> None:
+        if not in_flight:
+            return
+        async with self.pool.connection() as conn:
+            await conn.execute(q("touch_streams"), {
+                "stream_ids": list(in_flight), "in_flight": list(in_flight.values())})
+
+    async def prune_stale_workers(self, stale_seconds: float) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(q("prune_stale_workers"), {"stale_seconds": stale_seconds})
+
+    # -- stats ---------------------------------------------------------------------------------
+
+    async def pending_types(self, conn: psycopg.AsyncConnection[Any]) -> list[str]:
+        cur = await conn.execute(
+            "SELECT DISTINCT type FROM (SELECT type FROM forge.job_counts WHERE status = 'PENDING' "
+            "UNION ALL SELECT type FROM forge.job_count_deltas WHERE status = 'PENDING') t")
+        return [row[0] for row in await cur.fetchall()]
+
+    async def next_run_at(self, types: Sequence[str]) -> datetime | None:
+        """The earliest future run_at among PENDING jobs of ``types`` (empty: any), if any."""
+        async with self.pool.connection() as conn:
+            wanted = list(types) or await self.pending_types(conn)
+            if not wanted:
+                return None
+            cur = await conn.execute(q("pending_by_type"), {"types": wanted})
+            times = [row[3] for row in await cur.fetchall() if row[3] is not None]
+        return min(times, default=None)
+
+    async def snapshot(self) -> Snapshot:
+        """Compute a Stats snapshot from counters and short index walks (no full-table count)."""
+        async with self.pool.connection() as conn:
+            now_row = await (await conn.execute(q("db_now"))).fetchone()
+            assert now_row is not None
+            now: datetime = now_row[0]
+            counts: dict[str, dict[str, int]] = {}
+            for type_, status, n in await (await conn.execute(q("count_jobs"))).fetchall():
+                counts.setdefault(type_, {})[status] = int(n)
+            pending_types = [t for t, c in counts.items() if c.get("PENDING", 0) > 0]
+            scheduled: dict[str, tuple[int, datetime | None]] = {}
+            if pending_types:
+                cur = await conn.execute(q("pending_by_type"), {"types": pending_types})
+                for type_, n_sched, oldest, _next in await cur.fetchall():
+                    scheduled[type_] = (int(n_sched), oldest)
+            points = {row[0]: (int(row[1]), int(row[2]))
+                      for row in await (await conn.execute(q("throughput_last_hour"))).fetchall()}
+            cur = await conn.execute(q("queue_wait_histogram"),
+                                     {"window_seconds": QUEUE_WAIT_WINDOW_SECONDS})
+            histogram = [(float(b), int(n)) for b, n in await cur.fetchall()]
+            async with conn.cursor(row_factory=class_row(WorkerRow)) as wcur:
+                await wcur.execute(q("list_workers"))
+                workers = await wcur.fetchall()
+
+        types: list[TypeCounts] = []
+        for type_ in sorted(counts):
+            c = counts[type_]
+            n_sched, oldest = scheduled.get(type_, (0, None))
+            fields: dict[str, Any] = {_STATUS_FIELD[s]: n for s, n in c.items() if s in _STATUS_FIELD}
+            fields["pending"] = max(0, c.get("PENDING", 0) - n_sched)
+            fields["scheduled"] = n_sched
+            age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+            types.append(TypeCounts(type=type_, oldest_pending_age_seconds=age, **fields))
+
+        this_minute = now.replace(second=0, microsecond=0)
+        series = []
+        for i in range(59, -1, -1):
+            minute = this_minute - timedelta(minutes=i)
+            done, failed = points.get(minute, (0, 0))
+            series.append((minute, done, failed))
+
+        total = sum(n for _, n in histogram)
+        return Snapshot(
+            computed_at=now,
+            types=types,
+            throughput=series,
+            wait_p50_ms=_percentile(histogram, total, 0.50),
+            wait_p90_ms=_percentile(histogram, total, 0.90),
+            wait_p99_ms=_percentile(histogram, total, 0.99),
+            wait_count=total,
+            wait_window_seconds=QUEUE_WAIT_WINDOW_SECONDS,
+            workers=workers,
+        )
+
+
+def _percentile(histogram: list[tuple[float, int]], total: int, p: float) -> float:
+    """The upper bound of the bucket holding the p-th quantile (0 when there are no samples)."""
+    if total == 0:
+        return 0.0
+    rank = p * total
+    seen = 0
+    for bound, n in histogram:
+        seen += n
+        if seen >= rank:
+            return bound
+    return histogram[-1][0]
+

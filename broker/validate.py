@@ -1,0 +1,141 @@
+"""Edge validation: proto requests become typed values, or InvalidArgument naming the field."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from forge.v1 import broker_pb2 as pb
+from google.protobuf import json_format
+from google.protobuf.struct_pb2 import Struct
+
+from broker.errors import InvalidArgument
+from broker.ids import parse_id
+from broker.models import Lease, NewJob
+
+TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+MAX_PAYLOAD_BYTES = 1 << 20
+MAX_BATCH = 10_000
+MAX_ERROR_CHARS = 8 * 1024
+MAX_KEY_CHARS = 255
+MAX_WORKER_ID_CHARS = 128
+PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 50, 500
+
+
+def check_type(field: str, value: str) -> str:
+    if not TYPE_PATTERN.match(value):
+        problem = "is required" if value == "" else "must be 1 to 128 characters of [A-Za-z0-9_.:-]"
+        raise InvalidArgument(field, problem)
+    return value
+
+
+def _integral(value: Any) -> Any:
+    """Struct numbers are doubles; store whole numbers as JSON integers."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def struct_json(field: str, value: Struct) -> str:
+    """``value`` as compact JSON text, at most 1 MiB."""
+    data = _integral(json_format.MessageToDict(value))
+    try:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise InvalidArgument(field, "numbers must be finite") from None
+    if len(text.encode()) > MAX_PAYLOAD_BYTES:
+        raise InvalidArgument(field, f"is larger than {MAX_PAYLOAD_BYTES} bytes as JSON")
+    return text
+
+
+def timestamp(field: str, msg: Any) -> datetime:
+    try:
+        dt: datetime = msg.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument(field, f"not a valid timestamp ({exc})") from None
+    return dt
+
+
+def new_job(req: pb.EnqueueRequest, prefix: str = "") -> NewJob:
+    """Validate one EnqueueRequest; field names are prefixed (``jobs[3].``) inside a batch."""
+    check_type(f"{prefix}type", req.type)
+    priority = req.priority if req.HasField("priority") else 0
+    if not -1000 <= priority <= 1000:
+        raise InvalidArgument(f"{prefix}priority", f"must be in [-1000, 1000], got {priority}")
+    max_retries = req.max_retries if req.HasField("max_retries") else 3
+    if not 0 <= max_retries <= 100:
+        raise InvalidArgument(f"{prefix}max_retries", f"must be in [0, 100], got {max_retries}")
+    payload = struct_json(f"{prefix}payload", req.payload) if req.HasField("payload") else "{}"
+    run_at = timestamp(f"{prefix}run_at", req.run_at) if req.HasField("run_at") else None
+    key = req.idempotency_key or None
+    if key is not None and len(key) > MAX_KEY_CHARS:
+        raise InvalidArgument(f"{prefix}idempotency_key", f"must be at most {MAX_KEY_CHARS} characters")
+    return NewJob(type=req.type, payload_json=payload, priority=priority,
+                  max_retries=max_retries, run_at=run_at, idempotency_key=key)
+
+
+def new_jobs(req: pb.EnqueueBatchRequest) -> list[NewJob]:
+    if not 1 <= len(req.jobs) <= MAX_BATCH:
+        raise InvalidArgument("jobs", f"must hold 1 to {MAX_BATCH} jobs, got {len(req.jobs)}")
+    return [new_job(j, f"jobs[{i}].") for i, j in enumerate(req.jobs)]
+
+
+def job_id(field: str, value: str) -> uuid.UUID:
+    parsed = parse_id(value)
+    if parsed is None:
+        raise InvalidArgument(field, "is required" if not value else f"not a valid job id: {value!r}")
+    return parsed
+
+
+def lease(prefix: str, job_id_value: str, token: str) -> Lease:
+    jid = job_id(f"{prefix}job_id", job_id_value)
+    tok = parse_id(token)
+    if tok is None:
+        raise InvalidArgument(f"{prefix}lease_token", "is required" if not token else "malformed")
+    return Lease(job_id=jid, token=tok)
+
+
+def lease_seconds(value: int) -> int:
+    if value == 0:
+        return 30
+    if not 1 <= value <= 3600:
+        raise InvalidArgument("lease_seconds", f"must be in [1, 3600], got {value}")
+    return value
+
+
+def error_text(value: str) -> str:
+    return value if len(value) <= MAX_ERROR_CHARS else value[: MAX_ERROR_CHARS - 15] + "... (truncated)"
+
+
+def retry_after(req: pb.NackRequest) -> float | None:
+    if not req.HasField("retry_after"):
+        return None
+    seconds = req.retry_after.seconds + req.retry_after.nanos / 1e9
+    if not (0 <= seconds <= 366 * 86400) or math.isnan(seconds):
+        raise InvalidArgument("retry_after", "must be between 0 and 366 days")
+    return seconds
+
+
+def page_size(value: int) -> int:
+    if value == 0:
+        return PAGE_SIZE_DEFAULT
+    if not 1 <= value <= PAGE_SIZE_MAX:
+        raise InvalidArgument("page_size", f"must be in [1, {PAGE_SIZE_MAX}], got {value}")
+    return value
+
+
+def page_token(value: str) -> uuid.UUID | None:
+    if not value:
+        return None
+    parsed = parse_id(value)
+    if parsed is None:
+        raise InvalidArgument("page_token", "not a token returned by a previous page")
+    return parsed

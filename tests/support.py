@@ -1,0 +1,105 @@
+"""Test helpers that start real things: PostgreSQL databases and broker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Fast timers for tests; each can be overridden per broker.
+TEST_BROKER_ENV = {
+    "FORGE_RESCUE_INTERVAL": "0.25",
+    "FORGE_POLL_INTERVAL": "1",
+    "FORGE_STATS_INTERVAL": "0.5",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_serving(target: str, timeout: float = 20.0) -> bool:
+    """True once the gRPC health service at ``target`` says SERVING."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            time.sleep(0.05)
+    return False
+
+
+class BrokerProcess:
+    """A real ``python -m broker`` subprocess on a loopback port."""
+
+    def __init__(self, dsn: str, port: int | None = None, **env: str) -> None:
+        self.dsn = dsn
+        self.port = port or free_port()
+        self.env = {**TEST_BROKER_ENV, **env}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.NamedTemporaryFile(prefix="broker-", suffix=".log", delete=False)  # noqa: SIM115
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> BrokerProcess:
+        env = {**os.environ, **self.env, "DATABASE_URL": self.dsn, "GRPC_PORT": str(self.port),
+               "FORGE_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+        env.setdefault("FORGE_BROKER_ID", f"test-broker-{self.port}")
+        self.proc = subprocess.Popen([sys.executable, "-m", "broker"], env=env, cwd=REPO,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        if not wait_serving(self.target, timeout):
+            self.kill()
+            raise RuntimeError(f"broker did not start; its log:\n{self.log_text()}")
+        return self
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> BrokerProcess:
+        self.stop()
+        return self.start()
+
+    def log_text(self) -> str:
+        with contextlib.suppress(OSError):
+            return Path(self._log.name).read_text(errors="replace")
+        return ""
+
+
+def start_broker(dsn: str, port: int | None = None, **env: str) -> BrokerProcess:
+    """Start a broker on ``dsn`` and return it once it serves."""
+    return BrokerProcess(dsn, port, **env).start()
