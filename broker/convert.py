@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from forge.v1 import broker_pb2 as pb
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from broker.models import JobRow, Snapshot
+from forge.v1 import broker_pb2 as pb
 
 
 def ts(value: datetime) -> Timestamp:

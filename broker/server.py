@@ -7,7 +7,6 @@ import logging
 import signal
 
 import grpc
-from forge.v1 import broker_pb2, broker_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -20,6 +19,7 @@ from broker.migrate import migrate
 from broker.servicer import BrokerServicer
 from broker.stats import StatsHub
 from broker.store import Store
+from forge.v1 import broker_pb2, broker_pb2_grpc
 
 log = logging.getLogger("forge.broker")
 

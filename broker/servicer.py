@@ -11,8 +11,6 @@ from typing import Any, TypeVar
 
 import grpc
 import psycopg
-from forge.v1 import broker_pb2 as pb
-from forge.v1 import broker_pb2_grpc as pb_grpc
 from google.protobuf import json_format
 from psycopg_pool import PoolTimeout
 
@@ -27,6 +25,8 @@ from broker.errors import (
 )
 from broker.stats import StatsHub
 from broker.store import Store
+from forge.v1 import broker_pb2 as pb
+from forge.v1 import broker_pb2_grpc as pb_grpc
 
 log = logging.getLogger("forge.servicer")
 

@@ -27,11 +27,11 @@ class StatsHub:
         self._watchers = 0
         self._task: asyncio.Task[None] | None = None
 
-    async def current(self) -> Snapshot:
-        """A snapshot no older than one tick."""
+    async def current(self, *, fresh: bool = False) -> Snapshot:
+        """A snapshot no older than one tick (a new one when ``fresh``)."""
         loop = asyncio.get_running_loop()
         async with self._lock:
-            if self._latest is None or loop.time() - self._latest_at >= self.tick:
+            if fresh or self._latest is None or loop.time() - self._latest_at >= self.tick:
                 self._latest = await self.store.snapshot()
                 self._latest_at = loop.time()
             return self._latest
@@ -58,7 +58,7 @@ class StatsHub:
         while self._watchers > 0:
             await asyncio.sleep(self.tick)
             try:
-                await self.current()
+                await self.current(fresh=True)
             except Exception as exc:  # a failed tick must not end every watcher's stream
                 log.warning("stats snapshot failed: %s", exc)
                 continue

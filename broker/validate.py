@@ -9,13 +9,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from forge.v1 import broker_pb2 as pb
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
 
 from broker.errors import InvalidArgument
 from broker.ids import parse_id
 from broker.models import Lease, NewJob
+from forge.v1 import broker_pb2 as pb
 
 TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 MAX_PAYLOAD_BYTES = 1 << 20

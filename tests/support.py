@@ -9,11 +9,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from forge.client import wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,18 +31,7 @@ def free_port() -> int:
 
 def wait_serving(target: str, timeout: float = 20.0) -> bool:
     """True once the gRPC health service at ``target`` says SERVING."""
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if resp.status == health_pb2.HealthCheckResponse.SERVING:
-                    return True
-            except grpc.RpcError:
-                pass
-            time.sleep(0.05)
-    return False
+    return wait_ready(target, timeout)
 
 
 class BrokerProcess:
@@ -55,7 +42,7 @@ class BrokerProcess:
         self.port = port or free_port()
         self.env = {**TEST_BROKER_ENV, **env}
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="broker-", suffix=".log", delete=False)  # noqa: SIM115
+        self._log = tempfile.NamedTemporaryFile(prefix="broker-", suffix=".log", delete=False)
 
     @property
     def target(self) -> str:

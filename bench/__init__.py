@@ -1,0 +1,1 @@
+"""Forge's benchmark harness (``make bench``)."""

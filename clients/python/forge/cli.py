@@ -1,0 +1,135 @@
+"""``forge``: the command line over the Python client (and the migrations runner).
+
+    forge enqueue email '{"to": "a@b.c"}' --priority 10
+    forge get JOB_ID
+    forge list --status DEAD --type email
+    forge cancel JOB_ID
+    forge stats
+    forge dlq list | forge dlq retry JOB_ID
+    forge migrate            (uses DATABASE_URL, or the embedded PostgreSQL in ./.forge)
+
+Results are printed as JSON (the proto3 JSON mapping, as the REST API returns them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from forge.client import Client, ForgeClientError, default_target
+
+
+def _print(msg: Message) -> None:
+    print(json_format.MessageToJson(msg, indent=2))
+
+
+def _payload(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"forge: payload is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise SystemExit("forge: payload must be a JSON object")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="forge", description="Forge job queue command line.")
+    p.add_argument("--broker", default=None, help=f"broker address (default: $FORGE_BROKER or "
+                   f"{default_target()})")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("enqueue", help="enqueue a job")
+    e.add_argument("type")
+    e.add_argument("payload", nargs="?", default="{}", help="JSON object")
+    e.add_argument("--priority", type=int)
+    e.add_argument("--max-retries", type=int)
+    e.add_argument("--run-at", help="ISO 8601 time with offset, e.g. 2030-01-01T09:00:00+00:00")
+    e.add_argument("--idempotency-key")
+
+    g = sub.add_parser("get", help="show a job")
+    g.add_argument("id")
+
+    ls = sub.add_parser("list", help="list jobs, newest first")
+    ls.add_argument("--status")
+    ls.add_argument("--type")
+    ls.add_argument("--page-size", type=int, default=0)
+    ls.add_argument("--page-token", default="")
+
+    c = sub.add_parser("cancel", help="cancel a job")
+    c.add_argument("id")
+    c.add_argument("--reason", default="")
+
+    sub.add_parser("stats", help="queue statistics")
+
+    d = sub.add_parser("dlq", help="the dead-letter queue")
+    dsub = d.add_subparsers(dest="dlq_command", required=True)
+    dl = dsub.add_parser("list", help="list dead jobs")
+    dl.add_argument("--type")
+    dl.add_argument("--page-size", type=int, default=0)
+    dl.add_argument("--page-token", default="")
+    dr = dsub.add_parser("retry", help="send a dead job back to the queue")
+    dr.add_argument("id")
+
+    sub.add_parser("migrate", help="apply database migrations (DATABASE_URL or embedded)")
+    return p
+
+
+def _migrate() -> int:
+    import logging
+
+    from broker.config import Config
+    from broker.embedded import start_embedded
+    from broker.migrate import latest_version, migrate
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    cfg = Config.from_env()
+    dsn = cfg.database_url or start_embedded(cfg.data_dir)
+    applied = migrate(dsn)
+    print(json.dumps({"applied": applied, "version": latest_version()}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "migrate":
+        return _migrate()
+    try:
+        with Client(args.broker, timeout=args.timeout) as client:
+            if args.command == "enqueue":
+                run_at = datetime.fromisoformat(args.run_at) if args.run_at else None
+                if run_at is not None and run_at.tzinfo is None:
+                    raise SystemExit("forge: --run-at needs a UTC offset, e.g. +00:00")
+                _print(client.enqueue(args.type, _payload(args.payload), priority=args.priority,
+                                      max_retries=args.max_retries, run_at=run_at,
+                                      idempotency_key=args.idempotency_key))
+            elif args.command == "get":
+                _print(client.get(args.id))
+            elif args.command == "list":
+                _print(client.list(status=args.status, type=args.type, page_size=args.page_size,
+                                   page_token=args.page_token))
+            elif args.command == "cancel":
+                _print(client.cancel(args.id, args.reason))
+            elif args.command == "stats":
+                _print(client.stats())
+            elif args.dlq_command == "list":
+                _print(client.dead(type=args.type, page_size=args.page_size,
+                                   page_token=args.page_token))
+            else:
+                _print(client.retry_dead(args.id))
+    except ForgeClientError as exc:
+        print(f"forge: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

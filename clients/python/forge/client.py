@@ -1,0 +1,254 @@
+"""Typed wrappers around the generated forge.v1 stubs.
+
+Both clients speak to one broker target (``host:port``, default ``FORGE_BROKER`` or
+``localhost:50051``), give every call a deadline, and return the proto messages themselves
+(``forge.v1.broker_pb2.Job`` and friends), so nothing is lost in translation.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import grpc
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from forge.v1 import broker_pb2 as pb
+from forge.v1 import broker_pb2_grpc as pb_grpc
+
+DEFAULT_TARGET = "localhost:50051"
+DEFAULT_TIMEOUT = 10.0
+
+
+class ForgeClientError(Exception):
+    """A call failed; ``code`` is the gRPC status code, ``details`` the broker's message."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+def default_target() -> str:
+    return os.environ.get("FORGE_BROKER") or DEFAULT_TARGET
+
+
+def enqueue_request(type: str, payload: Mapping[str, Any] | None = None, *,
+                    priority: int | None = None, max_retries: int | None = None,
+                    run_at: datetime | None = None,
+                    idempotency_key: str | None = None) -> pb.EnqueueRequest:
+    """Build an EnqueueRequest; unset options take the broker's defaults."""
+    req = pb.EnqueueRequest(type=type, idempotency_key=idempotency_key or "")
+    if payload is not None:
+        s = Struct()
+        s.update(dict(payload))
+        req.payload.CopyFrom(s)
+    if priority is not None:
+        req.priority = priority
+    if max_retries is not None:
+        req.max_retries = max_retries
+    if run_at is not None:
+        ts = Timestamp()
+        ts.FromDatetime(run_at)
+        req.run_at.CopyFrom(ts)
+    return req
+
+
+def _status(name: str | None) -> pb.Job.Status.ValueType:
+    return pb.Job.Status.Value(name.upper()) if name else pb.Job.STATUS_UNSPECIFIED
+
+
+def _error(exc: grpc.RpcError) -> ForgeClientError:
+    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
+    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    return ForgeClientError(code, details or "")
+
+
+def wait_ready(target: str, timeout: float = 30.0) -> bool:
+    """Block until the broker at ``target`` reports SERVING on grpc.health.v1; False on timeout."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            time.sleep(0.05)
+    return False
+
+
+class Client:
+    """Blocking client. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, target: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.target = target or default_target()
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(self.target)
+        self.stub = pb_grpc.BrokerStub(self._channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def enqueue(self, type: str, payload: Mapping[str, Any] | None = None, *,
+                priority: int | None = None, max_retries: int | None = None,
+                run_at: datetime | None = None, idempotency_key: str | None = None) -> pb.Job:
+        """Enqueue one job; returns it (the existing one for a known idempotency key)."""
+        req = enqueue_request(type, payload, priority=priority, max_retries=max_retries,
+                              run_at=run_at, idempotency_key=idempotency_key)
+        try:
+            return self.stub.Enqueue(req, timeout=self.timeout).job
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+    def enqueue_batch(self, requests: Sequence[pb.EnqueueRequest]) -> list[pb.Job]:
+        """Enqueue all of ``requests`` or none; jobs come back in request order."""
+        try:
+            resp = self.stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=requests),
+                                          timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+        return list(resp.jobs)
+
+    def get(self, job_id: str) -> pb.Job:
+        try:
+            return self.stub.GetJob(pb.GetJobRequest(id=job_id), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+    def list(self, *, status: str | None = None, type: str | None = None, page_size: int = 0,
+             page_token: str = "") -> pb.ListJobsResponse:
+        req = pb.ListJobsRequest(status=_status(status), type=type or "", page_size=page_size,
+                                 page_token=page_token)
+        try:
+            return self.stub.ListJobs(req, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+    def cancel(self, job_id: str, reason: str = "") -> pb.Job:
+        try:
+            return self.stub.CancelJob(pb.CancelJobRequest(id=job_id, reason=reason),
+                                       timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+    def stats(self) -> pb.QueueStats:
+        try:
+            return self.stub.Stats(pb.StatsRequest(), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+    def dead(self, *, type: str | None = None, page_size: int = 0,
+             page_token: str = "") -> pb.ListDeadJobsResponse:
+        req = pb.ListDeadJobsRequest(type=type or "", page_size=page_size, page_token=page_token)
+        try:
+            return self.stub.ListDeadJobs(req, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+    def retry_dead(self, job_id: str) -> pb.Job:
+        try:
+            return self.stub.RetryDeadJob(pb.RetryDeadJobRequest(id=job_id), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+
+class AsyncClient:
+    """asyncio client with the same methods as ``Client``, each a coroutine."""
+
+    def __init__(self, target: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.target = target or default_target()
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(self.target)
+        self.stub = pb_grpc.BrokerStub(self._channel)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+    async def enqueue(self, type: str, payload: Mapping[str, Any] | None = None, *,
+                      priority: int | None = None, max_retries: int | None = None,
+                      run_at: datetime | None = None, idempotency_key: str | None = None) -> pb.Job:
+        req = enqueue_request(type, payload, priority=priority, max_retries=max_retries,
+                              run_at=run_at, idempotency_key=idempotency_key)
+        try:
+            resp: pb.EnqueueResponse = await self.stub.Enqueue(req, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+        return resp.job
+
+    async def enqueue_batch(self, requests: Sequence[pb.EnqueueRequest]) -> list[pb.Job]:
+        try:
+            resp: pb.EnqueueBatchResponse = await self.stub.EnqueueBatch(
+                pb.EnqueueBatchRequest(jobs=requests), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+        return list(resp.jobs)
+
+    async def get(self, job_id: str) -> pb.Job:
+        try:
+            job: pb.Job = await self.stub.GetJob(pb.GetJobRequest(id=job_id), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+        return job
+
+    async def list(self, *, status: str | None = None, type: str | None = None,
+                   page_size: int = 0, page_token: str = "") -> pb.ListJobsResponse:
+        req = pb.ListJobsRequest(status=_status(status), type=type or "", page_size=page_size,
+                                 page_token=page_token)
+        try:
+            resp: pb.ListJobsResponse = await self.stub.ListJobs(req, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+        return resp
+
+    async def cancel(self, job_id: str, reason: str = "") -> pb.Job:
+        try:
+            job: pb.Job = await self.stub.CancelJob(pb.CancelJobRequest(id=job_id, reason=reason),
+                                                    timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+        return job
+
+    async def stats(self) -> pb.QueueStats:
+        try:
+            resp: pb.QueueStats = await self.stub.Stats(pb.StatsRequest(), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+        return resp
+
+    async def dead(self, *, type: str | None = None, page_size: int = 0,
+                   page_token: str = "") -> pb.ListDeadJobsResponse:
+        req = pb.ListDeadJobsRequest(type=type or "", page_size=page_size, page_token=page_token)
+        try:
+            resp: pb.ListDeadJobsResponse = await self.stub.ListDeadJobs(req, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+        return resp
+
+    async def retry_dead(self, job_id: str) -> pb.Job:
+        try:
+            job: pb.Job = await self.stub.RetryDeadJob(pb.RetryDeadJobRequest(id=job_id),
+                                                       timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+        return job

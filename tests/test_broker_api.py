@@ -1,0 +1,316 @@
+"""The broker's gRPC API end to end: real broker processes, real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import psycopg
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from forge.v1 import broker_pb2 as pb
+from forge.v1 import broker_pb2_grpc
+from tests.support import BrokerProcess, start_broker
+
+Stub = broker_pb2_grpc.BrokerStub
+
+
+def count_jobs(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM forge.jobs").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def payload(**kw: object) -> Struct:
+    s = Struct()
+    s.update(kw)
+    return s
+
+
+def lease_one(stub: Stub, types: list[str] | None = None, lease_seconds: int = 30,
+              worker: str = "w1") -> pb.LeasedJob:
+    stream = stub.Lease(pb.LeaseRequest(worker_id=worker, types=types or [], max_in_flight=1,
+                                        lease_seconds=lease_seconds), timeout=10)
+    try:
+        return next(iter(stream)).jobs[0]
+    finally:
+        stream.cancel()
+
+
+BAD_INPUTS = [
+    ("type", pb.EnqueueRequest(type="")),
+    ("type", pb.EnqueueRequest(type="has space")),
+    ("type", pb.EnqueueRequest(type="x" * 129)),
+    ("priority", pb.EnqueueRequest(type="email", priority=1001)),
+    ("priority", pb.EnqueueRequest(type="email", priority=-1001)),
+    ("max_retries", pb.EnqueueRequest(type="email", max_retries=-1)),
+    ("max_retries", pb.EnqueueRequest(type="email", max_retries=101)),
+    ("payload", pb.EnqueueRequest(type="email", payload=payload(blob="x" * (1 << 20)))),
+    ("run_at", pb.EnqueueRequest(type="email", run_at=Timestamp(seconds=1, nanos=-5))),
+    ("run_at", pb.EnqueueRequest(type="email", run_at=Timestamp(seconds=10**12))),
+    ("idempotency_key", pb.EnqueueRequest(type="email", idempotency_key="k" * 256)),
+]
+
+
+@pytest.mark.parametrize(("field", "request_"), BAD_INPUTS,
+                         ids=[f"{f}-{i}" for i, (f, _) in enumerate(BAD_INPUTS)])
+def test_bad_enqueue_is_invalid_argument_naming_the_field_and_writes_nothing(
+        stub: Stub, dsn: str, field: str, request_: pb.EnqueueRequest) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Enqueue(request_, timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith(f"{field}:")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.EnqueueBatch(pb.EnqueueBatchRequest(
+            jobs=[pb.EnqueueRequest(type="ok")] * 3 + [request_]), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith(f"jobs[3].{field}:")
+    assert count_jobs(dsn) == 0
+
+
+@pytest.mark.parametrize("n", [0, 10_001])
+def test_batch_size_is_limited(stub: Stub, dsn: str, n: int) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=[pb.EnqueueRequest(type="a")] * n), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("jobs:")
+    assert count_jobs(dsn) == 0
+
+
+def test_batch_of_10000_is_one_statement_in_request_order(stub: Stub, dsn: str) -> None:
+    reqs = [pb.EnqueueRequest(type="bulk", priority=i % 7, payload=payload(i=i))
+            for i in range(10_000)]
+    resp = stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=reqs), timeout=30)
+    assert resp.created == 10_000
+    assert [j.payload["i"] for j in resp.jobs] == list(range(10_000))
+    assert count_jobs(dsn) == 10_000
+
+
+def test_enqueue_defaults_and_idempotency(stub: Stub) -> None:
+    first = stub.Enqueue(pb.EnqueueRequest(type="email", idempotency_key="signup-7",
+                                           payload=payload(to="a@b.c", n=3)), timeout=5)
+    assert first.created
+    job = first.job
+    assert (job.priority, job.max_retries, job.attempts, job.status) == (0, 3, 0, pb.Job.PENDING)
+    assert dict(job.payload) == {"to": "a@b.c", "n": 3}
+    again = stub.Enqueue(pb.EnqueueRequest(type="email", idempotency_key="signup-7"), timeout=5)
+    assert not again.created and again.job.id == job.id
+    explicit_zero = stub.Enqueue(pb.EnqueueRequest(type="email", max_retries=0), timeout=5)
+    assert explicit_zero.job.max_retries == 0
+
+
+def test_lease_delivers_a_job_enqueued_while_the_stream_is_idle(stub: Stub) -> None:
+    stream = stub.Lease(pb.LeaseRequest(worker_id="idle", types=["email"]), timeout=20)
+    got: list[pb.LeaseResponse] = []
+    reader = threading.Thread(target=lambda: got.append(next(iter(stream))))
+    reader.start()
+    time.sleep(1.0)  # the stream is open and idle
+    assert not got
+    sent = time.monotonic()
+    job = stub.Enqueue(pb.EnqueueRequest(type="email"), timeout=5).job
+    reader.join(timeout=5)
+    waited = time.monotonic() - sent
+    stream.cancel()
+    assert got and got[0].jobs[0].job.id == job.id
+    assert got[0].jobs[0].job.status == pb.Job.PROCESSING
+    assert got[0].jobs[0].lease_token
+    assert waited < 1.0, "woken by NOTIFY, not by the 1 s poll"
+
+
+def test_scheduled_job_is_delivered_when_due(stub: Stub) -> None:
+    due = Timestamp()
+    due.FromNanoseconds(time.time_ns() + 1_500_000_000)
+    job = stub.Enqueue(pb.EnqueueRequest(type="later", run_at=due), timeout=5).job
+    stream = stub.Lease(pb.LeaseRequest(worker_id="w", types=["later"]), timeout=20)
+    first = next(iter(stream))
+    late = time.time() - due.ToNanoseconds() / 1e9
+    stream.cancel()
+    assert first.jobs[0].job.id == job.id
+    assert -0.01 < late < 0.5
+
+
+def test_stream_keeps_at_most_max_in_flight_and_refills_on_ack(stub: Stub) -> None:
+    stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=[pb.EnqueueRequest(type="t")] * 5), timeout=5)
+    stream = stub.Lease(pb.LeaseRequest(worker_id="w", max_in_flight=2), timeout=20)
+    it = iter(stream)
+    held: list[pb.LeasedJob] = []
+    while len(held) < 2:
+        held.extend(next(it).jobs)
+    assert len(held) == 2
+    stats = stub.Stats(pb.StatsRequest(), timeout=5)
+    assert stats.processing == 2
+    stub.Ack(pb.AckRequest(job_id=held[0].job.id, lease_token=held[0].lease_token,
+                           result=payload(ok=True)), timeout=5)
+    more = next(it).jobs
+    assert len(more) == 1
+    stream.cancel()
+    assert stub.GetJob(pb.GetJobRequest(id=held[0].job.id), timeout=5).result["ok"] is True
+
+
+def test_nack_reports_where_the_job_went(stub: Stub) -> None:
+    stub.Enqueue(pb.EnqueueRequest(type="t", max_retries=1), timeout=5)
+    leased = lease_one(stub)
+    resp = stub.Nack(pb.NackRequest(job_id=leased.job.id, lease_token=leased.lease_token,
+                                    error="boom", retry_after=Duration(seconds=0)), timeout=5)
+    assert resp.status == pb.Job.PENDING
+    leased = lease_one(stub)
+    assert leased.job.attempts == 2
+    resp = stub.Nack(pb.NackRequest(job_id=leased.job.id, lease_token=leased.lease_token,
+                                    error="boom again"), timeout=5)
+    assert resp.status == pb.Job.DEAD
+    dead = stub.ListDeadJobs(pb.ListDeadJobsRequest(), timeout=5)
+    assert [j.id for j in dead.jobs] == [leased.job.id]
+    assert dead.jobs[0].last_error == "boom again"
+    retried = stub.RetryDeadJob(pb.RetryDeadJobRequest(id=leased.job.id), timeout=5)
+    assert retried.status == pb.Job.PENDING and retried.attempts == 0
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RetryDeadJob(pb.RetryDeadJobRequest(id=leased.job.id), timeout=5)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_stale_lease_token_is_failed_precondition(stub: Stub) -> None:
+    stub.Enqueue(pb.EnqueueRequest(type="t"), timeout=5)
+    leased = lease_one(stub)
+    stub.CancelJob(pb.CancelJobRequest(id=leased.job.id, reason="operator"), timeout=5)
+    for call in (
+        lambda: stub.Ack(pb.AckRequest(job_id=leased.job.id, lease_token=leased.lease_token),
+                         timeout=5),
+        lambda: stub.Nack(pb.NackRequest(job_id=leased.job.id, lease_token=leased.lease_token),
+                          timeout=5),
+        lambda: stub.Heartbeat(pb.HeartbeatRequest(leases=[pb.LeaseRef(
+            job_id=leased.job.id, lease_token=leased.lease_token)]), timeout=5),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert stub.GetJob(pb.GetJobRequest(id=leased.job.id), timeout=5).status == pb.Job.CANCELLED
+
+
+def test_heartbeat_extends_held_leases_and_lists_lost_ones(stub: Stub) -> None:
+    stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=[pb.EnqueueRequest(type="t")] * 2), timeout=5)
+    stream = stub.Lease(pb.LeaseRequest(worker_id="w", max_in_flight=2, lease_seconds=5),
+                        timeout=20)
+    it = iter(stream)
+    held: list[pb.LeasedJob] = []
+    while len(held) < 2:
+        held.extend(next(it).jobs)
+    stream.cancel()
+    stub.CancelJob(pb.CancelJobRequest(id=held[1].job.id), timeout=5)
+    resp = stub.Heartbeat(pb.HeartbeatRequest(lease_seconds=120, leases=[
+        pb.LeaseRef(job_id=h.job.id, lease_token=h.lease_token) for h in held]), timeout=5)
+    assert list(resp.lost_job_ids) == [held[1].job.id]
+    assert resp.lease_expires_at.ToNanoseconds() / 1e9 - time.time() > 100
+
+
+def test_unknown_and_malformed_ids(stub: Stub) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetJob(pb.GetJobRequest(id="0190d6a4-0000-7000-8000-000000000000"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetJob(pb.GetJobRequest(id="nope"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("id:")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Ack(pb.AckRequest(job_id="0190d6a4-0000-7000-8000-000000000000",
+                               lease_token="0190d6a4-0000-7000-8000-000000000000"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Lease(pb.LeaseRequest(worker_id=""), timeout=5).next()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_list_jobs_filters_and_pages(stub: Stub) -> None:
+    stub.EnqueueBatch(pb.EnqueueBatchRequest(
+        jobs=[pb.EnqueueRequest(type="a")] * 7 + [pb.EnqueueRequest(type="b")] * 3), timeout=5)
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = stub.ListJobs(pb.ListJobsRequest(type="a", page_size=3, page_token=token), timeout=5)
+        seen += [j.id for j in page.jobs]
+        assert all(j.type == "a" for j in page.jobs)
+        token = page.next_page_token
+        if not token:
+            break
+    assert len(seen) == 7 and len(set(seen)) == 7
+    assert seen == sorted(seen, reverse=True)  # newest first
+    pending_b = stub.ListJobs(pb.ListJobsRequest(status=pb.Job.PENDING, type="b"), timeout=5)
+    assert len(pending_b.jobs) == 3
+    none = stub.ListJobs(pb.ListJobsRequest(status=pb.Job.COMPLETED), timeout=5)
+    assert len(none.jobs) == 0 and not none.next_page_token
+
+
+def test_watch_stats_streams_snapshots(stub: Stub) -> None:
+    stub.Enqueue(pb.EnqueueRequest(type="t"), timeout=5)
+    stream = stub.WatchStats(pb.WatchStatsRequest(), timeout=10)
+    snaps = []
+    for snap in stream:
+        snaps.append(snap)
+        if len(snaps) == 3:
+            break
+    stream.cancel()
+    assert all(s.pending == 1 for s in snaps)
+    times = [s.computed_at.ToNanoseconds() for s in snaps]
+    assert times == sorted(times) and len(set(times)) == 3
+    assert len(snaps[0].throughput) == 60
+
+
+@pytest.fixture
+def two_brokers(dsn: str) -> Iterator[tuple[BrokerProcess, BrokerProcess]]:
+    env = {"FORGE_RESCUE_INTERVAL": "0.05", "FORGE_BACKOFF_BASE": "600"}
+    a = start_broker(dsn, **env)
+    b = start_broker(dsn, **env)
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def test_expired_lease_is_rescued_once_with_two_brokers(
+        two_brokers: tuple[BrokerProcess, BrokerProcess], dsn: str) -> None:
+    a, _ = two_brokers
+    with grpc.insecure_channel(a.target) as ca:
+        sa = Stub(ca)
+        ids = [j.id for j in sa.EnqueueBatch(pb.EnqueueBatchRequest(
+            jobs=[pb.EnqueueRequest(type="t")] * 20), timeout=5).jobs]
+        stream = sa.Lease(pb.LeaseRequest(worker_id="doomed", max_in_flight=20, lease_seconds=1),
+                          timeout=20)
+        it = iter(stream)
+        leased = 0
+        while leased < 20:
+            leased += len(next(it).jobs)
+        stream.cancel()
+    time.sleep(2.5)
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT status, attempts, last_error FROM forge.jobs "
+                            "WHERE id = ANY(%s::uuid[])", (ids,)).fetchall()
+        failed = conn.execute("SELECT coalesce(sum(failed), 0) FROM (SELECT failed FROM "
+                              "forge.throughput UNION ALL SELECT failed FROM "
+                              "forge.throughput_deltas) t").fetchone()
+    assert len(rows) == 20
+    assert all(status == "PENDING" and attempts == 1 for status, attempts, _ in rows)
+    assert all("lease expired" in err for _, _, err in rows)
+    assert failed == (20,), "each expired lease counted as exactly one failed attempt"
+
+
+def test_sigterm_stops_the_broker_cleanly_and_ends_streams(broker: BrokerProcess) -> None:
+    with grpc.insecure_channel(broker.target) as channel:
+        stream = Stub(channel).Lease(pb.LeaseRequest(worker_id="w"), timeout=20)
+        ended = threading.Event()
+
+        def drain() -> None:
+            try:
+                for _ in stream:
+                    pass
+            except grpc.RpcError:
+                pass
+            ended.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        time.sleep(0.5)
+        assert broker.stop() == 0
+        assert ended.wait(5)

