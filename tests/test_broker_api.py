@@ -314,3 +314,23 @@ def test_sigterm_stops_the_broker_cleanly_and_ends_streams(broker: BrokerProcess
         time.sleep(0.5)
         assert broker.stop() == 0
         assert ended.wait(5)
+
+
+def test_ack_through_another_broker_frees_the_stream_slot(dsn: str) -> None:
+    a = start_broker(dsn, FORGE_STATS_INTERVAL="0.2")
+    b = start_broker(dsn)
+    try:
+        with grpc.insecure_channel(a.target) as ca, grpc.insecure_channel(b.target) as cb:
+            sa, sb = Stub(ca), Stub(cb)
+            sa.EnqueueBatch(pb.EnqueueBatchRequest(jobs=[pb.EnqueueRequest(type="t")] * 2),
+                            timeout=5)
+            stream = sa.Lease(pb.LeaseRequest(worker_id="w", max_in_flight=1), timeout=20)
+            it = iter(stream)
+            first = next(it).jobs[0]
+            sb.Ack(pb.AckRequest(job_id=first.job.id, lease_token=first.lease_token), timeout=5)
+            second = next(it).jobs[0]  # broker A learns of the ack within a tick or two
+            stream.cancel()
+            assert second.job.id != first.job.id
+    finally:
+        a.stop()
+        b.stop()
