@@ -54,6 +54,8 @@ class Config:
     """How long COMPLETED and CANCELLED jobs are kept."""
     pool_min: int = 2
     pool_max: int = 10
+    pool_timeout: float = 5.0
+    """Seconds a call waits for a database connection before failing with UNAVAILABLE."""
     statement_timeout_ms: int = 30_000
     poll_seconds: float = 5.0
     """Safety net: the dispatcher looks for work this often even with no NOTIFY."""
@@ -75,6 +77,7 @@ class Config:
             retention_seconds=_float(e, "FORGE_RETENTION", defaults.retention_seconds),
             pool_min=_int(e, "FORGE_POOL_MIN", defaults.pool_min),
             pool_max=_int(e, "FORGE_POOL_MAX", defaults.pool_max),
+            pool_timeout=_float(e, "FORGE_POOL_TIMEOUT", defaults.pool_timeout),
             statement_timeout_ms=_int(e, "FORGE_STATEMENT_TIMEOUT_MS", defaults.statement_timeout_ms),
             poll_seconds=_float(e, "FORGE_POLL_INTERVAL", defaults.poll_seconds),
         )

@@ -36,6 +36,7 @@ class Broker:
         self.port = 0
         self.server: grpc.aio.Server | None = None
         self.health = HealthServicer()
+        self._health_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -48,7 +49,7 @@ class Broker:
             log.info("database migrated to version %d", applied[-1])
         self.store = Store(self.dsn, min_size=cfg.pool_min, max_size=cfg.pool_max,
                            statement_timeout_ms=cfg.statement_timeout_ms,
-                           backoff_base=cfg.backoff_base)
+                           backoff_base=cfg.backoff_base, pool_timeout=cfg.pool_timeout)
         await self.store.open()
         self.dispatcher = Dispatcher(self.store, broker_id=cfg.broker_id,
                                      poll_seconds=cfg.poll_seconds)
@@ -76,12 +77,32 @@ class Broker:
         await self.maintenance.start()
         await server.start()
         self.server = server
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._set_health(True)
+        self._health_task = asyncio.create_task(self._watch_database(), name="health")
         log.info("broker %s listening on %s:%d", cfg.broker_id, cfg.host, self.port)
+
+    async def _set_health(self, serving: bool) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    async def _watch_database(self) -> None:
+        """SERVING only while the database answers: load balancers route around an outage."""
+        serving = True
+        while True:
+            await asyncio.sleep(self.config.tick_seconds)
+            ok = await self.store.ping()
+            if ok != serving:
+                log.warning("database %s", "reachable again: SERVING" if ok
+                            else "unreachable: NOT_SERVING")
+                await self._set_health(ok)
+                serving = ok
 
     async def stop(self, grace: float = 5.0) -> None:
         """NOT_SERVING at once, end lease streams, let unary calls finish, close the pool."""
+        if self._health_task is not None:
+            self._health_task.cancel()
         await self.health.enter_graceful_shutdown()
         await self.maintenance.stop()
         await self.dispatcher.stop()

@@ -42,7 +42,8 @@ class Store:
     """Async access to one Forge database through a bounded connection pool."""
 
     def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10,
-                 statement_timeout_ms: int = 30_000, backoff_base: float = 5.0) -> None:
+                 statement_timeout_ms: int = 30_000, backoff_base: float = 5.0,
+                 pool_timeout: float = 5.0) -> None:
         self.dsn = dsn
         self.backoff_base = backoff_base
         self.pool = AsyncConnectionPool(
@@ -50,7 +51,10 @@ class Store:
             min_size=min_size,
             max_size=max_size,
             open=False,
+            # A caller waits this long for a connection, then gets UNAVAILABLE, never a hang.
+            timeout=pool_timeout,
             kwargs={
+                "connect_timeout": max(1, int(pool_timeout)),
                 "autocommit": True,
                 "options": f"-c statement_timeout={statement_timeout_ms}",
             },
