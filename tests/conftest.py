@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,9 +19,7 @@ from psycopg.conninfo import make_conninfo
 from broker.migrate import migrate
 from broker.store import Store
 from forge.v1 import broker_pb2_grpc
-from tests.support import BrokerProcess, start_broker
-
-TEMPLATE = "forge_test_template"
+from tests.support import TEMPLATE, BrokerProcess, drop_database, new_database, start_broker
 
 
 @pytest.fixture(scope="session")
@@ -52,23 +49,6 @@ def template_dsn(pg_admin_dsn: str) -> str:
     dsn = make_conninfo(pg_admin_dsn, dbname=TEMPLATE)
     migrate(dsn)
     return dsn
-
-
-def new_database(pg_admin_dsn: str, template: str | None = TEMPLATE) -> str:
-    """Create a fresh database (a copy of the migrated template, or empty) and return its DSN."""
-    name = f"forge_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        if template:
-            conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
-        else:
-            conn.execute(f"CREATE DATABASE {name}")
-    return make_conninfo(pg_admin_dsn, dbname=name)
-
-
-def drop_database(pg_admin_dsn: str, dsn: str) -> None:
-    name = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

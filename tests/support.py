@@ -9,11 +9,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from forge.client import wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = "forge_test_template"
 
 # Fast timers for tests; each can be overridden per broker.
 TEST_BROKER_ENV = {
@@ -32,6 +37,23 @@ def free_port() -> int:
 def wait_serving(target: str, timeout: float = 20.0) -> bool:
     """True once the gRPC health service at ``target`` says SERVING."""
     return wait_ready(target, timeout)
+
+
+def new_database(pg_admin_dsn: str, template: str | None = TEMPLATE) -> str:
+    """Create a fresh database (a copy of the migrated template, or empty) and return its DSN."""
+    name = f"forge_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        if template:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        else:
+            conn.execute(f"CREATE DATABASE {name}")
+    return make_conninfo(pg_admin_dsn, dbname=name)
+
+
+def drop_database(pg_admin_dsn: str, dsn: str) -> None:
+    name = conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 class BrokerProcess:

@@ -15,7 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
-from tests.support import BrokerProcess, start_broker
+from tests.support import BrokerProcess, drop_database, new_database, start_broker
 
 Stub = broker_pb2_grpc.BrokerStub
 
@@ -58,10 +58,22 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def untouched(pg_admin_dsn: str, template_dsn: str) -> Iterator[tuple[str, Stub]]:
+    """One broker and database shared by tests that must leave the database empty."""
+    dsn = new_database(pg_admin_dsn)
+    proc = start_broker(dsn)
+    with grpc.insecure_channel(proc.target) as channel:
+        yield dsn, Stub(channel)
+    proc.stop()
+    drop_database(pg_admin_dsn, dsn)
+
+
 @pytest.mark.parametrize(("field", "request_"), BAD_INPUTS,
                          ids=[f"{f}-{i}" for i, (f, _) in enumerate(BAD_INPUTS)])
 def test_bad_enqueue_is_invalid_argument_naming_the_field_and_writes_nothing(
-        stub: Stub, dsn: str, field: str, request_: pb.EnqueueRequest) -> None:
+        untouched: tuple[str, Stub], field: str, request_: pb.EnqueueRequest) -> None:
+    dsn, stub = untouched
     with pytest.raises(grpc.RpcError) as err:
         stub.Enqueue(request_, timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -75,7 +87,8 @@ def test_bad_enqueue_is_invalid_argument_naming_the_field_and_writes_nothing(
 
 
 @pytest.mark.parametrize("n", [0, 10_001])
-def test_batch_size_is_limited(stub: Stub, dsn: str, n: int) -> None:
+def test_batch_size_is_limited(untouched: tuple[str, Stub], n: int) -> None:
+    dsn, stub = untouched
     with pytest.raises(grpc.RpcError) as err:
         stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=[pb.EnqueueRequest(type="a")] * n), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
