@@ -43,14 +43,16 @@ Resp = TypeVar("Resp")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
-def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
+def _status_for(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status for a failed call. Internals stay in the log, not in the answer."""
     if isinstance(exc, ForgeError):
         return _CODES.get(type(exc), grpc.StatusCode.INTERNAL), str(exc)
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return grpc.StatusCode.DEADLINE_EXCEEDED, "database statement timed out"
     if isinstance(exc, _UNAVAILABLE):
         return grpc.StatusCode.UNAVAILABLE, f"database unavailable: {exc}"
-    return None
+    log.error("%s failed", method, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error in {method}; see the broker log"
 
 
 def unary(fn: Callable[[Any, Req, Ctx], Awaitable[Resp]]) -> Callable[[Any, Req, Ctx], Awaitable[Resp]]:
@@ -61,11 +63,7 @@ def unary(fn: Callable[[Any, Req, Ctx], Awaitable[Resp]]) -> Callable[[Any, Req,
         try:
             return await fn(self, request, context)
         except Exception as exc:
-            status = _status_for(exc)
-            if status is None:
-                log.exception("%s failed", fn.__name__)
-                raise
-            await context.abort(*status)
+            await context.abort(*_status_for(exc, fn.__name__))
             raise  # abort() always raises; this keeps type checkers content
 
     return wrapper
@@ -94,6 +92,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         try:
             if not request.worker_id or len(request.worker_id) > validate.MAX_WORKER_ID_CHARS:
                 raise InvalidArgument("worker_id", "must be 1 to 128 characters")
+            validate.check_text("worker_id", request.worker_id)
             for i, t in enumerate(request.types):
                 validate.check_type(f"types[{i}]", t)
             max_in_flight = request.max_in_flight or 8
@@ -103,10 +102,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                                                 max_in_flight,
                                                 validate.lease_seconds(request.lease_seconds))
         except Exception as exc:
-            status = _status_for(exc)
-            if status is None:
-                raise
-            await context.abort(*status)
+            await context.abort(*_status_for(exc, "Lease"))
         try:
             async for rows in stream.batches():
                 yield pb.LeaseResponse(jobs=[
@@ -211,10 +207,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             async for snap in self.stats.watch(interval):
                 yield convert.stats(snap)
         except Exception as exc:
-            status = _status_for(exc)
-            if status is None:
-                raise
-            await context.abort(*status)
+            await context.abort(*_status_for(exc, "WatchStats"))
 
     def _settle_unless_unreachable(self, job_id: uuid.UUID) -> None:
         """Free the stream slot unless the database could not be asked (the job may be held)."""

@@ -44,9 +44,33 @@ def _integral(value: Any) -> Any:
     return value
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def check_text(field: str, value: str) -> str:
+    """PostgreSQL text cannot hold NUL: refuse it at the edge rather than fail in the database."""
+    if "\x00" in value:
+        raise InvalidArgument(field, "must not contain NUL (\\u0000) characters")
+    return value
+
+
+def clean_text(value: str) -> str:
+    """Free-form text (errors, reasons) keeps its content; NULs become U+FFFD."""
+    return value.replace("\x00", "\ufffd")
+
+
 def struct_json(field: str, value: Struct) -> str:
-    """``value`` as compact JSON text, at most 1 MiB."""
+    """``value`` as compact JSON text, at most 1 MiB, with no NUL characters."""
     data = _integral(json_format.MessageToDict(value))
+    if _has_nul(data):
+        raise InvalidArgument(field, "must not contain NUL (\\u0000) characters")
     try:
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError:
@@ -75,7 +99,7 @@ def new_job(req: pb.EnqueueRequest, prefix: str = "") -> NewJob:
         raise InvalidArgument(f"{prefix}max_retries", f"must be in [0, 100], got {max_retries}")
     payload = struct_json(f"{prefix}payload", req.payload) if req.HasField("payload") else "{}"
     run_at = timestamp(f"{prefix}run_at", req.run_at) if req.HasField("run_at") else None
-    key = req.idempotency_key or None
+    key = check_text(f"{prefix}idempotency_key", req.idempotency_key) or None
     if key is not None and len(key) > MAX_KEY_CHARS:
         raise InvalidArgument(f"{prefix}idempotency_key", f"must be at most {MAX_KEY_CHARS} characters")
     return NewJob(type=req.type, payload_json=payload, priority=priority,
@@ -112,6 +136,7 @@ def lease_seconds(value: int) -> int:
 
 
 def error_text(value: str) -> str:
+    value = clean_text(value)
     return value if len(value) <= MAX_ERROR_CHARS else value[: MAX_ERROR_CHARS - 15] + "... (truncated)"
 
 

@@ -55,6 +55,9 @@ BAD_INPUTS = [
     ("run_at", pb.EnqueueRequest(type="email", run_at=Timestamp(seconds=1, nanos=-5))),
     ("run_at", pb.EnqueueRequest(type="email", run_at=Timestamp(seconds=10**12))),
     ("idempotency_key", pb.EnqueueRequest(type="email", idempotency_key="k" * 256)),
+    ("idempotency_key", pb.EnqueueRequest(type="email", idempotency_key="a\x00b")),
+    ("payload", pb.EnqueueRequest(type="email", payload=payload(to="a\x00b"))),
+    ("payload", pb.EnqueueRequest(type="email", payload=payload(**{"k\x00": 1}))),
 ]
 
 
@@ -175,11 +178,11 @@ def test_nack_reports_where_the_job_went(stub: Stub) -> None:
     leased = lease_one(stub)
     assert leased.job.attempts == 2
     resp = stub.Nack(pb.NackRequest(job_id=leased.job.id, lease_token=leased.lease_token,
-                                    error="boom again"), timeout=5)
+                                    error="boom\x00again"), timeout=5)
     assert resp.status == pb.Job.DEAD
     dead = stub.ListDeadJobs(pb.ListDeadJobsRequest(), timeout=5)
     assert [j.id for j in dead.jobs] == [leased.job.id]
-    assert dead.jobs[0].last_error == "boom again"
+    assert dead.jobs[0].last_error == "boom\ufffdagain", "a NUL in an error is kept visible"
     retried = stub.RetryDeadJob(pb.RetryDeadJobRequest(id=leased.job.id), timeout=5)
     assert retried.status == pb.Job.PENDING and retried.attempts == 0
     with pytest.raises(grpc.RpcError) as err:

@@ -1,0 +1,67 @@
+"""``forge-gateway`` / ``python -m gateway``: serve the REST gateway with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.config import Config
+from gateway.routes import TemplateError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run until SIGINT/SIGTERM. Logs ``gateway listening on HOST:PORT`` once it accepts."""
+    config = Config.from_args(argv)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        app = create_app(config)
+    except TemplateError as e:
+        logging.getLogger("gateway").error("bad google.api.http annotation: %s", e)
+        return 2
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level=config.log_level,
+            # Streams (SSE, NDJSON) are cancelled on disconnect; give them no grace to linger.
+            timeout_graceful_shutdown=5,
+            access_log=config.log_level == "debug",
+        )
+    )
+    _announce_when_started(server, config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _announce_when_started(server: uvicorn.Server, config: Config) -> None:
+    # uvicorn logs its own banner, but tests and scripts wait for the same line every Forge
+    # service prints, with the port actually bound (port 0 picks a free one).
+    original = server.startup
+
+    async def startup(sockets: list[socket.socket] | None = None) -> None:
+        await original(sockets=sockets)
+        if not server.started:
+            return
+        port = config.port
+        for s in server.servers:
+            for sock in s.sockets:
+                port = sock.getsockname()[1]
+        logging.getLogger("gateway").info(
+            "gateway listening on %s:%d (broker %s)", config.host, port, config.broker
+        )
+
+    server.startup = startup  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
