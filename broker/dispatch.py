@@ -79,6 +79,7 @@ class Dispatcher:
         self._next_at: float | None = None  # loop time of the next scheduled run_at
         self._tasks: list[asyncio.Task[None]] = []
         self._rotation = 0
+        self._stopping = False
 
     @property
     def streams(self) -> list[LeaseStream]:
@@ -89,12 +90,23 @@ class Dispatcher:
                        asyncio.create_task(self._listen(), name="listen")]
 
     async def stop(self) -> None:
-        """Stop feeding, end every stream (their workers reconnect elsewhere), release outboxes."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        """Stop feeding, end every stream (their workers reconnect elsewhere), release outboxes.
+
+        A claim in progress is allowed to finish, so the rows it leased reach an outbox and are
+        released with it instead of waiting out their lease.
+        """
+        self._stopping = True
+        self.wake()
+        run, listen = self._tasks or (None, None)
+        if listen is not None:
+            listen.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await listen
+        if run is not None:
+            try:
+                await asyncio.wait_for(run, timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("dispatch did not finish its round in time")
         for stream in list(self._streams.values()):
             await self.close(stream)
 
@@ -159,13 +171,15 @@ class Dispatcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         failing = False
-        while True:
+        while not self._stopping:
             timeout = self.poll_seconds
             if self._next_at is not None:
                 timeout = max(0.0, min(timeout, self._next_at - loop.time()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self._round()
                 if failing:

@@ -1,0 +1,46 @@
+"""Heartbeats keep a long job's lease alive; a lease the broker takes back stops its handler."""
+
+from __future__ import annotations
+
+from forge import Client
+from tests.support import BrokerProcess
+from tests.workerd_support import (
+    WorkerdProcess,
+    create_effects_table,
+    effects,
+    job_row,
+    wait_until,
+    workers,
+)
+
+LEASE_SECONDS = 2
+
+
+def test_a_job_running_three_times_its_lease_completes_once_kept_alive_by_heartbeats(
+        dsn: str, broker: BrokerProcess) -> None:
+    create_effects_table(dsn)
+    worker = WorkerdProcess(broker.target, "steady", effects_dsn=dsn, lease_seconds=LEASE_SECONDS)
+    with workers(worker), Client(broker.target) as client:
+        job = client.enqueue("long", {"seconds": 3 * LEASE_SECONDS}, max_retries=3)
+        assert wait_until(lambda: job_row(dsn, job.id)["status"] == "COMPLETED", timeout=20)
+        row = job_row(dsn, job.id)
+        assert row["attempts"] == 1 and row["last_error"] is None
+        assert [(e["worker"], e["phase"]) for e in effects(dsn, job.id)] == [
+            ("steady", "start"), ("steady", "done")]
+        assert "lease lost" not in worker.log_text()
+
+
+def test_a_cancelled_job_loses_its_lease_its_handler_is_signalled_and_its_result_dropped(
+        dsn: str, broker: BrokerProcess) -> None:
+    create_effects_table(dsn)
+    worker = WorkerdProcess(broker.target, "loser", effects_dsn=dsn, lease_seconds=LEASE_SECONDS)
+    with workers(worker), Client(broker.target) as client:
+        job = client.enqueue("long", {"seconds": 30})
+        assert wait_until(lambda: len(effects(dsn, job.id)) == 1, timeout=10)
+        client.cancel(job.id, reason="operator said so")
+        # The next heartbeat (every lease_seconds/3) reports the lease lost.
+        assert wait_until(lambda: [e["phase"] for e in effects(dsn, job.id)] == ["start", "cancelled"],
+                          timeout=5), effects(dsn, job.id)
+        worker.wait_log("dropping its nack")
+        row = job_row(dsn, job.id)
+        assert row["status"] == "CANCELLED" and row["last_error"] == "cancelled: operator said so"
