@@ -36,20 +36,54 @@ $(GEN)/broker_pb2.py: $(PROTO) | $(BIN)/python
 	  $(PROTO)
 	touch $(GEN)/__init__.py
 
-run: setup
+run: setup dashboard
 	$(BIN)/python scripts/stack.py
 
-test: setup lint pytest
+test: setup lint dashboard-test pytest
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-pytest: setup
+pytest: setup dashboard chromium
 	$(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/python -m bench
 
+# --- dashboard: React + Vite app in dashboard/, served by the gateway at / -------------------
+DASH := dashboard
+# npm writes node_modules/.package-lock.json on every install: the stamp of `npm ci`.
+DASH_DEPS := $(DASH)/node_modules/.package-lock.json
+DASH_SRC := $(shell find $(DASH)/src $(DASH)/public -type f 2>/dev/null) \
+            $(DASH)/index.html $(DASH)/vite.config.ts $(DASH)/tsconfig.json
+
+.PHONY: dashboard dashboard-test chromium e2e screenshot
+
+$(DASH_DEPS): $(DASH)/package.json $(DASH)/package-lock.json
+	cd $(DASH) && npm ci --no-audit --no-fund
+	touch $@
+
+# Type-checks, then builds; redone only when a source, the config or the lock file changes.
+$(DASH)/dist/index.html: $(DASH_DEPS) $(DASH_SRC)
+	cd $(DASH) && npm run build
+	touch $@
+
+dashboard: $(DASH)/dist/index.html
+
+dashboard-test: $(DASH_DEPS)
+	cd $(DASH) && npm test
+
+# Debian's chromium for the browser tests, installed only when /usr/bin/chromium is missing.
+chromium:
+	$(DASH)/scripts/install-chromium.sh
+
+e2e: setup dashboard chromium
+	$(BIN)/python -m pytest tests/test_dashboard_e2e.py
+
+# Regenerates docs/dashboard.png (the overview, from the browser test's run).
+screenshot: setup dashboard chromium
+	FORGE_DASHBOARD_SCREENSHOT=docs/dashboard.png $(BIN)/python -m pytest tests/test_dashboard_e2e.py
+
 clean:
-	rm -rf $(VENV) $(GEN) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(GEN) .pytest_cache .mypy_cache .ruff_cache $(DASH)/node_modules $(DASH)/dist

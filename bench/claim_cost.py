@@ -70,7 +70,9 @@ def main() -> None:
         import pgserver
 
         tmp = tempfile.TemporaryDirectory(prefix="forge-bench-")
-        admin = pgserver.get_server(Path(tmp.name) / "pgdata", cleanup_mode="delete").get_uri()
+        server = pgserver.get_server(  # type: ignore[attr-defined]
+            Path(tmp.name) / "pgdata", cleanup_mode="delete")
+        admin = server.get_uri()
     name = f"forge_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")

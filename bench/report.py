@@ -1,0 +1,131 @@
+"""Figures, medians, ratios, the table and the JSON document of a benchmark run."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    scenario: str
+    label: str
+    unit: str
+    higher_is_better: bool
+
+
+METRICS = (
+    Metric("drain", "drain", "drain", "jobs/s", True),
+    Metric("enqueue_batch", "enqueue", "enqueue, batches of 1,000", "jobs/s", True),
+    Metric("enqueue_single", "enqueue", "enqueue, single × 16 clients", "jobs/s", True),
+    Metric("latency_p50", "latency", "idle latency p50", "ms", False),
+    Metric("latency_p99", "latency", "idle latency p99", "ms", False),
+)
+SCENARIOS = ("drain", "enqueue", "latency")
+SYSTEMS = ("forge", "pgqueuer", "procrastinate", "psycopg")
+LABELS = {"forge": "Forge", "pgqueuer": "pgqueuer", "procrastinate": "procrastinate",
+          "psycopg": "psycopg SKIP LOCKED"}
+
+Runs = Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]
+"""system → scenario → the result dict of each repeat (an ``error`` key marks a failed one)."""
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between closest ranks (numpy's default)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def figures(runs: Runs) -> dict[str, dict[str, dict[str, Any]]]:
+    """metric → system → {median, runs, unit} over the successful repeats."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for m in METRICS:
+        for system, scenarios in runs.items():
+            values = [float(r[m.key]) for r in scenarios.get(m.scenario, ()) if m.key in r]
+            errors = [str(r["error"]) for r in scenarios.get(m.scenario, ()) if "error" in r]
+            if not values and not errors:
+                continue
+            entry: dict[str, Any] = {"unit": m.unit, "runs": [round(v, 3) for v in values],
+                                     "median": round(statistics.median(values), 3) if values else None}
+            if errors:
+                entry["errors"] = errors
+            out.setdefault(m.key, {})[system] = entry
+    return out
+
+
+def ratios(figs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, float]]:
+    """metric → peer → Forge's median ÷ the peer's (for latency, below 1 means Forge is faster)."""
+    out: dict[str, dict[str, float]] = {}
+    for metric, systems in figs.items():
+        forge = systems.get("forge", {}).get("median")
+        if not forge:
+            continue
+        for peer, entry in systems.items():
+            if peer != "forge" and entry.get("median"):
+                out.setdefault(metric, {})[peer] = round(forge / entry["median"], 3)
+    return out
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "error"
+    return f"{value:,.2f}" if unit == "ms" else f"{value:,.0f}"
+
+
+def table(figs: Mapping[str, Mapping[str, Mapping[str, Any]]], rats: Mapping[str, Mapping[str, float]],
+          systems: Sequence[str], markdown: bool = False) -> str:
+    """One table: a row per metric, a column per system, then Forge ÷ each peer."""
+    peers = [s for s in systems if s != "forge"] if "forge" in systems else []
+    head = ["metric", "unit", *(LABELS[s] for s in systems), *(f"Forge ÷ {LABELS[p]}" for p in peers)]
+    rows: list[list[str]] = []
+    for m in METRICS:
+        if m.key not in figs:
+            continue
+        cells = [m.label, m.unit]
+        for s in systems:
+            entry = figs[m.key].get(s)
+            cells.append("—" if entry is None else _fmt(entry["median"], m.unit))
+        for p in peers:
+            r = rats.get(m.key, {}).get(p)
+            cells.append("—" if r is None else f"{r:.2f}")
+        rows.append(cells)
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    fmt = ["<" if i < 2 else ">" for i in range(len(head))]
+    return "\n".join("  ".join(f"{c:{fmt[i]}{widths[i]}}" for i, c in enumerate(r)) for r in [head, *rows])
+
+
+def machine() -> dict[str, Any]:
+    """CPU count and model, memory, OS, Python and load average (this machine is shared)."""
+    info: dict[str, Any] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                            "python": sys.version.split()[0]}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["memory_mib"] = int(line.split()[1]) // 1024
+                break
+    if hasattr(os, "getloadavg"):
+        info["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    return info

@@ -1,0 +1,424 @@
+#!/usr/bin/env node
+// End-to-end test of the dashboard in a real headless Chromium against a real Forge stack
+// (PostgreSQL, broker, gateway serving dashboard/dist, one workerd with the demo handlers and
+// tests/handlers/dashboard_handlers.py). tests/test_dashboard_e2e.py starts the stack and runs:
+//
+//   node dashboard/e2e/run.mjs http://127.0.0.1:PORT
+//
+// Environment:
+//   SCREENSHOT_DIR          where to save a screenshot of each view (default dashboard/e2e/screenshots)
+//   DASHBOARD_E2E_FIX_FILE  the file that makes the `fail_until_fixed` handler succeed
+//   E2E_CONTROL=1           the runner restarts processes on request: this script prints
+//                           "@@restart gateway" (or broker) and waits for a line on stdin
+//   CHROMIUM                the browser binary (default /usr/bin/chromium)
+//
+// Exits 0 when every scenario passed, 1 otherwise (with the failing step and a screenshot).
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const BASE = (process.argv[2] ?? process.env.BASE_URL ?? "http://127.0.0.1:8080").replace(/\/$/, "");
+const SHOTS = path.resolve(process.env.SCREENSHOT_DIR ?? path.join(here, "screenshots"));
+const FIX_FILE = process.env.DASHBOARD_E2E_FIX_FILE ?? "";
+const CONTROL = process.env.E2E_CONTROL === "1";
+const EXECUTABLE = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const WORKER_ID = process.env.E2E_WORKER_ID ?? "";
+
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;
+const log = (...a) => console.log(`[e2e ${elapsed()}]`, ...a);
+
+class Failure extends Error {}
+function check(cond, message) {
+  if (!cond) throw new Failure(message);
+}
+
+// --- the runner's side channel: ask it to restart a process, wait until it has --------------
+const stdinLines = CONTROL ? readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]() : null;
+async function askRunner(what) {
+  check(stdinLines, `cannot restart the ${what}: not run with E2E_CONTROL=1`);
+  console.log(`@@restart ${what}`);
+  const { value, done } = await stdinLines.next();
+  check(!done && value.trim() === "ok", `the runner did not restart the ${what}: ${value}`);
+}
+
+// --- browser ----------------------------------------------------------------------------------
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "forge-e2e-chromium-"));
+fs.mkdirSync(SHOTS, { recursive: true });
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: EXECUTABLE,
+  headless: true,
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+  viewport: { width: 1280, height: 860 },
+  colorScheme: "light",
+  timezoneId: "UTC",
+  locale: "en-US",
+});
+context.setDefaultTimeout(15_000);
+const page = context.pages()[0] ?? (await context.newPage());
+
+// Every console error or uncaught exception fails the run, except network errors while a
+// scenario deliberately takes the gateway or broker away.
+const consoleErrors = [];
+let outageExpected = false;
+let refusalExpected = false;
+page.on("console", (msg) => {
+  if (msg.type() !== "error" && msg.type() !== "warning") return;
+  const text = msg.text();
+  const network = /Failed to load resource|net::ERR_|EventSource|status of 50[0-9]/.test(text);
+  if (outageExpected && network) return;
+  // Chromium logs every 4xx answer; one is the point of the "refused" scenario.
+  if (refusalExpected && /Failed to load resource: the server responded with a status of 400/.test(text)) return;
+  consoleErrors.push(`console.${msg.type()}: ${text}`);
+});
+page.on("pageerror", (err) => consoleErrors.push(`uncaught: ${err.message}`));
+
+async function shot(name, opts = {}) {
+  const file = path.join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true, ...opts });
+  log(`screenshot ${path.relative(process.cwd(), file)}`);
+}
+
+/** Call the REST API from the page (same origin, exactly what the app does). */
+async function apiCall(method, url, body) {
+  return page.evaluate(
+    async ([m, u, b]) => {
+      const r = await fetch(u, { method: m, headers: { "Content-Type": "application/json" }, body: b === null ? undefined : JSON.stringify(b) });
+      return { status: r.status, body: await r.json() };
+    },
+    [method, url, body ?? null],
+  );
+}
+
+async function getJob(id) {
+  const r = await apiCall("GET", `/v1/jobs/${id}`);
+  check(r.status === 200, `GET /v1/jobs/${id} answered ${r.status}: ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+async function waitFor(what, fn, timeoutMs = 20_000, everyMs = 200) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last;
+    await page.waitForTimeout(everyMs);
+  }
+  throw new Failure(`timed out after ${timeoutMs / 1000}s waiting for ${what}`);
+}
+
+async function count(name) {
+  return Number(await page.getByTestId(`count-${name}`).locator(".card-value").getAttribute("data-value"));
+}
+
+async function go(hash) {
+  await page.goto(`${BASE}/#${hash}`);
+}
+
+function jobIdFromUrl() {
+  const m = /#\/jobs\/([^/?#]+)$/.exec(page.url());
+  check(m, `expected a job page, at ${page.url()}`);
+  return decodeURIComponent(m[1]);
+}
+
+async function enqueueFromForm({ type, payload, priority, maxRetries }) {
+  await go("/enqueue");
+  await page.getByTestId("input-type").fill(type);
+  await page.getByTestId("input-payload").fill(JSON.stringify(payload, null, 2));
+  if (priority !== undefined) await page.getByTestId("input-priority").fill(String(priority));
+  if (maxRetries !== undefined) await page.getByTestId("input-maxRetries").fill(String(maxRetries));
+  await page.getByTestId("submit-enqueue").click();
+  await page.waitForURL(/#\/jobs\/[^/]+$/);
+  return jobIdFromUrl();
+}
+
+// --- scenarios ----------------------------------------------------------------------------------
+const results = [];
+async function scenario(name, fn) {
+  const t0 = Date.now();
+  log(`▶ ${name}`);
+  try {
+    await fn();
+    results.push({ name, ok: true, seconds: (Date.now() - t0) / 1000 });
+    log(`✔ ${name} (${((Date.now() - t0) / 1000).toFixed(1)}s)`);
+  } catch (err) {
+    results.push({ name, ok: false, seconds: (Date.now() - t0) / 1000, error: err });
+    log(`✘ ${name}: ${err instanceof Error ? err.message : err}`);
+    await shot(`FAILED-${name.replace(/[^a-z0-9]+/gi, "-")}`).catch(() => {});
+    throw err;
+  }
+}
+
+let exitCode = 0;
+try {
+  await scenario("overview goes live", async () => {
+    await go("/");
+    await page.getByTestId("connection").and(page.locator('[data-state="live"]')).waitFor();
+    await page.getByTestId("count-completed").waitFor();
+    if (WORKER_ID) await page.getByTestId("workers-table").getByText(WORKER_ID, { exact: true }).waitFor();
+    check((await page.getByTestId("worker-count").textContent()).includes("1 connected"), "expected one connected worker");
+  });
+
+  await scenario("enqueue form: client-side validation", async () => {
+    await go("/enqueue");
+    await page.getByTestId("input-type").fill("email");
+    await page.getByTestId("input-payload").fill('{"to": "ops@example.com",');
+    await page.getByTestId("error-payload").waitFor();
+    check(/not valid JSON/.test(await page.getByTestId("error-payload").textContent()), "payload error should say the JSON is invalid");
+    await page.getByTestId("input-maxRetries").fill("500");
+    await page.getByTestId("submit-enqueue").click();
+    await page.getByTestId("error-maxRetries").waitFor();
+    check(page.url().endsWith("#/enqueue"), "an invalid form must not be sent");
+    await shot("enqueue");
+  });
+
+  await scenario("enqueue a job from the form and watch it complete", async () => {
+    const id = await enqueueFromForm({
+      type: "email",
+      payload: { to: "ops@example.com", subject: "Hello from the dashboard e2e" },
+      priority: 5,
+      maxRetries: 2,
+    });
+    log(`enqueued ${id}`);
+    await page.getByTestId("enqueued-notice").waitFor();
+    await page.getByTestId("job-status").getByText("COMPLETED", { exact: true }).waitFor({ timeout: 20_000 });
+    check((await page.getByTestId("job-priority").textContent()).trim() === "5", "priority shown");
+    check((await page.getByTestId("job-result").textContent()).includes("message_id"), "result shown");
+    check((await page.getByTestId("job-payload").textContent()).includes("ops@example.com"), "payload shown");
+    if (WORKER_ID) check((await page.getByTestId("job-worker").textContent()).includes(WORKER_ID), "worker shown");
+    await shot("job");
+  });
+
+  await scenario("cancel a scheduled job from its page", async () => {
+    const runAt = new Date(Date.now() + 3600_000).toISOString();
+    const r = await apiCall("POST", "/v1/jobs", { type: "email", payload: { to: "later@example.com", subject: "later" }, runAt });
+    check(r.status === 200, `enqueue answered ${r.status}`);
+    await go(`/jobs/${r.body.job.id}`);
+    await page.getByTestId("cancel-job").click();
+    await page.getByTestId("cancel-reason").fill("not needed after all");
+    await page.getByTestId("confirm-cancel").click();
+    await page.getByTestId("job-status").getByText("CANCELLED", { exact: true }).waitFor();
+    check((await page.getByTestId("job-last-error").textContent()).includes("not needed after all"), "cancel reason shown as last error");
+  });
+
+  await scenario("an API refusal is shown (someone else cancelled the job first)", async () => {
+    const runAt = new Date(Date.now() + 3600_000).toISOString();
+    const r = await apiCall("POST", "/v1/jobs", { type: "email", payload: { to: "x@example.com", subject: "x" }, runAt });
+    const id = r.body.job.id;
+    await go(`/jobs/${id}`);
+    await page.getByTestId("cancel-job").click();
+    const other = await apiCall("POST", `/v1/jobs/${id}:cancel`, { reason: "the other operator" });
+    check(other.status === 200, `cancel behind the page's back answered ${other.status}`);
+    refusalExpected = true;
+    await page.getByTestId("confirm-cancel").click();
+    const alert = page.getByRole("alert").filter({ hasText: "Cancel failed" });
+    await alert.waitFor();
+    const text = await alert.textContent();
+    check(text.includes("cannot be cancelled") && text.includes("FAILED_PRECONDITION"), `refusal shown as: ${text}`);
+    await page.getByTestId("job-status").getByText("CANCELLED", { exact: true }).waitFor();
+    refusalExpected = false;
+  });
+
+  await scenario("a failing job reaches the DLQ, is retried from it and leaves it", async () => {
+    const id = await enqueueFromForm({ type: "always_fail", payload: { note: "fails every time" }, maxRetries: 0 });
+    log(`enqueued ${id}`);
+    await page.getByTestId("job-status").getByText("DEAD", { exact: true }).waitFor({ timeout: 20_000 });
+    check((await page.getByTestId("job-last-error").textContent()).includes("boom"), "last error shown on the job page");
+    const before = await getJob(id);
+
+    await go("/dlq");
+    const row = page.locator(`tr[data-job-id="${id}"]`);
+    await row.waitFor();
+    check((await row.textContent()).includes("boom"), "the DLQ row shows the error");
+    await shot("dlq-one");
+    // Its handler always fails, so the retried job is soon dead again and back in the list, as
+    // a newer row: watch the DOM for the moment it leaves rather than polling for it.
+    await page.evaluate((jobId) => {
+      window.__left = false;
+      const main = document.querySelector("main");
+      const obs = new MutationObserver(() => {
+        if (!main.querySelector(`tr[data-job-id="${jobId}"]`)) {
+          window.__left = true;
+          obs.disconnect();
+        }
+      });
+      obs.observe(main, { childList: true, subtree: true });
+    }, id);
+    await row.getByTestId("retry-one").click();
+    await page.waitForFunction(() => window.__left === true, null, { timeout: 10_000 });
+    check((await page.getByTestId("dlq-outcome").textContent()).includes("1 job sent back to PENDING"), "outcome shown");
+    // The broker really took it back: a new attempt started after the retry (its handler
+    // always fails, so it may already be dead again, as a newer row).
+    await waitFor("the retried job to run again", async () => {
+      const j = await getJob(id);
+      return j.status !== "DEAD" || Date.parse(j.updatedAt) > Date.parse(before.updatedAt);
+    });
+  });
+
+  await scenario("select several dead jobs and retry them once the bug is fixed", async () => {
+    check(FIX_FILE, "DASHBOARD_E2E_FIX_FILE is not set");
+    fs.rmSync(FIX_FILE, { force: true });
+    const ids = [];
+    for (let n = 1; n <= 3; n++) {
+      const r = await apiCall("POST", "/v1/jobs", { type: "fail_until_fixed", payload: { n }, maxRetries: 0 });
+      check(r.status === 200, `enqueue answered ${r.status}: ${JSON.stringify(r.body)}`);
+      ids.push(r.body.job.id);
+    }
+    await waitFor("three jobs in DEAD", async () => {
+      for (const id of ids) if ((await getJob(id)).status !== "DEAD") return false;
+      return true;
+    });
+    await go("/dlq");
+    for (const id of ids) await page.locator(`tr[data-job-id="${id}"]`).waitFor();
+    await shot("dlq");
+
+    fs.writeFileSync(FIX_FILE, "fixed\n");
+    for (const id of ids) await page.getByLabel(`Select ${id}`).check();
+    check((await page.getByTestId("retry-selected").textContent()).includes("(3)"), "three selected");
+    await page.getByTestId("retry-selected").click();
+    for (const id of ids) await page.locator(`tr[data-job-id="${id}"]`).waitFor({ state: "detached" });
+    check((await page.getByTestId("dlq-outcome").textContent()).includes("3 jobs sent back to PENDING"), "outcome shown");
+    await waitFor("the retried jobs to complete", async () => {
+      for (const id of ids) if ((await getJob(id)).status !== "COMPLETED") return false;
+      return true;
+    });
+    // They stay out of the list when it refreshes from the server.
+    await page.reload();
+    await page.locator('[data-testid="dlq-table"], [data-testid="dlq-empty"]').first().waitFor();
+    for (const id of ids) check((await page.locator(`tr[data-job-id="${id}"]`).count()) === 0, `${id} is back in the DLQ`);
+  });
+
+  await scenario("jobs list filters and opens a job", async () => {
+    await go("/jobs?status=COMPLETED");
+    await page.getByTestId("jobs-table").waitFor();
+    const statuses = await page.getByTestId("jobs-table").getByTestId("status-badge").allTextContents();
+    check(statuses.length > 0 && statuses.every((s) => s === "COMPLETED"), `status filter: ${statuses}`);
+    await page.getByTestId("filter-type").fill("fail_until_fixed");
+    await waitFor("the type filter", async () => {
+      const types = await page.locator('[data-testid="jobs-table"] tbody tr td:nth-child(2)').allTextContents();
+      return types.length === 3 && types.every((t) => t === "fail_until_fixed");
+    });
+    await shot("jobs");
+    await page.locator('[data-testid="jobs-table"] tbody tr a').first().click();
+    await page.getByTestId("job-status").getByText("COMPLETED", { exact: true }).waitFor();
+  });
+
+  await scenario("overview counters move as jobs complete", async () => {
+    await go("/");
+    await page.getByTestId("connection").and(page.locator('[data-state="live"]')).waitFor();
+    const before = await count("completed");
+    const jobs = [];
+    for (let n = 0; n < 40; n++) jobs.push({ type: "email", payload: { to: `user${n}@example.com`, subject: `Batch ${n}` } });
+    for (let n = 0; n < 6; n++) jobs.push({ type: "report", payload: { rows: 20000 } });
+    const r = await apiCall("POST", "/v1/jobs:batch", { jobs });
+    check(r.status === 200, `batch enqueue answered ${r.status}: ${JSON.stringify(r.body)}`);
+    // No reload: the numbers arrive over the SSE stream.
+    const seen = new Set([before]);
+    await waitFor("completed to rise by 46", async () => {
+      const c = await count("completed");
+      seen.add(c);
+      return c >= before + jobs.length;
+    }, 30_000, 100);
+    log(`completed went ${before} → ${before + jobs.length} through ${seen.size} distinct values`);
+    check(seen.size >= 2, "the counter should be seen moving");
+    check((await page.getByTestId("types-table").textContent()).includes("report"), "per-type table lists report");
+    await page.waitForTimeout(1200); // let the chart and queue-wait settle on the last snapshot
+    await shot("overview");
+  });
+
+  await scenario("dark theme and a narrow window", async () => {
+    await go("/");
+    await page.getByTestId("theme-toggle").click();
+    check((await page.evaluate(() => document.documentElement.dataset.theme)) === "dark", "dark theme applied");
+    await page.reload();
+    check((await page.evaluate(() => document.documentElement.dataset.theme)) === "dark", "theme remembered across reloads");
+    await page.getByTestId("count-completed").waitFor();
+    await page.waitForTimeout(800);
+    await shot("overview-dark");
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const view of ["/", "/jobs", "/dlq", "/enqueue"]) {
+      await go(view);
+      await page.locator("main h1").first().waitFor();
+      await page.waitForTimeout(300);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      check(overflow <= 1, `${view} overflows a 390px window by ${overflow}px`);
+    }
+    await go("/");
+    await page.getByTestId("count-completed").waitFor();
+    await page.waitForTimeout(800);
+    await shot("overview-narrow");
+    await page.getByTestId("theme-toggle").click();
+    await page.setViewportSize({ width: 1280, height: 860 });
+  });
+
+  if (CONTROL) {
+    await scenario("reconnects by itself when the gateway restarts", async () => {
+      await go("/");
+      const conn = page.getByTestId("connection");
+      await conn.and(page.locator('[data-state="live"]')).waitFor();
+      outageExpected = true;
+      await askRunner("gateway-down");
+      await conn.and(page.locator('[data-state="reconnecting"]')).waitFor({ timeout: 20_000 });
+      await shot("reconnecting");
+      await askRunner("gateway-up");
+      await conn.and(page.locator('[data-state="live"]')).waitFor({ timeout: 20_000 });
+      outageExpected = false;
+      // And the numbers still move.
+      const before = await count("completed");
+      const r = await apiCall("POST", "/v1/jobs", { type: "email", payload: { to: "again@example.com", subject: "after restart" } });
+      check(r.status === 200, `enqueue after the restart answered ${r.status}`);
+      await waitFor("completed to move after the restart", async () => (await count("completed")) > before, 20_000);
+    });
+
+    await scenario("reconnects by itself when the broker restarts", async () => {
+      const conn = page.getByTestId("connection");
+      // Record every state the indicator passes through (the outage may be brief).
+      await page.evaluate(() => {
+        const el = document.querySelector('[data-testid="connection"]');
+        window.__connStates = [el.dataset.state];
+        new MutationObserver(() => window.__connStates.push(el.dataset.state)).observe(el, { attributeFilter: ["data-state"] });
+      });
+      outageExpected = true;
+      await askRunner("broker");
+      // The broker came back on the same port; the stream follows without a reload.
+      await conn.and(page.locator('[data-state="live"]')).waitFor({ timeout: 30_000 });
+      const before = await count("completed");
+      const r = await apiCall("POST", "/v1/jobs", { type: "email", payload: { to: "broker@example.com", subject: "after broker restart" } });
+      check(r.status === 200, `enqueue after the broker restart answered ${r.status}`);
+      await waitFor("completed to move after the broker restart", async () => (await count("completed")) > before, 30_000);
+      const states = await page.evaluate(() => window.__connStates);
+      log(`indicator states during the broker restart: ${states.join(" → ")}`);
+      check(states.includes("reconnecting"), "the indicator never showed the outage");
+      check(states.at(-1) === "live", "the indicator should end live");
+      outageExpected = false;
+    });
+  }
+
+  check(consoleErrors.length === 0, `console errors:\n  ${consoleErrors.join("\n  ")}`);
+} catch (err) {
+  exitCode = 1;
+  if (!(err instanceof Failure)) console.error(err);
+  if (consoleErrors.length) console.error(`console errors seen:\n  ${consoleErrors.join("\n  ")}`);
+} finally {
+  await context.close().catch(() => {});
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+  stdinLines?.return?.();
+}
+
+console.log("\nscenario results:");
+for (const r of results) console.log(`  ${r.ok ? "PASS" : "FAIL"}  ${r.seconds.toFixed(1).padStart(5)}s  ${r.name}`);
+console.log(`${exitCode === 0 ? "e2e passed" : "e2e FAILED"} in ${elapsed()}`);
+process.exit(exitCode);

@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest";
+import { mockFetch, rawJob } from "../test/fakes";
+import { ApiError, api, errorMessage, fieldOf } from "./client";
+
+describe("fieldOf", () => {
+  it("finds the field an INVALID_ARGUMENT message names", () => {
+    expect(fieldOf("type: must be 1 to 128 characters of [A-Za-z0-9_.:-]")).toBe("type");
+    expect(fieldOf("max_retries: must be in [0, 100], got 500")).toBe("max_retries");
+    expect(fieldOf("jobs[3].type: is required")).toBe("jobs[3].type");
+    expect(fieldOf("broker unavailable: connection refused")).toBe(null);
+    expect(fieldOf("job not found")).toBe(null);
+  });
+});
+
+describe("api", () => {
+  it("sends filters as query parameters and parses the page", async () => {
+    const m = mockFetch({ "GET /v1/jobs": () => ({ body: { jobs: [rawJob()], nextPageToken: "t2" } }) });
+    const page = await api.listJobs({ status: "DEAD", type: "email", pageSize: 25, pageToken: "t1" });
+    expect(m.calls[0].path).toBe("/v1/jobs?status=DEAD&type=email&pageSize=25&pageToken=t1");
+    expect(page.nextPageToken).toBe("t2");
+    expect(page.jobs[0].type).toBe("email");
+  });
+
+  it("leaves out empty filters", async () => {
+    const m = mockFetch({ "GET /v1/dlq": () => ({ body: {} }) });
+    await api.listDead({ type: "" });
+    expect(m.calls[0].path).toBe("/v1/dlq");
+  });
+
+  it("posts custom methods with a JSON body", async () => {
+    const m = mockFetch({
+      "POST /v1/dlq/abc:retry": () => ({ body: rawJob({ id: "abc" }) }),
+      "POST /v1/jobs/abc:cancel": () => ({ body: rawJob({ id: "abc", status: "CANCELLED" }) }),
+    });
+    await api.retryDead("abc");
+    const cancelled = await api.cancelJob("abc", "no longer needed");
+    expect(m.calls.map((c) => [c.method, c.path, c.body])).toEqual([
+      ["POST", "/v1/dlq/abc:retry", {}],
+      ["POST", "/v1/jobs/abc:cancel", { reason: "no longer needed" }],
+    ]);
+    expect(cancelled.status).toBe("CANCELLED");
+  });
+
+  it("turns the gateway's error body into an ApiError", async () => {
+    mockFetch({ "POST /v1/jobs": () => ({ status: 400, body: { code: 3, message: "priority: must be in [-1000, 1000], got 5000", details: [] } }) });
+    const err = await api.enqueue({ type: "email", payload: {}, priority: 5000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    const e = err as ApiError;
+    expect(e.status).toBe(400);
+    expect(e.codeName).toBe("INVALID_ARGUMENT");
+    expect(e.field).toBe("priority");
+    expect(errorMessage(e)).toBe("priority: must be in [-1000, 1000], got 5000 (INVALID_ARGUMENT)");
+  });
+
+  it("reports a gateway that cannot be reached", async () => {
+    mockFetch({});
+    (globalThis.fetch as unknown as { mockImplementationOnce: (f: () => never) => void }).mockImplementationOnce(() => {
+      throw new TypeError("Failed to fetch");
+    });
+    const err = (await api.stats().catch((e: unknown) => e)) as ApiError;
+    expect(err.status).toBe(0);
+    expect(err.message).toMatch(/cannot reach the gateway/);
+  });
+
+  it("reports a non-JSON error page", async () => {
+    const fn = mockFetch({}).fn;
+    fn.mockImplementationOnce(async () => new Response("<html>Bad gateway</html>", { status: 502 }));
+    const err = (await api.getJob("x").catch((e: unknown) => e)) as ApiError;
+    expect(err.status).toBe(502);
+    expect(err.message).toContain("HTTP 502");
+  });
+});

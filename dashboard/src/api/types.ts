@@ -1,0 +1,207 @@
+// The shapes of the broker's messages as the gateway sends them: the proto3 JSON mapping of
+// proto/forge/v1/broker.proto. On the wire int64 is a string, fields at their zero value are
+// left out, and Struct is a plain object; the normalizers below turn that into these types with
+// every field present and every count a number.
+
+export const STATUSES = ["PENDING", "PROCESSING", "COMPLETED", "DEAD", "CANCELLED"] as const;
+export type JobStatus = (typeof STATUSES)[number] | "STATUS_UNSPECIFIED";
+
+export type JsonObject = { [key: string]: unknown };
+
+export interface Job {
+  id: string;
+  type: string;
+  payload: JsonObject;
+  priority: number;
+  maxRetries: number;
+  attempts: number;
+  status: JobStatus;
+  runAt: string | null;
+  createdAt: string | null;
+  updatedAt: string | null;
+  lastError: string;
+  result: JsonObject | null;
+  workerId: string;
+  leaseExpiresAt: string | null;
+  idempotencyKey: string;
+}
+
+export interface JobPage {
+  jobs: Job[];
+  nextPageToken: string;
+}
+
+export interface EnqueueResult {
+  job: Job;
+  created: boolean;
+}
+
+export interface Counts {
+  pending: number;
+  scheduled: number;
+  processing: number;
+  completed: number;
+  dead: number;
+  cancelled: number;
+  oldestPendingAgeSeconds: number;
+}
+
+export interface TypeStats extends Counts {
+  type: string;
+}
+
+export interface ThroughputPoint {
+  minute: string;
+  completed: number;
+  failed: number;
+}
+
+export interface QueueWait {
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  count: number;
+  windowSeconds: number;
+}
+
+export interface WorkerInfo {
+  workerId: string;
+  types: string[];
+  inFlight: number;
+  maxInFlight: number;
+  connectedAt: string | null;
+  lastSeen: string | null;
+  brokerId: string;
+}
+
+export interface QueueStats extends Counts {
+  computedAt: string | null;
+  types: TypeStats[];
+  throughput: ThroughputPoint[];
+  queueWait: QueueWait;
+  workers: WorkerInfo[];
+}
+
+/** What the enqueue form sends (POST /v1/jobs). Absent optional fields take the broker's defaults. */
+export interface EnqueueRequest {
+  type: string;
+  payload: JsonObject;
+  priority?: number;
+  maxRetries?: number;
+  runAt?: string;
+  idempotencyKey?: string;
+}
+
+type Raw = Record<string, unknown>;
+
+function obj(v: unknown): Raw {
+  return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Raw) : {};
+}
+
+/** int64 arrives as a string, int32/double as a number, and zero as nothing at all. */
+export function num(v: unknown): number {
+  if (typeof v === "number") return Number.isFinite(v) ? v : 0;
+  if (typeof v === "string" && v.trim() !== "") {
+    const n = Number(v);
+    return Number.isFinite(n) ? n : 0;
+  }
+  return 0;
+}
+
+function str(v: unknown): string {
+  return typeof v === "string" ? v : "";
+}
+
+function time(v: unknown): string | null {
+  return typeof v === "string" && v !== "" ? v : null;
+}
+
+function arr(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : [];
+}
+
+function status(v: unknown): JobStatus {
+  if (typeof v === "string" && (STATUSES as readonly string[]).includes(v)) return v as JobStatus;
+  // Enums may also come as their numbers (a gateway option); map them too.
+  if (typeof v === "number" && v >= 1 && v <= STATUSES.length) return STATUSES[v - 1];
+  return "STATUS_UNSPECIFIED";
+}
+
+export function normalizeJob(raw: unknown): Job {
+  const r = obj(raw);
+  return {
+    id: str(r.id),
+    type: str(r.type),
+    payload: obj(r.payload),
+    priority: num(r.priority),
+    maxRetries: num(r.maxRetries ?? r.max_retries),
+    attempts: num(r.attempts),
+    status: status(r.status),
+    runAt: time(r.runAt ?? r.run_at),
+    createdAt: time(r.createdAt ?? r.created_at),
+    updatedAt: time(r.updatedAt ?? r.updated_at),
+    lastError: str(r.lastError ?? r.last_error),
+    result: r.result === undefined || r.result === null ? null : obj(r.result),
+    workerId: str(r.workerId ?? r.worker_id),
+    leaseExpiresAt: time(r.leaseExpiresAt ?? r.lease_expires_at),
+    idempotencyKey: str(r.idempotencyKey ?? r.idempotency_key),
+  };
+}
+
+export function normalizeJobPage(raw: unknown): JobPage {
+  const r = obj(raw);
+  return {
+    jobs: arr(r.jobs).map(normalizeJob),
+    nextPageToken: str(r.nextPageToken ?? r.next_page_token),
+  };
+}
+
+function counts(r: Raw): Counts {
+  return {
+    pending: num(r.pending),
+    scheduled: num(r.scheduled),
+    processing: num(r.processing),
+    completed: num(r.completed),
+    dead: num(r.dead),
+    cancelled: num(r.cancelled),
+    oldestPendingAgeSeconds: num(r.oldestPendingAgeSeconds ?? r.oldest_pending_age_seconds),
+  };
+}
+
+export function normalizeStats(raw: unknown): QueueStats {
+  let r = obj(raw);
+  // A streamed message may be wrapped grpc-gateway style: {"result": {...}}.
+  if ("result" in r && typeof r.result === "object") r = obj(r.result);
+  const qw = obj(r.queueWait ?? r.queue_wait);
+  return {
+    ...counts(r),
+    computedAt: time(r.computedAt ?? r.computed_at),
+    types: arr(r.types).map((t) => ({ type: str(obj(t).type), ...counts(obj(t)) })),
+    throughput: arr(r.throughput).map((p) => {
+      const o = obj(p);
+      return { minute: str(o.minute), completed: num(o.completed), failed: num(o.failed) };
+    }),
+    queueWait: {
+      p50Ms: num(qw.p50Ms ?? qw.p50_ms),
+      p90Ms: num(qw.p90Ms ?? qw.p90_ms),
+      p99Ms: num(qw.p99Ms ?? qw.p99_ms),
+      count: num(qw.count),
+      windowSeconds: num(qw.windowSeconds ?? qw.window_seconds),
+    },
+    workers: arr(r.workers).map((w) => {
+      const o = obj(w);
+      return {
+        workerId: str(o.workerId ?? o.worker_id),
+        types: arr(o.types).map(str),
+        inFlight: num(o.inFlight ?? o.in_flight),
+        maxInFlight: num(o.maxInFlight ?? o.max_in_flight),
+        connectedAt: time(o.connectedAt ?? o.connected_at),
+        lastSeen: time(o.lastSeen ?? o.last_seen),
+        brokerId: str(o.brokerId ?? o.broker_id),
+      };
+    }),
+  };
+}
+
+export const FINAL_STATUSES: readonly JobStatus[] = ["COMPLETED", "CANCELLED"];
+export const CANCELLABLE: readonly JobStatus[] = ["PENDING", "PROCESSING", "DEAD"];

@@ -1,0 +1,26 @@
+"""Handlers for the dashboard's browser test (``tests/test_dashboard_e2e.py``).
+
+``always_fail`` fails every attempt. ``fail_until_fixed`` fails until the file named by
+``DASHBOARD_E2E_FIX_FILE`` exists: the test "ships the fix" by creating it, then retries the
+dead jobs from the dashboard and watches them complete.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from workerd import JobContext, handler
+
+
+@handler("always_fail")
+def always_fail(job: JobContext) -> dict[str, Any]:
+    raise RuntimeError("boom")
+
+
+@handler("fail_until_fixed")
+def fail_until_fixed(job: JobContext) -> dict[str, Any]:
+    marker = os.environ.get("DASHBOARD_E2E_FIX_FILE", "")
+    if not marker or not os.path.exists(marker):
+        raise RuntimeError("boom: the bug is not fixed yet")
+    return {"fixed": True, "n": job.payload.get("n")}

@@ -1,0 +1,215 @@
+"""The dashboard in a real browser against the real stack.
+
+PostgreSQL (the session server), a broker, the REST gateway serving ``dashboard/dist`` and one
+workerd (demo handlers plus ``tests/handlers/dashboard_handlers.py``) run as processes; then
+``dashboard/e2e/run.mjs`` drives headless Chromium (Debian's ``chromium`` through
+``playwright-core``) through every view: enqueue from the form and watch the job complete, a
+failing job reaches the dead-letter queue and is retried from it, several are retried at once,
+the overview's counters move live, and the live feed reconnects by itself when the gateway and
+then the broker restart (the script asks for the restarts on stdout; this test performs them).
+
+Screenshots of each view land in ``dashboard/e2e/screenshots/``; with
+``FORGE_DASHBOARD_SCREENSHOT=docs/dashboard.png`` the overview is copied there too
+(``make screenshot``).
+
+Needs Node (``npm ci`` is run in ``dashboard/`` when ``node_modules`` is missing, and the build is
+redone when the sources are newer than it) and ``/usr/bin/chromium``
+(``dashboard/scripts/install-chromium.sh``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, BrokerProcess, free_port, start_broker
+
+DASHBOARD = REPO / "dashboard"
+DIST = DASHBOARD / "dist"
+SCREENSHOTS = DASHBOARD / "e2e" / "screenshots"
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+WORKER_ID = "dashboard-e2e-worker"
+E2E_TIMEOUT = 300.0
+
+pytestmark = pytest.mark.timeout(E2E_TIMEOUT + 120)
+
+
+def _newest_mtime(*paths: Path) -> float:
+    newest = 0.0
+    for p in paths:
+        if p.is_dir():
+            for f in p.rglob("*"):
+                if f.is_file():
+                    newest = max(newest, f.stat().st_mtime)
+        elif p.exists():
+            newest = max(newest, p.stat().st_mtime)
+    return newest
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+
+
+@pytest.fixture(scope="session")
+def dashboard_build() -> Path:
+    """``dashboard/dist``, built (and ``npm ci`` run) when missing or older than the sources."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail("the dashboard tests need Node.js 20.19+ and npm on PATH")
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run dashboard/scripts/install-chromium.sh (as root)")
+    if not (DASHBOARD / "node_modules" / ".package-lock.json").exists():
+        _run(["npm", "ci", "--no-audit", "--no-fund"], DASHBOARD)
+    sources = _newest_mtime(DASHBOARD / "src", DASHBOARD / "public", DASHBOARD / "index.html",
+                            DASHBOARD / "package-lock.json", DASHBOARD / "vite.config.ts")
+    index = DIST / "index.html"
+    if not index.exists() or index.stat().st_mtime < sources:
+        _run(["npm", "run", "build"], DASHBOARD)
+    return DIST
+
+
+class Proc:
+    """A Forge subprocess whose output goes to a log file we can wait on and show."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.args = args
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.log = Path(tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False).name)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready: str, timeout: float = 20.0) -> Proc:
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", *self.args], cwd=REPO, env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if re.search(ready, self.log_text()[offset:]):
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not start; its log:\n{self.log_text()[offset:]}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log_text(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log.read_text(errors="replace")
+        return ""
+
+
+class Stack:
+    def __init__(self, broker: BrokerProcess, gateway: Proc, worker: Proc, fix_file: Path) -> None:
+        self.broker = broker
+        self.gateway = gateway
+        self.worker = worker
+        self.fix_file = fix_file
+        self.port = int(gateway.args[gateway.args.index("--port") + 1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def logs(self) -> str:
+        parts = [f"--- broker ---\n{self.broker.log_text()[-6000:]}"]
+        for p in (self.gateway, self.worker):
+            parts.append(f"--- {p.name} ---\n{p.log_text()[-6000:]}")
+        return "\n".join(parts)
+
+
+GATEWAY_READY = r"gateway listening on \S+:\d+"
+WORKER_READY = r"connected to broker"
+
+
+@pytest.fixture
+def stack(dsn: str, dashboard_build: Path, tmp_path: Path) -> Iterator[Stack]:
+    broker = start_broker(dsn)
+    fix_file = tmp_path / "bug-fixed"
+    gateway = Proc("gateway", ["gateway", "--broker", broker.target, "--port", str(free_port()),
+                               "--static-dir", str(dashboard_build)])
+    worker = Proc("workerd", ["workerd", "--broker", broker.target, "--worker-id", WORKER_ID,
+                              "--handlers", "workerd.demo,tests.handlers.dashboard_handlers",
+                              "--concurrency", "8"],
+                  env={"DASHBOARD_E2E_FIX_FILE": str(fix_file)})
+    try:
+        gateway.start(GATEWAY_READY)
+        worker.start(WORKER_READY)
+        yield Stack(broker, gateway, worker, fix_file)
+    finally:
+        worker.stop()
+        gateway.stop()
+        broker.stop()
+
+
+def test_dashboard_in_a_real_browser(stack: Stack) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
+    env = {**os.environ, "SCREENSHOT_DIR": str(SCREENSHOTS), "DASHBOARD_E2E_FIX_FILE": str(stack.fix_file),
+           "E2E_CONTROL": "1", "E2E_WORKER_ID": WORKER_ID, "CHROMIUM": str(CHROMIUM)}
+    node = subprocess.Popen(
+        ["node", str(DASHBOARD / "e2e" / "run.mjs"), stack.url], cwd=REPO, env=env, text=True, bufsize=1,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    assert node.stdin is not None and node.stdout is not None
+    output: list[str] = []
+    timer = threading.Timer(E2E_TIMEOUT, node.kill)
+    timer.start()
+    try:
+        for line in node.stdout:
+            output.append(line)
+            sys.stdout.write(line)
+            command = line.strip()
+            if not command.startswith("@@restart "):
+                continue
+            # The script asks for an outage and waits for "ok" before it looks again.
+            what = command.removeprefix("@@restart ")
+            if what == "gateway-down":
+                stack.gateway.stop()
+            elif what == "gateway-up":
+                stack.gateway.start(GATEWAY_READY)
+            elif what == "broker":
+                stack.broker.restart()
+            else:
+                raise AssertionError(f"unknown request from the e2e script: {command}")
+            node.stdin.write("ok\n")
+            node.stdin.flush()
+        code = node.wait()
+    finally:
+        timer.cancel()
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+    text = "".join(output)
+    assert code == 0, f"the browser test failed (exit {code}):\n{text}\n{stack.logs()}"
+    assert "e2e passed" in text
+    for name in ("overview", "overview-dark", "overview-narrow", "jobs", "job", "dlq", "enqueue"):
+        assert (SCREENSHOTS / f"{name}.png").is_file(), f"no screenshot of {name}"
+    target = os.environ.get("FORGE_DASHBOARD_SCREENSHOT")
+    if target:
+        shutil.copyfile(SCREENSHOTS / "overview.png", REPO / target)
