@@ -6,23 +6,18 @@ The fixtures built on these live in ``tests/gateway_fixtures.py``.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
-from tests.support import REPO, free_port
+from tests.support import ServiceProcess, free_port
 
 SEED_JOB = {
     "type": "email",
@@ -32,60 +27,34 @@ SEED_JOB = {
 }
 
 
-class GatewayProcess:
+class GatewayProcess(ServiceProcess):
     """A real ``python -m gateway`` subprocess (uvicorn) on a loopback port."""
 
     def __init__(self, broker: str, *args: str, **env: str) -> None:
+        super().__init__("gateway")
         self.broker = broker
         self.args = list(args)
         self.env = env
         self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="gateway-", suffix=".log", delete=False)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> GatewayProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        cmd = [sys.executable, "-m", "gateway", "--broker", self.broker, "--port", str(self.port)]
+        args = ["--broker", self.broker, "--port", str(self.port)]
         if "--static-dir" not in self.args:
-            cmd += ["--static-dir", ""]
-        self.proc = subprocess.Popen(
-            [*cmd, *self.args], env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT
-        )
+            args += ["--static-dir", ""]
+        self.spawn("gateway", [*args, *self.args], self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if not self.alive:
                 break
             if re.search(r"gateway listening on \S+:\d+", self.log_text()):
                 return self
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"gateway did not start; its log:\n{self.log_text()}")
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def log_text(self) -> str:
-        with contextlib.suppress(OSError):
-            return Path(self._log.name).read_text(errors="replace")
-        return ""
 
 
 def start_gateway(broker: str, *args: str, **env: str) -> GatewayProcess:

@@ -56,33 +56,24 @@ def drop_database(pg_admin_dsn: str, dsn: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-class BrokerProcess:
-    """A real ``python -m broker`` subprocess on a loopback port."""
+class ServiceProcess:
+    """A real subprocess of ours (``python -m MODULE``) with its output in a log file."""
 
-    def __init__(self, dsn: str, port: int | None = None, **env: str) -> None:
-        self.dsn = dsn
-        self.port = port or free_port()
-        self.env = {**TEST_BROKER_ENV, **env}
+    def __init__(self, name: str) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="broker-", suffix=".log", delete=False)
+        self._log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
+
+    def spawn(self, module: str, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", module, *args],
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+                                     cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 20.0) -> BrokerProcess:
-        env = {**os.environ, **self.env, "DATABASE_URL": self.dsn, "GRPC_PORT": str(self.port),
-               "FORGE_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
-        env.setdefault("FORGE_BROKER_ID", f"test-broker-{self.port}")
-        self.proc = subprocess.Popen([sys.executable, "-m", "broker"], env=env, cwd=REPO,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-        if not wait_serving(self.target, timeout):
-            self.kill()
-            raise RuntimeError(f"broker did not start; its log:\n{self.log_text()}")
-        return self
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM and wait; returns the exit code."""
+        """SIGTERM, then SIGKILL if it will not go; returns the exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -95,18 +86,42 @@ class BrokerProcess:
         return self.proc.returncode
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.alive:
+            assert self.proc is not None
             self.proc.kill()
             self.proc.wait()
-
-    def restart(self) -> BrokerProcess:
-        self.stop()
-        return self.start()
 
     def log_text(self) -> str:
         with contextlib.suppress(OSError):
             return Path(self._log.name).read_text(errors="replace")
         return ""
+
+
+class BrokerProcess(ServiceProcess):
+    """A real ``python -m broker`` subprocess on a loopback port."""
+
+    def __init__(self, dsn: str, port: int | None = None, **env: str) -> None:
+        super().__init__("broker")
+        self.dsn = dsn
+        self.port = port or free_port()
+        self.env = {**TEST_BROKER_ENV, **env}
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> BrokerProcess:
+        env = {"FORGE_BROKER_ID": f"test-broker-{self.port}", **self.env,
+               "DATABASE_URL": self.dsn, "GRPC_PORT": str(self.port), "FORGE_HOST": "127.0.0.1"}
+        self.spawn("broker", [], env)
+        if not wait_serving(self.target, timeout):
+            self.kill()
+            raise RuntimeError(f"broker did not start; its log:\n{self.log_text()}")
+        return self
+
+    def restart(self) -> BrokerProcess:
+        self.stop()
+        return self.start()
 
 
 def start_broker(dsn: str, port: int | None = None, **env: str) -> BrokerProcess:

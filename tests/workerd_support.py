@@ -3,41 +3,34 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from tests.support import REPO
+from tests.support import ServiceProcess
 
 HANDLERS = "tests.handlers.jobs"
 
 
-class WorkerdProcess:
+class WorkerdProcess(ServiceProcess):
     """A real workerd subprocess running the test handlers against ``target``."""
 
     def __init__(self, target: str, worker_id: str, *, effects_dsn: str, concurrency: int = 4,
                  lease_seconds: int = 2, grace: float = 10.0, handlers: str = HANDLERS,
                  extra: tuple[str, ...] = ()) -> None:
+        super().__init__(f"workerd-{worker_id}")
         self.worker_id = worker_id
         self.args = ["--broker", target, "--worker-id", worker_id, "--handlers", handlers,
                      "--concurrency", str(concurrency), "--lease-seconds", str(lease_seconds),
                      "--grace", str(grace), *extra]
-        self.env = {**os.environ, "TEST_EFFECTS_DSN": effects_dsn, "PYTHONUNBUFFERED": "1"}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix=f"workerd-{worker_id}-", suffix=".log",
-                                                delete=False)
+        self.env = {"TEST_EFFECTS_DSN": effects_dsn}
 
     def start(self, wait: bool = True) -> WorkerdProcess:
-        self.proc = subprocess.Popen([sys.executable, "-m", "workerd", *self.args], env=self.env,
-                                     cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
+        self.spawn("workerd", self.args, self.env)
         if wait:
             self.wait_log("connected to broker")
         return self
@@ -46,10 +39,6 @@ class WorkerdProcess:
         """Wait until ``text`` appears in the log; fail with the log otherwise."""
         ok = wait_until(lambda: text in self.log_text() or not self.alive, timeout)
         assert ok and text in self.log_text(), f"{text!r} not logged by {self.worker_id}:\n{self.log_text()}"
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def terminate(self) -> None:
         assert self.proc is not None
@@ -63,22 +52,6 @@ class WorkerdProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
-
-    def stop(self) -> None:
-        """Clean up: SIGTERM, then SIGKILL if it will not go."""
-        if self.alive:
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log_text(self) -> str:
-        with contextlib.suppress(OSError):
-            return Path(self._log.name).read_text(errors="replace")
-        return ""
 
 
 @contextlib.contextmanager
