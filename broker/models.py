@@ -51,6 +51,24 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class AckItem:
+    """A validated ack: the lease and the result as JSON text, if any."""
+
+    lease: Lease
+    result_json: str | None = None
+
+
+@dataclass(frozen=True)
+class NackItem:
+    """A validated nack: ``retry_after`` (seconds) overrides the backoff; ``permanent`` means DEAD."""
+
+    lease: Lease
+    error: str
+    retry_after: float | None = None
+    permanent: bool = False
+
+
+@dataclass(frozen=True)
 class NackOutcome:
     status: str
     run_at: datetime

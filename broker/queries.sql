@@ -69,25 +69,35 @@ SET status = 'PENDING', attempts = attempts - 1, worker_id = NULL,
 FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS l(id, token)
 WHERE j.id = l.id AND j.lease_token = l.token AND j.status = 'PROCESSING';
 
--- name: ack_job
--- Complete a job, only for the current holder of its lease (late acks before a rescue count).
-UPDATE forge.jobs
-SET status = 'COMPLETED', result = %(result)s::jsonb,
+-- name: ack_jobs
+-- Complete jobs, each only for the current holder of its lease (late acks before a rescue
+-- count). One statement for every ack the completer gathered; refused ones are not returned.
+UPDATE forge.jobs j
+SET status = 'COMPLETED', result = a.result::jsonb,
     lease_token = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE id = %(id)s AND lease_token = %(token)s AND status = 'PROCESSING'
-RETURNING id;
+FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[], %(results)s::text[]) AS a(id, token, result)
+WHERE j.id = a.id AND j.lease_token = a.token AND j.status = 'PROCESSING'
+RETURNING j.id;
 
--- name: nack_job
--- A failed attempt: back to PENDING after a delay, or DEAD when permanent or out of retries.
-UPDATE forge.jobs
-SET status = CASE WHEN %(permanent)s OR attempts > max_retries THEN 'DEAD' ELSE 'PENDING' END,
-    run_at = CASE WHEN %(permanent)s OR attempts > max_retries THEN run_at
-                  ELSE now() + coalesce(%(retry_after)s::float8 * interval '1 second',
-                                        forge.backoff(attempts, %(backoff_base)s)) END,
-    last_error = %(error)s,
+-- name: nack_jobs
+-- Failed attempts: back to PENDING after a delay (retry_after, else the backoff), or DEAD when
+-- permanent or out of retries. Same lease rule and batching as ack_jobs.
+UPDATE forge.jobs j
+SET status = CASE WHEN n.permanent OR j.attempts > j.max_retries THEN 'DEAD' ELSE 'PENDING' END,
+    run_at = CASE WHEN n.permanent OR j.attempts > j.max_retries THEN j.run_at
+                  ELSE now() + coalesce(n.retry_after * interval '1 second',
+                                        forge.backoff(j.attempts, %(backoff_base)s)) END,
+    last_error = n.error,
     lease_token = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE id = %(id)s AND lease_token = %(token)s AND status = 'PROCESSING'
-RETURNING status, run_at;
+FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[], %(errors)s::text[],
+            %(retry_afters)s::float8[], %(permanents)s::bool[])
+     AS n(id, token, error, retry_after, permanent)
+WHERE j.id = n.id AND j.lease_token = n.token AND j.status = 'PROCESSING'
+RETURNING j.id, j.status, j.run_at;
+
+-- name: job_statuses
+-- Why acks or nacks were refused: the job is gone, or in which status it is now.
+SELECT id, status FROM forge.jobs WHERE id = ANY(%(ids)s::uuid[]);
 
 -- name: extend_leases
 -- Heartbeat: push the deadline of every lease still held.

@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from broker.completer import Completer
 from broker.config import Config
 from broker.dispatch import Dispatcher
 from broker.embedded import start_embedded
@@ -65,7 +66,8 @@ class Broker:
             ("grpc.keepalive_permit_without_calls", 1),
         ])
         broker_pb2_grpc.add_BrokerServicer_to_server(
-            BrokerServicer(self.store, self.dispatcher, self.stats), server)
+            BrokerServicer(self.store, self.dispatcher, self.stats,
+                           Completer(self.store, self.dispatcher.settled)), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 import psycopg
-from google.protobuf import json_format
 from psycopg_pool import PoolTimeout
 
 from broker import convert, validate
+from broker.completer import Completer
 from broker.dispatch import Dispatcher
 from broker.errors import (
     FailedPrecondition,
@@ -23,6 +22,7 @@ from broker.errors import (
     NotFound,
     ResourceExhausted,
 )
+from broker.models import NackOutcome
 from broker.stats import StatsHub
 from broker.store import Store
 from forge.v1 import broker_pb2 as pb
@@ -70,10 +70,12 @@ def unary(fn: Callable[[Any, Req, Ctx], Awaitable[Resp]]) -> Callable[[Any, Req,
 
 
 class BrokerServicer(pb_grpc.BrokerServicer):
-    def __init__(self, store: Store, dispatcher: Dispatcher, stats: StatsHub) -> None:
+    def __init__(self, store: Store, dispatcher: Dispatcher, stats: StatsHub,
+                 completer: Completer) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.stats = stats
+        self.completer = completer
 
     @unary
     async def Enqueue(self, request: pb.EnqueueRequest, context: Ctx) -> pb.EnqueueResponse:
@@ -113,30 +115,40 @@ class BrokerServicer(pb_grpc.BrokerServicer):
 
     @unary
     async def Ack(self, request: pb.AckRequest, context: Ctx) -> pb.AckResponse:
-        lease = validate.lease("", request.job_id, request.lease_token)
-        result = None
-        if request.HasField("result"):
-            result = json_format.MessageToDict(request.result)
-            validate.struct_json("result", request.result)
-        try:
-            await self.store.ack(lease.job_id, lease.token, result)
-        finally:
-            self._settle_unless_unreachable(lease.job_id)
+        await self.completer.ack(validate.ack(request))
         return pb.AckResponse()
 
     @unary
     async def Nack(self, request: pb.NackRequest, context: Ctx) -> pb.NackResponse:
-        lease = validate.lease("", request.job_id, request.lease_token)
-        try:
-            outcome = await self.store.nack(
-                lease.job_id, lease.token, validate.error_text(request.error),
-                validate.retry_after(request), request.permanent)
-        finally:
-            self._settle_unless_unreachable(lease.job_id)
+        outcome = await self.completer.nack(validate.nack(request))
         resp = pb.NackResponse(status=pb.Job.Status.Value(outcome.status))
         if outcome.status == "PENDING":
             resp.run_at.CopyFrom(convert.ts(outcome.run_at))
         return resp
+
+    @unary
+    async def Settle(self, request: pb.SettleRequest, context: Ctx) -> pb.SettleResponse:
+        acks, nacks = validate.settle(request)
+        ack_results, nack_results = await self.completer.settle(acks, nacks)
+        return pb.SettleResponse(
+            acks=[self._settle_result(a.lease.job_id, r) for a, r in zip(acks, ack_results, strict=True)],
+            nacks=[self._settle_result(n.lease.job_id, r)
+                   for n, r in zip(nacks, nack_results, strict=True)])
+
+    @staticmethod
+    def _settle_result(job_id: uuid.UUID, result: NackOutcome | BaseException | None
+                       ) -> pb.SettleResult:
+        out = pb.SettleResult(job_id=str(job_id))
+        if isinstance(result, BaseException):
+            code, message = _status_for(result, "Settle")
+            out.code, out.message = code.value[0], message
+        elif result is None:
+            out.status = pb.Job.COMPLETED
+        else:
+            out.status = pb.Job.Status.Value(result.status)
+            if result.status == "PENDING":
+                out.run_at.CopyFrom(convert.ts(result.run_at))
+        return out
 
     @unary
     async def Heartbeat(self, request: pb.HeartbeatRequest,
@@ -208,12 +220,6 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                 yield convert.stats(snap)
         except Exception as exc:
             await context.abort(*_status_for(exc, "WatchStats"))
-
-    def _settle_unless_unreachable(self, job_id: uuid.UUID) -> None:
-        """Free the stream slot unless the database could not be asked (the job may be held)."""
-        exc = sys.exc_info()[1]
-        if exc is None or isinstance(exc, ForgeError):
-            self.dispatcher.settled([job_id])
 
     async def _page(self, status: str | None, type_: str | None, size: int,
                     token: str) -> tuple[list[pb.Job], str]:

@@ -17,9 +17,19 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
-from broker.errors import FailedPrecondition, NotFound
+from broker.errors import FailedPrecondition, ForgeError, NotFound
 from broker.ids import uuid7
-from broker.models import JobRow, Lease, NackOutcome, NewJob, Snapshot, TypeCounts, WorkerRow
+from broker.models import (
+    AckItem,
+    JobRow,
+    Lease,
+    NackItem,
+    NackOutcome,
+    NewJob,
+    Snapshot,
+    TypeCounts,
+    WorkerRow,
+)
 from broker.sql import q
 
 log = logging.getLogger("forge.store")
@@ -147,38 +157,63 @@ class Store:
             await conn.execute(q("release_jobs"), {
                 "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases]})
 
-    async def _refusal(self, conn: psycopg.AsyncConnection[Any], job_id: uuid.UUID,
-                       action: str) -> Exception:
-        """Why an ack/nack/heartbeat on ``job_id`` matched no row: NotFound or FailedPrecondition."""
-        cur = await conn.execute("SELECT status FROM forge.jobs WHERE id = %s", (job_id,))
-        row = await cur.fetchone()
-        if row is None:
-            return NotFound(f"job {job_id} not found")
-        return FailedPrecondition(
-            f"cannot {action} job {job_id}: the lease token is not the job's current lease "
-            f"(job is {row[0]}; the lease expired and was rescued, or the job was cancelled "
-            f"or handed to another worker)")
+    async def ack_many(self, acks: Sequence[AckItem]) -> set[uuid.UUID]:
+        """Complete every job whose lease is current, in one statement; return the ids done."""
+        if not acks:
+            return set()
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("ack_jobs"), {
+                "ids": [a.lease.job_id for a in acks], "tokens": [a.lease.token for a in acks],
+                "results": [a.result_json for a in acks]})
+            return {row[0] for row in await cur.fetchall()}
+
+    async def nack_many(self, nacks: Sequence[NackItem]) -> dict[uuid.UUID, NackOutcome]:
+        """Record failed attempts in one statement; return where each job whose lease was
+        current went (see the nack_jobs statement)."""
+        if not nacks:
+            return {}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("nack_jobs"), {
+                "ids": [n.lease.job_id for n in nacks], "tokens": [n.lease.token for n in nacks],
+                "errors": [n.error for n in nacks],
+                "retry_afters": [n.retry_after for n in nacks],
+                "permanents": [n.permanent for n in nacks], "backoff_base": self.backoff_base})
+            return {row[0]: NackOutcome(status=row[1], run_at=row[2])
+                    for row in await cur.fetchall()}
+
+    async def refusals(self, job_ids: Sequence[uuid.UUID], action: str
+                       ) -> dict[uuid.UUID, ForgeError]:
+        """Why an ack, nack or heartbeat on each of ``job_ids`` matched no row: NotFound, or
+        FailedPrecondition naming the job's status now."""
+        if not job_ids:
+            return {}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("job_statuses"), {"ids": list(job_ids)})
+            status = {row[0]: row[1] for row in await cur.fetchall()}
+        out: dict[uuid.UUID, ForgeError] = {}
+        for job_id in job_ids:
+            if job_id not in status:
+                out[job_id] = NotFound(f"job {job_id} not found")
+            else:
+                out[job_id] = FailedPrecondition(
+                    f"cannot {action} job {job_id}: the lease token is not the job's current "
+                    f"lease (job is {status[job_id]}; the lease expired and was rescued, or the "
+                    f"job was cancelled or handed to another worker)")
+        return out
 
     async def ack(self, job_id: uuid.UUID, token: uuid.UUID, result: dict[str, Any] | None) -> None:
         """Mark the job COMPLETED if ``token`` is its current lease; else NotFound/FailedPrecondition."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(q("ack_job"), {
-                "id": job_id, "token": token,
-                "result": None if result is None else json.dumps(result)})
-            if cur.rowcount == 0:
-                raise await self._refusal(conn, job_id, "ack")
+        item = AckItem(Lease(job_id, token), None if result is None else json.dumps(result))
+        if job_id not in await self.ack_many([item]):
+            raise (await self.refusals([job_id], "ack"))[job_id]
 
     async def nack(self, job_id: uuid.UUID, token: uuid.UUID, error: str,
                    retry_after: float | None, permanent: bool) -> NackOutcome:
-        """Record a failed attempt; see the nack_job statement for where the job goes."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(q("nack_job"), {
-                "id": job_id, "token": token, "error": error, "retry_after": retry_after,
-                "permanent": permanent, "backoff_base": self.backoff_base})
-            row = await cur.fetchone()
-            if row is None:
-                raise await self._refusal(conn, job_id, "nack")
-        return NackOutcome(status=row[0], run_at=row[1])
+        """Record one failed attempt; see the nack_jobs statement for where the job goes."""
+        done = await self.nack_many([NackItem(Lease(job_id, token), error, retry_after, permanent)])
+        if job_id not in done:
+            raise (await self.refusals([job_id], "nack"))[job_id]
+        return done[job_id]
 
     async def extend(self, leases: Sequence[Lease], lease_seconds: int
                      ) -> tuple[datetime | None, list[uuid.UUID]]:

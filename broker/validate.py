@@ -14,7 +14,7 @@ from google.protobuf.struct_pb2 import Struct
 
 from broker.errors import InvalidArgument
 from broker.ids import parse_id
-from broker.models import Lease, NewJob
+from broker.models import AckItem, Lease, NackItem, NewJob
 from forge.v1 import broker_pb2 as pb
 
 TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -140,13 +140,41 @@ def error_text(value: str) -> str:
     return value if len(value) <= MAX_ERROR_CHARS else value[: MAX_ERROR_CHARS - 15] + "... (truncated)"
 
 
-def retry_after(req: pb.NackRequest) -> float | None:
+def retry_after(req: pb.NackRequest, prefix: str = "") -> float | None:
     if not req.HasField("retry_after"):
         return None
     seconds = req.retry_after.seconds + req.retry_after.nanos / 1e9
     if not (0 <= seconds <= 366 * 86400) or math.isnan(seconds):
-        raise InvalidArgument("retry_after", "must be between 0 and 366 days")
+        raise InvalidArgument(f"{prefix}retry_after", "must be between 0 and 366 days")
     return seconds
+
+
+def ack(req: pb.AckRequest, prefix: str = "") -> AckItem:
+    result = struct_json(f"{prefix}result", req.result) if req.HasField("result") else None
+    return AckItem(lease(prefix, req.job_id, req.lease_token), result)
+
+
+def nack(req: pb.NackRequest, prefix: str = "") -> NackItem:
+    return NackItem(lease(prefix, req.job_id, req.lease_token), error_text(req.error),
+                    retry_after(req, prefix), req.permanent)
+
+
+def settle(req: pb.SettleRequest) -> tuple[list[AckItem], list[NackItem]]:
+    """Validate every item of a SettleRequest; each job may appear once in all."""
+    total = len(req.acks) + len(req.nacks)
+    if not 1 <= total <= MAX_BATCH:
+        raise InvalidArgument("acks", f"acks and nacks must hold 1 to {MAX_BATCH} items in all, "
+                                      f"got {total}")
+    acks = [ack(a, f"acks[{i}].") for i, a in enumerate(req.acks)]
+    nacks = [nack(n, f"nacks[{i}].") for i, n in enumerate(req.nacks)]
+    seen: set[uuid.UUID] = set()
+    named = [(f"acks[{i}].job_id", a.lease.job_id) for i, a in enumerate(acks)]
+    named += [(f"nacks[{i}].job_id", n.lease.job_id) for i, n in enumerate(nacks)]
+    for field, job in named:
+        if job in seen:
+            raise InvalidArgument(field, f"job {job} appears more than once")
+        seen.add(job)
+    return acks, nacks
 
 
 def page_size(value: int) -> int:

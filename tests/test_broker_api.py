@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import grpc
@@ -18,6 +19,7 @@ from forge.v1 import broker_pb2_grpc
 from tests.support import BrokerProcess, drop_database, new_database, start_broker
 
 Stub = broker_pb2_grpc.BrokerStub
+SAME = uuid.uuid4()
 
 
 def count_jobs(dsn: str) -> int:
@@ -206,6 +208,85 @@ def test_stale_lease_token_is_failed_precondition(stub: Stub) -> None:
             call()
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert stub.GetJob(pb.GetJobRequest(id=leased.job.id), timeout=5).status == pb.Job.CANCELLED
+
+
+def lease_n(stub: Stub, n: int, worker: str = "w1") -> list[pb.LeasedJob]:
+    stream = stub.Lease(pb.LeaseRequest(worker_id=worker, max_in_flight=n), timeout=10)
+    held: list[pb.LeasedJob] = []
+    try:
+        for resp in stream:
+            held.extend(resp.jobs)
+            if len(held) >= n:
+                return held
+    finally:
+        stream.cancel()
+    raise AssertionError(f"only {len(held)} of {n} jobs leased")
+
+
+def test_settle_judges_each_item_on_its_own(stub: Stub) -> None:
+    stub.EnqueueBatch(pb.EnqueueBatchRequest(
+        jobs=[pb.EnqueueRequest(type="t", max_retries=0)] + [pb.EnqueueRequest(type="t")] * 3),
+        timeout=5)
+    held = sorted(lease_n(stub, 4), key=lambda h: h.job.max_retries)
+    out_of_retries, ok, retried, cancelled = held
+    stub.CancelJob(pb.CancelJobRequest(id=cancelled.job.id), timeout=5)
+    resp = stub.Settle(pb.SettleRequest(
+        acks=[pb.AckRequest(job_id=ok.job.id, lease_token=ok.lease_token, result=payload(n=1)),
+              pb.AckRequest(job_id=cancelled.job.id, lease_token=cancelled.lease_token)],
+        nacks=[pb.NackRequest(job_id=retried.job.id, lease_token=retried.lease_token, error="e"),
+               pb.NackRequest(job_id=out_of_retries.job.id,
+                              lease_token=out_of_retries.lease_token, error="last")]),
+        timeout=5)
+    assert [(r.job_id, r.code, r.status) for r in resp.acks] == [
+        (ok.job.id, 0, pb.Job.COMPLETED), (cancelled.job.id, 9, pb.Job.STATUS_UNSPECIFIED)]
+    assert "CANCELLED" in resp.acks[1].message
+    assert [(r.code, r.status) for r in resp.nacks] == [(0, pb.Job.PENDING), (0, pb.Job.DEAD)]
+    assert resp.nacks[0].run_at.seconds > 0
+    got = {j.id: j for j in (stub.GetJob(pb.GetJobRequest(id=h.job.id), timeout=5) for h in held)}
+    assert got[ok.job.id].status == pb.Job.COMPLETED and got[ok.job.id].result["n"] == 1
+    assert got[cancelled.job.id].status == pb.Job.CANCELLED
+    assert got[retried.job.id].status == pb.Job.PENDING and got[retried.job.id].last_error == "e"
+    assert got[out_of_retries.job.id].status == pb.Job.DEAD
+
+
+@pytest.mark.parametrize("request_, field", [
+    (pb.SettleRequest(), "acks"),
+    (pb.SettleRequest(acks=[pb.AckRequest(job_id="nope", lease_token=str(uuid.uuid4()))]),
+     "acks[0].job_id"),
+    (pb.SettleRequest(nacks=[pb.NackRequest(job_id=str(uuid.uuid4()))]), "nacks[0].lease_token"),
+    (pb.SettleRequest(acks=[pb.AckRequest(job_id=str(SAME), lease_token=str(uuid.uuid4()))],
+                      nacks=[pb.NackRequest(job_id=str(SAME), lease_token=str(uuid.uuid4()))]),
+     "nacks[0].job_id"),
+])
+def test_malformed_settle_is_invalid_argument_naming_the_item(
+        stub: Stub, request_: pb.SettleRequest, field: str) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Settle(request_, timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith(field)
+
+
+def test_concurrent_acks_each_get_their_own_answer(stub: Stub) -> None:
+    stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=[pb.EnqueueRequest(type="t")] * 200), timeout=5)
+    held = lease_n(stub, 200)
+    stale = {h.job.id for h in held[::10]}
+    codes: dict[str, grpc.StatusCode] = {}
+
+    def ack(h: pb.LeasedJob) -> None:
+        token = str(uuid.uuid4()) if h.job.id in stale else h.lease_token
+        try:
+            stub.Ack(pb.AckRequest(job_id=h.job.id, lease_token=token), timeout=10)
+            codes[h.job.id] = grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            codes[h.job.id] = exc.code()
+
+    threads = [threading.Thread(target=ack, args=(h,)) for h in held]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {j for j, c in codes.items() if c == grpc.StatusCode.FAILED_PRECONDITION} == stale
+    assert sum(c == grpc.StatusCode.OK for c in codes.values()) == 200 - len(stale)
 
 
 def test_heartbeat_extends_held_leases_and_lists_lost_ones(stub: Stub) -> None:

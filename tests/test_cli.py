@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 
+from broker.migrate import available
 from forge import Client
 from forge.v1 import broker_pb2 as pb
 from tests.support import BrokerProcess, free_port, wait_serving
@@ -61,7 +62,7 @@ def test_forge_migrate_uses_database_url(empty_dsn: str, tmp_path: Path) -> None
     cmd = [sys.executable, "-m", "forge.cli", "migrate"]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout)["applied"] == [1]
+    assert json.loads(first.stdout)["applied"] == [m.version for m in available()]
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert json.loads(second.stdout)["applied"] == []
 
