@@ -19,35 +19,59 @@ class Cancellation:
     called only by workerd, on its event loop.
     """
 
+    # The events are made on first use: most jobs finish without anyone waiting on them, and a
+    # threading.Event per job was a noticeable share of a busy worker's time.
+    _LOCK = threading.Lock()
+
     def __init__(self) -> None:
-        self._flag = threading.Event()
-        self._async = asyncio.Event()
+        self._set = False
+        self._flag: threading.Event | None = None
+        self._async: asyncio.Event | None = None
         self.reason = ""
 
     def set(self, reason: str) -> None:
-        if not self._flag.is_set():
+        with self._LOCK:
+            if self._set:
+                return
             self.reason = reason
-            self._flag.set()
-            self._async.set()
+            self._set = True
+            flag, waiters = self._flag, self._async
+        if flag is not None:
+            flag.set()
+        if waiters is not None:
+            waiters.set()
 
     def is_set(self) -> bool:
-        return self._flag.is_set()
+        return self._set
 
     def __bool__(self) -> bool:
-        return self._flag.is_set()
+        return self._set
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block the calling thread until cancelled or ``timeout``; True if cancelled."""
-        return self._flag.wait(timeout)
+        with self._LOCK:
+            if self._flag is None:
+                self._flag = threading.Event()
+                if self._set:
+                    self._flag.set()
+            flag = self._flag
+        return flag.wait(timeout)
+
+    def _event(self) -> asyncio.Event:
+        if self._async is None:  # only ever touched on the event loop
+            self._async = asyncio.Event()
+            if self._set:
+                self._async.set()
+        return self._async
 
     async def wait_async(self) -> None:
         """Return once cancelled."""
-        await self._async.wait()
+        await self._event().wait()
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep ``seconds`` unless cancelled first; True if cancelled."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._async.wait(), seconds)
+            await asyncio.wait_for(self._event().wait(), seconds)
         return self.is_set()
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import struct_pb2
 
 from forge.v1 import broker_pb2 as pb
 from workerd.config import Config
@@ -29,15 +29,26 @@ SETTLE_SECONDS = 10.0
 """After the grace period, how long shutdown still waits for acks and nacks to be delivered."""
 
 
-def _plain(value: Any) -> Any:
-    """JSON from a Struct has only floats; give whole numbers back as ints, as they were sent."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+def _plain(value: struct_pb2.Value) -> Any:
+    """A Struct value as plain Python. JSON numbers arrive as doubles; whole ones come back as
+    ints, as they were sent. (json_format.MessageToDict does this at several times the cost.)"""
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        n = value.number_value
+        return int(n) if n.is_integer() and abs(n) < 2**53 else n
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return payload_dict(value.struct_value)
+    if kind == "list_value":
+        return [_plain(v) for v in value.list_value.values]
+    return None
+
+
+def payload_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    return {k: _plain(v) for k, v in struct.fields.items()}
 
 
 class Worker:
@@ -97,7 +108,7 @@ class Worker:
         for leased in jobs:
             job = leased.job
             handler = self.registry.get(job.type)
-            payload = _plain(json_format.MessageToDict(job.payload))
+            payload = payload_dict(job.payload)
             ctx = JobContext(id=job.id, type=job.type, payload=payload, attempts=job.attempts,
                              max_retries=job.max_retries, worker_id=self.config.worker_id,
                              timeout=job_timeout(handler, payload) if handler else None)
