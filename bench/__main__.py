@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--single-jobs", type=int, help="jobs enqueued singly by 16 clients (default 5,000)")
     ap.add_argument("--latency-jobs", type=int, help="jobs in the latency scenario (default 500)")
     ap.add_argument("--concurrency", type=int, help="each workerd's --concurrency (default 100)")
+    ap.add_argument("--prefetch", type=int, help="each workerd's --prefetch (default 100)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="db_settings",
                     help="a PostgreSQL setting for every benchmark database (ALTER DATABASE … SET), "
                          "e.g. --set synchronous_commit=off; repeatable")
@@ -68,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def params(args: argparse.Namespace) -> forge_bench.Params:
     p = QUICK if args.quick else forge_bench.Params()
     overrides: dict[str, Any] = {}
-    for name in ("jobs", "single_jobs", "latency_jobs", "concurrency"):
+    for name in ("jobs", "single_jobs", "latency_jobs", "concurrency", "prefetch"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     return replace(p, **overrides)

@@ -50,7 +50,10 @@ class Params:
     workers: int = 2
     """workerd processes in the drain."""
     concurrency: int = 100
-    """Each workerd's --concurrency (its Lease stream's max_in_flight)."""
+    """Each workerd's --concurrency."""
+    prefetch: int = 100
+    """Each workerd's --prefetch (max_in_flight is concurrency + prefetch), as docs/operations.md
+    recommends for short jobs."""
     timeout: float = 600.0
 
 
@@ -123,9 +126,11 @@ def stack(dsn: str) -> Iterator[tuple[str, Procs]]:
             procs.stop()
 
 
-def start_workerd(procs: Procs, target: str, name: str, types: str, concurrency: int) -> None:
+def start_workerd(procs: Procs, target: str, name: str, types: str, concurrency: int,
+                  prefetch: int = 0) -> None:
     procs.start(name, [sys.executable, "-m", "workerd", "--broker", target, "--handlers", "bench.handlers",
-                       "--types", types, "--concurrency", str(concurrency), "--worker-id", name],
+                       "--types", types, "--concurrency", str(concurrency), "--prefetch", str(prefetch),
+                       "--worker-id", name],
                 _env(FORGE_BENCH_DIR=str(procs.workdir)))
 
 
@@ -184,7 +189,7 @@ async def _drain(dsn: str, target: str, procs: Procs, p: Params) -> dict[str, An
         await conn.execute("ANALYZE forge.jobs")
         names = [f"bench-workerd-{i}" for i in range(p.workers)]
         for name in names:
-            start_workerd(procs, target, name, "bench.noop", p.concurrency)
+            start_workerd(procs, target, name, "bench.noop", p.concurrency, p.prefetch)
         deadline = time.monotonic() + p.timeout
         while await (await conn.execute(UNFINISHED)).fetchone() != (False,):
             if time.monotonic() > deadline:
@@ -203,7 +208,7 @@ async def _drain(dsn: str, target: str, procs: Procs, p: Params) -> dict[str, An
         raise RuntimeError("drain: no handler recorded its start")
     elapsed = done_at - firsts[0]
     return {"drain": p.jobs / elapsed, "drain_seconds": elapsed, "jobs": p.jobs,
-            "workers": p.workers, "concurrency": p.concurrency,
+            "workers": p.workers, "concurrency": p.concurrency, "prefetch": p.prefetch,
             "worker_start_skew_s": firsts[-1] - firsts[0]}
 
 
@@ -255,7 +260,8 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
     out: dict[str, Any] = {"broker": "one `python -m broker` process",
                            "broker_env": tuned or "defaults", "client": "grpc.aio"}
     if scenario == "drain":
-        out["workerd"] = f"{p.workers} processes × --concurrency {p.concurrency}, async no-op handler"
+        out["workerd"] = (f"{p.workers} processes × --concurrency {p.concurrency} "
+                          f"--prefetch {p.prefetch}, async no-op handler")
     elif scenario == "latency":
         out["workerd"] = f"1 process, --concurrency {p.concurrency}"
     else:

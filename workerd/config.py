@@ -1,8 +1,9 @@
 """workerd's configuration: one typed object, read from the command line and environment once.
 
 Every option has an environment variable (the flag wins), so containers can be configured
-without a command line: FORGE_BROKER, WORKERD_TYPES, WORKERD_CONCURRENCY, WORKERD_HANDLERS,
-WORKERD_GRACE, WORKERD_LEASE_SECONDS, WORKERD_WORKER_ID, WORKERD_LOG_JSON, WORKERD_LOG_LEVEL.
+without a command line: FORGE_BROKER, WORKERD_TYPES, WORKERD_CONCURRENCY, WORKERD_PREFETCH,
+WORKERD_HANDLERS, WORKERD_GRACE, WORKERD_LEASE_SECONDS, WORKERD_WORKER_ID, WORKERD_LOG_JSON,
+WORKERD_LOG_LEVEL.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class Config:
     types: tuple[str, ...] = ()
     """Job types to lease; empty means every type that has a handler."""
     concurrency: int = 8
-    """Jobs run at once; also the Lease stream's max_in_flight."""
+    """Jobs run at once."""
+    prefetch: int = 0
+    """Jobs leased beyond ``concurrency``: the Lease stream's max_in_flight is the sum."""
     handlers: tuple[str, ...] = DEFAULT_HANDLERS
     """Modules to import for their @handler functions."""
     grace: float = 30.0
@@ -67,6 +70,10 @@ class Config:
                                  "every type with a handler]")
         parser.add_argument("--concurrency", default=e.get("WORKERD_CONCURRENCY", "8"),
                             help="jobs run at once, 1 to 1000 [WORKERD_CONCURRENCY, default 8]")
+        parser.add_argument("--prefetch", default=e.get("WORKERD_PREFETCH", "0"),
+                            help="jobs leased beyond --concurrency, waiting for a free slot, so a "
+                                 "busy worker never waits on the broker between short jobs; "
+                                 "0 to 1000 [WORKERD_PREFETCH, default 0]")
         parser.add_argument("--handlers", default=e.get("WORKERD_HANDLERS", ",".join(DEFAULT_HANDLERS)),
                             help="comma-separated modules that define handlers "
                                  "[WORKERD_HANDLERS, default %(default)s]")
@@ -84,11 +91,13 @@ class Config:
                             help="DEBUG, INFO, WARNING or ERROR [WORKERD_LOG_LEVEL, default INFO]")
         args = parser.parse_args(argv)
         return cls.build(broker=args.broker, types=args.types, concurrency=args.concurrency,
+                         prefetch=args.prefetch,
                          handlers=args.handlers, grace=args.grace, lease_seconds=args.lease_seconds,
                          worker_id=args.worker_id, log_json=args.log_json, log_level=args.log_level)
 
     @classmethod
     def build(cls, *, broker: str, types: str, concurrency: str, handlers: str, grace: str,
+              prefetch: str = "0",
               lease_seconds: str, worker_id: str, log_json: bool, log_level: str) -> Config:
         """Validate raw option values into a Config; ConfigError names the first bad one."""
         if not broker.strip():
@@ -96,6 +105,9 @@ class Config:
         n = _int("--concurrency", concurrency)
         if not 1 <= n <= 1000:
             raise ConfigError(f"--concurrency: must be in [1, 1000], got {n}")
+        pf = _int("--prefetch", prefetch)
+        if not 0 <= pf <= 1000:
+            raise ConfigError(f"--prefetch: must be in [0, 1000], got {pf}")
         g = _float("--grace", grace)
         if g < 0:
             raise ConfigError(f"--grace: must not be negative, got {g}")
@@ -111,7 +123,8 @@ class Config:
         level = log_level.upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"--log-level: unknown level {log_level!r}")
-        return cls(broker=broker.strip(), types=_csv(types), concurrency=n, handlers=mods, grace=g,
+        return cls(broker=broker.strip(), types=_csv(types), concurrency=n, prefetch=pf,
+                   handlers=mods, grace=g,
                    lease_seconds=ls, worker_id=wid, log_json=log_json, log_level=level)
 
 

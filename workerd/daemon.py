@@ -79,12 +79,13 @@ class Worker:
         self.link = link = Link(cfg.broker)
         self.settler = Settler(link)
         request = pb.LeaseRequest(worker_id=cfg.worker_id, types=self.types,
-                                  max_in_flight=cfg.concurrency, lease_seconds=cfg.lease_seconds)
+                                  max_in_flight=cfg.concurrency + cfg.prefetch,
+                                  lease_seconds=cfg.lease_seconds)
         leasing = asyncio.create_task(LeaseLoop(link, request, self._accept).run(), name="lease")
         beats = Heartbeats(link, self.inflight, cfg.lease_seconds, self._lost)
         beating = asyncio.create_task(beats.run(), name="heartbeat")
-        log.info("workerd %s: leasing %s from %s, concurrency %d, lease %ds, grace %gs",
-                 cfg.worker_id, ",".join(self.types), cfg.broker, cfg.concurrency,
+        log.info("workerd %s: leasing %s from %s, concurrency %d, prefetch %d, lease %ds, grace %gs",
+                 cfg.worker_id, ",".join(self.types), cfg.broker, cfg.concurrency, cfg.prefetch,
                  cfg.lease_seconds, cfg.grace)
         stopping = asyncio.create_task(stop.wait())
         try:
