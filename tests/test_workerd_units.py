@@ -28,11 +28,16 @@ def test_config_defaults_environment_and_flags() -> None:
         "b:1", 3, ("a", "b"), True, "w-env")
     cfg = Config.from_args(["--broker", "c:2", "--concurrency", "5", "--lease-seconds", "6"], env=env)
     assert (cfg.broker, cfg.concurrency, cfg.lease_seconds) == ("c:2", 5, 6)
+    assert Config.from_args([], env={}).prefetch == 0
+    assert Config.from_args([], env={"WORKERD_PREFETCH": "7"}).prefetch == 7
+    assert Config.from_args(["--prefetch", "9"], env={"WORKERD_PREFETCH": "7"}).prefetch == 9
 
 
 @pytest.mark.parametrize(("argv", "named"), [
     (["--concurrency", "0"], "--concurrency"),
     (["--concurrency", "x"], "--concurrency"),
+    (["--prefetch", "-1"], "--prefetch"),
+    (["--prefetch", "1001"], "--prefetch"),
     (["--lease-seconds", "3601"], "--lease-seconds"),
     (["--grace", "-1"], "--grace"),
     (["--grace", "nan"], "--grace"),
