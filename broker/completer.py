@@ -1,42 +1,26 @@
-"""The completer: acks and nacks from every caller, written one statement per kind per flush.
+"""The completer: every caller's acks and nacks, written one statement per kind per flush.
 
-Each Ack, Nack or Settle call hands its items to the completer and waits. The first call to
-arrive starts a flush at once (an idle broker adds no delay); calls that arrive while a flush
-is running wait for the next one, so under load a flush carries everything that came in during
-the previous one — group commit, with the batch size set by the load instead of a timer. Each
-job's change is still its own row in one UPDATE, and one stale lease refuses only its own item.
+Ack, Nack and Settle calls go through one Batcher (group commit, see broker.batcher), so under
+load a single UPDATE completes the jobs of many calls. Each job's change is still its own row
+in that one statement, and one stale lease refuses only its own item.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+from broker.batcher import Batcher
 from broker.errors import ForgeError
 from broker.models import AckItem, NackItem, NackOutcome
 from broker.store import Store
 
-log = logging.getLogger("forge.completer")
-
 MAX_FLUSH = 10_000
-"""Most items in one flush (more calls wait for the next); one Settle call may hold this many."""
+"""Most items in one flush; one Settle call may hold this many."""
 
 AckResult = None | BaseException
 NackResult = NackOutcome | BaseException
-Results = tuple[list[AckResult], list[NackResult]]
-
-
-@dataclass(eq=False)
-class _Call:
-    acks: Sequence[AckItem]
-    nacks: Sequence[NackItem]
-    done: asyncio.Future[Results]
-
-    def __len__(self) -> int:
-        return len(self.acks) + len(self.nacks)
+Why = dict[uuid.UUID, BaseException]
 
 
 class Completer:
@@ -47,65 +31,52 @@ class Completer:
         found already ended (not those a database error left undecided)."""
         self.store = store
         self.on_settled = on_settled
-        self._waiting: list[_Call] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._batcher: Batcher[AckItem | NackItem, NackOutcome | BaseException | None] = Batcher(
+            self._flush, max_items=MAX_FLUSH, name="completer")
 
     async def ack(self, item: AckItem) -> None:
         """Complete one job; raises NotFound/FailedPrecondition or the database's error."""
-        (result,), _ = await self.settle([item], [])
-        if result is not None:
+        (result,) = await self._batcher.submit([item])
+        if isinstance(result, BaseException):
             raise result
 
     async def nack(self, item: NackItem) -> NackOutcome:
         """Fail one attempt; raises NotFound/FailedPrecondition or the database's error."""
-        _, (result,) = await self.settle([], [item])
+        (result,) = await self._batcher.submit([item])
         if isinstance(result, BaseException):
             raise result
+        assert result is not None
         return result
 
-    async def settle(self, acks: Sequence[AckItem], nacks: Sequence[NackItem]) -> Results:
-        """Ack and nack many: each item's result or exception, in order. Raises nothing but
-        cancellation."""
-        call = _Call(acks, nacks, asyncio.get_running_loop().create_future())
-        self._waiting.append(call)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_all(), name="completer")
-        return await asyncio.shield(call.done)
+    async def settle(self, acks: Sequence[AckItem], nacks: Sequence[NackItem]
+                     ) -> tuple[list[AckResult], list[NackResult]]:
+        """Ack and nack many: each item's result or exception, in order."""
+        results = await self._batcher.submit([*acks, *nacks])
+        ack_out: list[AckResult] = []
+        for r in results[:len(acks)]:
+            ack_out.append(r if isinstance(r, BaseException) else None)
+        nack_out: list[NackResult] = [r for r in results[len(acks):] if r is not None]
+        return ack_out, nack_out
 
-    async def _flush_all(self) -> None:
-        while self._waiting:
-            take, size = 0, 0
-            while take < len(self._waiting) and (take == 0 or size + len(self._waiting[take]) <= MAX_FLUSH):
-                size += len(self._waiting[take])
-                take += 1
-            calls, self._waiting = self._waiting[:take], self._waiting[take:]
-            try:
-                await self._flush(calls)
-            except Exception as exc:  # a bug: answer every caller rather than leave them hanging
-                log.exception("flushing %d acks and nacks failed", size)
-                for call in calls:
-                    if not call.done.done():
-                        call.done.set_exception(exc)
-
-    async def _flush(self, calls: list[_Call]) -> None:
-        acks = [a for c in calls for a in c.acks]
-        nacks = [n for c in calls for n in c.nacks]
+    async def _flush(self, items: list[AckItem | NackItem]) -> list[NackOutcome | BaseException | None]:
+        acks = [i for i in items if isinstance(i, AckItem)]
+        nacks = [i for i in items if isinstance(i, NackItem)]
         acked, ack_why = await self._acks(acks)
         nacked, nack_why = await self._nacks(nacks)
-        for call in calls:
-            ack_out: list[AckResult] = [
-                None if a.lease.job_id in acked else ack_why[a.lease.job_id] for a in call.acks]
-            nack_out: list[NackResult] = [
-                nacked[n.lease.job_id] if n.lease.job_id in nacked else nack_why[n.lease.job_id]
-                for n in call.nacks]
-            if not call.done.done():  # else the caller went away (a cancelled RPC)
-                call.done.set_result((ack_out, nack_out))
+        out: list[NackOutcome | BaseException | None] = []
+        for item in items:
+            job = item.lease.job_id
+            if isinstance(item, AckItem):
+                out.append(None if job in acked else ack_why[job])
+            else:
+                out.append(nacked[job] if job in nacked else nack_why[job])
         ended = [*acked, *nacked]
         ended += [j for why in (ack_why, nack_why) for j, e in why.items() if isinstance(e, ForgeError)]
         if ended:
             self.on_settled(ended)
+        return out
 
-    async def _acks(self, acks: list[AckItem]) -> tuple[set[uuid.UUID], dict[uuid.UUID, BaseException]]:
+    async def _acks(self, acks: list[AckItem]) -> tuple[set[uuid.UUID], Why]:
         """The jobs completed, and why each other one was not."""
         if not acks:
             return set(), {}
@@ -116,8 +87,7 @@ class Completer:
             return set(), dict.fromkeys(ids, exc)
         return done, await self._refusals([j for j in ids if j not in done], "ack")
 
-    async def _nacks(self, nacks: list[NackItem]
-                     ) -> tuple[dict[uuid.UUID, NackOutcome], dict[uuid.UUID, BaseException]]:
+    async def _nacks(self, nacks: list[NackItem]) -> tuple[dict[uuid.UUID, NackOutcome], Why]:
         """Where each failed job went, and why each other one was not recorded."""
         if not nacks:
             return {}, {}
@@ -128,8 +98,7 @@ class Completer:
             return {}, dict.fromkeys(ids, exc)
         return done, await self._refusals([j for j in ids if j not in done], "nack")
 
-    async def _refusals(self, job_ids: list[uuid.UUID], action: str
-                        ) -> dict[uuid.UUID, BaseException]:
+    async def _refusals(self, job_ids: list[uuid.UUID], action: str) -> Why:
         """Why each of ``job_ids`` was refused; the database's error where it could not say."""
         if not job_ids:
             return {}

@@ -13,6 +13,7 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from broker import convert, validate
+from broker.batcher import Batcher
 from broker.completer import Completer
 from broker.dispatch import Dispatcher
 from broker.errors import (
@@ -22,7 +23,7 @@ from broker.errors import (
     NotFound,
     ResourceExhausted,
 )
-from broker.models import NackOutcome
+from broker.models import JobRow, NackOutcome, NewJob
 from broker.stats import StatsHub
 from broker.store import Store
 from forge.v1 import broker_pb2 as pb
@@ -73,19 +74,23 @@ class BrokerServicer(pb_grpc.BrokerServicer):
     def __init__(self, store: Store, dispatcher: Dispatcher, stats: StatsHub,
                  completer: Completer) -> None:
         self.store = store
+        # Enqueue and EnqueueBatch calls that arrive together share one INSERT (group commit);
+        # each call is still all or nothing.
+        self.inserter: Batcher[NewJob, tuple[JobRow, bool]] = Batcher(
+            store.enqueue, max_items=validate.MAX_BATCH, name="inserter")
         self.dispatcher = dispatcher
         self.stats = stats
         self.completer = completer
 
     @unary
     async def Enqueue(self, request: pb.EnqueueRequest, context: Ctx) -> pb.EnqueueResponse:
-        [(row, created)] = await self.store.enqueue([validate.new_job(request)])
+        [(row, created)] = await self.inserter.submit([validate.new_job(request)])
         return pb.EnqueueResponse(job=convert.job(row), created=created)
 
     @unary
     async def EnqueueBatch(self, request: pb.EnqueueBatchRequest,
                            context: Ctx) -> pb.EnqueueBatchResponse:
-        results = await self.store.enqueue(validate.new_jobs(request))
+        results = await self.inserter.submit(validate.new_jobs(request))
         return pb.EnqueueBatchResponse(jobs=[convert.job(row) for row, _ in results],
                                        created=sum(1 for _, created in results if created))
 

@@ -289,6 +289,26 @@ def test_concurrent_acks_each_get_their_own_answer(stub: Stub) -> None:
     assert sum(c == grpc.StatusCode.OK for c in codes.values()) == 200 - len(stale)
 
 
+def test_concurrent_enqueues_with_one_idempotency_key_create_one_job(stub: Stub, dsn: str) -> None:
+    answers: list[pb.EnqueueResponse] = []
+
+    def enqueue(i: int) -> None:
+        key = "same" if i % 2 else f"own-{i}"
+        answers.append(stub.Enqueue(pb.EnqueueRequest(type="t", idempotency_key=key,
+                                                      payload=payload(i=i)), timeout=10))
+
+    threads = [threading.Thread(target=enqueue, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    same = [a for a in answers if a.job.idempotency_key == "same"]
+    assert len(same) == 20 and len({a.job.id for a in same}) == 1
+    assert sum(a.created for a in same) == 1
+    assert all(a.created for a in answers if a.job.idempotency_key != "same")
+    assert count_jobs(dsn) == 21
+
+
 def test_heartbeat_extends_held_leases_and_lists_lost_ones(stub: Stub) -> None:
     stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=[pb.EnqueueRequest(type="t")] * 2), timeout=5)
     stream = stub.Lease(pb.LeaseRequest(worker_id="w", max_in_flight=2, lease_seconds=5),

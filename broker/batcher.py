@@ -1,0 +1,77 @@
+"""Group commit: many concurrent calls, one statement.
+
+Callers hand in their items and wait. The first call to arrive is flushed at once, so an idle
+broker adds no delay; calls that arrive while a flush is running wait for the next one, so
+under load one flush carries everything that came in during the previous one. The batch size
+follows the load, with no timer to tune.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+log = logging.getLogger("forge.batcher")
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+@dataclass(eq=False)
+class _Call(Generic[Item, Result]):
+    items: Sequence[Item]
+    done: asyncio.Future[list[Result]]
+
+
+class Batcher(Generic[Item, Result]):
+    """Runs ``flush`` over the items of every waiting call, at most ``max_items`` at a time
+    (a single larger call still goes alone).
+
+    ``flush`` returns one result per item, in order; if it raises, every call in that flush
+    gets the exception.
+    """
+
+    def __init__(self, flush: Callable[[list[Item]], Awaitable[list[Result]]], *,
+                 max_items: int, name: str) -> None:
+        self._flush = flush
+        self.max_items = max_items
+        self.name = name
+        self._waiting: list[_Call[Item, Result]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, items: Sequence[Item]) -> list[Result]:
+        """The results for ``items``, in order, once a flush has carried them."""
+        call: _Call[Item, Result] = _Call(items, asyncio.get_running_loop().create_future())
+        # Retrieved even when the caller went away, so asyncio does not log it as lost.
+        call.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._waiting.append(call)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=self.name)
+        # Shielded: a caller that goes away (a cancelled RPC) must not cancel the others' flush.
+        return await asyncio.shield(call.done)
+
+    async def _run(self) -> None:
+        while self._waiting:
+            take, size = 0, 0
+            for call in self._waiting:
+                if take and size + len(call.items) > self.max_items:
+                    break
+                take += 1
+                size += len(call.items)
+            calls, self._waiting = self._waiting[:take], self._waiting[take:]
+            try:
+                results = await self._flush([item for call in calls for item in call.items])
+            except Exception as exc:
+                for call in calls:
+                    if not call.done.done():
+                        call.done.set_exception(exc)
+                continue
+            start = 0
+            for call in calls:
+                end = start + len(call.items)
+                if not call.done.done():
+                    call.done.set_result(results[start:end])
+                start = end
