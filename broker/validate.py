@@ -9,12 +9,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
 
 from broker.errors import InvalidArgument
 from broker.ids import parse_id
 from broker.models import AckItem, Lease, NackItem, NewJob
+from forge import structs
 from forge.v1 import broker_pb2 as pb
 
 TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -33,25 +33,8 @@ def check_type(field: str, value: str) -> str:
     return value
 
 
-def _integral(value: Any) -> Any:
-    """Struct numbers are doubles; store whole numbers as JSON integers."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral(v) for v in value]
-    return value
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+# A \u0000 escape in JSON text, not one whose backslash is itself escaped (a literal "\\u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def check_text(field: str, value: str) -> str:
@@ -68,14 +51,15 @@ def clean_text(value: str) -> str:
 
 def struct_json(field: str, value: Struct) -> str:
     """``value`` as compact JSON text, at most 1 MiB, with no NUL characters."""
-    data = _integral(json_format.MessageToDict(value))
-    if _has_nul(data):
-        raise InvalidArgument(field, "must not contain NUL (\\u0000) characters")
     try:
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(structs.to_python(value), separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
     except ValueError:
         raise InvalidArgument(field, "numbers must be finite") from None
-    if len(text.encode()) > MAX_PAYLOAD_BYTES:
+    # json.dumps writes NUL (in keys and values alike) as the escape \u0000.
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise InvalidArgument(field, "must not contain NUL (\\u0000) characters")
+    if len(text) > MAX_PAYLOAD_BYTES // 4 and len(text.encode()) > MAX_PAYLOAD_BYTES:
         raise InvalidArgument(field, f"is larger than {MAX_PAYLOAD_BYTES} bytes as JSON")
     return text
 

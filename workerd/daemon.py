@@ -7,10 +7,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
-from google.protobuf import struct_pb2
-
+from forge import structs
 from forge.v1 import broker_pb2 as pb
 from workerd.config import Config
 from workerd.context import JobContext
@@ -27,28 +25,6 @@ log = logging.getLogger("workerd")
 
 SETTLE_SECONDS = 10.0
 """After the grace period, how long shutdown still waits for acks and nacks to be delivered."""
-
-
-def _plain(value: struct_pb2.Value) -> Any:
-    """A Struct value as plain Python. JSON numbers arrive as doubles; whole ones come back as
-    ints, as they were sent. (json_format.MessageToDict does this at several times the cost.)"""
-    kind = value.WhichOneof("kind")
-    if kind == "number_value":
-        n = value.number_value
-        return int(n) if n.is_integer() and abs(n) < 2**53 else n
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "struct_value":
-        return payload_dict(value.struct_value)
-    if kind == "list_value":
-        return [_plain(v) for v in value.list_value.values]
-    return None
-
-
-def payload_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return {k: _plain(v) for k, v in struct.fields.items()}
 
 
 class Worker:
@@ -109,7 +85,7 @@ class Worker:
         for leased in jobs:
             job = leased.job
             handler = self.registry.get(job.type)
-            payload = payload_dict(job.payload)
+            payload = structs.to_python(job.payload)
             ctx = JobContext(id=job.id, type=job.type, payload=payload, attempts=job.attempts,
                              max_retries=job.max_retries, worker_id=self.config.worker_id,
                              timeout=job_timeout(handler, payload) if handler else None)

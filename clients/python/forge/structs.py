@@ -1,0 +1,32 @@
+"""google.protobuf.Struct to plain Python, several times faster than json_format.MessageToDict.
+
+JSON numbers travel as doubles; whole ones (below 2**53) come back as ints, as they were sent.
+A Value with no kind set reads as None (JSON null).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+
+def to_python(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """``struct`` as a dict of plain values (str, int, float, bool, None, list, dict)."""
+    return {k: _value(v) for k, v in struct.fields.items()}
+
+
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        n = value.number_value
+        return int(n) if n.is_integer() and abs(n) < 2**53 else n
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return to_python(value.struct_value)
+    if kind == "list_value":
+        return [_value(v) for v in value.list_value.values]
+    return None
