@@ -68,7 +68,10 @@ def clean_text(value: str) -> str:
 
 def struct_json(field: str, value: Struct) -> str:
     """``value`` as compact JSON text, at most 1 MiB, with no NUL characters."""
-    data = _integral(json_format.MessageToDict(value))
+    try:
+        data = _integral(json_format.MessageToDict(value))
+    except (ValueError, json_format.Error):  # NaN or an infinity: JSON has no such numbers
+        raise InvalidArgument(field, "numbers must be finite") from None
     if _has_nul(data):
         raise InvalidArgument(field, "must not contain NUL (\\u0000) characters")
     try:
@@ -127,6 +130,20 @@ def lease(prefix: str, job_id_value: str, token: str) -> Lease:
     return Lease(job_id=jid, token=tok)
 
 
+MAX_IN_FLIGHT_DEFAULT = 8
+
+
+def max_in_flight(value: int, limit: int) -> int:
+    """A Lease request's max_in_flight (0: the default, 8) within the broker's limit
+    (FORGE_MAX_IN_FLIGHT)."""
+    if value == 0:
+        return min(MAX_IN_FLIGHT_DEFAULT, limit)
+    if not 1 <= value <= limit:
+        raise InvalidArgument("max_in_flight", f"must be in [1, {limit}] (FORGE_MAX_IN_FLIGHT), "
+                                               f"got {value}")
+    return value
+
+
 def lease_seconds(value: int) -> int:
     if value == 0:
         return 30
@@ -147,6 +164,16 @@ def retry_after(req: pb.NackRequest) -> float | None:
     if not (0 <= seconds <= 366 * 86400) or math.isnan(seconds):
         raise InvalidArgument("retry_after", "must be between 0 and 366 days")
     return seconds
+
+
+def job_status(field: str, value: pb.Job.Status.ValueType) -> str | None:
+    """A Job.Status filter: None for unspecified; a number the enum does not name is refused."""
+    if value == pb.Job.STATUS_UNSPECIFIED:
+        return None
+    try:
+        return pb.Job.Status.Name(value)
+    except ValueError:
+        raise InvalidArgument(field, f"not a job status: {value}") from None
 
 
 def page_size(value: int) -> int:
