@@ -45,11 +45,17 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-pytest: setup dashboard chromium
+pytest: setup dashboard chromium node-client
 	$(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The chaos suite at full size: kills, broker and PostgreSQL restarts while 20,000 jobs drain.
+# Options: make chaos CHAOS_ARGS="--jobs 5000 --seed 7"
+.PHONY: chaos
+chaos: setup
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
 # --- dashboard: React + Vite app in dashboard/, served by the gateway at / -------------------
 DASH := dashboard
@@ -81,9 +87,22 @@ chromium:
 e2e: setup dashboard chromium
 	$(BIN)/python -m pytest tests/test_dashboard_e2e.py
 
+# --- clients/node: the Node.js client (tests/test_node_client.py runs its example) -----------
+NODE_CLIENT := clients/node
+NODE_DEPS := $(NODE_CLIENT)/node_modules/.package-lock.json
+
+.PHONY: node-client
+
+$(NODE_DEPS): $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
+	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund
+	touch $@
+
+node-client: $(NODE_DEPS)
+
 # Regenerates docs/dashboard.png (the overview, from the browser test's run).
 screenshot: setup dashboard chromium
 	FORGE_DASHBOARD_SCREENSHOT=docs/dashboard.png $(BIN)/python -m pytest tests/test_dashboard_e2e.py
 
 clean:
-	rm -rf $(VENV) $(GEN) .pytest_cache .mypy_cache .ruff_cache $(DASH)/node_modules $(DASH)/dist
+	rm -rf $(VENV) $(GEN) .pytest_cache .mypy_cache .ruff_cache $(DASH)/node_modules $(DASH)/dist \
+	  $(NODE_CLIENT)/node_modules

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broker.auth import ApiToken, load_tokens
 from broker.errors import InvalidArgument
 
 
@@ -32,6 +33,35 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise InvalidArgument(name, f"not an integer: {raw!r}") from None
+
+
+def _at_least(env: dict[str, str], name: str, default: int, low: int) -> int:
+    value = _int(env, name, default)
+    if value < low:
+        raise InvalidArgument(name, f"must be at least {low}, got {value}")
+    return value
+
+
+def _file(env: dict[str, str], name: str) -> Path | None:
+    """A path that must name a readable file, or None when unset."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise InvalidArgument(name, f"no such file: {raw}")
+    return path
+
+
+def _port(env: dict[str, str], name: str, default: int) -> int:
+    """A TCP port; set but empty means 0 (off)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = _int(env, name, 0)
+    if not 0 <= value <= 65535:
+        raise InvalidArgument(name, f"not a port number: {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -59,6 +89,31 @@ class Config:
     statement_timeout_ms: int = 30_000
     poll_seconds: float = 5.0
     """Safety net: the dispatcher looks for work this often even with no NOTIFY."""
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    """Port of the Prometheus /metrics endpoint; 0 turns it off."""
+    tokens: tuple[ApiToken, ...] = ()
+    """API tokens with roles (FORGE_TOKENS, FORGE_TOKENS_FILE); none turns auth off."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    """Certificate chain and key (PEM) to serve gRPC over TLS; None serves plain text."""
+    tls_client_ca: Path | None = None
+    """CA (PEM) that client certificates must chain to: mutual TLS, required when set."""
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Largest gRPC message received or sent; larger ones fail with RESOURCE_EXHAUSTED."""
+    max_in_flight: int = 1000
+    """Most jobs one Lease stream may hold at once (its request's max_in_flight)."""
+    max_lease_streams: int = 1000
+    """Most Lease streams open on this broker at once; 0 means no limit."""
+
+    def check(self) -> None:
+        """What from_env cannot see alone: TLS settings that only make sense together."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidArgument("FORGE_TLS_CERT", "the certificate and FORGE_TLS_KEY go "
+                                  "together (--tls-cert, --tls-key): set both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise InvalidArgument("FORGE_TLS_CLIENT_CA", "mutual TLS needs TLS: set "
+                                  "FORGE_TLS_CERT and FORGE_TLS_KEY too")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Config:
@@ -80,4 +135,15 @@ class Config:
             pool_timeout=_float(e, "FORGE_POOL_TIMEOUT", defaults.pool_timeout),
             statement_timeout_ms=_int(e, "FORGE_STATEMENT_TIMEOUT_MS", defaults.statement_timeout_ms),
             poll_seconds=_float(e, "FORGE_POLL_INTERVAL", defaults.poll_seconds),
+            metrics_host=e.get("FORGE_METRICS_HOST") or defaults.metrics_host,
+            metrics_port=_port(e, "FORGE_METRICS_PORT", defaults.metrics_port),
+            tokens=load_tokens(e),
+            tls_cert=_file(e, "FORGE_TLS_CERT"),
+            tls_key=_file(e, "FORGE_TLS_KEY"),
+            tls_client_ca=_file(e, "FORGE_TLS_CLIENT_CA"),
+            max_message_bytes=_at_least(e, "FORGE_MAX_MESSAGE_BYTES", defaults.max_message_bytes,
+                                        1024 * 1024),
+            max_in_flight=_at_least(e, "FORGE_MAX_IN_FLIGHT", defaults.max_in_flight, 1),
+            max_lease_streams=_at_least(e, "FORGE_MAX_LEASE_STREAMS",
+                                        defaults.max_lease_streams, 0),
         )

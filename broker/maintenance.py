@@ -13,6 +13,7 @@ from psycopg_pool import PoolTimeout
 
 from broker.config import Config
 from broker.dispatch import Dispatcher
+from broker.metrics import Metrics
 from broker.store import Store
 
 log = logging.getLogger("forge.maintenance")
@@ -22,10 +23,12 @@ RETENTION_BATCHES_PER_TICK = 10
 
 
 class Maintenance:
-    def __init__(self, store: Store, dispatcher: Dispatcher, config: Config) -> None:
+    def __init__(self, store: Store, dispatcher: Dispatcher, config: Config,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.config = config
+        self.metrics = metrics or Metrics()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -48,6 +51,10 @@ class Maintenance:
             if rescued:
                 log.info("rescued %d expired leases", len(rescued))
                 self.dispatcher.settled([job_id for job_id, _ in rescued])
+                # metrics: the store returns no type; it is known for jobs this broker delivered.
+                for job_id, status in rescued:
+                    self.metrics.settled_job(job_id, "dead" if status == "DEAD" else "failed",
+                                             by_worker=False)
             if len(rescued) < 1000:
                 return
 

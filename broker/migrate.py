@@ -6,6 +6,7 @@ import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -85,3 +86,10 @@ def current_version(dsn: str) -> int:
             return 0
         got = conn.execute("SELECT coalesce(max(version), 0) FROM forge.schema_migrations").fetchone()
         return int(got[0]) if got else 0
+
+
+async def schema_version(conn: psycopg.AsyncConnection[Any]) -> int:
+    """The highest applied version on ``conn``'s database (UndefinedTable before any migration)."""
+    cur = await conn.execute("SELECT coalesce(max(version), 0) FROM forge.schema_migrations")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import grpc
 import psycopg
+from google.protobuf.message import DecodeError
 from psycopg_pool import PoolTimeout
 
 from broker import convert, validate
@@ -23,6 +24,7 @@ from broker.errors import (
     NotFound,
     ResourceExhausted,
 )
+from broker.metrics import Metrics
 from broker.models import JobRow, NackOutcome, NewJob
 from broker.stats import StatsHub
 from broker.store import Store
@@ -72,7 +74,8 @@ def unary(fn: Callable[[Any, Req, Ctx], Awaitable[Resp]]) -> Callable[[Any, Req,
 
 class BrokerServicer(pb_grpc.BrokerServicer):
     def __init__(self, store: Store, dispatcher: Dispatcher, stats: StatsHub,
-                 completer: Completer) -> None:
+                 metrics: Metrics, completer: Completer, *, max_in_flight: int = 1000,
+                 max_lease_streams: int = 0) -> None:
         self.store = store
         # Enqueue and EnqueueBatch calls that arrive together share one INSERT (group commit);
         # each call is still all or nothing.
@@ -81,16 +84,30 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         self.dispatcher = dispatcher
         self.stats = stats
         self.completer = completer
+        self.metrics = metrics
+        self.max_in_flight = max_in_flight
+        """Most jobs a Lease request may ask to hold (FORGE_MAX_IN_FLIGHT)."""
+        self.max_lease_streams = max_lease_streams
+        """Most Lease streams open at once on this broker, 0 for no limit (FORGE_MAX_LEASE_STREAMS)."""
+        self._lease_streams = 0
 
     @unary
     async def Enqueue(self, request: pb.EnqueueRequest, context: Ctx) -> pb.EnqueueResponse:
         [(row, created)] = await self.inserter.submit([validate.new_job(request)])
+        if created:
+            self.metrics.enqueued(row.type)
         return pb.EnqueueResponse(job=convert.job(row), created=created)
 
     @unary
     async def EnqueueBatch(self, request: pb.EnqueueBatchRequest,
                            context: Ctx) -> pb.EnqueueBatchResponse:
         results = await self.inserter.submit(validate.new_jobs(request))
+        by_type: dict[str, int] = {}
+        for row, new in results:
+            if new:
+                by_type[row.type] = by_type.get(row.type, 0) + 1
+        for type_, n in by_type.items():
+            self.metrics.enqueued(type_, n)
         return pb.EnqueueBatchResponse(jobs=[convert.job(row) for row, _ in results],
                                        created=sum(1 for _, created in results if created))
 
@@ -102,30 +119,43 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             validate.check_text("worker_id", request.worker_id)
             for i, t in enumerate(request.types):
                 validate.check_type(f"types[{i}]", t)
-            max_in_flight = request.max_in_flight or 8
-            if not 1 <= max_in_flight <= 1000:
-                raise InvalidArgument("max_in_flight", f"must be in [1, 1000], got {max_in_flight}")
-            stream = await self.dispatcher.open(request.worker_id, list(request.types),
-                                                max_in_flight,
-                                                validate.lease_seconds(request.lease_seconds))
+            max_in_flight = validate.max_in_flight(request.max_in_flight, self.max_in_flight)
+            lease_seconds = validate.lease_seconds(request.lease_seconds)
+            if self.max_lease_streams and self._lease_streams >= self.max_lease_streams:
+                raise ResourceExhausted(
+                    f"this broker already serves {self._lease_streams} lease streams, its limit "
+                    "(FORGE_MAX_LEASE_STREAMS); retry later or use another broker")
+            self._lease_streams += 1
+            try:
+                stream = await self.dispatcher.open(request.worker_id, list(request.types),
+                                                    max_in_flight, lease_seconds)
+            except BaseException:
+                self._lease_streams -= 1
+                raise
         except Exception as exc:
             await context.abort(*_status_for(exc, "Lease"))
         try:
             async for rows in stream.batches():
+                self.metrics.delivered(rows)
                 yield pb.LeaseResponse(jobs=[
                     pb.LeasedJob(job=convert.job(row), lease_token=str(row.lease_token))
                     for row in rows])
         finally:
+            self._lease_streams -= 1
             await self.dispatcher.close(stream)
 
     @unary
     async def Ack(self, request: pb.AckRequest, context: Ctx) -> pb.AckResponse:
-        await self.completer.ack(validate.ack(request))
+        item = validate.ack(request)
+        await self.completer.ack(item)
+        self.metrics.settled_job(item.lease.job_id, "completed")
         return pb.AckResponse()
 
     @unary
     async def Nack(self, request: pb.NackRequest, context: Ctx) -> pb.NackResponse:
-        outcome = await self.completer.nack(validate.nack(request))
+        item = validate.nack(request)
+        outcome = await self.completer.nack(item)
+        self.metrics.settled_job(item.lease.job_id, "failed" if outcome.status == "PENDING" else "dead")
         resp = pb.NackResponse(status=pb.Job.Status.Value(outcome.status))
         if outcome.status == "PENDING":
             resp.run_at.CopyFrom(convert.ts(outcome.run_at))
@@ -140,8 +170,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             nacks=[self._settle_result(n.lease.job_id, r)
                    for n, r in zip(nacks, nack_results, strict=True)])
 
-    @staticmethod
-    def _settle_result(job_id: uuid.UUID, result: NackOutcome | BaseException | None
+    def _settle_result(self, job_id: uuid.UUID, result: NackOutcome | BaseException | None
                        ) -> pb.SettleResult:
         out = pb.SettleResult(job_id=str(job_id))
         if isinstance(result, BaseException):
@@ -149,8 +178,10 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             out.code, out.message = code.value[0], message
         elif result is None:
             out.status = pb.Job.COMPLETED
+            self.metrics.settled_job(job_id, "completed")
         else:
             out.status = pb.Job.Status.Value(result.status)
+            self.metrics.settled_job(job_id, "failed" if result.status == "PENDING" else "dead")
             if result.status == "PENDING":
                 out.run_at.CopyFrom(convert.ts(result.run_at))
         return out
@@ -165,6 +196,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         deadline, lost = await self.store.extend(leases,
                                                  validate.lease_seconds(request.lease_seconds))
         self.dispatcher.settled(lost)
+        self.metrics.forget(lost)
         if deadline is None:
             raise FailedPrecondition(
                 "none of the leases is held any more (rescued, cancelled or finished): "
@@ -178,9 +210,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
 
     @unary
     async def ListJobs(self, request: pb.ListJobsRequest, context: Ctx) -> pb.ListJobsResponse:
-        status = None
-        if request.status != pb.Job.STATUS_UNSPECIFIED:
-            status = pb.Job.Status.Name(request.status)
+        status = validate.job_status("status", request.status)
         if request.type:
             validate.check_type("type", request.type)
         jobs, token = await self._page(status, request.type or None, request.page_size,
@@ -193,6 +223,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         reason = validate.error_text(f"cancelled: {request.reason}") if request.reason else None
         row = await self.store.cancel(job_id, reason)
         self.dispatcher.settled([job_id])
+        self.metrics.forget([job_id])
         return convert.job(row)
 
     @unary
@@ -233,3 +264,55 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                                      before=validate.page_token(token), limit=limit + 1)
         next_token = str(rows[limit - 1].id) if len(rows) > limit else ""
         return [convert.job(r) for r in rows[:limit]], next_token
+
+
+class Malformed:
+    """A request whose bytes are not a valid message (truncated, invalid UTF-8, nested too
+    deep, a bad wire type): the method answers INVALID_ARGUMENT instead of grpc's UNKNOWN."""
+
+    def __init__(self, type_name: str, exc: Exception) -> None:
+        self.detail = f"request is not a valid {type_name} message: {exc}"
+
+
+def _parser(cls: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except (DecodeError, RecursionError, ValueError) as exc:
+            return Malformed(cls.DESCRIPTOR.full_name, exc)
+
+    return parse
+
+
+def _refusing_malformed(fn: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+    if streaming:
+        async def stream(request: Any, context: Ctx) -> AsyncIterator[Any]:
+            if isinstance(request, Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.detail)
+            async for item in fn(request, context):
+                yield item
+
+        return stream
+
+    async def call(request: Any, context: Ctx) -> Any:
+        if isinstance(request, Malformed):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.detail)
+        return await fn(request, context)
+
+    return call
+
+
+def add_to_server(servicer: BrokerServicer, server: grpc.aio.Server) -> None:
+    """``add_BrokerServicer_to_server``, except that requests which do not parse are answered
+    INVALID_ARGUMENT (grpc's own deserialization failure is UNKNOWN, and logs a traceback)."""
+    service = pb.DESCRIPTOR.services_by_name["Broker"]
+    handlers = {}
+    for method in service.methods:
+        request = _parser(getattr(pb, method.input_type.name))
+        response = getattr(pb, method.output_type.name).SerializeToString
+        fn = _refusing_malformed(getattr(servicer, method.name), method.server_streaming)
+        make = (grpc.unary_stream_rpc_method_handler if method.server_streaming
+                else grpc.unary_unary_rpc_method_handler)
+        handlers[method.name] = make(fn, request_deserializer=request, response_serializer=response)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]

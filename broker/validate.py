@@ -111,6 +111,20 @@ def lease(prefix: str, job_id_value: str, token: str) -> Lease:
     return Lease(job_id=jid, token=tok)
 
 
+MAX_IN_FLIGHT_DEFAULT = 8
+
+
+def max_in_flight(value: int, limit: int) -> int:
+    """A Lease request's max_in_flight (0: the default, 8) within the broker's limit
+    (FORGE_MAX_IN_FLIGHT)."""
+    if value == 0:
+        return min(MAX_IN_FLIGHT_DEFAULT, limit)
+    if not 1 <= value <= limit:
+        raise InvalidArgument("max_in_flight", f"must be in [1, {limit}] (FORGE_MAX_IN_FLIGHT), "
+                                               f"got {value}")
+    return value
+
+
 def lease_seconds(value: int) -> int:
     if value == 0:
         return 30
@@ -159,6 +173,14 @@ def settle(req: pb.SettleRequest) -> tuple[list[AckItem], list[NackItem]]:
             raise InvalidArgument(field, f"job {job} appears more than once")
         seen.add(job)
     return acks, nacks
+def job_status(field: str, value: pb.Job.Status.ValueType) -> str | None:
+    """A Job.Status filter: None for unspecified; a number the enum does not name is refused."""
+    if value == pb.Job.STATUS_UNSPECIFIED:
+        return None
+    try:
+        return pb.Job.Status.Name(value)
+    except ValueError:
+        raise InvalidArgument(field, f"not a job status: {value}") from None
 
 
 def page_size(value: int) -> int:

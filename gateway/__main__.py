@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from forge import jsonlog
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.routes import TemplateError
@@ -17,11 +18,7 @@ from gateway.routes import TemplateError
 def main(argv: Sequence[str] | None = None) -> int:
     """Run until SIGINT/SIGTERM. Logs ``gateway listening on HOST:PORT`` once it accepts."""
     config = Config.from_args(argv)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    jsonlog.setup(config.log_level, json_lines=config.log_json)
     try:
         app = create_app(config)
     except TemplateError as e:
@@ -36,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Streams (SSE, NDJSON) are cancelled on disconnect; give them no grace to linger.
             timeout_graceful_shutdown=5,
             access_log=config.log_level == "debug",
+            # JSON lines: uvicorn's loggers go to the root handler instead of its own.
+            log_config=None if config.log_json else uvicorn.config.LOGGING_CONFIG,
+            ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
+            ssl_keyfile=str(config.tls_key) if config.tls_key else None,
         )
     )
     _announce_when_started(server, config)

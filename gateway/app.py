@@ -80,7 +80,8 @@ class Gateway:
     async def start(self) -> None:
         """Open the channel to the broker. It connects lazily: a broker that is not up yet is a
         503 per request, not a gateway that fails to start."""
-        self.channel = grpc.aio.insecure_channel(
+        # TLS when configured; no token of its own: each call carries its request's Authorization.
+        self.channel = self.config.broker_security.aio_channel(
             self.config.broker,
             options=[
                 ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES),

@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from forge.security import ChannelSecurity, SecurityConfigError, exposure_problem
 
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
 
@@ -35,6 +37,14 @@ class Config:
     static_dir: Path | None = None
     """Where the dashboard's built files are served from at ``/``; None serves none."""
     log_level: str = "info"
+    log_json: bool = False
+    """One JSON object per log line (FORGE_LOG_FORMAT=json), instead of plain text."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    """Certificate chain and key (PEM) to serve HTTPS; None serves plain HTTP."""
+    broker_security: ChannelSecurity = field(default_factory=ChannelSecurity)
+    """How to dial the broker: TLS (CA, client certificate). Never a token of the gateway's
+    own: each request's ``Authorization`` header is forwarded to the broker instead."""
 
     @classmethod
     def from_args(
@@ -88,7 +98,54 @@ class Config:
             default=e.get("FORGE_LOG_LEVEL") or cls.log_level,
             choices=["critical", "error", "warning", "info", "debug"],
         )
+        parser.add_argument(
+            "--log-json",
+            action="store_true",
+            default=(e.get("FORGE_LOG_FORMAT") or "").strip().lower() == "json",
+            help="log one JSON object per line (env FORGE_LOG_FORMAT=json)",
+        )
+        parser.add_argument(
+            "--tls-cert",
+            default=e.get("FORGE_GATEWAY_TLS_CERT") or None,
+            help="certificate chain (PEM) to serve HTTPS (env FORGE_GATEWAY_TLS_CERT)",
+        )
+        parser.add_argument(
+            "--tls-key",
+            default=e.get("FORGE_GATEWAY_TLS_KEY") or None,
+            help="the certificate's private key (env FORGE_GATEWAY_TLS_KEY)",
+        )
+        parser.add_argument(
+            "--broker-ca",
+            default=None,
+            help="CA (PEM) to dial the broker over TLS (env FORGE_CA_FILE; default plain text)",
+        )
+        parser.add_argument(
+            "--broker-client-cert",
+            default=None,
+            help="client certificate for a broker requiring mutual TLS "
+            "(env FORGE_TLS_CLIENT_CERT)",
+        )
+        parser.add_argument(
+            "--broker-client-key",
+            default=None,
+            help="its private key (env FORGE_TLS_CLIENT_KEY)",
+        )
         ns = parser.parse_args(argv)
+        problem = exposure_problem(ns.host, "--host", e)
+        if problem is not None:
+            parser.error(problem)
+        if bool(ns.tls_cert) != bool(ns.tls_key):
+            parser.error("--tls-cert and --tls-key go together: set both or neither")
+        for flag, value in (("--tls-cert", ns.tls_cert), ("--tls-key", ns.tls_key)):
+            if value and not Path(value).is_file():
+                parser.error(f"{flag}: no such file: {value}")
+        try:
+            broker_security = ChannelSecurity.from_env(
+                e, ca_file=ns.broker_ca, client_cert=ns.broker_client_cert,
+                client_key=ns.broker_client_key, use_token=False)
+            broker_security.credentials()  # unreadable files are a bad option, said now
+        except SecurityConfigError as err:
+            parser.error(str(err))
         static: Path | None
         if ns.static_dir is None:
             static = _default_static_dir()
@@ -107,6 +164,10 @@ class Config:
             timeout=ns.timeout,
             static_dir=static,
             log_level=ns.log_level,
+            log_json=ns.log_json,
+            tls_cert=Path(ns.tls_cert) if ns.tls_cert else None,
+            tls_key=Path(ns.tls_key) if ns.tls_key else None,
+            broker_security=broker_security,
         )
 
 

@@ -25,6 +25,8 @@ TEST_BROKER_ENV = {
     "FORGE_RESCUE_INTERVAL": "0.25",
     "FORGE_POLL_INTERVAL": "1",
     "FORGE_STATS_INTERVAL": "0.5",
+    # Off unless a test asks: brokers running side by side would all want the default 9464.
+    "FORGE_METRICS_PORT": "0",
 }
 
 

@@ -7,6 +7,8 @@ workerd (demo handlers plus ``tests/handlers/dashboard_handlers.py``) run as pro
 failing job reaches the dead-letter queue and is retried from it, several are retried at once,
 the overview's counters move live, and the live feed reconnects by itself when the gateway and
 then the broker restart (the script asks for the restarts on stdout; this test performs them).
+A second test runs the script's API-token scenarios against a stack whose broker has
+``FORGE_TOKENS`` (an admin, a producer and the worker's token): sign in, live overview, a 403.
 
 Screenshots of each view land in ``dashboard/e2e/screenshots/``; with
 ``FORGE_DASHBOARD_SCREENSHOT=docs/dashboard.png`` the overview is copied there too
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -146,16 +149,17 @@ GATEWAY_READY = r"gateway listening on \S+:\d+"
 WORKER_READY = r"connected to broker"
 
 
-@pytest.fixture
-def stack(dsn: str, dashboard_build: Path, tmp_path: Path) -> Iterator[Stack]:
-    broker = start_broker(dsn)
+@contextlib.contextmanager
+def running_stack(dsn: str, dashboard_build: Path, tmp_path: Path, broker_env: dict[str, str] | None = None,
+                  worker_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    broker = start_broker(dsn, None, **(broker_env or {}))
     fix_file = tmp_path / "bug-fixed"
     gateway = Proc("gateway", ["gateway", "--broker", broker.target, "--port", str(free_port()),
                                "--static-dir", str(dashboard_build)])
     worker = Proc("workerd", ["workerd", "--broker", broker.target, "--worker-id", WORKER_ID,
                               "--handlers", "workerd.demo,tests.handlers.dashboard_handlers",
                               "--concurrency", "8"],
-                  env={"DASHBOARD_E2E_FIX_FILE": str(fix_file)})
+                  env={"DASHBOARD_E2E_FIX_FILE": str(fix_file), **(worker_env or {})})
     try:
         gateway.start(GATEWAY_READY)
         worker.start(WORKER_READY)
@@ -166,12 +170,15 @@ def stack(dsn: str, dashboard_build: Path, tmp_path: Path) -> Iterator[Stack]:
         broker.stop()
 
 
-def test_dashboard_in_a_real_browser(stack: Stack) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for old in SCREENSHOTS.glob("*.png"):
-        old.unlink()
-    env = {**os.environ, "SCREENSHOT_DIR": str(SCREENSHOTS), "DASHBOARD_E2E_FIX_FILE": str(stack.fix_file),
-           "E2E_CONTROL": "1", "E2E_WORKER_ID": WORKER_ID, "CHROMIUM": str(CHROMIUM)}
+@pytest.fixture
+def stack(dsn: str, dashboard_build: Path, tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(dsn, dashboard_build, tmp_path) as s:
+        yield s
+
+
+def run_script(stack: Stack, env: dict[str, str]) -> str:
+    """Runs dashboard/e2e/run.mjs against ``stack`` (doing the restarts it asks for) and returns
+    its output once it passed."""
     node = subprocess.Popen(
         ["node", str(DASHBOARD / "e2e" / "run.mjs"), stack.url], cwd=REPO, env=env, text=True, bufsize=1,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -208,8 +215,41 @@ def test_dashboard_in_a_real_browser(stack: Stack) -> None:
     text = "".join(output)
     assert code == 0, f"the browser test failed (exit {code}):\n{text}\n{stack.logs()}"
     assert "e2e passed" in text
+    return text
+
+
+def test_dashboard_in_a_real_browser(stack: Stack) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):
+        if not old.name.startswith("auth-"):
+            old.unlink()
+    run_script(stack, {**os.environ, "SCREENSHOT_DIR": str(SCREENSHOTS),
+                       "DASHBOARD_E2E_FIX_FILE": str(stack.fix_file), "E2E_CONTROL": "1",
+                       "E2E_WORKER_ID": WORKER_ID, "CHROMIUM": str(CHROMIUM)})
     for name in ("overview", "overview-dark", "overview-narrow", "jobs", "job", "dlq", "enqueue"):
         assert (SCREENSHOTS / f"{name}.png").is_file(), f"no screenshot of {name}"
     target = os.environ.get("FORGE_DASHBOARD_SCREENSHOT")
     if target:
         shutil.copyfile(SCREENSHOTS / "overview.png", REPO / target)
+
+
+def test_dashboard_sign_in_with_an_api_token(dsn: str, dashboard_build: Path, tmp_path: Path) -> None:
+    """A broker with API tokens: the dashboard asks for one, refuses a wrong one, shows the live
+    overview with the admin token, keeps it across a reload, shows a producer token's 403 where
+    it happens, and signs out (run.mjs's auth scenarios, chosen by E2E_AUTH_TOKEN)."""
+    admin, producer, worker = (secrets.token_urlsafe(24) for _ in range(3))
+    tokens = f"e2e-admin:admin:{admin},e2e-viewer:producer:{producer},e2e-worker:worker:{worker}"
+    with running_stack(dsn, dashboard_build, tmp_path, broker_env={"FORGE_TOKENS": tokens},
+                       worker_env={"FORGE_TOKEN": worker}) as auth_stack:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for old in SCREENSHOTS.glob("auth-*.png"):
+            old.unlink()
+        text = run_script(auth_stack, {**os.environ, "SCREENSHOT_DIR": str(SCREENSHOTS),
+                                       "E2E_AUTH_TOKEN": admin, "E2E_PRODUCER_TOKEN": producer,
+                                       "E2E_WORKER_ID": WORKER_ID, "CHROMIUM": str(CHROMIUM)})
+        assert "sign in with the admin token" in text
+        for name in ("auth-signin", "auth-overview", "auth-forbidden"):
+            assert (SCREENSHOTS / f"{name}.png").is_file(), f"no screenshot of {name}"
+        # Tokens are secrets: neither the broker nor the gateway may log them.
+        logs = auth_stack.logs()
+        assert admin not in logs and producer not in logs and worker not in logs

@@ -18,6 +18,7 @@ from workerd import logs
 from workerd.config import Config
 from workerd.daemon import Worker
 from workerd.errors import BrokerRejected, ConfigError, HandlerError
+from workerd.metrics import Exporter, WorkerMetrics
 from workerd.registry import REGISTRY, load_modules
 
 log = logging.getLogger("workerd")
@@ -25,7 +26,15 @@ log = logging.getLogger("workerd")
 
 async def serve(config: Config) -> None:
     """Run one Worker on the default registry; the first signal drains, a second cuts the grace."""
-    worker = Worker(config, REGISTRY)
+    metrics = WorkerMetrics()
+    worker = Worker(config, REGISTRY, metrics)
+    exporter = None
+    if config.metrics_port:
+        try:
+            exporter = Exporter(metrics, config.metrics_host, config.metrics_port)
+        except OSError as exc:
+            raise ConfigError(f"--metrics-port: cannot listen on {config.metrics_host}:"
+                              f"{config.metrics_port}: {exc}") from exc
     stop = asyncio.Event()
     force = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -40,7 +49,11 @@ async def serve(config: Config) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    await worker.run(stop, force)
+    try:
+        await worker.run(stop, force)
+    finally:
+        if exporter is not None:
+            exporter.close()
 
 
 def run(config: Config) -> None:

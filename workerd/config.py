@@ -3,7 +3,8 @@
 Every option has an environment variable (the flag wins), so containers can be configured
 without a command line: FORGE_BROKER, WORKERD_TYPES, WORKERD_CONCURRENCY, WORKERD_PREFETCH,
 WORKERD_HANDLERS, WORKERD_GRACE, WORKERD_LEASE_SECONDS, WORKERD_WORKER_ID, WORKERD_LOG_JSON,
-WORKERD_LOG_LEVEL.
+WORKERD_LOG_LEVEL, WORKERD_METRICS_PORT, WORKERD_METRICS_HOST; and, to reach a broker with tokens
+or TLS, FORGE_TOKEN, FORGE_CA_FILE, FORGE_TLS_CLIENT_CERT, FORGE_TLS_CLIENT_KEY (see forge.security).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import argparse
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from forge.security import ChannelSecurity, SecurityConfigError
 from workerd.errors import ConfigError
 
 DEFAULT_BROKER = "localhost:50051"
@@ -49,6 +51,11 @@ class Config:
     worker_id: str = ""
     log_json: bool = False
     log_level: str = "INFO"
+    metrics_port: int = 0
+    """Port of the Prometheus /metrics endpoint; 0 (the default) serves none."""
+    metrics_host: str = "127.0.0.1"
+    security: ChannelSecurity = field(default_factory=ChannelSecurity)
+    """Token and TLS settings for dialling the broker; the default is neither."""
 
     @property
     def heartbeat_interval(self) -> float:
@@ -89,16 +96,41 @@ class Config:
                             help="log one JSON object per line [WORKERD_LOG_JSON]")
         parser.add_argument("--log-level", default=e.get("WORKERD_LOG_LEVEL", "INFO"),
                             help="DEBUG, INFO, WARNING or ERROR [WORKERD_LOG_LEVEL, default INFO]")
+        parser.add_argument("--metrics-port", default=e.get("WORKERD_METRICS_PORT") or "0",
+                            help="serve Prometheus metrics at /metrics on this port, 0 for none "
+                                 "[WORKERD_METRICS_PORT, default 0]")
+        parser.add_argument("--metrics-host", default=e.get("WORKERD_METRICS_HOST") or "127.0.0.1",
+                            help="address of the metrics endpoint "
+                                 "[WORKERD_METRICS_HOST, default %(default)s]")
+        parser.add_argument("--token", default=None,
+                            help="API token with the worker role [FORGE_TOKEN; prefer the "
+                                 "variable: a flag shows in the process list]")
+        parser.add_argument("--ca-file", default=None,
+                            help="CA (PEM) to dial the broker over TLS [FORGE_CA_FILE]")
+        parser.add_argument("--tls-client-cert", default=None,
+                            help="client certificate for mutual TLS [FORGE_TLS_CLIENT_CERT]")
+        parser.add_argument("--tls-client-key", default=None,
+                            help="client certificate's key [FORGE_TLS_CLIENT_KEY]")
         args = parser.parse_args(argv)
+        try:
+            security = ChannelSecurity.from_env(e, token=args.token, ca_file=args.ca_file,
+                                                client_cert=args.tls_client_cert,
+                                                client_key=args.tls_client_key)
+            security.credentials()  # a missing or unreadable file is a bad option, said now
+        except SecurityConfigError as exc:
+            raise ConfigError(str(exc)) from None
         return cls.build(broker=args.broker, types=args.types, concurrency=args.concurrency,
                          prefetch=args.prefetch,
                          handlers=args.handlers, grace=args.grace, lease_seconds=args.lease_seconds,
-                         worker_id=args.worker_id, log_json=args.log_json, log_level=args.log_level)
+                         worker_id=args.worker_id, log_json=args.log_json, log_level=args.log_level,
+                         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+                         security=security)
 
     @classmethod
     def build(cls, *, broker: str, types: str, concurrency: str, handlers: str, grace: str,
-              prefetch: str = "0",
-              lease_seconds: str, worker_id: str, log_json: bool, log_level: str) -> Config:
+              lease_seconds: str, worker_id: str, log_json: bool, log_level: str,
+              prefetch: str = "0", metrics_port: str = "0", metrics_host: str = "127.0.0.1",
+              security: ChannelSecurity | None = None) -> Config:
         """Validate raw option values into a Config; ConfigError names the first bad one."""
         if not broker.strip():
             raise ConfigError("--broker: must be host:port")
@@ -123,9 +155,14 @@ class Config:
         level = log_level.upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"--log-level: unknown level {log_level!r}")
+        mp = _int("--metrics-port", metrics_port or "0")
+        if not 0 <= mp <= 65535:
+            raise ConfigError(f"--metrics-port: not a port number: {mp}")
         return cls(broker=broker.strip(), types=_csv(types), concurrency=n, prefetch=pf,
                    handlers=mods, grace=g,
-                   lease_seconds=ls, worker_id=wid, log_json=log_json, log_level=level)
+                   lease_seconds=ls, worker_id=wid, log_json=log_json, log_level=level,
+                   metrics_port=mp, metrics_host=metrics_host.strip() or "127.0.0.1",
+                   security=security or ChannelSecurity())
 
 
 def _int(name: str, raw: str) -> int:

@@ -17,6 +17,7 @@ from workerd.heartbeat import Heartbeats
 from workerd.inflight import Held, InFlight, Phase
 from workerd.lease import LeaseLoop
 from workerd.link import Link
+from workerd.metrics import WorkerMetrics
 from workerd.registry import Registry
 from workerd.runner import Failed, Outcome, Runner, job_timeout
 from workerd.settle import Settler
@@ -30,9 +31,11 @@ SETTLE_SECONDS = 10.0
 class Worker:
     """One workerd process's work. ``run`` returns when ``stop`` is set and the drain is done."""
 
-    def __init__(self, config: Config, registry: Registry) -> None:
+    def __init__(self, config: Config, registry: Registry,
+                 metrics: WorkerMetrics | None = None) -> None:
         self.config = config
         self.registry = registry
+        self.metrics = metrics or WorkerMetrics()
         self.types = list(config.types) or registry.names()
         if not self.types:
             raise ConfigError("--handlers: the modules registered no handler")
@@ -46,13 +49,15 @@ class Worker:
         self._draining = False
         self.link: Link | None = None
         self.settler: Settler | None = None
+        self.metrics.track(lambda: len(self.inflight),
+                           lambda: self.link is not None and self.link.up)
 
     async def run(self, stop: asyncio.Event, force: asyncio.Event) -> None:
         """Work until ``stop`` is set, then drain: nothing new, running jobs get the grace
         period (cut short by ``force``), the rest are nacked to retry at once.
         BrokerRejected if the broker refuses the Lease request."""
         cfg = self.config
-        self.link = link = Link(cfg.broker)
+        self.link = link = Link(cfg.broker, cfg.security)
         self.settler = Settler(link)
         request = pb.LeaseRequest(worker_id=cfg.worker_id, types=self.types,
                                   max_in_flight=cfg.concurrency + cfg.prefetch,
@@ -111,14 +116,22 @@ class Worker:
 
     async def _execute(self, held: Held) -> Outcome:
         if held.handler is None:
+            self.metrics.attempt(held.job.type, "failed", None)
             return Failed(f"worker {self.config.worker_id} has no handler for type {held.job.type!r}")
         started = time.monotonic()
-        outcome = await self.runner.run(held.handler, held.ctx)
+        try:
+            outcome = await self.runner.run(held.handler, held.ctx)
+        except asyncio.CancelledError:  # shutting down: the drain hands it back
+            self.metrics.attempt(held.job.type, "interrupted", time.monotonic() - started)
+            raise
         took = time.monotonic() - started
         if isinstance(outcome, Failed):
+            self.metrics.attempt(held.job.type, "failed_permanent" if outcome.permanent
+                                 else "failed", took)
             log.info("job %s (%s) failed after %.3fs%s: %s", held.job_id, held.job.type, took,
                      " (permanent)" if outcome.permanent else "", outcome.error.splitlines()[0])
         else:
+            self.metrics.attempt(held.job.type, "completed", took)
             log.debug("job %s (%s) done in %.3fs", held.job_id, held.job.type, took)
         return outcome
 

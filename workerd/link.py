@@ -12,6 +12,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from forge.security import ChannelSecurity
 from forge.v1 import broker_pb2_grpc
 
 log = logging.getLogger("workerd.link")
@@ -48,9 +49,11 @@ def channel_options() -> list[tuple[str, int]]:
 class Link:
     """The broker connection as one up/down state, with the stubs to call it."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, security: ChannelSecurity | None = None) -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(target, options=channel_options())
+        # Plain text and no token unless configured; a token rides on every call (the Lease
+        # stream, acks, heartbeats and health checks alike).
+        self.channel = (security or ChannelSecurity()).aio_channel(target, channel_options())
         self.stub = broker_pb2_grpc.BrokerStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
         self._state = "new"  # new -> up <-> down

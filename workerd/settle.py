@@ -113,9 +113,10 @@ class Settler:
             code = exc.code()
             if code in RETRYABLE:
                 self.link.report(exc, started)
-                if code is grpc.StatusCode.DEADLINE_EXCEEDED:
-                    for p in batch:
-                        p.ambiguous = True
+                # The broker may have recorded it before the answer was lost (a deadline, or the
+                # database dropping after its commit): a later refusal may be our own success.
+                for p in batch:
+                    p.ambiguous = True
                 return batch
             self.link.mark_up()
             log.error("%d acks/nacks refused as a whole: %s: %s", len(batch), code.name,
@@ -129,6 +130,7 @@ class Settler:
             if result.code == _OK:
                 p.done.set_result(True)
             elif result.code in _RETRY_ITEM:
+                p.ambiguous = True
                 retry.append(p)
             elif result.code in _GONE and p.ambiguous:
                 log.info("job %s: %s already recorded by an earlier try", p.held.job_id, p.verb)

@@ -11,6 +11,8 @@
 //   E2E_CONTROL=1           the runner restarts processes on request: this script prints
 //                           "@@restart gateway" (or broker) and waits for a line on stdin
 //   CHROMIUM                the browser binary (default /usr/bin/chromium)
+//   E2E_AUTH_TOKEN          run the API-token scenarios instead (the broker has FORGE_TOKENS):
+//                           this is an admin token; E2E_PRODUCER_TOKEN a producer one
 //
 // Exits 0 when every scenario passed, 1 otherwise (with the failing step and a screenshot).
 import fs from "node:fs";
@@ -27,6 +29,9 @@ const FIX_FILE = process.env.DASHBOARD_E2E_FIX_FILE ?? "";
 const CONTROL = process.env.E2E_CONTROL === "1";
 const EXECUTABLE = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const WORKER_ID = process.env.E2E_WORKER_ID ?? "";
+const AUTH_TOKEN = process.env.E2E_AUTH_TOKEN ?? "";
+const PRODUCER_TOKEN = process.env.E2E_PRODUCER_TOKEN ?? "";
+const AUTH_MODE = AUTH_TOKEN !== "";
 
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;
@@ -82,6 +87,8 @@ page.on("console", (msg) => {
   if (outageExpected && network) return;
   // Chromium logs every 4xx answer; one is the point of the "refused" scenario.
   if (refusalExpected && /Failed to load resource: the server responded with a status of 400/.test(text)) return;
+  // Against a broker with tokens, refused tokens (401) and roles (403) are what is tested.
+  if (AUTH_MODE && /Failed to load resource: the server responded with a status of 40[13]/.test(text)) return;
   consoleErrors.push(`console.${msg.type()}: ${text}`);
 });
 page.on("pageerror", (err) => consoleErrors.push(`uncaught: ${err.message}`));
@@ -92,14 +99,16 @@ async function shot(name, opts = {}) {
   log(`screenshot ${path.relative(process.cwd(), file)}`);
 }
 
-/** Call the REST API from the page (same origin, exactly what the app does). */
+/** Call the REST API from the page (same origin, exactly what the app does), as the admin when
+ * the broker has tokens. */
 async function apiCall(method, url, body) {
   return page.evaluate(
-    async ([m, u, b]) => {
-      const r = await fetch(u, { method: m, headers: { "Content-Type": "application/json" }, body: b === null ? undefined : JSON.stringify(b) });
+    async ([m, u, b, t]) => {
+      const headers = { "Content-Type": "application/json", ...(t ? { Authorization: `Bearer ${t}` } : {}) };
+      const r = await fetch(u, { method: m, headers, body: b === null ? undefined : JSON.stringify(b) });
       return { status: r.status, body: await r.json() };
     },
-    [method, url, body ?? null],
+    [method, url, body ?? null, AUTH_TOKEN],
   );
 }
 
@@ -147,7 +156,9 @@ async function enqueueFromForm({ type, payload, priority, maxRetries }) {
 
 // --- scenarios ----------------------------------------------------------------------------------
 const results = [];
-async function scenario(name, fn) {
+/** Runs `fn` as a scenario of its group: the API-token ones with E2E_AUTH_TOKEN, the others without. */
+async function scenario(name, fn, group = "main") {
+  if ((group === "auth") !== AUTH_MODE) return;
   const t0 = Date.now();
   log(`▶ ${name}`);
   try {
@@ -406,6 +417,94 @@ try {
       outageExpected = false;
     });
   }
+
+  // --- a broker with API tokens (E2E_AUTH_TOKEN) ----------------------------------------------
+  const storedToken = () => page.evaluate(() => sessionStorage.getItem("forge.token"));
+  async function signIn(token) {
+    await page.getByTestId("token-input").fill(token);
+    await page.getByTestId("sign-in").click();
+  }
+
+  await scenario("asks for an API token and refuses a wrong one", async () => {
+    await go("/");
+    const dialog = page.getByTestId("signin");
+    await dialog.waitFor();
+    check((await page.getByTestId("token-input").getAttribute("type")) === "password", "the token field should be a password field");
+    check((await dialog.textContent()).includes("FORGE_TOKENS"), "the prompt should say where tokens come from");
+    check((await page.getByTestId("signin-reason").textContent()).includes("API token"), "the prompt should show the gateway's 401 message");
+    check((await page.getByTestId("sign-out").count()) === 0, "no sign-out control without a token");
+    await shot("auth-signin");
+    await signIn("not-the-token");
+    await page.getByTestId("signin-error").waitFor();
+    check((await page.getByTestId("signin-error").textContent()).includes("That token was refused"), "a wrong token is refused");
+    check((await storedToken()) === null, "a refused token must not be kept");
+  }, "auth");
+
+  await scenario("sign in with the admin token: the overview goes live", async () => {
+    await signIn(AUTH_TOKEN);
+    await page.getByTestId("signin").waitFor({ state: "detached" });
+    await page.getByTestId("connection").and(page.locator('[data-state="live"]')).waitFor({ timeout: 20_000 });
+    await page.getByTestId("count-completed").waitFor();
+    await page.getByTestId("sign-out").waitFor();
+    check((await storedToken()) === AUTH_TOKEN, "the token is kept in sessionStorage");
+    if (WORKER_ID) await page.getByTestId("workers-table").getByText(WORKER_ID, { exact: true }).waitFor();
+    // Live numbers: a batch drains (the worker has its own token) and the counter follows it
+    // over the authenticated stream, without a reload.
+    const before = await count("completed");
+    const jobs = Array.from({ length: 12 }, (_, n) => ({ type: "email", payload: { to: `auth${n}@example.com`, subject: "with a token" } }));
+    const r = await apiCall("POST", "/v1/jobs:batch", { jobs });
+    check(r.status === 200, `batch enqueue with the admin token answered ${r.status}: ${JSON.stringify(r.body)}`);
+    await waitFor("completed to rise by 12", async () => (await count("completed")) >= before + jobs.length, 30_000, 100);
+    await page.waitForTimeout(800);
+    await shot("auth-overview");
+  }, "auth");
+
+  await scenario("the token lasts the session: a reload needs no sign-in", async () => {
+    await page.reload();
+    await page.getByTestId("connection").and(page.locator('[data-state="live"]')).waitFor({ timeout: 20_000 });
+    check((await page.getByTestId("signin").count()) === 0, "signed in after a reload");
+    await go("/dlq");
+    await page.locator('[data-testid="dlq-table"], [data-testid="dlq-empty"]').first().waitFor();
+  }, "auth");
+
+  await scenario("a producer token sees its 403 where it happens", async () => {
+    check(PRODUCER_TOKEN, "E2E_PRODUCER_TOKEN is not set");
+    await page.getByTestId("sign-out").click();
+    await page.getByTestId("signin").waitFor();
+    check((await storedToken()) === null, "signing out forgets the token");
+    await signIn(PRODUCER_TOKEN);
+    await page.getByTestId("signin").waitFor({ state: "detached" });
+    // The dead-letter queue is for admins: the view says so, and no sign-in comes up.
+    const alert = page.getByRole("alert").filter({ hasText: "Cannot list the dead-letter queue" });
+    await alert.waitFor();
+    const text = await alert.textContent();
+    check(text.includes("your token's role cannot view the dead-letter queue") && text.includes("PERMISSION_DENIED"), `403 shown as: ${text}`);
+    check((await page.getByTestId("signin").count()) === 0, "a 403 must not ask to sign in");
+    await shot("auth-forbidden");
+    // A producer may watch the stats.
+    await go("/");
+    await page.getByTestId("connection").and(page.locator('[data-state="live"]')).waitFor({ timeout: 20_000 });
+    // The header with the sign-out control still fits a phone.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await go("/jobs");
+    await page.locator("main h1").first().waitFor();
+    await go("/");
+    await page.getByTestId("count-completed").waitFor();
+    await page.waitForTimeout(800); // the chart re-measures its box after a resize
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 1, `signed in, the overview overflows a 390px window by ${overflow}px`);
+    await shot("auth-narrow");
+    await page.setViewportSize({ width: 1280, height: 860 });
+  }, "auth");
+
+  await scenario("sign out: the token is gone, also after a reload", async () => {
+    await page.getByTestId("sign-out").click();
+    await page.getByTestId("signin").waitFor();
+    check((await storedToken()) === null, "signing out forgets the token");
+    await page.reload();
+    await page.getByTestId("signin").waitFor();
+    check((await page.getByTestId("sign-out").count()) === 0, "no sign-out control after signing out");
+  }, "auth");
 
   check(consoleErrors.length === 0, `console errors:\n  ${consoleErrors.join("\n  ")}`);
 } catch (err) {

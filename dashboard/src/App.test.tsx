@@ -6,9 +6,9 @@ import { MemoryRouter } from "react-router-dom";
 import { App } from "./App";
 import { StatsProvider } from "./hooks/stats";
 import { THEME_KEY } from "./hooks/useTheme";
-import { FakeEventSource, asEventSource, mockFetch, rawStats } from "./test/fakes";
+import { FakeFeed, mockFetch, rawStats } from "./test/fakes";
 
-const opts = { EventSourceImpl: asEventSource };
+const opts = { fetchImpl: FakeFeed.fetch, backoffMs: [50] };
 
 function renderWhole(route = "/") {
   return render(
@@ -31,7 +31,7 @@ function prefersDark(dark: boolean) {
 
 describe("App", () => {
   beforeEach(() => {
-    FakeEventSource.reset();
+    FakeFeed.reset();
     mockFetch({ "GET /v1/stats": () => ({ body: rawStats() }), "GET /v1/jobs": () => ({ body: {} }), "GET /v1/dlq": () => ({ body: {} }) });
   });
 
@@ -61,7 +61,7 @@ describe("App", () => {
 
   it("navigates between views and badges the dead-letter count", async () => {
     renderWhole();
-    act(() => FakeEventSource.last.emit(rawStats({ dead: "4" })));
+    await act(() => FakeFeed.last.emit(rawStats({ dead: "4" })));
     expect(screen.getByTestId("nav-dead-count")).toHaveTextContent("4");
     await userEvent.click(screen.getByRole("link", { name: /Dead letters/ }));
     expect(await screen.findByRole("heading", { name: "Dead-letter queue" })).toBeInTheDocument();

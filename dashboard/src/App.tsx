@@ -1,4 +1,5 @@
 import { NavLink, Route, Routes } from "react-router-dom";
+import { useAuth } from "./api/auth";
 import { ConnectionIndicator } from "./components/ConnectionIndicator";
 import { useLiveStats } from "./hooks/stats";
 import { useTheme } from "./hooks/useTheme";
@@ -8,6 +9,7 @@ import { JobDetail } from "./views/JobDetail";
 import { Jobs } from "./views/Jobs";
 import { NotFound } from "./views/NotFound";
 import { Overview } from "./views/Overview";
+import { SignIn, SignOutButton } from "./views/SignIn";
 
 function DeadCount() {
   const { stats } = useLiveStats();
@@ -21,6 +23,7 @@ function DeadCount() {
 
 export function App() {
   const [theme, toggleTheme] = useTheme();
+  const { required } = useAuth();
   return (
     <div className="app">
       <header className="topbar">
@@ -52,17 +55,22 @@ export function App() {
           >
             {theme === "dark" ? "☀" : "☾"}
           </button>
+          <SignOutButton />
         </div>
       </header>
       <main className="content">
-        <Routes>
-          <Route path="/" element={<Overview />} />
-          <Route path="/jobs" element={<Jobs />} />
-          <Route path="/jobs/:id" element={<JobDetail />} />
-          <Route path="/dlq" element={<DeadLetters />} />
-          <Route path="/enqueue" element={<Enqueue />} />
-          <Route path="*" element={<NotFound />} />
-        </Routes>
+        {required ? (
+          <SignIn />
+        ) : (
+          <Routes>
+            <Route path="/" element={<Overview />} />
+            <Route path="/jobs" element={<Jobs />} />
+            <Route path="/jobs/:id" element={<JobDetail />} />
+            <Route path="/dlq" element={<DeadLetters />} />
+            <Route path="/enqueue" element={<Enqueue />} />
+            <Route path="*" element={<NotFound />} />
+          </Routes>
+        )}
       </main>
     </div>
   );

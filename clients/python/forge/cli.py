@@ -9,6 +9,9 @@
     forge migrate            (uses DATABASE_URL, or the embedded PostgreSQL in ./.forge)
 
 Results are printed as JSON (the proto3 JSON mapping, as the REST API returns them).
+
+Against a broker with API tokens: ``FORGE_TOKEN`` (or ``--token``); over TLS: ``FORGE_CA_FILE``
+(or ``--ca-file``), plus ``FORGE_TLS_CLIENT_CERT``/``FORGE_TLS_CLIENT_KEY`` for mutual TLS.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from forge.client import Client, ForgeClientError, default_target
+from forge.security import ChannelSecurity, SecurityConfigError
 
 
 def _print(msg: Message) -> None:
@@ -44,6 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", default=None, help=f"broker address (default: $FORGE_BROKER or "
                    f"{default_target()})")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+    p.add_argument("--token", default=None,
+                   help="API token sent as a bearer token (default: $FORGE_TOKEN; prefer the "
+                        "variable: a flag shows in the process list)")
+    p.add_argument("--ca-file", default=None,
+                   help="CA certificate (PEM) to dial the broker over TLS (default: $FORGE_CA_FILE)")
+    p.add_argument("--tls-client-cert", default=None,
+                   help="client certificate for mutual TLS (default: $FORGE_TLS_CLIENT_CERT)")
+    p.add_argument("--tls-client-key", default=None,
+                   help="client certificate's key (default: $FORGE_TLS_CLIENT_KEY)")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("enqueue", help="enqueue a job")
@@ -103,7 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate()
     try:
-        with Client(args.broker, timeout=args.timeout) as client:
+        security = ChannelSecurity.from_env(token=args.token, ca_file=args.ca_file,
+                                            client_cert=args.tls_client_cert,
+                                            client_key=args.tls_client_key)
+        client = Client(args.broker, timeout=args.timeout, security=security)
+    except SecurityConfigError as exc:
+        print(f"forge: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with client:
             if args.command == "enqueue":
                 run_at = datetime.fromisoformat(args.run_at) if args.run_at else None
                 if run_at is not None and run_at.tzinfo is None:

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { mockFetch, rawJob } from "../test/fakes";
+import { auth } from "./auth";
 import { ApiError, api, errorMessage, fieldOf } from "./client";
 
 describe("fieldOf", () => {
@@ -68,5 +69,62 @@ describe("api", () => {
     const err = (await api.getJob("x").catch((e: unknown) => e)) as ApiError;
     expect(err.status).toBe(502);
     expect(err.message).toContain("HTTP 502");
+  });
+});
+
+describe("api with a token", () => {
+  it("sends no Authorization header without a token, and the bearer token with one", async () => {
+    const m = mockFetch({ "GET /v1/jobs/abc": () => ({ body: rawJob({ id: "abc" }) }), "POST /v1/dlq/abc:retry": () => ({ body: rawJob({ id: "abc" }) }) });
+    await api.getJob("abc");
+    expect(m.calls[0].headers.has("authorization")).toBe(false);
+    auth.signIn("  tok-123  ");
+    expect(sessionStorage.getItem("forge.token")).toBe("tok-123");
+    await api.getJob("abc");
+    await api.retryDead("abc");
+    expect(m.calls.slice(1).map((c) => c.headers.get("authorization"))).toEqual(["Bearer tok-123", "Bearer tok-123"]);
+    expect(m.calls[2].headers.get("content-type")).toBe("application/json");
+  });
+
+  it("a 401 asks for sign-in and forgets the refused token", async () => {
+    auth.signIn("stale");
+    mockFetch({ "GET /v1/stats": () => ({ status: 401, body: { code: 16, message: "invalid token", details: [] } }) });
+    const err = (await api.stats().catch((e: unknown) => e)) as ApiError;
+    expect(err.status).toBe(401);
+    expect(auth.get()).toEqual({ token: null, required: true, reason: "invalid token" });
+    expect(sessionStorage.getItem("forge.token")).toBe(null);
+  });
+
+  it("an answer to an older token does not undo a newer sign-in", async () => {
+    auth.signIn("old");
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    mockFetch({ "GET /v1/stats": async () => (await gate, { status: 401, body: { code: 16, message: "invalid token" } }) });
+    const pending = api.stats().catch(() => null);
+    auth.signIn("new");
+    release();
+    await pending;
+    expect(auth.get()).toEqual({ token: "new", required: false, reason: null });
+  });
+
+  it("checkToken sends the token it checks and leaves a 401 to the caller", async () => {
+    const m = mockFetch({ "GET /v1/stats": () => ({ status: 401, body: { code: 16, message: "invalid token" } }) });
+    const err = (await api.checkToken("guess").catch((e: unknown) => e)) as ApiError;
+    expect(err.status).toBe(401);
+    expect(m.calls[0].headers.get("authorization")).toBe("Bearer guess");
+    expect(auth.get().required).toBe(false);
+  });
+
+  it("a 403 says what the token's role cannot do, with the broker's message", async () => {
+    mockFetch({
+      "POST /v1/dlq/abc:retry": () => ({ status: 403, body: { code: 7, message: "role producer may not call RetryDeadJob", details: [] } }),
+      "POST /v1/jobs": () => ({ status: 403, body: { code: 7, message: "type: role worker may not enqueue", details: [] } }),
+    });
+    const err = (await api.retryDead("abc").catch((e: unknown) => e)) as ApiError;
+    expect(err.status).toBe(403);
+    expect(errorMessage(err)).toBe("your token's role cannot retry dead jobs: role producer may not call RetryDeadJob (PERMISSION_DENIED)");
+    const enq = (await api.enqueue({ type: "email", payload: {} }).catch((e: unknown) => e)) as ApiError;
+    expect(enq.field).toBe(null); // not a form field's fault, whatever the message starts with
+    expect(errorMessage(enq)).toMatch(/^your token's role cannot enqueue jobs: /);
+    expect(auth.get().required).toBe(false);
   });
 });

@@ -1,5 +1,6 @@
 // The gateway's REST routes (from the google.api.http annotations in broker.proto), on the
 // dashboard's own origin.
+import { auth, authHeaders } from "./auth";
 import {
   type EnqueueRequest,
   type EnqueueResult,
@@ -25,12 +26,16 @@ export class ApiError extends Error {
   readonly code: number | null;
   readonly details: unknown[];
 
-  constructor(message: string, status: number, code: number | null = null, details: unknown[] = []) {
+  /** What the call was for ("retry dead jobs"), to say what a 403 forbids. */
+  readonly action: string | null;
+
+  constructor(message: string, status: number, code: number | null = null, details: unknown[] = [], action: string | null = null) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
     this.details = details;
+    this.action = action;
   }
 
   /** "INVALID_ARGUMENT" etc., when the gateway said which. */
@@ -40,6 +45,8 @@ export class ApiError extends Error {
 
   /** The request field the message names ("type: must be ..." → "type"), if any. */
   get field(): string | null {
+    // A refused token or role is about the caller, whatever its message starts with.
+    if (this.status === 401 || this.status === 403) return null;
     return fieldOf(this.message);
   }
 }
@@ -50,14 +57,37 @@ export function fieldOf(message: string): string | null {
   return m ? m[1] : null;
 }
 
-async function request(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<unknown> {
+/** What a call does, in words, for "your token's role cannot …". */
+export function actionOf(method: string, path: string): string | null {
+  const p = path.split("?")[0];
+  if (method === "POST" && /^\/v1\/dlq\/[^/]+:retry$/.test(p)) return "retry dead jobs";
+  if (method === "POST" && /^\/v1\/jobs\/[^/]+:cancel$/.test(p)) return "cancel jobs";
+  if (method === "POST" && (p === "/v1/jobs" || p === "/v1/jobs:batch")) return "enqueue jobs";
+  if (method === "GET" && p.startsWith("/v1/stats")) return "view the queue's stats";
+  if (method === "GET" && p.startsWith("/v1/dlq")) return "view the dead-letter queue";
+  if (method === "GET" && p.startsWith("/v1/jobs")) return "view jobs";
+  return null;
+}
+
+interface RequestOptions {
+  signal?: AbortSignal;
+  /** Send this token instead of the signed-in one, and leave a 401 to the caller (sign-in check). */
+  token?: string;
+}
+
+async function request(method: string, path: string, body?: unknown, opts: RequestOptions = {}): Promise<unknown> {
+  const token = opts.token ?? auth.token();
   let resp: Response;
   try {
     resp = await fetch(path, {
       method,
-      headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
+      headers: {
+        Accept: "application/json",
+        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+        ...authHeaders(token),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
-      signal,
+      signal: opts.signal,
     });
   } catch (e) {
     if (e instanceof DOMException && e.name === "AbortError") throw e;
@@ -65,18 +95,25 @@ async function request(method: string, path: string, body?: unknown, signal?: Ab
   }
   const text = await resp.text();
   let data: unknown = undefined;
+  let err: ApiError | null = null;
   if (text) {
     try {
       data = JSON.parse(text);
     } catch {
-      if (!resp.ok) throw new ApiError(`HTTP ${resp.status}: ${text.slice(0, 200)}`, resp.status);
-      throw new ApiError(`the gateway answered something that is not JSON (HTTP ${resp.status})`, resp.status);
+      err = resp.ok
+        ? new ApiError(`the gateway answered something that is not JSON (HTTP ${resp.status})`, resp.status)
+        : new ApiError(`HTTP ${resp.status}: ${text.slice(0, 200)}`, resp.status);
     }
   }
-  if (!resp.ok) {
+  if (!err && !resp.ok) {
     const d = (data ?? {}) as { code?: unknown; message?: unknown; details?: unknown };
     const message = typeof d.message === "string" && d.message ? d.message : `HTTP ${resp.status} ${resp.statusText}`.trim();
-    throw new ApiError(message, resp.status, typeof d.code === "number" ? d.code : null, Array.isArray(d.details) ? d.details : []);
+    err = new ApiError(message, resp.status, typeof d.code === "number" ? d.code : null, Array.isArray(d.details) ? d.details : [], actionOf(method, path));
+  }
+  if (err) {
+    // Any refused token brings up the sign-in view (unless this call was the sign-in check).
+    if (err.status === 401 && opts.token === undefined) auth.unauthorized(err.message, token);
+    throw err;
   }
   return data;
 }
@@ -98,19 +135,24 @@ export interface ListJobsParams {
 }
 
 export const api = {
+  /** Whether the gateway accepts `token` (GET /v1/stats with it); throws the ApiError if not. */
+  async checkToken(token: string, signal?: AbortSignal): Promise<void> {
+    await request("GET", "/v1/stats", undefined, { token, signal });
+  },
+
   async stats(signal?: AbortSignal): Promise<QueueStats> {
-    return normalizeStats(await request("GET", "/v1/stats", undefined, signal));
+    return normalizeStats(await request("GET", "/v1/stats", undefined, { signal }));
   },
 
   async listJobs(p: ListJobsParams, signal?: AbortSignal): Promise<JobPage> {
     const status = p.status && p.status !== "STATUS_UNSPECIFIED" ? p.status : undefined;
     return normalizeJobPage(
-      await request("GET", `/v1/jobs${query({ status, type: p.type, pageSize: p.pageSize, pageToken: p.pageToken })}`, undefined, signal),
+      await request("GET", `/v1/jobs${query({ status, type: p.type, pageSize: p.pageSize, pageToken: p.pageToken })}`, undefined, { signal }),
     );
   },
 
   async getJob(id: string, signal?: AbortSignal): Promise<Job> {
-    return normalizeJob(await request("GET", `/v1/jobs/${encodeURIComponent(id)}`, undefined, signal));
+    return normalizeJob(await request("GET", `/v1/jobs/${encodeURIComponent(id)}`, undefined, { signal }));
   },
 
   async cancelJob(id: string, reason = ""): Promise<Job> {
@@ -119,7 +161,7 @@ export const api = {
 
   async listDead(p: { type?: string; pageSize?: number; pageToken?: string }, signal?: AbortSignal): Promise<JobPage> {
     return normalizeJobPage(
-      await request("GET", `/v1/dlq${query({ type: p.type, pageSize: p.pageSize, pageToken: p.pageToken })}`, undefined, signal),
+      await request("GET", `/v1/dlq${query({ type: p.type, pageSize: p.pageSize, pageToken: p.pageToken })}`, undefined, { signal }),
     );
   },
 
@@ -134,6 +176,11 @@ export const api = {
 };
 
 export function errorMessage(e: unknown): string {
+  if (e instanceof ApiError && e.status === 403) {
+    // Never swallowed: say what the role may not do, then the broker's own words.
+    const what = e.action ? `your token's role cannot ${e.action}` : "your token's role does not allow this";
+    return `${what}: ${e.message} (PERMISSION_DENIED)`;
+  }
   if (e instanceof ApiError) {
     const name = e.codeName;
     return name && name !== "UNKNOWN" ? `${e.message} (${name})` : e.message;

@@ -1,9 +1,13 @@
-// The live QueueStats feed: GET /v1/stats:watch as Server-Sent Events.
+// The live QueueStats feed: GET /v1/stats:watch as Server-Sent Events, read with fetch.
 //
-// EventSource retries on its own only while the server keeps answering with an event stream;
-// when the gateway is down or answers an error status (say 503 while the broker restarts) it
-// gives up for good. So every failure closes the source and this class opens a new one after a
-// backoff, and a watchdog reopens a stream that has gone silent.
+// Not EventSource: it cannot send the Authorization header, and it gives up for good when the
+// gateway is down or answers an error status (say 503 while the broker restarts). Here every
+// failure (connection refused or dropped, an HTTP error status, the gateway's in-band
+// `event: error`, a stream that ends, or silence past the watchdog) aborts the request and
+// opens a new one after a backoff. A 401 does not retry: it hands over to the sign-in view
+// (auth.unauthorized), and the provider starts a new stream once there is a new token.
+import { auth, authHeaders } from "./auth";
+import { readEvents, type SseEvent } from "./sse";
 import { type QueueStats, normalizeStats } from "./types";
 
 export type StreamState = "connecting" | "live" | "reconnecting";
@@ -19,15 +23,36 @@ export interface StreamOptions {
   silenceMs?: number;
   /** Backoff steps between attempts (ms); the last one repeats. */
   backoffMs?: number[];
-  EventSourceImpl?: typeof EventSource;
+  /** The fetch to use (default: the global one, looked up at each connection). */
+  fetchImpl?: typeof fetch;
+}
+
+const UNAUTHENTICATED = 16;
+
+/** The message of an error answer's JSON body ({code, message, details}), or the status line. */
+async function errorText(resp: Response): Promise<string> {
+  let text = "";
+  try {
+    text = await resp.text();
+  } catch {
+    // the body failed too: the status line will do
+  }
+  try {
+    const d = JSON.parse(text) as { message?: unknown };
+    if (typeof d.message === "string" && d.message) return d.message;
+  } catch {
+    // not JSON
+  }
+  return `HTTP ${resp.status}${resp.statusText ? ` ${resp.statusText}` : ""}`;
 }
 
 export class StatsStream {
   private readonly url: string;
   private readonly silenceMs: number;
   private readonly backoffMs: number[];
-  private readonly ES: typeof EventSource;
-  private source: EventSource | null = null;
+  private readonly fetchImpl: (() => typeof fetch) | null;
+  /** The current connection's controller; a connection that is no longer it stays quiet. */
+  private ctrl: AbortController | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private watchdog: ReturnType<typeof setTimeout> | null = null;
   private failures = 0;
@@ -41,19 +66,20 @@ export class StatsStream {
     this.url = opts.url ?? "/v1/stats:watch";
     this.silenceMs = opts.silenceMs ?? 15_000;
     this.backoffMs = opts.backoffMs ?? [500, 1000, 2000, 4000, 5000];
-    this.ES = opts.EventSourceImpl ?? EventSource;
+    const f = opts.fetchImpl;
+    this.fetchImpl = f ? () => f : null;
   }
 
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    this.open();
+    void this.open();
   }
 
   stop(): void {
     this.stopped = true;
     this.clearTimers();
-    this.closeSource();
+    this.abort();
   }
 
   private setState(state: StreamState, error: string | null): void {
@@ -63,46 +89,90 @@ export class StatsStream {
     this.events.onState(state, error);
   }
 
-  private open(): void {
+  private async open(): Promise<void> {
     if (this.stopped) return;
-    this.closeSource();
-    const es = new this.ES(this.url);
-    this.source = es;
+    this.abort();
+    const ctrl = new AbortController();
+    this.ctrl = ctrl;
+    const current = () => this.ctrl === ctrl && !this.stopped;
+    const token = auth.token();
     this.armWatchdog();
-    es.onmessage = (ev: MessageEvent) => {
-      if (this.source !== es) return;
-      let stats: QueueStats;
+    const doFetch = this.fetchImpl ? this.fetchImpl() : fetch;
+    let resp: Response;
+    try {
+      resp = await doFetch(this.url, {
+        headers: { Accept: "text/event-stream", ...authHeaders(token) },
+        cache: "no-store",
+        signal: ctrl.signal,
+      });
+    } catch {
+      if (current()) this.fail("lost the connection to the gateway");
+      return;
+    }
+    if (!current()) return;
+    if (resp.status === 401) {
+      const message = await errorText(resp);
+      if (current()) this.unauthorized(message, token);
+      return;
+    }
+    if (!resp.ok || !resp.body) {
+      const message = resp.ok ? "the gateway sent an empty stream" : await errorText(resp);
+      if (current()) this.fail(message);
+      return;
+    }
+    try {
+      await readEvents(resp.body, (ev) => {
+        if (!current()) return false;
+        this.dispatch(ev, token);
+        return current();
+      });
+      if (current()) this.fail("the gateway ended the stream");
+    } catch {
+      if (current()) this.fail("lost the connection to the gateway");
+    }
+  }
+
+  private dispatch(ev: SseEvent, token: string | null): void {
+    if (ev.type === "error") {
+      // The call failed after the headers went out: {code, message, details} in-band.
+      let message = ev.data || "the stream failed";
+      let code: number | null = null;
       try {
-        stats = normalizeStats(JSON.parse(String(ev.data)));
+        const parsed = JSON.parse(ev.data) as { code?: unknown; message?: unknown; error?: { message?: unknown } };
+        if (typeof parsed.code === "number") code = parsed.code;
+        const m = parsed.message ?? parsed.error?.message;
+        if (typeof m === "string" && m) message = m;
       } catch {
-        this.setState(this.state, "the stats stream sent something that is not JSON");
-        return;
+        // not JSON: show it as it came
       }
-      this.failures = 0;
-      this.armWatchdog();
-      this.setState("live", null);
-      this.events.onStats(stats);
-    };
-    es.addEventListener("error", (ev: Event) => {
-      if (this.source !== es) return;
-      // The gateway reports a failed stream in-band as `event: error` with {code, message}; a
-      // bare Event is the connection itself failing.
-      let message = "lost the connection to the gateway";
-      const data = (ev as MessageEvent).data;
-      if (typeof data === "string" && data) {
-        try {
-          const parsed = JSON.parse(data) as { message?: string; error?: { message?: string } };
-          message = parsed.message ?? parsed.error?.message ?? data;
-        } catch {
-          message = data;
-        }
-      }
-      this.fail(message);
-    });
+      if (code === UNAUTHENTICATED) this.unauthorized(message, token);
+      else this.fail(message);
+      return;
+    }
+    if (ev.type !== "message") return;
+    let stats: QueueStats;
+    try {
+      stats = normalizeStats(JSON.parse(ev.data));
+    } catch {
+      this.setState(this.state, "the stats stream sent something that is not JSON");
+      return;
+    }
+    this.failures = 0;
+    this.armWatchdog();
+    this.setState("live", null);
+    this.events.onStats(stats);
+  }
+
+  /** The token was refused: no retrying with it; sign-in takes over. */
+  private unauthorized(message: string, token: string | null): void {
+    this.abort();
+    this.clearTimers();
+    this.setState("reconnecting", `sign-in required: ${message}`);
+    auth.unauthorized(message, token);
   }
 
   private fail(message: string): void {
-    this.closeSource();
+    this.abort();
     this.clearTimers();
     this.setState("reconnecting", message);
     if (this.stopped) return;
@@ -110,7 +180,7 @@ export class StatsStream {
     this.failures += 1;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      this.open();
+      void this.open();
     }, delay);
   }
 
@@ -129,11 +199,11 @@ export class StatsStream {
     this.watchdog = null;
   }
 
-  private closeSource(): void {
-    if (this.source) {
-      this.source.onmessage = null;
-      this.source.close();
-      this.source = null;
+  private abort(): void {
+    if (this.ctrl) {
+      const c = this.ctrl;
+      this.ctrl = null;
+      c.abort();
     }
   }
 }

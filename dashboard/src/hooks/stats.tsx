@@ -1,5 +1,6 @@
 import { useQuery } from "@tanstack/react-query";
 import { createContext, type ReactNode, useContext, useEffect, useMemo, useState } from "react";
+import { useAuth } from "../api/auth";
 import { api } from "../api/client";
 import { StatsStream, type StreamOptions, type StreamState } from "../api/stream";
 import type { QueueStats } from "../api/types";
@@ -24,7 +25,16 @@ export function StatsProvider({ children, streamOptions }: { children: ReactNode
   const [live, setLive] = useState<{ stats: QueueStats | null; receivedAt: number | null }>({ stats: null, receivedAt: null });
   const [conn, setConn] = useState<{ state: StreamState; error: string | null }>({ state: "connecting", error: null });
 
+  const { token, required } = useAuth();
+
+  // A new stream whenever the token changes; none while the sign-in view is up (it would only
+  // be refused again).
   useEffect(() => {
+    if (required) {
+      setConn({ state: "reconnecting", error: "sign-in required" });
+      return;
+    }
+    setConn({ state: "connecting", error: null });
     const stream = new StatsStream(
       {
         onStats: (stats) => setLive({ stats, receivedAt: Date.now() }),
@@ -34,18 +44,19 @@ export function StatsProvider({ children, streamOptions }: { children: ReactNode
     );
     stream.start();
     return () => stream.stop();
-  }, [streamOptions]);
+  }, [streamOptions, token, required]);
 
   const fallback = useQuery({
     queryKey: ["stats"],
     queryFn: ({ signal }) => api.stats(signal),
-    enabled: conn.state !== "live",
-    refetchInterval: conn.state !== "live" ? 3000 : false,
+    enabled: conn.state !== "live" && !required,
+    refetchInterval: conn.state !== "live" && !required ? 3000 : false,
     retry: false,
   });
 
   const value = useMemo<LiveStats>(() => {
-    const fb = fallback.data && fallback.dataUpdatedAt > (live.receivedAt ?? 0) ? fallback.data : null;
+    // While live the stream is the truth (a fallback answer landing late is older than it).
+    const fb = conn.state !== "live" && fallback.data && fallback.dataUpdatedAt > (live.receivedAt ?? 0) ? fallback.data : null;
     const error = conn.state === "live" ? null : fallback.error ? fallback.error.message : conn.error;
     return {
       stats: fb ?? live.stats,

@@ -1,10 +1,11 @@
-// Test doubles for the browser's network edges: fetch (routed by "METHOD /path") and EventSource.
+// Test doubles for the browser's network edges: fetch (routed by "METHOD /path") and the stats
+// stream's connections.
 import { vi } from "vitest";
 
-export type Handler = (req: { method: string; url: URL; body: unknown }) => { status?: number; body?: unknown } | Promise<{ status?: number; body?: unknown }>;
+export type Handler = (req: { method: string; url: URL; body: unknown; headers: Headers }) => { status?: number; body?: unknown } | Promise<{ status?: number; body?: unknown }>;
 
 export interface FetchMock {
-  calls: { method: string; path: string; body: unknown }[];
+  calls: { method: string; path: string; body: unknown; headers: Headers }[];
   fn: ReturnType<typeof vi.fn>;
 }
 
@@ -15,9 +16,10 @@ export function mockFetch(routes: Record<string, Handler>): FetchMock {
     const url = new URL(String(input), "http://dash.test");
     const method = (init?.method ?? "GET").toUpperCase();
     const body = init?.body ? JSON.parse(String(init.body)) : undefined;
-    calls.push({ method, path: url.pathname + url.search, body });
+    const headers = new Headers(init?.headers);
+    calls.push({ method, path: url.pathname + url.search, body, headers });
     const handler = routes[`${method} ${url.pathname}`];
-    const res = handler ? await handler({ method, url, body }) : { status: 404, body: { code: 5, message: `no route ${method} ${url.pathname}`, details: [] } };
+    const res = handler ? await handler({ method, url, body, headers }) : { status: 404, body: { code: 5, message: `no route ${method} ${url.pathname}`, details: [] } };
     const status = res.status ?? 200;
     return new Response(res.body === undefined ? "" : JSON.stringify(res.body), {
       status,
@@ -28,59 +30,115 @@ export function mockFetch(routes: Record<string, Handler>): FetchMock {
   return { calls, fn };
 }
 
-/** An EventSource whose events the test fires by hand. */
-export class FakeEventSource {
-  static instances: FakeEventSource[] = [];
-  static readonly CONNECTING = 0;
-  static readonly OPEN = 1;
-  static readonly CLOSED = 2;
+/**
+ * The stats stream's side of the network: a fetch (`FakeFeed.fetch`, for StreamOptions.fetchImpl)
+ * whose every call is a connection the test drives by hand. `emit` resolves once the stream has
+ * read and handled the chunk (it asked for the next one); `fail`, `end` and a refused answer
+ * resolve once the stream let the connection go (aborted it).
+ */
+export class FakeFeed {
+  static instances: FakeFeed[] = [];
+  /** Answers for the next connections, in order, instead of an open event stream. */
+  static answers: { status: number; body: unknown }[] = [];
   readonly url: string;
-  readyState = 0;
-  onmessage: ((ev: MessageEvent) => void) | null = null;
-  onopen: ((ev: Event) => void) | null = null;
-  onerror: ((ev: Event) => void) | null = null;
-  private listeners: Record<string, ((ev: Event) => void)[]> = {};
+  readonly headers: Headers;
+  readonly signal: AbortSignal | null;
+  private controller!: ReadableStreamDefaultController<Uint8Array>;
+  private pulls = 0;
+  private pullWaiters: { after: number; resolve: () => void }[] = [];
+  private readonly aborted: Promise<void>;
+  private readonly encoder = new TextEncoder();
+  readonly body: ReadableStream<Uint8Array>;
 
-  constructor(url: string) {
+  static readonly fetch = ((input: RequestInfo | URL, init?: RequestInit) => {
+    const feed = new FakeFeed(String(input), init);
+    FakeFeed.instances.push(feed);
+    return feed.respond();
+  }) as typeof fetch;
+
+  constructor(url: string, init?: RequestInit) {
     this.url = url;
-    FakeEventSource.instances.push(this);
+    this.headers = new Headers(init?.headers);
+    this.signal = init?.signal ?? null;
+    this.body = new ReadableStream<Uint8Array>(
+      {
+        start: (c) => {
+          this.controller = c;
+        },
+        pull: () => {
+          this.pulls += 1;
+          const ready = this.pullWaiters.filter((w) => this.pulls > w.after);
+          this.pullWaiters = this.pullWaiters.filter((w) => this.pulls <= w.after);
+          for (const w of ready) w.resolve();
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    this.aborted = new Promise((resolve) => {
+      if (!this.signal) return;
+      if (this.signal.aborted) resolve();
+      this.signal.addEventListener("abort", () => {
+        // As a real fetch does: the body fails with an AbortError.
+        try {
+          this.controller.error(new DOMException("The operation was aborted.", "AbortError"));
+        } catch {
+          // already closed or errored
+        }
+        resolve();
+      });
+    });
   }
 
   static reset() {
-    FakeEventSource.instances = [];
+    FakeFeed.instances = [];
+    FakeFeed.answers = [];
   }
 
-  static get last(): FakeEventSource {
-    return FakeEventSource.instances[FakeEventSource.instances.length - 1];
+  static get last(): FakeFeed {
+    return FakeFeed.instances[FakeFeed.instances.length - 1];
   }
 
-  addEventListener(type: string, fn: (ev: Event) => void) {
-    (this.listeners[type] ??= []).push(fn);
+  get isAborted(): boolean {
+    return this.signal?.aborted ?? false;
   }
 
-  removeEventListener(type: string, fn: (ev: Event) => void) {
-    this.listeners[type] = (this.listeners[type] ?? []).filter((f) => f !== fn);
+  private async respond(): Promise<Response> {
+    if (this.signal?.aborted) throw new DOMException("The operation was aborted.", "AbortError");
+    const answer = FakeFeed.answers.shift();
+    if (answer) return new Response(JSON.stringify(answer.body), { status: answer.status, headers: { "content-type": "application/json" } });
+    return new Response(this.body, { status: 200, headers: { "content-type": "text/event-stream" } });
   }
 
-  close() {
-    this.readyState = 2;
+  /** Send raw bytes of the event stream; resolves once they were read and handled. */
+  send(chunk: string | Uint8Array): Promise<void> {
+    const done = new Promise<void>((resolve) => this.pullWaiters.push({ after: this.pulls, resolve }));
+    this.controller.enqueue(typeof chunk === "string" ? this.encoder.encode(chunk) : chunk);
+    return Promise.race([done, this.aborted]);
   }
 
-  /** Deliver one `data:` event. */
-  emit(data: unknown) {
-    this.readyState = 1;
-    this.onmessage?.(new MessageEvent("message", { data: typeof data === "string" ? data : JSON.stringify(data) }));
+  /** Deliver one `data:` event, as the gateway frames it. */
+  emit(data: unknown): Promise<void> {
+    return this.send(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
   }
 
-  /** The connection failing (a bare Event), or the gateway's in-band `event: error` with data. */
-  fail(data?: unknown) {
-    const ev = data === undefined ? new Event("error") : new MessageEvent("error", { data: JSON.stringify(data) });
-    this.onerror?.(ev);
-    for (const fn of this.listeners.error ?? []) fn(ev);
+  /** The connection failing (no argument), or the gateway's in-band `event: error` with data. */
+  fail(data?: unknown): Promise<void> {
+    if (data === undefined) this.controller.error(new TypeError("network error"));
+    else this.controller.enqueue(this.encoder.encode(`event: error\ndata: ${JSON.stringify(data)}\n\n`));
+    return this.aborted;
+  }
+
+  /** The gateway ending the response. */
+  end(): Promise<void> {
+    this.controller.close();
+    return this.aborted;
+  }
+
+  /** Resolves once the stream let this connection go. */
+  closed(): Promise<void> {
+    return this.aborted;
   }
 }
-
-export const asEventSource = FakeEventSource as unknown as typeof EventSource;
 
 export function rawJob(over: Record<string, unknown> = {}) {
   return {

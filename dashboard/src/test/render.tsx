@@ -3,7 +3,7 @@ import { render } from "@testing-library/react";
 import type { ReactElement } from "react";
 import { MemoryRouter, Route, Routes, useLocation } from "react-router-dom";
 import { StatsProvider } from "../hooks/stats";
-import { asEventSource } from "./fakes";
+import { FakeFeed } from "./fakes";
 
 /** Shows the current route, so tests can see where a navigation went. */
 function WhereAmI() {
@@ -11,7 +11,7 @@ function WhereAmI() {
   return <output data-testid="location">{loc.pathname + loc.search}</output>;
 }
 
-const streamOptions = { EventSourceImpl: asEventSource, backoffMs: [50] };
+const streamOptions = { fetchImpl: FakeFeed.fetch, backoffMs: [50] };
 
 export function renderApp(ui: ReactElement, { route = "/", path }: { route?: string; path?: string } = {}) {
   const routePath = path ?? route.split("?")[0];

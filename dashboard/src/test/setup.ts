@@ -1,10 +1,13 @@
 import "@testing-library/jest-dom/vitest";
 import { cleanup } from "@testing-library/react";
 import { afterEach } from "vitest";
+import { auth } from "../api/auth";
 
 afterEach(() => {
   cleanup();
   localStorage.clear();
+  sessionStorage.clear();
+  auth.reset();
 });
 
 // jsdom has neither matchMedia nor ResizeObserver (the chart measures its box).

@@ -1,7 +1,7 @@
 import { screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { beforeEach, describe, expect, it } from "vitest";
-import { FakeEventSource, mockFetch, rawJob } from "../test/fakes";
+import { FakeFeed, mockFetch, rawJob } from "../test/fakes";
 import { renderApp } from "../test/render";
 import { DeadLetters } from "./DeadLetters";
 
@@ -10,7 +10,7 @@ function dead(id: string, err = `boom ${id}`) {
 }
 
 describe("DeadLetters", () => {
-  beforeEach(() => FakeEventSource.reset());
+  beforeEach(() => FakeFeed.reset());
 
   function serve(ids: string[], refuse: string[] = []) {
     let current = [...ids];

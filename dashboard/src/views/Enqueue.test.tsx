@@ -1,7 +1,7 @@
 import { fireEvent, screen, waitFor } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { beforeEach, describe, expect, it } from "vitest";
-import { FakeEventSource, mockFetch, rawJob } from "../test/fakes";
+import { FakeFeed, mockFetch, rawJob } from "../test/fakes";
 import { renderApp } from "../test/render";
 import { Enqueue } from "./Enqueue";
 
@@ -10,7 +10,7 @@ function setValue(testId: string, value: string) {
 }
 
 describe("Enqueue", () => {
-  beforeEach(() => FakeEventSource.reset());
+  beforeEach(() => FakeFeed.reset());
 
   it("validates the payload as you type and sends nothing while it is invalid", async () => {
     const m = mockFetch({});

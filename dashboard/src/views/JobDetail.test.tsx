@@ -1,14 +1,14 @@
 import { screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { beforeEach, describe, expect, it } from "vitest";
-import { FakeEventSource, mockFetch, rawJob } from "../test/fakes";
+import { FakeFeed, mockFetch, rawJob } from "../test/fakes";
 import { renderApp } from "../test/render";
 import { JobDetail } from "./JobDetail";
 
 const ID = "01a22590-1d5c-7098-b965-863f2ba7b9f0";
 
 describe("JobDetail", () => {
-  beforeEach(() => FakeEventSource.reset());
+  beforeEach(() => FakeFeed.reset());
 
   it("shows everything about a running job", async () => {
     mockFetch({

@@ -1,12 +1,12 @@
 import { fireEvent, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { beforeEach, describe, expect, it } from "vitest";
-import { FakeEventSource, mockFetch, rawJob } from "../test/fakes";
+import { FakeFeed, mockFetch, rawJob } from "../test/fakes";
 import { renderApp } from "../test/render";
 import { Jobs } from "./Jobs";
 
 describe("Jobs", () => {
-  beforeEach(() => FakeEventSource.reset());
+  beforeEach(() => FakeFeed.reset());
 
   it("filters by status and type, and pages with nextPageToken", async () => {
     const m = mockFetch({

@@ -1,7 +1,7 @@
 import { act, screen, within } from "@testing-library/react";
 import { beforeEach, describe, expect, it } from "vitest";
 import { ConnectionIndicator } from "../components/ConnectionIndicator";
-import { FakeEventSource, mockFetch, rawStats } from "../test/fakes";
+import { FakeFeed, mockFetch, rawStats } from "../test/fakes";
 import { renderApp } from "../test/render";
 import { Overview } from "./Overview";
 
@@ -15,13 +15,13 @@ function Page() {
 }
 
 describe("Overview", () => {
-  beforeEach(() => FakeEventSource.reset());
+  beforeEach(() => FakeFeed.reset());
 
   it("shows counts, types, queue wait and workers from the live stream, and follows updates", async () => {
     mockFetch({ "GET /v1/stats": () => ({ status: 503, body: { code: 14, message: "broker unavailable" } }) });
     renderApp(<Page />);
     expect(screen.getByTestId("connection")).toHaveAttribute("data-state", "connecting");
-    act(() => FakeEventSource.last.emit({ result: rawStats() }));
+    await act(() => FakeFeed.last.emit({ result: rawStats() }));
 
     expect(screen.getByTestId("connection")).toHaveAttribute("data-state", "live");
     expect(screen.getByTestId("connection")).toHaveTextContent("Live");
@@ -38,7 +38,7 @@ describe("Overview", () => {
     expect(screen.getByTestId("minute-completed")).toHaveTextContent("7");
     expect(screen.getByTestId("throughput-chart")).toHaveAttribute("aria-label", expect.stringContaining("13 attempts"));
 
-    act(() => FakeEventSource.last.emit(rawStats({ completed: "41", pending: "11" })));
+    await act(() => FakeFeed.last.emit(rawStats({ completed: "41", pending: "11" })));
     expect(within(screen.getByTestId("count-completed")).getByText("41")).toBeInTheDocument();
     expect(within(screen.getByTestId("count-pending")).getByText("11")).toBeInTheDocument();
   });
@@ -46,16 +46,16 @@ describe("Overview", () => {
   it("says so when the stream drops, and falls back to polling /v1/stats", async () => {
     const m = mockFetch({ "GET /v1/stats": () => ({ body: rawStats({ completed: "99" }) }) });
     renderApp(<Page />);
-    act(() => FakeEventSource.last.emit(rawStats()));
-    act(() => FakeEventSource.last.fail());
+    await act(() => FakeFeed.last.emit(rawStats()));
+    await act(() => FakeFeed.last.fail());
     expect(screen.getByTestId("connection")).toHaveAttribute("data-state", "reconnecting");
     expect(screen.getByTestId("connection")).toHaveTextContent("Reconnecting…");
     expect(await within(screen.getByTestId("count-completed")).findByText("99")).toBeInTheDocument();
     expect(m.calls.some((c) => c.path === "/v1/stats")).toBe(true);
     // The stream is reopened on its own and takes over again.
     await act(() => new Promise((r) => setTimeout(r, 80)));
-    expect(FakeEventSource.instances.length).toBeGreaterThan(1);
-    act(() => FakeEventSource.last.emit(rawStats({ completed: "100" })));
+    expect(FakeFeed.instances.length).toBeGreaterThan(1);
+    await act(() => FakeFeed.last.emit(rawStats({ completed: "100" })));
     expect(screen.getByTestId("connection")).toHaveAttribute("data-state", "live");
     expect(within(screen.getByTestId("count-completed")).getByText("100")).toBeInTheDocument();
   });
@@ -63,14 +63,14 @@ describe("Overview", () => {
   it("shows why stats cannot be loaded at all", async () => {
     mockFetch({ "GET /v1/stats": () => ({ status: 503, body: { code: 14, message: "broker unavailable: connection refused" } }) });
     renderApp(<Page />);
-    act(() => FakeEventSource.last.fail());
+    await act(() => FakeFeed.last.fail());
     expect(await screen.findByText(/Cannot load stats: broker unavailable: connection refused/)).toBeInTheDocument();
   });
 
-  it("shows empty states", () => {
+  it("shows empty states", async () => {
     mockFetch({});
     renderApp(<Page />);
-    act(() => FakeEventSource.last.emit({}));
+    await act(() => FakeFeed.last.emit({}));
     expect(screen.getByText(/No jobs yet/)).toBeInTheDocument();
     expect(screen.getByText(/No worker has a lease stream open/)).toBeInTheDocument();
   });

@@ -1,0 +1,194 @@
+"""Prometheus metrics of one broker, served at ``/metrics`` on FORGE_METRICS_HOST:FORGE_METRICS_PORT.
+
+Counters and histograms count what *this* broker did (its enqueues, the acks and nacks it
+received, the leases it rescued, the jobs it delivered); sum them over brokers. The queue-depth
+gauges are read from the database's counters, so every broker reports the same global value;
+take ``max`` over brokers, not ``sum``. No metric is labelled with a job id.
+
+Everything lives in one :class:`Metrics` object with its own CollectorRegistry, handed to the
+servicer, the maintenance loop and the gauge publisher by the server; nothing is global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import start_wsgi_server
+
+from broker.models import JobRow, Snapshot
+
+log = logging.getLogger("forge.metrics")
+
+Outcome = Literal["completed", "failed", "dead"]
+"""How an attempt ended: acked; nacked or rescued with retries left (back to PENDING); DEAD."""
+
+UNKNOWN_TYPE = "(unknown)"
+"""Type label of a settled job this broker did not deliver (it cannot be a real type name)."""
+
+MAX_REMEMBERED = 100_000
+"""Delivered jobs whose type is remembered until they settle; the oldest are forgotten first."""
+
+# Seconds; the same bounds as the database's queue-wait histogram (forge.wait_bucket), which
+# the dashboard's percentiles come from.
+WAIT_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+                60.0, 300.0, 900.0, 3600.0)
+LEASE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                 900.0, 3600.0)
+# TypeCounts field -> forge_queue_depth's status label.
+DEPTH_STATUSES = ("pending", "scheduled", "processing", "completed", "dead", "cancelled")
+
+
+class Metrics:
+    """The broker's metrics and the small amount of state needed to label them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.jobs_enqueued = Counter(
+            "forge_jobs_enqueued", "Jobs created by Enqueue/EnqueueBatch on this broker "
+            "(idempotent repeats not counted).", ["type"], registry=r)
+        self.jobs_completed = Counter(
+            "forge_jobs_completed", "Acks recorded by this broker.", ["type"], registry=r)
+        self.jobs_failed = Counter(
+            "forge_jobs_failed", "Failed attempts that will be retried: nacks received and "
+            "expired leases rescued by this broker.", ["type"], registry=r)
+        self.jobs_dead = Counter(
+            "forge_jobs_dead", "Jobs sent to the dead-letter queue by this broker (permanent "
+            "nack, or retries spent on a nack or a rescue).", ["type"], registry=r)
+        self.queue_wait = Histogram(
+            "forge_queue_wait_seconds", "From a job's run_at to its claim (database clock), "
+            "for jobs delivered on this broker's lease streams.", ["type"],
+            buckets=WAIT_BUCKETS, registry=r)
+        self.lease_duration = Histogram(
+            "forge_lease_duration_seconds", "From a job's delivery on this broker's lease "
+            "stream to its ack or nack at this broker (rescues not included).", ["type"],
+            buckets=LEASE_BUCKETS, registry=r)
+        self.queue_depth = Gauge(
+            "forge_queue_depth", "Jobs per type and status, from the database's counters "
+            "(global: the same on every broker); pending is runnable now, scheduled waits "
+            "for its run_at.", ["type", "status"], registry=r)
+        self.oldest_pending_age = Gauge(
+            "forge_queue_oldest_pending_age_seconds", "Age of the oldest runnable job per type "
+            "(global).", ["type"], registry=r)
+        self.lease_streams = Gauge(
+            "forge_lease_streams", "Lease streams open on this broker.", registry=r)
+        self.worker_in_flight = Gauge(
+            "forge_worker_in_flight", "Jobs leased through this broker and not yet settled, per "
+            "worker.", ["worker_id"], registry=r)
+        self._held: dict[uuid.UUID, tuple[str, float]] = {}
+        self._depth_labels: set[tuple[str, str]] = set()
+        self._age_labels: set[str] = set()
+        self._worker_labels: set[str] = set()
+
+    # -- events ------------------------------------------------------------------------------
+
+    def enqueued(self, type_: str, n: int = 1) -> None:
+        if n > 0:
+            self.jobs_enqueued.labels(type_).inc(n)
+
+    def claimed(self, type_: str, queue_wait_seconds: float) -> None:
+        self.queue_wait.labels(type_).observe(max(0.0, queue_wait_seconds))
+
+    def delivered(self, rows: Sequence[JobRow]) -> None:
+        """Jobs sent down a lease stream: their queue wait, and their type for when they settle."""
+        now = time.monotonic()
+        for row in rows:
+            # Both times are the database's: run_at, and updated_at which the claim set to now().
+            self.claimed(row.type, (row.updated_at - row.run_at).total_seconds())
+            self._held[row.id] = (row.type, now)
+        while len(self._held) > MAX_REMEMBERED:
+            del self._held[next(iter(self._held))]
+
+    def settled(self, type_: str, outcome: Outcome, lease_seconds: float | None = None) -> None:
+        counter = {"completed": self.jobs_completed, "failed": self.jobs_failed,
+                   "dead": self.jobs_dead}[outcome]
+        counter.labels(type_).inc()
+        if lease_seconds is not None:
+            self.lease_duration.labels(type_).observe(lease_seconds)
+
+    def settled_job(self, job_id: uuid.UUID, outcome: Outcome, *, by_worker: bool = True) -> None:
+        """Count a settled job by id: typed if this broker delivered it, else ``(unknown)``.
+        ``by_worker``: an ack or nack (its lease duration is observed), not a rescue."""
+        held = self._held.pop(job_id, None)
+        if held is None:
+            self.settled(UNKNOWN_TYPE, outcome)
+            return
+        type_, since = held
+        self.settled(type_, outcome, time.monotonic() - since if by_worker else None)
+
+    def forget(self, job_ids: Iterable[uuid.UUID]) -> None:
+        """These jobs left their lease without an outcome to count (cancelled, lost)."""
+        for job_id in job_ids:
+            self._held.pop(job_id, None)
+
+    # -- gauges --------------------------------------------------------------------------------
+
+    def observe_snapshot(self, snap: Snapshot) -> None:
+        depth: set[tuple[str, str]] = set()
+        ages: set[str] = set()
+        for counts in snap.types:
+            for status in DEPTH_STATUSES:
+                self.queue_depth.labels(counts.type, status).set(getattr(counts, status))
+                depth.add((counts.type, status))
+            self.oldest_pending_age.labels(counts.type).set(counts.oldest_pending_age_seconds)
+            ages.add(counts.type)
+        for labels in self._depth_labels - depth:
+            self.queue_depth.remove(*labels)
+        for type_ in self._age_labels - ages:
+            self.oldest_pending_age.remove(type_)
+        self._depth_labels, self._age_labels = depth, ages
+
+    def observe_streams(self, streams: Iterable[tuple[str, int]]) -> None:
+        """This broker's open streams as (worker_id, jobs in flight)."""
+        per_worker: dict[str, int] = {}
+        n = 0
+        for worker_id, in_flight in streams:
+            per_worker[worker_id] = per_worker.get(worker_id, 0) + in_flight
+            n += 1
+        self.lease_streams.set(n)
+        for worker_id, count in per_worker.items():
+            self.worker_in_flight.labels(worker_id).set(count)
+        for worker_id in self._worker_labels - per_worker.keys():
+            self.worker_in_flight.remove(worker_id)
+        self._worker_labels = set(per_worker)
+
+    def render(self) -> bytes:
+        """The exposition text, as /metrics serves it."""
+        return generate_latest(self.registry)
+
+
+class Exporter:
+    """The /metrics HTTP endpoint (prometheus_client's server, on a daemon thread)."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int) -> None:
+        self._server, self._thread = start_wsgi_server(port, addr=host, registry=metrics.registry)
+        self.port = int(self._server.server_port)
+        log.info("metrics at http://%s:%d/metrics", host, self.port)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+async def publish_gauges(metrics: Metrics, snapshot: Callable[[], Awaitable[Snapshot]],
+                         streams: Callable[[], Iterable[tuple[str, int]]], seconds: float) -> None:
+    """Every ``seconds``, refresh the gauges from the stats snapshot (the StatsHub's cached one,
+    shared with Stats callers) and from this broker's open streams. Runs until cancelled."""
+    failing = False
+    while True:
+        metrics.observe_streams(streams())
+        try:
+            metrics.observe_snapshot(await snapshot())
+            failing = False
+        except Exception as exc:  # a database outage must not end the gauges
+            if not failing:
+                log.warning("metrics: stats snapshot failed: %s", exc)
+            failing = True
+        await asyncio.sleep(seconds)
+

@@ -1,0 +1,112 @@
+"""A PostgreSQL cluster of the chaos run's own, in a temporary folder, that it can stop and start.
+
+The binaries are the ones bundled with the ``pgserver`` package when it ships them, else the
+system's PostgreSQL 15. Run as root, the server runs as an unprivileged user (initdb refuses
+root), as ``pgserver`` itself does.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+SYSTEM_BIN = Path("/usr/lib/postgresql/15/bin")
+UNPRIVILEGED_USERS = ("pgserver", "postgres", "nobody")
+
+
+def bin_dir() -> Path:
+    """The folder holding ``initdb``, ``pg_ctl`` and ``postgres``."""
+    candidates = [SYSTEM_BIN]
+    try:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        candidates.insert(0, Path(POSTGRES_BIN_PATH))
+    except ImportError:
+        pass
+    for candidate in candidates:
+        if (candidate / "pg_ctl").exists():
+            return candidate
+    raise RuntimeError("no PostgreSQL binaries: install pgserver or postgresql-15")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PgCluster:
+    """initdb + pg_ctl on a loopback TCP port; ``dsn(db)`` connects as the superuser ``postgres``."""
+
+    def __init__(self, root: Path | None = None, port: int | None = None) -> None:
+        self.bin = bin_dir()
+        self.root = Path(root or tempfile.mkdtemp(prefix="forge-chaos-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "postgres.log"
+        self.port = port or free_port()
+        self._user: pwd.struct_passwd | None = None
+        if os.geteuid() == 0:
+            for name in UNPRIVILEGED_USERS:
+                try:
+                    self._user = pwd.getpwnam(name)
+                    break
+                except KeyError:
+                    continue
+            else:
+                raise RuntimeError("running as root and no unprivileged user to run PostgreSQL as")
+            os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
+            self.root.chmod(0o755)
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}?connect_timeout=3"
+
+    def _run(self, tool: str, *args: str, timeout: float = 60.0) -> None:
+        cmd = [str(self.bin / tool), *args]
+        user = group = None
+        if self._user is not None:
+            user, group = self._user.pw_uid, self._user.pw_gid
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=timeout, cwd=self.root, user=user, group=group,
+                       extra_groups=None if user is None else [])
+
+    def init(self) -> PgCluster:
+        self._run("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "utf8",
+                  "--no-sync")
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                "\n# forge chaos run\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"port = {self.port}\n"
+                f"unix_socket_directories = '{self.root}'\n"
+                "max_connections = 300\n"
+                # Clean stops and crash-restarts of the server alone (not of the machine):
+                # the kernel keeps what was written, so skipping fsync loses nothing here.
+                "fsync = off\n"
+                "full_page_writes = off\n"
+                "logging_collector = off\n"
+            )
+        return self
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: a clean shutdown; ``immediate``: every server process killed (a crash)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+
+    def running(self) -> bool:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "status", timeout=10)
+        except subprocess.CalledProcessError:
+            return False
+        return True
+
+    def destroy(self) -> None:
+        if self.data.exists() and self.running():
+            self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,235 @@
+"""How a Forge process dials the broker: a bearer token and TLS (optionally mutual).
+
+Shared by the Python client, the ``forge`` CLI, workerd and the gateway, so every one of them
+reads the same variables the same way:
+
+- ``FORGE_TOKEN``: an API token, sent as ``authorization: Bearer <token>`` metadata on every
+  call (unary and streaming). Unset: no metadata, as before.
+- ``FORGE_CA_FILE``: PEM file of the CA that signed the broker's certificate. Set: the channel
+  is TLS (``ssl_channel_credentials``); unset: a plain-text channel, as before.
+- ``FORGE_TLS_CLIENT_CERT`` / ``FORGE_TLS_CLIENT_KEY``: a client certificate and its key, for a
+  broker that requires mutual TLS (``FORGE_TLS_CLIENT_CA`` on the broker). Need the CA file.
+
+Nothing set means exactly the old behaviour: an insecure channel with no interceptor at all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+ENV_TOKEN = "FORGE_TOKEN"
+ENV_CA_FILE = "FORGE_CA_FILE"
+ENV_CLIENT_CERT = "FORGE_TLS_CLIENT_CERT"
+ENV_CLIENT_KEY = "FORGE_TLS_CLIENT_KEY"
+# The broker's token variables; other services only ask whether they are set (safe default).
+ENV_TOKENS = "FORGE_TOKENS"
+ENV_TOKENS_FILE = "FORGE_TOKENS_FILE"
+
+Options = Sequence[tuple[str, Any]]
+
+
+class SecurityConfigError(ValueError):
+    """A token or TLS setting is unusable; the message names the variable, never the token."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen address only accepts connections from this machine.
+
+    ``localhost``, ``127.0.0.0/8`` and ``::1`` are; ``0.0.0.0``, ``::``, a host name or any
+    other address is not (a name could resolve anywhere)."""
+    h = host.strip().strip("[]").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def tokens_configured(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the broker's API tokens are configured (``FORGE_TOKENS`` or ``FORGE_TOKENS_FILE``
+    non-empty). Only the broker parses and checks them."""
+    e = os.environ if env is None else env
+    return bool((e.get(ENV_TOKENS) or "").strip() or (e.get(ENV_TOKENS_FILE) or "").strip())
+
+
+def exposure_problem(host: str, option: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Why listening on ``host`` is refused (no tokens, not loopback), or None when it is fine."""
+    if is_loopback(host) or tokens_configured(env):
+        return None
+    return (f"{option} {host}: refusing to listen beyond loopback with no API tokens "
+            f"configured; set {ENV_TOKENS} or {ENV_TOKENS_FILE} (see docs/operations.md, "
+            f"\"Security\"), or listen on 127.0.0.1")
+
+
+def _valid_token(token: str) -> bool:
+    return 0 < len(token) <= 4096 and all(0x21 <= ord(c) <= 0x7E for c in token)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise SecurityConfigError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+@dataclass(frozen=True)
+class ChannelSecurity:
+    """Token and TLS settings for dialling the broker; the default is neither."""
+
+    token: str | None = None
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.token is not None and not _valid_token(self.token):
+            raise SecurityConfigError(
+                f"{ENV_TOKEN}: a token is 1 to 4096 printable ASCII characters without spaces")
+        if (self.client_cert is None) != (self.client_key is None):
+            raise SecurityConfigError(
+                f"{ENV_CLIENT_CERT} and {ENV_CLIENT_KEY} go together: set both or neither")
+        if self.client_cert is not None and self.ca_file is None:
+            raise SecurityConfigError(
+                f"{ENV_CLIENT_CERT}: a client certificate needs TLS; set {ENV_CA_FILE} too")
+
+    def __repr__(self) -> str:  # never show the token, even in a traceback
+        token = "set" if self.token else None
+        return (f"ChannelSecurity(token={token}, ca_file={self.ca_file!r}, "
+                f"client_cert={self.client_cert!r}, client_key={self.client_key!r})")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, token: str | None = None,
+                 ca_file: str | None = None, client_cert: str | None = None,
+                 client_key: str | None = None, use_token: bool = True) -> ChannelSecurity:
+        """Explicit arguments (flags) win over the environment; empty strings count as unset.
+        ``use_token=False`` ignores ``FORGE_TOKEN`` (the gateway forwards its callers' tokens)."""
+        e = os.environ if env is None else env
+
+        def pick(explicit: str | None, name: str) -> str | None:
+            value = explicit if explicit else e.get(name)
+            return value.strip() if value and value.strip() else None
+
+        return cls(token=pick(token, ENV_TOKEN) if use_token else None,
+                   ca_file=pick(ca_file, ENV_CA_FILE),
+                   client_cert=pick(client_cert, ENV_CLIENT_CERT),
+                   client_key=pick(client_key, ENV_CLIENT_KEY))
+
+    @property
+    def tls(self) -> bool:
+        return self.ca_file is not None
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The metadata every call carries: the bearer token, or nothing."""
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        """TLS credentials from the files (read now), or None for a plain-text channel."""
+        if self.ca_file is None:
+            return None
+        root = _read(self.ca_file, ENV_CA_FILE)
+        key = chain = None
+        if self.client_cert is not None and self.client_key is not None:
+            chain = _read(self.client_cert, ENV_CLIENT_CERT)
+            key = _read(self.client_key, ENV_CLIENT_KEY)
+        return grpc.ssl_channel_credentials(root_certificates=root, private_key=key,
+                                            certificate_chain=chain)
+
+    def channel(self, target: str, options: Options | None = None) -> grpc.Channel:
+        """A blocking channel to ``target``."""
+        creds = self.credentials()
+        opts = list(options or [])
+        ch = (grpc.secure_channel(target, creds, options=opts) if creds is not None
+              else grpc.insecure_channel(target, options=opts))
+        if not self.token:
+            return ch
+        return grpc.intercept_channel(ch, _SyncBearer(self.metadata()))
+
+    def aio_channel(self, target: str, options: Options | None = None) -> grpc.aio.Channel:
+        """An asyncio channel to ``target``."""
+        creds = self.credentials()
+        opts = list(options or [])
+        interceptors: Any = [_AioUnaryBearer(self.metadata()), _AioStreamBearer(self.metadata())] \
+            if self.token else None
+        if creds is not None:
+            return grpc.aio.secure_channel(target, creds, options=opts, interceptors=interceptors)
+        return grpc.aio.insecure_channel(target, options=opts, interceptors=interceptors)
+
+
+# -- interceptors that add the token to every call ---------------------------------------------
+
+def _with(metadata: Any, extra: tuple[tuple[str, str], ...]) -> list[tuple[str, Any]]:
+    """The call's own metadata plus ``extra``, unless the call brought its own authorization
+    (a per-call token wins over the channel's)."""
+    own = list(metadata or ())
+    if any(k.lower() == "authorization" for k, _ in own):
+        return own
+    return own + list(extra)
+
+
+class _SyncDetails(grpc.ClientCallDetails):
+    def __init__(self, base: Any, metadata: list[tuple[str, Any]]) -> None:
+        self.method = base.method
+        self.timeout = base.timeout
+        self.metadata = metadata  # type: ignore[assignment]
+        self.credentials = base.credentials
+        self.wait_for_ready = getattr(base, "wait_for_ready", None)
+        self.compression = getattr(base, "compression", None)
+
+
+class _SyncBearer(grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+                  grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+                  grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+                  grpc.StreamStreamClientInterceptor):  # type: ignore[type-arg]
+    def __init__(self, extra: tuple[tuple[str, str], ...]) -> None:
+        self.extra = extra
+
+    def _details(self, details: Any) -> Any:
+        return _SyncDetails(details, _with(details.metadata, self.extra))
+
+    def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
+                              request: Any) -> Any:
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
+                               request: Any) -> Any:
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_stream_unary(self, continuation: Any, client_call_details: Any,
+                               request_iterator: Any) -> Any:
+        return continuation(self._details(client_call_details), request_iterator)
+
+    def intercept_stream_stream(self, continuation: Any, client_call_details: Any,
+                                request_iterator: Any) -> Any:
+        return continuation(self._details(client_call_details), request_iterator)
+
+
+def _aio_details(details: Any, extra: tuple[tuple[str, str], ...]) -> Any:
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, grpc.aio.Metadata(*_with(details.metadata, extra)),
+        details.credentials, details.wait_for_ready)
+
+
+class _AioUnaryBearer(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    def __init__(self, extra: tuple[tuple[str, str], ...]) -> None:
+        self.extra = extra
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
+                                    request: Any) -> Any:
+        return await continuation(_aio_details(client_call_details, self.extra), request)
+
+
+class _AioStreamBearer(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
+    def __init__(self, extra: tuple[tuple[str, str], ...]) -> None:
+        self.extra = extra
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
+                                     request: Any) -> Any:
+        return await continuation(_aio_details(client_call_details, self.extra), request)

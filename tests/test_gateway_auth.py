@@ -1,0 +1,121 @@
+"""The gateway in front of a broker with API tokens: it forwards each request's Authorization
+header (unary and streaming calls alike) and maps the broker's refusals to 401 and 403."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.gateway_support import GatewayProcess, start_gateway
+from tests.security_support import Tokens
+from tests.support import REPO, BrokerProcess, drop_database, free_port, new_database, start_broker
+
+TOKENS = Tokens.fresh()
+
+
+@pytest.fixture(scope="module")
+def broker(pg_admin_dsn: str, template_dsn: str) -> Iterator[BrokerProcess]:
+    dsn = new_database(pg_admin_dsn)
+    proc = start_broker(dsn, FORGE_TOKENS=TOKENS.env, FORGE_STATS_INTERVAL="0.2")
+    yield proc
+    proc.stop()
+    drop_database(pg_admin_dsn, dsn)
+
+
+@pytest.fixture(scope="module")
+def gateway(broker: BrokerProcess) -> Iterator[GatewayProcess]:
+    gw = start_gateway(broker.target)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def http(gateway: GatewayProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, timeout=20.0) as client:
+        yield client
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_requests_without_authorization_get_401(http: httpx.Client) -> None:
+    for method, path in (("GET", "/v1/stats"), ("GET", "/stats"), ("POST", "/v1/jobs"),
+                         ("GET", "/v1/dlq")):
+        r = http.request(method, path, json={"type": "gw.auth"} if method == "POST" else None)
+        assert r.status_code == 401, (path, r.text)
+        assert r.json()["code"] == 16  # UNAUTHENTICATED
+        assert "Bearer" in r.json()["message"]
+    r = http.get("/v1/stats", headers=auth("wrong-token-wrong-token"))
+    assert r.status_code == 401
+
+
+def test_the_authorization_header_is_forwarded_to_the_broker(http: httpx.Client) -> None:
+    r = http.post("/v1/jobs", json={"type": "gw.auth", "payload": {"n": 1}},
+                  headers=auth(TOKENS.producer))
+    assert r.status_code == 200, r.text
+    job_id = r.json()["job"]["id"]
+    r = http.get(f"/v1/jobs/{job_id}", headers=auth(TOKENS.producer))
+    assert r.status_code == 200 and r.json()["id"] == job_id
+    assert http.get("/stats", headers=auth(TOKENS.producer)).status_code == 200
+
+
+def test_a_token_of_the_wrong_role_gets_403(http: httpx.Client) -> None:
+    job_id = http.post("/v1/jobs", json={"type": "gw.auth"},
+                       headers=auth(TOKENS.producer)).json()["job"]["id"]
+    r = http.post(f"/v1/jobs/{job_id}:cancel", json={}, headers=auth(TOKENS.producer))
+    assert r.status_code == 403, r.text
+    assert r.json()["code"] == 7  # PERMISSION_DENIED
+    assert http.get("/v1/dlq", headers=auth(TOKENS.worker)).status_code == 403
+    r = http.post(f"/v1/jobs/{job_id}:cancel", json={}, headers=auth(TOKENS.admin))
+    assert r.status_code == 200 and r.json()["status"] == "CANCELLED"
+
+
+def test_streaming_calls_carry_the_header_too(http: httpx.Client) -> None:
+    assert http.get("/v1/stats:watch", headers={"Accept": "text/event-stream"}).status_code == 401
+    assert http.get("/v1/stats:watch", headers={"Accept": "text/event-stream",
+                                                 **auth(TOKENS.worker)}).status_code == 403
+    with http.stream("GET", "/v1/stats:watch",
+                     headers={"Accept": "text/event-stream", **auth(TOKENS.producer)}) as r:
+        assert r.status_code == 200
+        buffer = ""
+        for chunk in r.iter_text():
+            buffer += chunk
+            if "\n\n" in buffer:
+                break
+    event = buffer.split("\n\n", 1)[0]
+    assert event.startswith("data: ")
+    assert "computedAt" in json.loads(event[6:])
+
+
+def run_gateway(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ("FORGE_TOKENS", "FORGE_TOKENS_FILE")}
+    return subprocess.run([sys.executable, "-m", "gateway", "--port", str(free_port()),
+                           "--static-dir", "", *args], env={**clean, **env}, cwd=REPO,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_gateway_refuses_to_listen_beyond_loopback_without_tokens() -> None:
+    out = run_gateway("--host", "0.0.0.0")
+    assert out.returncode == 2
+    assert "--host 0.0.0.0" in out.stderr
+    assert "FORGE_TOKENS" in out.stderr and "FORGE_TOKENS_FILE" in out.stderr
+    out = run_gateway(FORGE_GATEWAY_HOST="::")
+    assert out.returncode == 2 and "refusing to listen beyond loopback" in out.stderr
+
+
+def test_gateway_with_tokens_configured_listens_beyond_loopback(broker: BrokerProcess) -> None:
+    gw = GatewayProcess(broker.target, "--host", "0.0.0.0", FORGE_TOKENS=TOKENS.env)
+    gw.start()
+    try:
+        with httpx.Client(base_url=gw.url, timeout=10) as client:
+            assert client.get("/v1/stats").status_code == 401
+            assert client.get("/v1/stats", headers=auth(TOKENS.admin)).status_code == 200
+    finally:
+        gw.stop()
