@@ -1,13 +1,16 @@
 """Forge against pgqueuer, procrastinate and a plain psycopg SKIP LOCKED loop, on one PostgreSQL.
 
-    python -m bench [--quick] [--only drain,enqueue,latency] [--systems forge,pgqueuer,...]
-                    [--repeats N] [--jobs N] [--json PATH]
+    python -m bench [--quick] [--only drain,enqueue,latency,...] [--systems forge,pgqueuer,...]
+                    [--repeats N] [--jobs N] [--steady-minutes M] [--json PATH]
 
 Starts one PostgreSQL (embedded, or ``DATABASE_URL`` as an admin DSN in which it creates and
 drops its own databases), runs every chosen scenario for every chosen system, each repeat in a
 fresh database, interleaving systems within a repeat so machine noise spreads evenly; prints
 one table (medians over repeats, and Forge ÷ each peer) and writes ``bench/results/latest.json``
 with the machine, versions, server settings, every median and every raw run.
+
+The scenarios gateway, scheduled, backlog, steady and footprint are Forge's alone (the peers'
+cells show "—"); steady runs once whatever ``--repeats`` says.
 
 Forge runs as a real broker subprocess and real ``workerd`` processes; the peers run in their
 own venv (``bench/.venv-peers``, created on first use) as subprocesses. See docs/benchmarks.md.
@@ -34,7 +37,10 @@ RESULTS = HERE / "results" / "latest.json"
 RESULT_PREFIX = "BENCH-RESULT "
 
 QUICK = forge_bench.Params(jobs=1_000, single_jobs=200, latency_jobs=50, warmup=2, concurrency=100,
-                           timeout=60)
+                           timeout=60, gateway_jobs=200, scheduled_jobs=10, backlog_small=2_000,
+                           backlog_large=20_000, backlog_completed=20_000, backlog_claims=5,
+                           backlog_drain=1_000, steady_seconds=20, steady_rate=200, steady_sample=5,
+                           steady_retention=5, footprint_workers=2, footprint_concurrency=100)
 
 
 def _csv(raw: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -59,6 +65,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--latency-jobs", type=int, help="jobs in the latency scenario (default 500)")
     ap.add_argument("--concurrency", type=int, help="each workerd's --concurrency (default 100)")
     ap.add_argument("--prefetch", type=int, help="each workerd's --prefetch (default 100)")
+    ap.add_argument("--gateway-jobs", type=int, help="jobs POSTed to the gateway (default 5,000)")
+    ap.add_argument("--scheduled-jobs", type=int, help="jobs in the scheduled scenario (default 100)")
+    ap.add_argument("--backlog-small", type=int, help="pending rows of the small backlog (default 10,000)")
+    ap.add_argument("--backlog-large", type=int,
+                    help="pending rows of the large backlog, and as many COMPLETED (default 1,000,000)")
+    ap.add_argument("--steady-minutes", type=float, help="length of the steady scenario (default 10; "
+                    "quick: 20 s sampled every 5 s)")
+    ap.add_argument("--steady-rate", type=int, help="jobs/s of the steady producer (default 1,000)")
+    ap.add_argument("--footprint-workers", type=int, help="workerd processes in footprint (default 10)")
+    ap.add_argument("--footprint-concurrency", type=int,
+                    help="each footprint workerd's --concurrency (default 1,000)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="db_settings",
                     help="a PostgreSQL setting for every benchmark database (ALTER DATABASE … SET), "
                          "e.g. --set synchronous_commit=off; repeatable")
@@ -69,9 +86,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def params(args: argparse.Namespace) -> forge_bench.Params:
     p = QUICK if args.quick else forge_bench.Params()
     overrides: dict[str, Any] = {}
-    for name in ("jobs", "single_jobs", "latency_jobs", "concurrency", "prefetch"):
+    for name in ("jobs", "single_jobs", "latency_jobs", "concurrency", "prefetch", "gateway_jobs",
+                 "scheduled_jobs", "backlog_small", "steady_rate", "footprint_workers",
+                 "footprint_concurrency"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
+    if args.backlog_large is not None:
+        overrides["backlog_large"] = overrides["backlog_completed"] = args.backlog_large
+    if args.steady_minutes is not None:
+        overrides["steady_seconds"] = 60 * args.steady_minutes
+        overrides["steady_sample"] = min(p.steady_sample, overrides["steady_seconds"])
     return replace(p, **overrides)
 
 
@@ -126,8 +150,11 @@ def main(argv: list[str] | None = None) -> None:
     with Postgres(db_settings=db_settings) as pg:
         server = pg.describe()
         for scenario in scenarios:
-            for r in range(repeats):
+            n_runs = 1 if scenario in report.SINGLE_RUN else repeats
+            for r in range(n_runs):
                 for system in systems:
+                    if system != "forge" and scenario in report.FORGE_ONLY:
+                        continue
                     dsn = pg.create_database(f"{system}_{scenario}")
                     t0 = time.monotonic()
                     try:
@@ -144,13 +171,17 @@ def main(argv: list[str] | None = None) -> None:
                     summary = result.get("error") or ", ".join(
                         f"{k}={v:,.1f}" for k, v in result.items()
                         if any(k == m.key for m in report.METRICS))
-                    print(f"  {scenario:<8} {r + 1}/{repeats} {system:<14} {summary}"
+                    print(f"  {scenario:<9} {r + 1}/{n_runs} {system:<14} {summary}"
                           f"  ({time.monotonic() - t0:.1f}s)", file=sys.stderr, flush=True)
 
     figs = report.figures(runs)
     rats = report.ratios(figs)
+    goals = report.targets(figs)
     print()
     print(report.table(figs, rats, systems))
+    for g in goals:
+        print(f"target: {g['label']} {g['target']} {g['unit']}: {g['median']:,.2f} "
+              f"{'met' if g['met'] else 'NOT met'}")
     print(f"\nmedians of {repeats} repeat(s); Forge ÷ peer: above 1 is better for jobs/s, "
           f"below 1 is better for ms. PostgreSQL {server['server_version']}, "
           f"synchronous_commit={server['settings']['synchronous_commit']}, "
@@ -178,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
         "system_settings": settings,
         "figures": figs,
         "ratios_forge_over_peer": rats,
+        "targets": goals,
         "runs": runs,
         "table_markdown": report.table(figs, rats, systems, markdown=True),
     }

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,10 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import psycopg
 from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from bench.report import percentile
+from broker.migrate import migrate
+from broker.sql import q
+from broker.store import LOCK_SPACE
 from forge.client import wait_ready
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
@@ -55,6 +61,30 @@ class Params:
     """Each workerd's --prefetch (max_in_flight is concurrency + prefetch), as docs/operations.md
     recommends for short jobs."""
     timeout: float = 600.0
+    # Forge-only scenarios (see docs/benchmarks.md).
+    gateway_jobs: int = 5_000
+    """Jobs POSTed to the gateway's /v1/jobs, one per request, by ``clients`` HTTP clients."""
+    scheduled_jobs: int = 100
+    """Jobs scheduled 1..3 s ahead (spread evenly) for one idle workerd."""
+    backlog_small: int = 10_000
+    backlog_large: int = 1_000_000
+    """Pending rows of the small and the large backlog."""
+    backlog_completed: int = 1_000_000
+    """COMPLETED rows (not yet pruned) beside the large backlog."""
+    backlog_claims: int = 30
+    """Claims of 100 timed on each backlog (their median is the lease latency)."""
+    backlog_drain: int = 50_000
+    """Jobs of each backlog drained by ``workers`` workerd (at most the backlog)."""
+    steady_seconds: float = 600.0
+    steady_rate: int = 1_000
+    """Jobs/s of the steady producer: an EnqueueBatch of rate/10 jobs every 100 ms."""
+    steady_sample: float = 60.0
+    """Seconds between the steady scenario's samples (table size, p99 of the interval)."""
+    steady_retention: float = 60.0
+    """The broker's FORGE_RETENTION in the steady scenario."""
+    footprint_workers: int = 10
+    footprint_concurrency: int = 1_000
+    """workerd processes and --concurrency of each in the footprint scenario."""
 
 
 def free_port() -> int:
@@ -108,8 +138,10 @@ class Procs:
 
 
 @contextlib.contextmanager
-def stack(dsn: str) -> Iterator[tuple[str, Procs]]:
-    """A broker on ``dsn`` (which it migrates); yields its target and the process set."""
+def stack(dsn: str, broker_env: dict[str, str] | None = None) -> Iterator[tuple[str, Procs]]:
+    """A broker on ``dsn`` (which it migrates); yields its target and the process set.
+
+    ``broker_env`` adds to (or overrides) the broker's environment, e.g. ``FORGE_RETENTION``."""
     with tempfile.TemporaryDirectory(prefix="forge-bench-") as tmp:
         procs = Procs(Path(tmp))
         port = free_port()
@@ -117,7 +149,7 @@ def stack(dsn: str) -> Iterator[tuple[str, Procs]]:
         try:
             procs.start("broker", [sys.executable, "-m", "broker"],
                         _env(DATABASE_URL=dsn, GRPC_PORT=str(port), FORGE_HOST="127.0.0.1",
-                             FORGE_BROKER_ID=f"bench-broker-{port}"))
+                             FORGE_BROKER_ID=f"bench-broker-{port}", **(broker_env or {})))
             if not wait_ready(target, 30):
                 procs.check_alive()
                 raise RuntimeError(f"broker did not become ready; its log:\n{procs.log('broker')}")
@@ -212,10 +244,25 @@ async def _drain(dsn: str, target: str, procs: Procs, p: Params) -> dict[str, An
             "worker_start_skew_s": firsts[-1] - firsts[0]}
 
 
-def _latencies(workdir: Path) -> list[float]:
-    values: list[float] = []
-    for f in sorted(workdir.glob("latency-*")):
-        values.extend(float(line) for line in f.read_text().splitlines() if line.strip())
+def _records(workdir: Path, kind: str) -> list[str]:
+    """The lines the handlers of every workerd wrote to ``<kind>-<pid>`` files."""
+    lines: list[str] = []
+    for f in sorted(workdir.glob(f"{kind}-*")):
+        lines.extend(line for line in f.read_text().splitlines() if line.strip())
+    return lines
+
+
+def _latencies(workdir: Path, kind: str = "latency") -> list[float]:
+    return [float(line) for line in _records(workdir, kind)]
+
+
+async def _wait_records(procs: Procs, kind: str, n: int, max_wait: float) -> list[float]:
+    deadline = time.monotonic() + max_wait
+    while len(values := _latencies(procs.workdir, kind)) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(values)} of {n} {kind} jobs ran")
+        procs.check_alive()
+        await asyncio.sleep(0.005)
     return values
 
 
@@ -223,13 +270,7 @@ async def _latency(target: str, procs: Procs, p: Params) -> dict[str, Any]:
     start_workerd(procs, target, "bench-workerd-latency", "bench.latency", p.concurrency)
 
     async def wait_for(n: int, max_wait: float) -> list[float]:
-        deadline = time.monotonic() + max_wait
-        while len(values := _latencies(procs.workdir)) < n:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(values)} of {n} latency jobs ran")
-            procs.check_alive()
-            await asyncio.sleep(0.005)
-        return values
+        return await _wait_records(procs, "latency", n, max_wait)
 
     async with channel(target) as ch:
         stub = pb_grpc.BrokerStub(ch)
@@ -254,9 +295,337 @@ async def _latency(target: str, procs: Procs, p: Params) -> dict[str, Any]:
             "latency_max": max(ms), "samples": len(ms), "concurrency": p.concurrency}
 
 
+# -- Forge-only scenarios ------------------------------------------------------------------------
+
+MIB = 1024 * 1024
+BACKLOG_RETENTION = 30 * 24 * 3600
+"""FORGE_RETENTION in the backlog scenario: nothing it inserts is pruned during the run."""
+COMPLETED_COUNT = """
+SELECT coalesce((SELECT sum(n) FROM forge.job_counts WHERE type = %(type)s AND status = 'COMPLETED'), 0)
+     + coalesce((SELECT sum(n) FROM forge.job_count_deltas WHERE type = %(type)s AND status = 'COMPLETED'), 0)
+"""
+"""COMPLETED jobs of a type from the trigger-maintained counters: cheap at any table size."""
+FILL_COMPLETED = """
+INSERT INTO forge.jobs (type, payload, status, attempts, run_at, created_at, updated_at, result)
+SELECT 'bench.done', jsonb_build_object('n', g), 'COMPLETED', 1,
+       now() - interval '1 hour', now() - interval '1 hour', now(), 'null'::jsonb
+FROM generate_series(1, %(n)s::int) AS g
+"""
+FILL_PENDING = """
+INSERT INTO forge.jobs (type, payload, run_at, created_at, updated_at)
+SELECT 'bench.noop', jsonb_build_object('n', g), t, t, t
+FROM generate_series(1, %(n)s::int) AS g,
+     LATERAL (SELECT now() - (%(n)s::int - g) * interval '1 millisecond') AS at(t)
+"""
+SIZES = """
+SELECT pg_total_relation_size('forge.jobs'), pg_relation_size('forge.jobs'), pg_indexes_size('forge.jobs'),
+       s.n_live_tup, s.n_dead_tup, s.autovacuum_count, s.vacuum_count
+FROM pg_stat_user_tables s WHERE s.relid = 'forge.jobs'::regclass
+"""
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """VmRSS and VmHWM (peak) of ``pid`` in MiB, from /proc/PID/status."""
+    fields: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(rest.split()[0]) / 1024  # kB
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+async def _wait_workers(conn: psycopg.AsyncConnection[Any], procs: Procs, n: int,
+                        max_wait: float = 60) -> None:
+    """Until ``n`` Lease streams are registered with the broker."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        row = await (await conn.execute("SELECT count(*) FROM forge.workers")).fetchone()
+        if row is not None and row[0] >= n:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {row[0] if row else 0} of {n} workerd streams connected")
+        procs.check_alive()
+        await asyncio.sleep(0.05)
+
+
+async def _wait_drained(conn: psycopg.AsyncConnection[Any], procs: Procs, max_wait: float) -> None:
+    deadline = time.monotonic() + max_wait
+    while await (await conn.execute(UNFINISHED)).fetchone() != (False,):
+        if time.monotonic() > deadline:
+            raise TimeoutError("jobs left unfinished")
+        procs.check_alive()
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def _wait_port(port: int, procs: Procs, max_wait: float = 30) -> None:
+    deadline = time.monotonic() + max_wait
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listening on port {port}") from None
+            procs.check_alive()
+            await asyncio.sleep(0.05)
+        else:
+            writer.close()
+            await writer.wait_closed()
+            return
+
+
+async def _gateway(target: str, procs: Procs, p: Params) -> dict[str, Any]:
+    """``POST /v1/jobs`` through a real gateway process from ``clients`` concurrent HTTP clients."""
+    port = free_port()
+    procs.start("gateway", [sys.executable, "-m", "gateway", "--broker", target, "--host", "127.0.0.1",
+                            "--port", str(port), "--static-dir", "", "--log-level", "warning"], _env())
+    await _wait_port(port, procs)
+    url = f"http://127.0.0.1:{port}/v1/jobs"
+    clients = [httpx.AsyncClient(limits=httpx.Limits(max_connections=1), timeout=30)
+               for _ in range(p.clients)]
+    try:
+        async def post(client: httpx.AsyncClient, n: int) -> None:
+            r = await client.post(url, json={"type": "bench.noop", "payload": {"n": n}})
+            if r.status_code != 200:
+                raise RuntimeError(f"POST /v1/jobs: {r.status_code} {r.text[:300]}")
+
+        # Warm-up: each client opens its connection (and the gateway its channel to the broker).
+        await asyncio.gather(*(post(c, -1) for c in clients))
+        counter = iter(range(p.gateway_jobs))
+
+        async def client_loop(client: httpx.AsyncClient) -> None:
+            for n in counter:
+                await post(client, n)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client_loop(c) for c in clients))
+        rate = p.gateway_jobs / (time.perf_counter() - t0)
+    finally:
+        for c in clients:
+            await c.aclose()
+    return {"enqueue_gateway": rate, "gateway_jobs": p.gateway_jobs, "clients": p.clients}
+
+
+def _timestamp(epoch: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(round(epoch * 1e9))
+    return ts
+
+
+async def _scheduled(target: str, procs: Procs, p: Params) -> dict[str, Any]:
+    """Jobs scheduled 1..3 s ahead for an idle workerd: handler start minus run_at."""
+    start_workerd(procs, target, "bench-workerd-scheduled", "bench.scheduled", p.concurrency)
+    async with channel(target) as ch:
+        stub = pb_grpc.BrokerStub(ch)
+        # Warm-up, discarded: a job due now, which also waits for workerd to come up.
+        warmup = pb.EnqueueRequest(type="bench.scheduled", payload=payload({"run_at": time.time()}))
+        await stub.Enqueue(warmup, timeout=30)
+        skip = len(await _wait_records(procs, "scheduled", 1, 60))
+        base = time.time()
+        jobs = []
+        for i in range(p.scheduled_jobs):
+            run_at = base + 1 + 2 * i / max(1, p.scheduled_jobs - 1)
+            jobs.append(pb.EnqueueRequest(type="bench.scheduled", payload=payload({"run_at": run_at}),
+                                          run_at=_timestamp(run_at)))
+        await stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=jobs), timeout=60)
+        enqueued_in = time.time() - base
+        ms = [1000 * v for v in (await _wait_records(procs, "scheduled", skip + p.scheduled_jobs, 60))[skip:]]
+    return {"scheduled_p50": percentile(ms, 50), "scheduled_p99": percentile(ms, 99),
+            "scheduled_max": max(ms), "scheduled_min": min(ms), "samples": len(ms),
+            "enqueue_seconds": enqueued_in}
+
+
+async def _fill_backlog(dsn: str, pending: int, completed: int) -> dict[str, Any]:
+    """A fresh forge.jobs holding ``completed`` COMPLETED and ``pending`` PENDING rows, vacuumed."""
+    t0 = time.perf_counter()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("TRUNCATE forge.jobs, forge.job_counts, forge.job_count_deltas")
+        if completed:
+            await conn.execute(FILL_COMPLETED, {"n": completed})
+        await conn.execute(FILL_PENDING, {"n": pending})
+        await conn.execute("VACUUM ANALYZE forge.jobs")
+        row = await (await conn.execute(SIZES)).fetchone()
+    assert row is not None
+    return {"pending": pending, "completed": completed, "fill_seconds": time.perf_counter() - t0,
+            "table_mib": row[0] / MIB, "indexes_mib": row[2] / MIB}
+
+
+async def _time_claims(dsn: str, claims: int) -> list[float]:
+    """Milliseconds of each of ``claims`` claims of 100, by the broker's own statement, committed."""
+    params = {"worker_id": "bench-backlog-claimer", "types": ["bench.noop"], "limit": 100,
+              "lease_seconds": 3600, "lock_space": LOCK_SPACE}
+    ms: list[float] = []
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        for _ in range(claims):
+            t0 = time.perf_counter()
+            cur = await conn.execute(q("claim_jobs"), params)
+            rows = await cur.fetchall()
+            ms.append(1000 * (time.perf_counter() - t0))
+            if len(rows) != 100:
+                raise RuntimeError(f"backlog: a claim returned {len(rows)} rows, expected 100")
+    return ms
+
+
+async def _drain_backlog(dsn: str, n: int, p: Params) -> dict[str, Any]:
+    """The first ``n`` jobs of the backlog in ``dsn`` drained by ``workers`` workerd: jobs/s."""
+    with stack(dsn, {"FORGE_RETENTION": str(BACKLOG_RETENTION)}) as (target, procs):
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            async def completed() -> int:
+                row = await (await conn.execute(COMPLETED_COUNT, {"type": "bench.noop"})).fetchone()
+                return int(row[0]) if row else 0
+
+            base = await completed()
+            names = [f"bench-workerd-backlog-{i}" for i in range(p.workers)]
+            for name in names:
+                start_workerd(procs, target, name, "bench.noop", p.concurrency, p.prefetch)
+            deadline = time.monotonic() + p.timeout
+            while await completed() < base + n:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("backlog drain did not finish")
+                procs.check_alive()
+                await asyncio.sleep(POLL_SECONDS)
+            done_at = time.time()
+        procs.stop(names)
+        firsts = sorted(float(f.read_text()) for f in procs.workdir.glob("first-*"))
+    if not firsts:
+        raise RuntimeError("backlog: no handler recorded its start")
+    return {"jobs": n, "seconds": done_at - firsts[0], "rate": n / (done_at - firsts[0])}
+
+
+async def _backlog(dsn: str, p: Params) -> dict[str, Any]:
+    """Lease latency (claim of 100) and drain rate with a small and a large backlog."""
+    migrate(dsn)
+    claimed = p.backlog_claims * 100
+    n = min(p.backlog_drain, p.backlog_small - claimed, p.backlog_large - claimed)
+    if n <= 0:
+        raise ValueError("backlog: the small backlog must hold more than backlog_claims × 100 jobs")
+    out: dict[str, Any] = {"drain_jobs": n}
+    for size, pending, completed in (("small", p.backlog_small, 0),
+                                     ("large", p.backlog_large, p.backlog_completed)):
+        info = await _fill_backlog(dsn, pending, completed)
+        ms = await _time_claims(dsn, p.backlog_claims)
+        drained = await _drain_backlog(dsn, n, p)
+        out[f"backlog_lease_{size}"] = statistics.median(ms)
+        out[f"backlog_drain_{size}"] = drained["rate"]
+        out[size] = {**info, "claim_ms": [round(x, 3) for x in ms], "claim_p90_ms": percentile(ms, 90),
+                     "drain_seconds": drained["seconds"]}
+    out["backlog_lease_ratio"] = out["backlog_lease_large"] / out["backlog_lease_small"]
+    out["backlog_drain_ratio"] = out["backlog_drain_large"] / out["backlog_drain_small"]
+    return out
+
+
+async def _steady(dsn: str, target: str, procs: Procs, p: Params) -> dict[str, Any]:
+    """A fixed-rate producer and ``workers`` workerd for ``steady_seconds``; size and p99 over time."""
+    names = [f"bench-workerd-steady-{i}" for i in range(p.workers)]
+    for name in names:
+        start_workerd(procs, target, name, "bench.steady", p.concurrency, p.prefetch)
+    per_tick = max(1, round(p.steady_rate / 10))
+    n_samples = max(1, int(p.steady_seconds / p.steady_sample + 1e-9))
+    samples: list[dict[str, Any]] = []
+    sent = 0
+    behind = 0
+    async with channel(target) as ch, await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        stub = pb_grpc.BrokerStub(ch)
+        await _wait_workers(conn, procs, p.workers)
+        start = time.monotonic()
+        t0 = time.time()
+        end = start + n_samples * p.steady_sample
+
+        async def produce() -> None:
+            nonlocal sent, behind
+            next_at = start
+            while next_at < end:
+                body = payload({"sent_at": time.time()})
+                await stub.EnqueueBatch(pb.EnqueueBatchRequest(
+                    jobs=[pb.EnqueueRequest(type="bench.steady", payload=body) for _ in range(per_tick)]),
+                    timeout=30)
+                sent += per_tick
+                next_at += 0.1
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    behind += 1
+
+        async def sample() -> None:
+            for i in range(1, n_samples + 1):
+                await asyncio.sleep(max(0.0, start + i * p.steady_sample - time.monotonic()))
+                procs.check_alive()
+                row = await (await conn.execute(SIZES)).fetchone()
+                counts: dict[str, int] = dict(await (await conn.execute(
+                    "SELECT status, count(*) FROM forge.jobs GROUP BY status")).fetchall())
+                assert row is not None
+                samples.append({"t": round(time.monotonic() - start, 1), "total_bytes": row[0],
+                                "heap_bytes": row[1], "indexes_bytes": row[2], "live_tup": row[3],
+                                "dead_tup": row[4], "autovacuums": row[5] + row[6],
+                                "rows": counts, "sent": sent})
+
+        await asyncio.gather(produce(), sample())
+        elapsed = time.monotonic() - start
+        await _wait_drained(conn, procs, 120)
+    procs.stop(names)
+    buckets: list[list[float]] = [[] for _ in range(n_samples)]
+    for line in _records(procs.workdir, "steady"):
+        sent_at, waited = (float(x) for x in line.split())
+        i = int((sent_at - t0) / p.steady_sample)
+        if 0 <= i < n_samples:
+            buckets[i].append(1000 * waited)
+    for s, ms in zip(samples, buckets, strict=True):
+        s.update({"jobs": len(ms), "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99),
+                  "max_ms": max(ms, default=float("nan"))})
+    # size(minute 10) ÷ size(minute 3) on the 10-minute run: the last sample over the one 30 % in.
+    ref = samples[max(1, round(0.3 * n_samples)) - 1]
+    p99s = [s["p99_ms"] for s in samples if s["jobs"]]
+    return {"steady_size_ratio": samples[-1]["total_bytes"] / ref["total_bytes"],
+            "steady_size_end": samples[-1]["total_bytes"] / MIB,
+            "steady_p99_max": max(p99s) if p99s else float("nan"),
+            "reference_sample_t": ref["t"], "sent": sent, "achieved_rate": sent / elapsed,
+            "ticks_behind": behind, "retention_s": p.steady_retention,
+            "sample_seconds": p.steady_sample, "series": samples}
+
+
+async def _footprint(dsn: str, target: str, procs: Procs, p: Params) -> dict[str, Any]:
+    """Broker and workerd RSS with footprint_workers × footprint_concurrency jobs in flight."""
+    total = p.footprint_workers * p.footprint_concurrency
+    pids = dict(procs.procs)
+    broker_idle = rss_mib(pids["broker"].pid)[0]
+    names = [f"bench-workerd-hold-{i}" for i in range(p.footprint_workers)]
+    for name in names:
+        start_workerd(procs, target, name, "bench.hold", p.footprint_concurrency, 0)
+    async with channel(target) as ch, await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await _wait_workers(conn, procs, p.footprint_workers)
+        await enqueue_batches(pb_grpc.BrokerStub(ch), "bench.hold", total, p.batch)
+        deadline = time.monotonic() + p.timeout
+        while True:
+            row = await (await conn.execute(
+                "SELECT count(*) FROM forge.jobs WHERE status = 'PROCESSING'")).fetchone()
+            if row is not None and row[0] >= total:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {row[0] if row else 0} of {total} jobs in flight")
+            procs.check_alive()
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # let the last deliveries reach their handlers
+        pids = dict(procs.procs)
+        broker_rss, broker_peak = rss_mib(pids["broker"].pid)
+        workerd = [rss_mib(pids[name].pid) for name in names]
+        (procs.workdir / "release").touch()
+        await _wait_drained(conn, procs, p.timeout)
+    procs.stop(names)
+    rss = [w[0] for w in workerd]
+    return {"footprint_broker": broker_rss, "footprint_workerd_max": max(rss),
+            "footprint_workerd_mean": statistics.mean(rss), "broker_idle_mib": broker_idle,
+            "broker_peak_mib": broker_peak, "workerd_rss_mib": [round(x, 1) for x in rss],
+            "workerd_peak_mib": [round(w[1], 1) for w in workerd], "in_flight": total,
+            "workers": p.footprint_workers, "concurrency": p.footprint_concurrency}
+
+
 def settings(scenario: str, p: Params) -> dict[str, Any]:
     """How Forge was set up for ``scenario``: what a reader needs to reproduce the figure."""
     tuned = {k: v for k, v in os.environ.items() if k.startswith("FORGE_")}
+    if scenario == "backlog":
+        tuned["FORGE_RETENTION"] = str(BACKLOG_RETENTION)
+    elif scenario == "steady":
+        tuned["FORGE_RETENTION"] = f"{p.steady_retention:g}"
     out: dict[str, Any] = {"broker": "one `python -m broker` process",
                            "broker_env": tuned or "defaults", "client": "grpc.aio"}
     if scenario == "drain":
@@ -264,6 +633,27 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
                           f"--prefetch {p.prefetch}, async no-op handler")
     elif scenario == "latency":
         out["workerd"] = f"1 process, --concurrency {p.concurrency}"
+    elif scenario == "gateway":
+        out["gateway"] = "one `python -m gateway` process (uvicorn) in front of the broker"
+        out["client"] = f"{p.clients} httpx.AsyncClient, each its own connection, POST /v1/jobs"
+    elif scenario == "scheduled":
+        out["workerd"] = f"1 process, --concurrency {p.concurrency}, idle"
+        out["jobs"] = f"{p.scheduled_jobs} jobs with run_at = now + 1..3 s, one EnqueueBatch"
+    elif scenario == "backlog":
+        out["backlog"] = (f"{p.backlog_small:,} vs {p.backlog_large:,} PENDING rows (+ "
+                          f"{p.backlog_completed:,} COMPLETED with the large one), inserted by SQL, "
+                          "VACUUM ANALYZE")
+        out["lease"] = f"median of {p.backlog_claims} claims of 100 by the broker's claim_jobs statement"
+        out["workerd"] = (f"{p.workers} processes × --concurrency {p.concurrency} "
+                          f"--prefetch {p.prefetch}, draining {p.backlog_drain:,} jobs")
+    elif scenario == "steady":
+        out["producer"] = (f"{p.steady_rate} jobs/s as an EnqueueBatch of {p.steady_rate // 10} every "
+                           f"100 ms for {p.steady_seconds:g} s, sampled every {p.steady_sample:g} s")
+        out["workerd"] = (f"{p.workers} processes × --concurrency {p.concurrency} "
+                          f"--prefetch {p.prefetch}")
+    elif scenario == "footprint":
+        out["workerd"] = (f"{p.footprint_workers} processes × --concurrency {p.footprint_concurrency} "
+                          "--prefetch 0, handlers holding their slot")
     else:
         out["clients"] = f"1 channel for EnqueueBatch; {p.clients} channels (own connections) for Enqueue"
     return out
@@ -271,14 +661,26 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
 
 def run(scenario: str, dsn: str, p: Params) -> dict[str, Any]:
     """One repeat of ``scenario`` for Forge on the fresh database ``dsn``."""
-    with stack(dsn) as (target, procs):
-        if scenario == "enqueue":
-            result = asyncio.run(_enqueue(target, p))
-        elif scenario == "drain":
-            result = asyncio.run(_drain(dsn, target, procs, p))
-        elif scenario == "latency":
-            result = asyncio.run(_latency(target, procs, p))
-        else:
-            raise ValueError(f"unknown scenario {scenario!r}")
+    if scenario == "backlog":
+        result = asyncio.run(_backlog(dsn, p))
+    elif scenario == "steady":
+        with stack(dsn, {"FORGE_RETENTION": f"{p.steady_retention:g}"}) as (target, procs):
+            result = asyncio.run(_steady(dsn, target, procs, p))
+    else:
+        with stack(dsn) as (target, procs):
+            if scenario == "enqueue":
+                result = asyncio.run(_enqueue(target, p))
+            elif scenario == "drain":
+                result = asyncio.run(_drain(dsn, target, procs, p))
+            elif scenario == "latency":
+                result = asyncio.run(_latency(target, procs, p))
+            elif scenario == "gateway":
+                result = asyncio.run(_gateway(target, procs, p))
+            elif scenario == "scheduled":
+                result = asyncio.run(_scheduled(target, procs, p))
+            elif scenario == "footprint":
+                result = asyncio.run(_footprint(dsn, target, procs, p))
+            else:
+                raise ValueError(f"unknown scenario {scenario!r}")
     result["settings"] = settings(scenario, p)
     return result

@@ -4,12 +4,22 @@
   (time.time()) to ``$FORGE_BENCH_DIR/first-<pid>``, which is where a drain's clock starts.
 - ``bench.latency`` appends ``time.time() - payload["sent_at"]`` (seconds, from the enqueue
   call to this handler's start) as a line to ``$FORGE_BENCH_DIR/latency-<pid>``.
+- ``bench.scheduled`` appends ``time.time() - payload["run_at"]`` (seconds, from the time the
+  job was scheduled for, epoch seconds, to this handler's start) to ``scheduled-<pid>``.
+- ``bench.steady`` appends ``"<sent_at> <waited>"`` (epoch seconds of the enqueue call, and
+  seconds from it to this handler's start) to ``steady-<pid>``, so a run can be cut by minute.
+- ``bench.hold`` holds its slot until ``$FORGE_BENCH_DIR/release`` exists (checked by one
+  task per process every 50 ms) or ``payload["max_seconds"]`` (default 300) have passed;
+  the footprint scenario uses it to keep jobs in flight.
 
-Without ``FORGE_BENCH_DIR`` both only run (nothing is written).
+Without ``FORGE_BENCH_DIR`` they only run (nothing is written; ``bench.hold`` waits for
+``max_seconds``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -20,7 +30,18 @@ from workerd import JobContext, handler
 _dir = os.environ.get("FORGE_BENCH_DIR")
 BENCH_DIR = Path(_dir) if _dir else None
 _first_written = False
-_latency_file: IO[str] | None = None
+_files: dict[str, IO[str]] = {}
+_released: asyncio.Event | None = None
+_watcher: asyncio.Task[None] | None = None
+
+
+def _record(kind: str, line: str) -> None:
+    if BENCH_DIR is None:
+        return
+    f = _files.get(kind)
+    if f is None:
+        f = _files[kind] = (BENCH_DIR / f"{kind}-{os.getpid()}").open("a", buffering=1)
+    f.write(line + "\n")
 
 
 @handler("bench.noop")
@@ -34,10 +55,37 @@ async def noop(job: JobContext) -> None:
 
 @handler("bench.latency")
 async def latency(job: JobContext) -> None:
-    global _latency_file
     waited = time.time() - float(job.payload["sent_at"])
-    if BENCH_DIR is None:
-        return
-    if _latency_file is None:
-        _latency_file = (BENCH_DIR / f"latency-{os.getpid()}").open("a", buffering=1)
-    _latency_file.write(f"{waited!r}\n")
+    _record("latency", repr(waited))
+
+
+@handler("bench.scheduled")
+async def scheduled(job: JobContext) -> None:
+    late = time.time() - float(job.payload["run_at"])
+    _record("scheduled", repr(late))
+
+
+@handler("bench.steady")
+async def steady(job: JobContext) -> None:
+    now = time.time()
+    sent_at = float(job.payload["sent_at"])
+    _record("steady", f"{sent_at!r} {now - sent_at!r}")
+
+
+async def _watch_release(event: asyncio.Event) -> None:
+    assert BENCH_DIR is not None
+    flag = BENCH_DIR / "release"
+    while not flag.exists():  # noqa: ASYNC110 - the flag is a file another process creates
+        await asyncio.sleep(0.05)
+    event.set()
+
+
+@handler("bench.hold")
+async def hold(job: JobContext) -> None:
+    global _released, _watcher
+    if _released is None:
+        _released = asyncio.Event()
+        if BENCH_DIR is not None:
+            _watcher = asyncio.create_task(_watch_release(_released))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(_released.wait(), float(job.payload.get("max_seconds", 300)))

@@ -20,6 +20,8 @@ class Metric:
     label: str
     unit: str
     higher_is_better: bool
+    target: float | None = None
+    """The project's goal for Forge's median: at least this when higher is better, else at most."""
 
 
 METRICS = (
@@ -28,8 +30,29 @@ METRICS = (
     Metric("enqueue_single", "enqueue", "enqueue, single × 16 clients", "jobs/s", True),
     Metric("latency_p50", "latency", "idle latency p50", "ms", False),
     Metric("latency_p99", "latency", "idle latency p99", "ms", False),
+    # Forge only from here on (FORGE_ONLY): peers do not run these scenarios.
+    Metric("enqueue_gateway", "gateway", "enqueue, POST /v1/jobs × 16 clients (gateway)", "jobs/s", True),
+    Metric("scheduled_p50", "scheduled", "scheduled start delay p50", "ms", False),
+    Metric("scheduled_p99", "scheduled", "scheduled start delay p99", "ms", False, 100.0),
+    Metric("scheduled_max", "scheduled", "scheduled start delay max", "ms", False, 100.0),
+    Metric("backlog_lease_small", "backlog", "backlog: claim of 100, small backlog", "ms", False),
+    Metric("backlog_lease_large", "backlog", "backlog: claim of 100, large backlog", "ms", False),
+    Metric("backlog_lease_ratio", "backlog", "backlog: claim large ÷ small", "×", False, 1.5),
+    Metric("backlog_drain_small", "backlog", "backlog: drain, small backlog", "jobs/s", True),
+    Metric("backlog_drain_large", "backlog", "backlog: drain, large backlog", "jobs/s", True),
+    Metric("backlog_drain_ratio", "backlog", "backlog: drain large ÷ small", "×", True),
+    Metric("steady_size_ratio", "steady", "steady: jobs size, end ÷ 30 % mark", "×", False, 1.3),
+    Metric("steady_size_end", "steady", "steady: jobs table + indexes at end", "MiB", False),
+    Metric("steady_p99_max", "steady", "steady: worst per-interval p99", "ms", False),
+    Metric("footprint_broker", "footprint", "footprint: broker RSS", "MiB", False, 200.0),
+    Metric("footprint_workerd_max", "footprint", "footprint: workerd RSS, max", "MiB", False),
+    Metric("footprint_workerd_mean", "footprint", "footprint: workerd RSS, mean", "MiB", False),
 )
-SCENARIOS = ("drain", "enqueue", "latency")
+SCENARIOS = ("drain", "enqueue", "latency", "gateway", "scheduled", "backlog", "steady", "footprint")
+FORGE_ONLY = frozenset({"gateway", "scheduled", "backlog", "steady", "footprint"})
+"""Scenarios only Forge runs (the peers' cells show "—")."""
+SINGLE_RUN = frozenset({"steady"})
+"""Scenarios run once whatever --repeats says (a long run whose figure is a series)."""
 SYSTEMS = ("forge", "pgqueuer", "procrastinate", "psycopg")
 LABELS = {"forge": "Forge", "pgqueuer": "pgqueuer", "procrastinate": "procrastinate",
           "psycopg": "psycopg SKIP LOCKED"}
@@ -81,7 +104,9 @@ def ratios(figs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dic
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "error"
-    return f"{value:,.2f}" if unit == "ms" else f"{value:,.0f}"
+    if unit in ("ms", "×"):
+        return f"{value:,.2f}"
+    return f"{value:,.1f}" if unit == "MiB" else f"{value:,.0f}"
 
 
 def table(figs: Mapping[str, Mapping[str, Mapping[str, Any]]], rats: Mapping[str, Mapping[str, float]],
@@ -108,6 +133,20 @@ def table(figs: Mapping[str, Mapping[str, Mapping[str, Any]]], rats: Mapping[str
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = ["<" if i < 2 else ">" for i in range(len(head))]
     return "\n".join("  ".join(f"{c:{fmt[i]}{widths[i]}}" for i, c in enumerate(r)) for r in [head, *rows])
+
+
+def targets(figs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """Each metric with a target that Forge has a median for: the target, the median, met or not."""
+    out: list[dict[str, Any]] = []
+    for m in METRICS:
+        median = figs.get(m.key, {}).get("forge", {}).get("median")
+        if m.target is None or median is None:
+            continue
+        met = median >= m.target if m.higher_is_better else median <= m.target
+        out.append({"metric": m.key, "label": m.label, "unit": m.unit,
+                    "target": f"{'≥' if m.higher_is_better else '≤'} {m.target:g}",
+                    "median": median, "met": met})
+    return out
 
 
 def machine() -> dict[str, Any]:

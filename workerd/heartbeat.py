@@ -30,18 +30,23 @@ class Heartbeats:
         self.on_lost = on_lost
 
     async def run(self) -> None:
-        """Beat every interval until cancelled. A failed beat is logged through the link's
-        state and retried at the next interval; two more chances remain before a lease ends."""
+        """Beat every interval until cancelled. After a failed beat the next comes sooner (1 s,
+        doubling back up to the interval), so a broker or database outage of most of a lease is
+        ridden out without the leases running out."""
+        delay = self.interval
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(delay)
             held = self.inflight.held()
+            ok = True
             for i in range(0, len(held), MAX_LEASES_PER_CALL):
-                await self.beat(held[i:i + MAX_LEASES_PER_CALL])
+                ok = await self.beat(held[i:i + MAX_LEASES_PER_CALL]) and ok
+            delay = self.interval if ok else min(self.interval, 1.0 if delay >= self.interval else delay * 2)
 
-    async def beat(self, batch: list[Held]) -> None:
-        """One Heartbeat call for ``batch``; extends their local deadlines or marks them lost."""
+    async def beat(self, batch: list[Held]) -> bool:
+        """One Heartbeat call for ``batch``; extends their local deadlines or marks them lost.
+        False when the broker could not answer."""
         if not batch:
-            return
+            return True
         sent = time.monotonic()
         req = pb.HeartbeatRequest(leases=[h.ref() for h in batch], lease_seconds=self.lease_seconds)
         try:
@@ -52,11 +57,11 @@ class Heartbeats:
                 self.link.mark_up()
                 for h in batch:
                     self.on_lost(h)
-                return
+                return True
             self.link.report(exc, sent)
             log.debug("heartbeat of %d leases failed: %s: %s", len(batch), exc.code().name,
                       exc.details())
-            return
+            return False
         self.link.mark_up()
         lost = set(resp.lost_job_ids)
         for h in batch:
@@ -65,3 +70,4 @@ class Heartbeats:
             else:
                 # Counted from when the beat was sent: never later than the broker's own deadline.
                 h.deadline = max(h.deadline, sent + self.lease_seconds)
+        return True
