@@ -44,3 +44,23 @@ def test_a_cancelled_job_loses_its_lease_its_handler_is_signalled_and_its_result
         worker.wait_log("dropping its nack")
         row = job_row(dsn, job.id)
         assert row["status"] == "CANCELLED" and row["last_error"] == "cancelled: operator said so"
+
+
+def test_prefetched_jobs_are_leased_ahead_but_run_no_more_than_concurrency_at_once(
+        dsn: str, broker: BrokerProcess) -> None:
+    create_effects_table(dsn)
+    worker = WorkerdProcess(broker.target, "ahead", effects_dsn=dsn, concurrency=1,
+                            extra=("--prefetch", "2"))
+    with workers(worker), Client(broker.target) as client:
+        jobs = [client.enqueue("slow", {"seconds": 1}) for _ in range(4)]
+        # Three are leased at once (1 running + 2 prefetched); the fourth waits for a slot.
+        assert wait_until(lambda: sum(job_row(dsn, j.id)["status"] == "PROCESSING"
+                                      for j in jobs) == 3, timeout=10)
+        assert wait_until(lambda: all(job_row(dsn, j.id)["status"] == "COMPLETED" for j in jobs),
+                          timeout=20)
+        runs = sorted((e["at"], e["phase"]) for j in jobs for e in effects(dsn, j.id))
+        running = peak = 0
+        for _, phase in runs:
+            running += 1 if phase == "start" else -1
+            peak = max(peak, running)
+        assert peak == 1 and len(runs) == 8
