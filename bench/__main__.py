@@ -39,8 +39,8 @@ RESULT_PREFIX = "BENCH-RESULT "
 QUICK = forge_bench.Params(jobs=1_000, single_jobs=200, latency_jobs=50, warmup=2, concurrency=100,
                            timeout=60, gateway_jobs=200, scheduled_jobs=10, backlog_small=2_000,
                            backlog_large=20_000, backlog_completed=20_000, backlog_claims=5,
-                           backlog_drain=1_000, steady_seconds=20, steady_rate=200, steady_sample=5,
-                           steady_retention=5, footprint_workers=2, footprint_concurrency=100)
+                           backlog_drain=1_000, steady_seconds=12, steady_rate=200, steady_sample=3,
+                           steady_retention=3, footprint_workers=2, footprint_concurrency=100)
 
 
 def _csv(raw: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--backlog-large", type=int,
                     help="pending rows of the large backlog, and as many COMPLETED (default 1,000,000)")
     ap.add_argument("--steady-minutes", type=float, help="length of the steady scenario (default 10; "
-                    "quick: 20 s sampled every 5 s)")
+                    "quick: 12 s sampled every 3 s)")
     ap.add_argument("--steady-rate", type=int, help="jobs/s of the steady producer (default 1,000)")
     ap.add_argument("--footprint-workers", type=int, help="workerd processes in footprint (default 10)")
     ap.add_argument("--footprint-concurrency", type=int,

@@ -71,7 +71,7 @@ class Params:
     """Pending rows of the small and the large backlog."""
     backlog_completed: int = 1_000_000
     """COMPLETED rows (not yet pruned) beside the large backlog."""
-    backlog_claims: int = 30
+    backlog_claims: int = 20
     """Claims of 100 timed on each backlog (their median is the lease latency)."""
     backlog_drain: int = 50_000
     """Jobs of each backlog drained by ``workers`` workerd (at most the backlog)."""
@@ -532,15 +532,13 @@ async def _steady(dsn: str, target: str, procs: Procs, p: Params) -> dict[str, A
 
         async def produce() -> None:
             nonlocal sent, behind
-            next_at = start
-            while next_at < end:
+            for tick in range(1, round(10 * (end - start)) + 1):
                 body = payload({"sent_at": time.time()})
                 await stub.EnqueueBatch(pb.EnqueueBatchRequest(
                     jobs=[pb.EnqueueRequest(type="bench.steady", payload=body) for _ in range(per_tick)]),
                     timeout=30)
                 sent += per_tick
-                next_at += 0.1
-                delay = next_at - time.monotonic()
+                delay = start + tick / 10 - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,18 +38,26 @@ def struct(value: dict[str, Any]) -> Struct:
 
 
 def job(row: JobRow) -> pb.Job:
-    msg = pb.Job(
-        id=str(row.id),
-        type=row.type,
-        priority=row.priority,
-        max_retries=row.max_retries,
-        attempts=row.attempts,
-        status=_STATUS[row.status],
-        last_error=row.last_error or "",
-        worker_id=row.worker_id or "",
-        idempotency_key=row.idempotency_key or "",
-    )
-    # Filled in place: passing sub-messages to the constructor copies them.
+    msg = pb.Job()
+    fill_job(msg, row)
+    return msg
+
+
+def fill_job(msg: pb.Job, row: JobRow) -> None:
+    """Write ``row`` into ``msg`` in place: building sub-messages and passing them to a
+    constructor copies them, and this runs for every job leased."""
+    msg.id = str(row.id)
+    msg.type = row.type
+    msg.priority = row.priority
+    msg.max_retries = row.max_retries
+    msg.attempts = row.attempts
+    msg.status = _STATUS[row.status]
+    if row.last_error:
+        msg.last_error = row.last_error
+    if row.worker_id:
+        msg.worker_id = row.worker_id
+    if row.idempotency_key:
+        msg.idempotency_key = row.idempotency_key
     msg.payload.update(row.payload)
     set_ts(msg.run_at, row.run_at)
     set_ts(msg.created_at, row.created_at)
@@ -57,7 +66,16 @@ def job(row: JobRow) -> pb.Job:
         msg.result.update(row.result)
     if row.lease_expires_at is not None:
         set_ts(msg.lease_expires_at, row.lease_expires_at)
-    return msg
+
+
+def lease_response(rows: Sequence[JobRow]) -> pb.LeaseResponse:
+    """Leased rows as one LeaseResponse, each job with the token of its lease."""
+    resp = pb.LeaseResponse()
+    for row in rows:
+        leased = resp.jobs.add()
+        fill_job(leased.job, row)
+        leased.lease_token = str(row.lease_token)
+    return resp
 
 
 def stats(snap: Snapshot) -> pb.QueueStats:

@@ -137,9 +137,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         try:
             async for rows in stream.batches():
                 self.metrics.delivered(rows)
-                yield pb.LeaseResponse(jobs=[
-                    pb.LeasedJob(job=convert.job(row), lease_token=str(row.lease_token))
-                    for row in rows])
+                yield convert.lease_response(rows)
         finally:
             self._lease_streams -= 1
             await self.dispatcher.close(stream)

@@ -9,6 +9,13 @@ from pathlib import Path
 
 from tests.support import REPO
 
+METRICS = ("drain", "enqueue_batch", "enqueue_single", "latency_p50", "latency_p99",
+           "enqueue_gateway", "scheduled_p50", "scheduled_p99", "scheduled_max",
+           "backlog_lease_small", "backlog_lease_large", "backlog_lease_ratio",
+           "backlog_drain_small", "backlog_drain_large", "backlog_drain_ratio",
+           "steady_size_ratio", "steady_size_end", "steady_p99_max",
+           "footprint_broker", "footprint_workerd_max", "footprint_workerd_mean")
+
 
 def test_bench_quick_run_measures_every_forge_scenario(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
@@ -16,8 +23,15 @@ def test_bench_quick_run_measures_every_forge_scenario(tmp_path: Path) -> None:
                            "--json", str(out)], cwd=REPO, capture_output=True, text=True,
                           timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "drain" in proc.stdout and "idle latency p50" in proc.stdout
+    for label in ("drain", "idle latency p50", "POST /v1/jobs", "scheduled start delay p99",
+                  "backlog: claim large ÷ small", "steady: jobs size", "footprint: broker RSS"):
+        assert label in proc.stdout, label
     result = json.loads(out.read_text())
-    text = json.dumps(result)
-    for metric in ("drain", "enqueue_batch", "enqueue_single", "latency_p50", "latency_p99"):
-        assert metric in text, metric
+    for metric in METRICS:
+        entry = result["figures"].get(metric, {}).get("forge")
+        assert entry is not None, metric
+        assert entry.get("median") is not None, (metric, entry)
+    steady = result["runs"]["forge"]["steady"]
+    assert len(steady) == 1 and len(steady[0]["series"]) >= 2, steady
+    assert {t["metric"] for t in result["targets"]} >= {"scheduled_p99", "backlog_lease_ratio",
+                                                       "steady_size_ratio", "footprint_broker"}
