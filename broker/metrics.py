@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import start_wsgi_server
@@ -82,18 +82,27 @@ class Metrics:
             "forge_worker_in_flight", "Jobs leased through this broker and not yet settled, per "
             "worker.", ["worker_id"], registry=r)
         self._held: dict[uuid.UUID, tuple[str, float]] = {}
+        # labels() takes a lock and builds a key on every call; these run for every job.
+        self._children: dict[tuple[int, str], Any] = {}
         self._depth_labels: set[tuple[str, str]] = set()
         self._age_labels: set[str] = set()
         self._worker_labels: set[str] = set()
 
     # -- events ------------------------------------------------------------------------------
 
+    def _child(self, metric: Any, type_: str) -> Any:
+        key = (id(metric), type_)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(type_)
+        return child
+
     def enqueued(self, type_: str, n: int = 1) -> None:
         if n > 0:
-            self.jobs_enqueued.labels(type_).inc(n)
+            self._child(self.jobs_enqueued, type_).inc(n)
 
     def claimed(self, type_: str, queue_wait_seconds: float) -> None:
-        self.queue_wait.labels(type_).observe(max(0.0, queue_wait_seconds))
+        self._child(self.queue_wait, type_).observe(max(0.0, queue_wait_seconds))
 
     def delivered(self, rows: Sequence[JobRow]) -> None:
         """Jobs sent down a lease stream: their queue wait, and their type for when they settle."""
@@ -108,9 +117,9 @@ class Metrics:
     def settled(self, type_: str, outcome: Outcome, lease_seconds: float | None = None) -> None:
         counter = {"completed": self.jobs_completed, "failed": self.jobs_failed,
                    "dead": self.jobs_dead}[outcome]
-        counter.labels(type_).inc()
+        self._child(counter, type_).inc()
         if lease_seconds is not None:
-            self.lease_duration.labels(type_).observe(lease_seconds)
+            self._child(self.lease_duration, type_).observe(lease_seconds)
 
     def settled_job(self, job_id: uuid.UUID, outcome: Outcome, *, by_worker: bool = True) -> None:
         """Count a settled job by id: typed if this broker delivered it, else ``(unknown)``.
