@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import start_wsgi_server
@@ -39,11 +39,20 @@ class WorkerMetrics:
         self.connected = Gauge("forge_worker_connected",
                                "1 while this worker's lease stream to the broker is open, else 0.",
                                registry=r)
+        # labels() takes a lock and builds a key on every call, and this runs for every job.
+        self._counts: dict[tuple[str, str], Any] = {}
+        self._durations: dict[str, Any] = {}
 
     def attempt(self, type_: str, outcome: Outcome, seconds: float | None) -> None:
-        self.jobs.labels(type_, outcome).inc()
+        count = self._counts.get((type_, outcome))
+        if count is None:
+            count = self._counts[type_, outcome] = self.jobs.labels(type_, outcome)
+        count.inc()
         if seconds is not None:
-            self.duration.labels(type_).observe(seconds)
+            duration = self._durations.get(type_)
+            if duration is None:
+                duration = self._durations[type_] = self.duration.labels(type_)
+            duration.observe(seconds)
 
     def track(self, in_flight: Callable[[], int], connected: Callable[[], bool]) -> None:
         """Read both gauges at scrape time from the worker's own state."""
