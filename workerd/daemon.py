@@ -19,7 +19,7 @@ from workerd.lease import LeaseLoop
 from workerd.link import Link
 from workerd.metrics import WorkerMetrics
 from workerd.registry import Registry
-from workerd.runner import Failed, Outcome, Runner, job_timeout
+from workerd.runner import CANCEL_WAIT, Failed, Outcome, Runner, job_timeout
 from workerd.settle import Settler
 
 log = logging.getLogger("workerd")
@@ -174,9 +174,11 @@ class Worker:
         overdue = [h for h in running if h.phase is Phase.RUNNING]
         for held in overdue:
             assert held.task is not None
+            held.ctx.cancelled.set("worker shutting down")
             held.task.cancel()
         if overdue:
-            await asyncio.wait([h.task for h in overdue if h.task is not None])
+            # A handler that swallows the cancellation is left behind, not waited for.
+            await asyncio.wait([h.task for h in overdue if h.task is not None], timeout=CANCEL_WAIT)
             log.warning("grace of %gs over: %d jobs interrupted and handed back to retry at once",
                         cfg.grace, len(overdue))
         settling += [asyncio.create_task(self._settle(

@@ -90,6 +90,18 @@ class Runner:
         """Run one attempt within its timeout and classify the outcome; never raises except
         CancelledError (the worker is shutting down), after setting ``ctx.cancelled``."""
         ctx.start_clock()
+        if handler.is_async and ctx.timeout is None:
+            # Awaited inline: a task and a wait per job cost more than most handlers. Shutdown
+            # cancels the job's task, which cancels the handler where it awaits; the drain
+            # bounds how long it may take to unwind.
+            try:
+                value = await cast(AsyncFn, handler.fn)(ctx)
+            except asyncio.CancelledError:
+                ctx.cancelled.set("worker shutting down")
+                raise
+            except Exception as exc:
+                return failure(exc)
+            return success(value)
         work: asyncio.Future[object]
         if handler.is_async:
             coro = cast(AsyncFn, handler.fn)(ctx)
@@ -119,10 +131,20 @@ def classify(work: asyncio.Future[object]) -> Outcome:
         return Failed("the handler was cancelled")
     exc = work.exception()
     if exc is None:
-        try:
-            return Succeeded(as_result(work.result()))
-        except (ValueError, TypeError, AttributeError) as bad:
-            return Failed(f"the handler's result is not a JSON object: {bad}", permanent=True)
+        return success(work.result())
+    return failure(exc)
+
+
+def success(value: object) -> Outcome:
+    """A handler's return value as an ack, or a permanent failure when it is not JSON."""
+    try:
+        return Succeeded(as_result(value))
+    except (ValueError, TypeError, AttributeError) as bad:
+        return Failed(f"the handler's result is not a JSON object: {bad}", permanent=True)
+
+
+def failure(exc: BaseException) -> Outcome:
+    """A handler's exception as a nack: Retry and Fail choose how."""
     if isinstance(exc, Retry):
         return Failed(f"retry requested: {exc.message}", retry_after=exc.after)
     if isinstance(exc, Fail):
