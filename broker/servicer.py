@@ -163,14 +163,17 @@ class BrokerServicer(pb_grpc.BrokerServicer):
     async def Settle(self, request: pb.SettleRequest, context: Ctx) -> pb.SettleResponse:
         acks, nacks = validate.settle(request)
         ack_results, nack_results = await self.completer.settle(acks, nacks)
-        return pb.SettleResponse(
-            acks=[self._settle_result(a.lease.job_id, r) for a, r in zip(acks, ack_results, strict=True)],
-            nacks=[self._settle_result(n.lease.job_id, r)
-                   for n, r in zip(nacks, nack_results, strict=True)])
+        resp = pb.SettleResponse()
+        for req, item, result in zip(request.acks, acks, ack_results, strict=True):
+            self._settle_result(resp.acks.add(), req.job_id, item.lease.job_id, result)
+        for nreq, nitem, nresult in zip(request.nacks, nacks, nack_results, strict=True):
+            self._settle_result(resp.nacks.add(), nreq.job_id, nitem.lease.job_id, nresult)
+        return resp
 
-    def _settle_result(self, job_id: uuid.UUID, result: NackOutcome | BaseException | None
-                       ) -> pb.SettleResult:
-        out = pb.SettleResult(job_id=str(job_id))
+    def _settle_result(self, out: pb.SettleResult, sent_id: str, job_id: uuid.UUID,
+                       result: NackOutcome | BaseException | None) -> None:
+        """Fill one item's answer in place; ``sent_id`` is the id as the caller spelled it."""
+        out.job_id = sent_id
         if isinstance(result, BaseException):
             code, message = _status_for(result, "Settle")
             out.code, out.message = code.value[0], message
@@ -181,8 +184,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             out.status = pb.Job.Status.Value(result.status)
             self.metrics.settled_job(job_id, "failed" if result.status == "PENDING" else "dead")
             if result.status == "PENDING":
-                out.run_at.CopyFrom(convert.ts(result.run_at))
-        return out
+                convert.set_ts(out.run_at, result.run_at)
 
     @unary
     async def Heartbeat(self, request: pb.HeartbeatRequest,
