@@ -39,8 +39,9 @@ RESULT_PREFIX = "BENCH-RESULT "
 QUICK = forge_bench.Params(jobs=1_000, single_jobs=200, latency_jobs=50, warmup=2, concurrency=100,
                            timeout=60, gateway_jobs=200, scheduled_jobs=10, backlog_small=2_000,
                            backlog_large=20_000, backlog_completed=20_000, backlog_claims=5,
-                           backlog_drain=1_000, steady_seconds=12, steady_rate=200, steady_sample=3,
-                           steady_retention=3, footprint_workers=2, footprint_concurrency=100)
+                           backlog_warmup_claims=2, backlog_drain=1_000, steady_seconds=12, steady_rate=200,
+                           steady_sample=3, steady_retention=3, footprint_workers=2,
+                           footprint_concurrency=100)
 
 
 def _csv(raw: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -182,7 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     for g in goals:
         print(f"target: {g['label']} {g['target']} {g['unit']}: {g['median']:,.2f} "
               f"{'met' if g['met'] else 'NOT met'}")
-    print(f"\nmedians of {repeats} repeat(s); Forge ÷ peer: above 1 is better for jobs/s, "
+    once = ", ".join(sc for sc in scenarios if sc in report.SINGLE_RUN)
+    print(f"\nmedians of {repeats} repeat(s){f' ({once}: 1 run)' if once else ''}; "
+          f"Forge ÷ peer: above 1 is better for jobs/s, "
           f"below 1 is better for ms. PostgreSQL {server['server_version']}, "
           f"synchronous_commit={server['settings']['synchronous_commit']}, "
           f"{time.monotonic() - started:.0f}s.")
