@@ -35,12 +35,15 @@ class Batcher(Generic[Item, Result]):
     """
 
     def __init__(self, flush: Callable[[list[Item]], Awaitable[list[Result]]], *,
-                 max_items: int, name: str) -> None:
+                 max_items: int, name: str, concurrency: int = 4) -> None:
+        """Up to ``concurrency`` flushes run at once (each on its own connection), so the
+        database's own group commit can share one WAL flush among them too."""
         self._flush = flush
         self.max_items = max_items
         self.name = name
+        self.concurrency = concurrency
         self._waiting: list[_Call[Item, Result]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, items: Sequence[Item]) -> list[Result]:
         """The results for ``items``, in order, once a flush has carried them."""
@@ -48,8 +51,10 @@ class Batcher(Generic[Item, Result]):
         # Retrieved even when the caller went away, so asyncio does not log it as lost.
         call.done.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._waiting.append(call)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=self.name)
+        if len(self._tasks) < self.concurrency:
+            task = asyncio.create_task(self._run(), name=self.name)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         # Shielded: a caller that goes away (a cancelled RPC) must not cancel the others' flush.
         return await asyncio.shield(call.done)
 
