@@ -1,9 +1,9 @@
 """Group commit: many concurrent calls, one statement.
 
 Callers hand in their items and wait. The first call to arrive is flushed at once, so an idle
-broker adds no delay; calls that arrive while a flush is running wait for the next one, so
-under load one flush carries everything that came in during the previous one. The batch size
-follows the load, with no timer to tune.
+broker adds no delay; once a few flushes are running, calls that arrive wait for the next one,
+so under load one flush carries everything that came in meanwhile. The batch size follows the
+load, with no timer to tune.
 """
 
 from __future__ import annotations
