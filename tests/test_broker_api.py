@@ -451,3 +451,25 @@ def test_ack_through_another_broker_frees_the_stream_slot(dsn: str) -> None:
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_call_past_its_deadline_has_its_statement_cancelled_in_the_database(
+        stub: Stub, dsn: str) -> None:
+    job = stub.Enqueue(pb.EnqueueRequest(type="t"), timeout=5).job
+    with psycopg.connect(dsn) as holder:
+        # Hold the row lock, so the broker's UPDATE for the cancel waits on it.
+        holder.execute("SELECT 1 FROM forge.jobs WHERE id = %s FOR UPDATE", (job.id,))
+        with pytest.raises(grpc.RpcError) as err:
+            stub.CancelJob(pb.CancelJobRequest(id=job.id), timeout=1)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        with psycopg.connect(dsn, autocommit=True) as watcher:
+            deadline = time.monotonic() + 5  # far below the 30 s statement_timeout
+            waiting: list[tuple[object, ...]] = [("?",)]
+            while waiting and time.monotonic() < deadline:
+                waiting = watcher.execute(
+                    "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'").fetchall()
+                time.sleep(0.1)
+            assert waiting == []
+        holder.rollback()
+    assert stub.GetJob(pb.GetJobRequest(id=job.id), timeout=5).status == pb.Job.PENDING
