@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import start_wsgi_server
 
 from broker.models import JobRow, Snapshot
 
@@ -172,19 +171,6 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class Exporter:
-    """The /metrics HTTP endpoint (prometheus_client's server, on a daemon thread)."""
-
-    def __init__(self, metrics: Metrics, host: str, port: int) -> None:
-        self._server, self._thread = start_wsgi_server(port, addr=host, registry=metrics.registry)
-        self.port = int(self._server.server_port)
-        log.info("metrics at http://%s:%d/metrics", host, self.port)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 async def publish_gauges(metrics: Metrics, snapshot: Callable[[], Awaitable[Snapshot]],
                          streams: Callable[[], Iterable[tuple[str, int]]], seconds: float) -> None:
     """Every ``seconds``, refresh the gauges from the stats snapshot (the StatsHub's cached one,
@@ -200,4 +186,3 @@ async def publish_gauges(metrics: Metrics, snapshot: Callable[[], Awaitable[Snap
                 log.warning("metrics: stats snapshot failed: %s", exc)
             failing = True
         await asyncio.sleep(seconds)
-

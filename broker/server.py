@@ -20,11 +20,12 @@ from broker.config import Config
 from broker.dispatch import Dispatcher
 from broker.embedded import start_embedded
 from broker.maintenance import Maintenance
-from broker.metrics import Exporter, Metrics, publish_gauges
+from broker.metrics import Metrics, publish_gauges
 from broker.migrate import latest_version, migrate, schema_version
 from broker.servicer import BrokerServicer, add_to_server
 from broker.stats import StatsHub
 from broker.store import Store
+from forge.exporter import Exporter
 from forge.v1 import broker_pb2
 
 log = logging.getLogger("forge.broker")
@@ -111,7 +112,7 @@ class Broker:
     def _start_metrics(self) -> None:
         cfg = self.config
         try:
-            self.exporter = Exporter(self.metrics, cfg.metrics_host, cfg.metrics_port)
+            self.exporter = Exporter(self.metrics.registry, cfg.metrics_host, cfg.metrics_port)
         except OSError as exc:  # metrics are not worth refusing jobs over; say so loudly
             log.error("metrics endpoint off: cannot listen on %s:%d: %s",
                       cfg.metrics_host, cfg.metrics_port, exc)

@@ -14,11 +14,12 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from forge.exporter import Exporter
 from workerd import logs
 from workerd.config import Config
 from workerd.daemon import Worker
 from workerd.errors import BrokerRejected, ConfigError, HandlerError
-from workerd.metrics import Exporter, WorkerMetrics
+from workerd.metrics import WorkerMetrics
 from workerd.registry import REGISTRY, load_modules
 
 log = logging.getLogger("workerd")
@@ -31,7 +32,7 @@ async def serve(config: Config) -> None:
     exporter = None
     if config.metrics_port:
         try:
-            exporter = Exporter(metrics, config.metrics_host, config.metrics_port)
+            exporter = Exporter(metrics.registry, config.metrics_host, config.metrics_port)
         except OSError as exc:
             raise ConfigError(f"--metrics-port: cannot listen on {config.metrics_host}:"
                               f"{config.metrics_port}: {exc}") from exc

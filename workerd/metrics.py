@@ -6,14 +6,10 @@ many jobs it holds, and whether its lease stream is up. One CollectorRegistry pe
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import start_wsgi_server
-
-log = logging.getLogger("workerd.metrics")
 
 Outcome = Literal["completed", "failed", "failed_permanent", "interrupted"]
 """How an attempt ended here: the handler returned (ack); it raised or timed out (nack, retried
@@ -61,16 +57,3 @@ class WorkerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class Exporter:
-    """The /metrics HTTP endpoint (prometheus_client's server, on a daemon thread)."""
-
-    def __init__(self, metrics: WorkerMetrics, host: str, port: int) -> None:
-        self._server, self._thread = start_wsgi_server(port, addr=host, registry=metrics.registry)
-        self.port = int(self._server.server_port)
-        log.info("metrics at http://%s:%d/metrics", host, self.port)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
