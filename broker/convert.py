@@ -43,9 +43,10 @@ def job(row: JobRow) -> pb.Job:
     return msg
 
 
-def fill_job(msg: pb.Job, row: JobRow) -> None:
+def fill_job(msg: pb.Job, row: JobRow, payload: Struct | None = None) -> None:
     """Write ``row`` into ``msg`` in place: building sub-messages and passing them to a
-    constructor copies them, and this runs for every job leased."""
+    constructor copies them, and this runs for every job leased. ``payload``, when given, is
+    copied instead of converting the row's (the same JSON object, already a message)."""
     msg.id = str(row.id)
     msg.type = row.type
     msg.priority = row.priority
@@ -58,7 +59,10 @@ def fill_job(msg: pb.Job, row: JobRow) -> None:
         msg.worker_id = row.worker_id
     if row.idempotency_key:
         msg.idempotency_key = row.idempotency_key
-    msg.payload.update(row.payload)
+    if payload is not None:
+        msg.payload.CopyFrom(payload)
+    else:
+        msg.payload.update(row.payload)
     set_ts(msg.run_at, row.run_at)
     set_ts(msg.created_at, row.created_at)
     set_ts(msg.updated_at, row.updated_at)

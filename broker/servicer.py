@@ -108,8 +108,12 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                 by_type[row.type] = by_type.get(row.type, 0) + 1
         for type_, n in by_type.items():
             self.metrics.enqueued(type_, n)
-        return pb.EnqueueBatchResponse(jobs=[convert.job(row) for row, _ in results],
-                                       created=sum(1 for _, created in results if created))
+        resp = pb.EnqueueBatchResponse(created=sum(1 for _, created in results if created))
+        for sent, (row, created) in zip(request.jobs, results, strict=True):
+            # A new job's payload is the one sent: copied as a message, not rebuilt from JSON.
+            convert.fill_job(resp.jobs.add(), row,
+                             payload=sent.payload if created and sent.HasField("payload") else None)
+        return resp
 
     async def Lease(self, request: pb.LeaseRequest,
                     context: Ctx) -> AsyncIterator[pb.LeaseResponse]:
