@@ -52,10 +52,12 @@ class Completer:
                      ) -> tuple[list[AckResult], list[NackResult]]:
         """Ack and nack many: each item's result or exception, in order."""
         results = await self._batcher.submit([*acks, *nacks])
-        ack_out: list[AckResult] = []
-        for r in results[:len(acks)]:
-            ack_out.append(r if isinstance(r, BaseException) else None)
-        nack_out: list[NackResult] = [r for r in results[len(acks):] if r is not None]
+        ack_out: list[AckResult] = [r if isinstance(r, BaseException) else None
+                                    for r in results[:len(acks)]]
+        nack_out: list[NackResult] = []
+        for r in results[len(acks):]:
+            assert r is not None, "a nack's result is an outcome or an error"
+            nack_out.append(r)
         return ack_out, nack_out
 
     async def _flush(self, items: list[AckItem | NackItem]) -> list[NackOutcome | BaseException | None]:
