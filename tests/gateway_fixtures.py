@@ -16,10 +16,17 @@ from tests.support import BrokerProcess, drop_database, new_database, start_brok
 
 
 @pytest.fixture(scope="module")
-def gw_broker(pg_admin_dsn: str, template_dsn: str) -> Iterator[BrokerProcess]:
+def gw_broker_env() -> dict[str, str]:
+    """Extra environment for the module's broker; a module overrides it (to set tokens, say)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def gw_broker(pg_admin_dsn: str, template_dsn: str,
+              gw_broker_env: dict[str, str]) -> Iterator[BrokerProcess]:
     """A broker on its own fresh database, shared by one test module."""
     dsn = new_database(pg_admin_dsn)
-    broker = start_broker(dsn, FORGE_STATS_INTERVAL="0.2")
+    broker = start_broker(dsn, FORGE_STATS_INTERVAL="0.2", **gw_broker_env)
     yield broker
     broker.stop()
     drop_database(pg_admin_dsn, dsn)

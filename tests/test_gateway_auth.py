@@ -7,38 +7,23 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.gateway_support import GatewayProcess, start_gateway
+from tests.gateway_support import GatewayProcess
 from tests.security_support import Tokens
-from tests.support import REPO, BrokerProcess, drop_database, free_port, new_database, start_broker
+from tests.support import REPO, BrokerProcess, free_port
 
 TOKENS = Tokens.fresh()
 
 
-@pytest.fixture(scope="module")
-def broker(pg_admin_dsn: str, template_dsn: str) -> Iterator[BrokerProcess]:
-    dsn = new_database(pg_admin_dsn)
-    proc = start_broker(dsn, FORGE_TOKENS=TOKENS.env, FORGE_STATS_INTERVAL="0.2")
-    yield proc
-    proc.stop()
-    drop_database(pg_admin_dsn, dsn)
+pytest_plugins = ["tests.gateway_fixtures"]
 
 
 @pytest.fixture(scope="module")
-def gateway(broker: BrokerProcess) -> Iterator[GatewayProcess]:
-    gw = start_gateway(broker.target)
-    yield gw
-    gw.stop()
-
-
-@pytest.fixture
-def http(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway.url, timeout=20.0) as client:
-        yield client
+def gw_broker_env() -> dict[str, str]:
+    return {"FORGE_TOKENS": TOKENS.env}
 
 
 def auth(token: str) -> dict[str, str]:
@@ -110,8 +95,8 @@ def test_gateway_refuses_to_listen_beyond_loopback_without_tokens() -> None:
     assert out.returncode == 2 and "refusing to listen beyond loopback" in out.stderr
 
 
-def test_gateway_with_tokens_configured_listens_beyond_loopback(broker: BrokerProcess) -> None:
-    gw = GatewayProcess(broker.target, "--host", "0.0.0.0", FORGE_TOKENS=TOKENS.env)
+def test_gateway_with_tokens_configured_listens_beyond_loopback(gw_broker: BrokerProcess) -> None:
+    gw = GatewayProcess(gw_broker.target, "--host", "0.0.0.0", FORGE_TOKENS=TOKENS.env)
     gw.start()
     try:
         with httpx.Client(base_url=gw.url, timeout=10) as client:
