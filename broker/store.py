@@ -6,7 +6,6 @@ holds a transaction open across a job's execution or a stream's life.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -202,20 +201,6 @@ class Store:
                     f"lease (job is {status[job_id]}; the lease expired and was rescued, or the "
                     f"job was cancelled or handed to another worker)")
         return out
-
-    async def ack(self, job_id: uuid.UUID, token: uuid.UUID, result: dict[str, Any] | None) -> None:
-        """Mark the job COMPLETED if ``token`` is its current lease; else NotFound/FailedPrecondition."""
-        item = AckItem(Lease(job_id, token), None if result is None else json.dumps(result))
-        if job_id not in await self.ack_many([item]):
-            raise (await self.refusals([job_id], "ack"))[job_id]
-
-    async def nack(self, job_id: uuid.UUID, token: uuid.UUID, error: str,
-                   retry_after: float | None, permanent: bool) -> NackOutcome:
-        """Record one failed attempt; see the nack_jobs statement for where the job goes."""
-        done = await self.nack_many([NackItem(Lease(job_id, token), error, retry_after, permanent)])
-        if job_id not in done:
-            raise (await self.refusals([job_id], "nack"))[job_id]
-        return done[job_id]
 
     async def extend(self, leases: Sequence[Lease], lease_seconds: int
                      ) -> tuple[datetime | None, list[uuid.UUID]]:

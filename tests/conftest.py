@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from broker.completer import Completer
 from broker.migrate import migrate
 from broker.store import Store
 from forge.v1 import broker_pb2_grpc
@@ -74,6 +75,12 @@ async def store(dsn: str) -> AsyncIterator[Store]:
     await s.open()
     yield s
     await s.close()
+
+
+@pytest.fixture
+def completer(store: Store) -> Completer:
+    """Acks and nacks on ``store`` as the broker makes them (group commit, per-item answers)."""
+    return Completer(store, lambda _ended: None)
 
 
 @pytest.fixture

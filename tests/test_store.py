@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
+from broker.completer import Completer
 from broker.errors import FailedPrecondition, NotFound
-from broker.models import Lease, NewJob
+from broker.models import AckItem, Lease, NackItem, NewJob
 from broker.store import Store
 
 
@@ -94,14 +96,15 @@ async def test_backoff_doubles_from_base_and_is_capped_at_an_hour(dsn: str) -> N
             assert len(set(delays)) > 1  # jittered
 
 
-async def test_nack_schedules_backoff_then_dead_after_max_retries(store: Store) -> None:
+async def test_nack_schedules_backoff_then_dead_after_max_retries(store: Store, completer: Completer) -> None:
     (row, _), = await store.enqueue([job(max_retries=2)])
     for attempt in (1, 2):
         [leased] = await store.claim("w", [], 1, 30)
         assert leased.attempts == attempt
         assert leased.lease_token is not None
         before = datetime.now(UTC)
-        out = await store.nack(leased.id, leased.lease_token, f"boom {attempt}", None, False)
+        out = await completer.nack(
+            NackItem(Lease(leased.id, leased.lease_token), f"boom {attempt}", None, False))
         assert out.status == "PENDING"
         delay = (out.run_at - before).total_seconds()
         nominal = 0.2 * 2 ** (attempt - 1)
@@ -110,32 +113,32 @@ async def test_nack_schedules_backoff_then_dead_after_max_retries(store: Store) 
     [leased] = await store.claim("w", [], 1, 30)
     assert leased.attempts == 3
     assert leased.lease_token is not None
-    out = await store.nack(leased.id, leased.lease_token, "boom 3", None, False)
+    out = await completer.nack(NackItem(Lease(leased.id, leased.lease_token), "boom 3", None, False))
     assert out.status == "DEAD"
     final = await store.get(row.id)
     assert final.status == "DEAD"
     assert final.last_error == "boom 3"
 
 
-async def test_nack_retry_after_overrides_backoff(store: Store) -> None:
+async def test_nack_retry_after_overrides_backoff(store: Store, completer: Completer) -> None:
     await store.enqueue([job()])
     [leased] = await store.claim("w", [], 1, 30)
     assert leased.lease_token is not None
     before = datetime.now(UTC)
-    out = await store.nack(leased.id, leased.lease_token, "later", 42.0, False)
+    out = await completer.nack(NackItem(Lease(leased.id, leased.lease_token), "later", 42.0, False))
     assert out.status == "PENDING"
     assert 41.5 <= (out.run_at - before).total_seconds() <= 42.5
 
 
-async def test_permanent_nack_goes_straight_to_dead(store: Store) -> None:
+async def test_permanent_nack_goes_straight_to_dead(store: Store, completer: Completer) -> None:
     await store.enqueue([job(max_retries=10)])
     [leased] = await store.claim("w", [], 1, 30)
     assert leased.lease_token is not None
-    out = await store.nack(leased.id, leased.lease_token, "invalid address", None, True)
+    out = await completer.nack(NackItem(Lease(leased.id, leased.lease_token), "invalid address", None, True))
     assert out.status == "DEAD"
 
 
-async def test_ack_with_stale_token_changes_nothing(store: Store, dsn: str) -> None:
+async def test_ack_with_stale_token_changes_nothing(store: Store, dsn: str, completer: Completer) -> None:
     (row, _), = await store.enqueue([job()])
     [first] = await store.claim("w1", [], 1, 30)
     assert first.lease_token is not None
@@ -145,32 +148,33 @@ async def test_ack_with_stale_token_changes_nothing(store: Store, dsn: str) -> N
     [second] = await store.claim("w2", [], 1, 30)
     assert second.lease_token is not None and second.lease_token != first.lease_token
     with pytest.raises(FailedPrecondition):
-        await store.ack(row.id, first.lease_token, {"by": "w1"})
+        await completer.ack(AckItem(Lease(row.id, first.lease_token), json.dumps({"by": "w1"})))
     with pytest.raises(FailedPrecondition):
-        await store.nack(row.id, first.lease_token, "late", None, True)
+        await completer.nack(NackItem(Lease(row.id, first.lease_token), "late", None, True))
     _, lost = await store.extend([Lease(row.id, first.lease_token)], 30)
     assert lost == [row.id]
     current = await store.get(row.id)
     assert current.status == "PROCESSING"
     assert current.worker_id == "w2"
     assert current.lease_token == second.lease_token
-    await store.ack(row.id, second.lease_token, {"by": "w2"})
+    await completer.ack(AckItem(Lease(row.id, second.lease_token), json.dumps({"by": "w2"})))
     assert (await store.get(row.id)).result == {"by": "w2"}
 
 
-async def test_ack_after_deadline_but_before_rescue_counts(store: Store, dsn: str) -> None:
+async def test_ack_after_deadline_but_before_rescue_counts(store: Store, dsn: str,
+                                                           completer: Completer) -> None:
     (row, _), = await store.enqueue([job()])
     [leased] = await store.claim("w", [], 1, 30)
     assert leased.lease_token is not None
     await expire_leases(dsn)
-    await store.ack(row.id, leased.lease_token, None)
+    await completer.ack(AckItem(Lease(row.id, leased.lease_token)))
     assert (await store.get(row.id)).status == "COMPLETED"
     assert await store.rescue_expired() == []
 
 
-async def test_ack_of_unknown_job_is_not_found(store: Store) -> None:
+async def test_ack_of_unknown_job_is_not_found(store: Store, completer: Completer) -> None:
     with pytest.raises(NotFound):
-        await store.ack(uuid.uuid4(), uuid.uuid4(), None)
+        await completer.ack(AckItem(Lease(uuid.uuid4(), uuid.uuid4())))
 
 
 async def test_heartbeat_extends_the_lease(store: Store) -> None:
@@ -210,13 +214,13 @@ async def test_idempotent_enqueue_returns_the_existing_job(store: Store) -> None
         assert (await cur.fetchone()) == (2,)
 
 
-async def test_cancel_and_retry_dead_follow_the_state_machine(store: Store) -> None:
+async def test_cancel_and_retry_dead_follow_the_state_machine(store: Store, completer: Completer) -> None:
     (row, _), = await store.enqueue([job(max_retries=0)])
     with pytest.raises(FailedPrecondition):
         await store.retry_dead(row.id)
     [leased] = await store.claim("w", [], 1, 30)
     assert leased.lease_token is not None
-    await store.nack(row.id, leased.lease_token, "boom", None, False)
+    await completer.nack(NackItem(Lease(row.id, leased.lease_token), "boom", None, False))
     retried = await store.retry_dead(row.id)
     assert retried.status == "PENDING" and retried.attempts == 0
     cancelled = await store.cancel(row.id, "no longer needed")
@@ -227,12 +231,12 @@ async def test_cancel_and_retry_dead_follow_the_state_machine(store: Store) -> N
         await store.cancel(uuid.uuid4(), None)
 
 
-async def test_counters_match_the_table_after_folding(store: Store) -> None:
+async def test_counters_match_the_table_after_folding(store: Store, completer: Completer) -> None:
     await store.enqueue([job("a") for _ in range(30)] + [job("b") for _ in range(5)])
     leased = await store.claim("w", ["a"], 10, 30)
     for r in leased[:4]:
         assert r.lease_token is not None
-        await store.ack(r.id, r.lease_token, None)
+        await completer.ack(AckItem(Lease(r.id, r.lease_token)))
     assert await store.fold_counters()
     snap = await store.snapshot()
     by_type = {t.type: t for t in snap.types}
@@ -243,12 +247,12 @@ async def test_counters_match_the_table_after_folding(store: Store) -> None:
     assert len(snap.throughput) == 60
 
 
-async def test_retention_deletes_only_old_finished_jobs(store: Store) -> None:
+async def test_retention_deletes_only_old_finished_jobs(store: Store, completer: Completer) -> None:
     await store.enqueue([job() for _ in range(3)])
     rows = await store.claim("w", [], 2, 30)
     for r in rows:
         assert r.lease_token is not None
-        await store.ack(r.id, r.lease_token, None)
+        await completer.ack(AckItem(Lease(r.id, r.lease_token)))
     assert await store.delete_finished(3600, 100) == 0
     await asyncio.sleep(0.2)
     assert await store.delete_finished(0.1, 100) == 2

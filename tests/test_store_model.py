@@ -4,6 +4,7 @@ of the job state machine (statuses, attempts, lease holders)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import dataclass
 
@@ -13,8 +14,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from broker.completer import Completer
 from broker.errors import FailedPrecondition
-from broker.models import Lease, NewJob
+from broker.models import AckItem, Lease, NackItem, NewJob
 from broker.store import Store
 
 
@@ -34,6 +36,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         # Backoff so short that every retry is runnable at once: the model need not know time.
         self.store = Store(self.dsn, min_size=1, max_size=2, backoff_base=1e-6)
+        self.completer = Completer(self.store, lambda _ended: None)
         self.run(self.store.open())
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             conn.execute("TRUNCATE forge.jobs, forge.job_counts, forge.job_count_deltas")
@@ -78,7 +81,7 @@ class StoreMachine(RuleBasedStateMachine):
     def ack(self, data: st.DataObject) -> None:
         job_id, m = self._held(data)
         assert m.token is not None
-        self.run(self.store.ack(job_id, m.token, {"ok": 1}))
+        self.run(self.completer.ack(AckItem(Lease(job_id, m.token), json.dumps({"ok": 1}))))
         self.stale.append(Lease(job_id, m.token))
         m.status, m.token = "COMPLETED", None
 
@@ -87,7 +90,7 @@ class StoreMachine(RuleBasedStateMachine):
     def nack(self, data: st.DataObject, permanent: bool) -> None:
         job_id, m = self._held(data)
         assert m.token is not None
-        out = self.run(self.store.nack(job_id, m.token, "boom", None, permanent))
+        out = self.run(self.completer.nack(NackItem(Lease(job_id, m.token), "boom", None, permanent)))
         self.stale.append(Lease(job_id, m.token))
         m.token = None
         m.status = "DEAD" if permanent or m.attempts > m.max_retries else "PENDING"
@@ -112,7 +115,7 @@ class StoreMachine(RuleBasedStateMachine):
     def stale_ack_is_refused(self, data: st.DataObject) -> None:
         lease = data.draw(st.sampled_from(self.stale))
         with pytest.raises(FailedPrecondition):
-            self.run(self.store.ack(lease.job_id, lease.token, None))
+            self.run(self.completer.ack(AckItem(Lease(lease.job_id, lease.token))))
 
     @precondition(lambda self: self.jobs)
     @rule(data=st.data())
