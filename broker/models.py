@@ -32,7 +32,8 @@ class JobRow:
 
 
 class NewJob(NamedTuple):
-    """A validated job to enqueue. ``payload_json`` is already serialized and size-checked."""
+    """A validated job to enqueue. ``payload_json`` is already serialized and size-checked;
+    ``payload`` is the same object as a dict, when the caller has it (else it is parsed)."""
 
     type: str
     payload_json: str
@@ -40,6 +41,7 @@ class NewJob(NamedTuple):
     max_retries: int = 3
     run_at: datetime | None = None
     idempotency_key: str | None = None
+    payload: dict[str, Any] | None = None
 
 
 class Lease(NamedTuple):

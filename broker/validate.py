@@ -49,11 +49,20 @@ def clean_text(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
+# One encoder: json.dumps with any option set builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def struct_json(field: str, value: Struct) -> str:
     """``value`` as compact JSON text, at most 1 MiB, with no NUL characters."""
+    return struct_payload(field, value)[1]
+
+
+def struct_payload(field: str, value: Struct) -> tuple[dict[str, Any], str]:
+    """``value`` as a dict and as compact JSON text, checked as ``struct_json`` says."""
+    obj = structs.to_python(value)
     try:
-        text = json.dumps(structs.to_python(value), separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False)
+        text = _ENCODER.encode(obj)
     except ValueError:
         raise InvalidArgument(field, "numbers must be finite") from None
     # json.dumps writes NUL (in keys and values alike) as the escape \u0000.
@@ -61,7 +70,7 @@ def struct_json(field: str, value: Struct) -> str:
         raise InvalidArgument(field, "must not contain NUL (\\u0000) characters")
     if len(text) > MAX_PAYLOAD_BYTES // 4 and len(text.encode()) > MAX_PAYLOAD_BYTES:
         raise InvalidArgument(field, f"is larger than {MAX_PAYLOAD_BYTES} bytes as JSON")
-    return text
+    return obj, text
 
 
 def timestamp(field: str, msg: Any) -> datetime:
@@ -81,13 +90,13 @@ def new_job(req: pb.EnqueueRequest, prefix: str = "") -> NewJob:
     max_retries = req.max_retries if req.HasField("max_retries") else 3
     if not 0 <= max_retries <= 100:
         raise InvalidArgument(f"{prefix}max_retries", f"must be in [0, 100], got {max_retries}")
-    payload = struct_json(f"{prefix}payload", req.payload) if req.HasField("payload") else "{}"
+    payload, payload_json = (struct_payload(f"{prefix}payload", req.payload)
+                             if req.HasField("payload") else ({}, "{}"))
     run_at = timestamp(f"{prefix}run_at", req.run_at) if req.HasField("run_at") else None
     key = check_text(f"{prefix}idempotency_key", req.idempotency_key) or None
     if key is not None and len(key) > MAX_KEY_CHARS:
         raise InvalidArgument(f"{prefix}idempotency_key", f"must be at most {MAX_KEY_CHARS} characters")
-    return NewJob(type=req.type, payload_json=payload, priority=priority,
-                  max_retries=max_retries, run_at=run_at, idempotency_key=key)
+    return NewJob(req.type, payload_json, priority, max_retries, run_at, key, payload)
 
 
 def new_jobs(req: pb.EnqueueBatchRequest) -> list[NewJob]:
