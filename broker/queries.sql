@@ -45,7 +45,10 @@ WHERE id = ANY(ARRAY(
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED))
   AND pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))
-RETURNING *;
+-- The columns of broker.models.JobRow, in its order (rows are built positionally).
+RETURNING id, type, payload, priority, max_retries, attempts, status, run_at, created_at,
+          updated_at, last_error, result, worker_id, lease_token, lease_expires_at,
+          idempotency_key;
 
 -- name: claim_jobs_without_advisory_lock
 -- The same claim without the advisory lock; only the benchmark of the lock's cost uses it.
@@ -64,7 +67,10 @@ WHERE id = ANY(ARRAY(
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED))
-RETURNING *;
+-- The columns of broker.models.JobRow, in its order (rows are built positionally).
+RETURNING id, type, payload, priority, max_retries, attempts, status, run_at, created_at,
+          updated_at, last_error, result, worker_id, lease_token, lease_expires_at,
+          idempotency_key;
 
 -- name: release_jobs
 -- Give back jobs leased to a stream that closed before they were sent: PENDING again, the
@@ -77,28 +83,28 @@ WHERE j.id = l.id AND j.lease_token = l.token AND j.status = 'PROCESSING';
 
 -- name: ack_jobs
 -- Complete jobs, each only for the current holder of its lease (late acks before a rescue
--- count). One statement for every ack the completer gathered; refused ones are not returned.
+-- count). One statement for every ack the completer gathered, passed as one JSON array as in
+-- insert_jobs; refused ones are not returned.
 UPDATE forge.jobs j
-SET status = 'COMPLETED', result = a.result::jsonb,
+SET status = 'COMPLETED', result = a.r,
     lease_token = NULL, lease_expires_at = NULL, updated_at = now()
-FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[], %(results)s::text[]) AS a(id, token, result)
-WHERE j.id = a.id AND j.lease_token = a.token AND j.status = 'PROCESSING'
+FROM jsonb_to_recordset(%(acks)s::text::jsonb) AS a(i uuid, t uuid, r jsonb)
+WHERE j.id = a.i AND j.lease_token = a.t AND j.status = 'PROCESSING'
 RETURNING j.id;
 
 -- name: nack_jobs
 -- Failed attempts: back to PENDING after a delay (retry_after, else the backoff), or DEAD when
 -- permanent or out of retries. Same lease rule and batching as ack_jobs.
 UPDATE forge.jobs j
-SET status = CASE WHEN n.permanent OR j.attempts > j.max_retries THEN 'DEAD' ELSE 'PENDING' END,
-    run_at = CASE WHEN n.permanent OR j.attempts > j.max_retries THEN j.run_at
-                  ELSE now() + coalesce(n.retry_after * interval '1 second',
+SET status = CASE WHEN n.p OR j.attempts > j.max_retries THEN 'DEAD' ELSE 'PENDING' END,
+    run_at = CASE WHEN n.p OR j.attempts > j.max_retries THEN j.run_at
+                  ELSE now() + coalesce(n.a * interval '1 second',
                                         forge.backoff(j.attempts, %(backoff_base)s)) END,
-    last_error = n.error,
+    last_error = n.e,
     lease_token = NULL, lease_expires_at = NULL, updated_at = now()
-FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[], %(errors)s::text[],
-            %(retry_afters)s::float8[], %(permanents)s::bool[])
-     AS n(id, token, error, retry_after, permanent)
-WHERE j.id = n.id AND j.lease_token = n.token AND j.status = 'PROCESSING'
+FROM jsonb_to_recordset(%(nacks)s::text::jsonb)
+     AS n(i uuid, t uuid, e text, a double precision, p boolean)
+WHERE j.id = n.i AND j.lease_token = n.t AND j.status = 'PROCESSING'
 RETURNING j.id, j.status, j.run_at;
 
 -- name: job_statuses

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import args_row, class_row
 from psycopg_pool import AsyncConnectionPool
 
 from broker.errors import FailedPrecondition, ForgeError, NotFound
@@ -149,8 +149,9 @@ class Store:
         params = {"worker_id": worker_id, "types": list(types), "limit": limit,
                   "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE}
         async with self.pool.connection() as conn:
-            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
-                await cur.execute(q(name), params, binary=True)  # see enqueue
+            # Binary rows (timestamps, jsonb, uuids decode for less), built positionally.
+            async with conn.cursor(row_factory=args_row(JobRow)) as cur:
+                await cur.execute(q(name), params, binary=True)
                 rows = await cur.fetchall()
         rows.sort(key=lambda r: (-r.priority, r.run_at, r.id))
         return rows
@@ -167,10 +168,11 @@ class Store:
         """Complete every job whose lease is current, in one statement; return the ids done."""
         if not acks:
             return set()
+        acks_json = "[" + ",".join(
+            f'{{"i":"{a.lease.job_id.hex}","t":"{a.lease.token.hex}","r":{a.result_json or "null"}}}'
+            for a in acks) + "]"
         async with self.pool.connection() as conn:
-            cur = await conn.execute(q("ack_jobs"), {
-                "ids": [a.lease.job_id for a in acks], "tokens": [a.lease.token for a in acks],
-                "results": [a.result_json for a in acks]})
+            cur = await conn.execute(q("ack_jobs"), {"acks": acks_json})
             return {row[0] for row in await cur.fetchall()}
 
     async def nack_many(self, nacks: Sequence[NackItem]) -> dict[uuid.UUID, NackOutcome]:
@@ -179,11 +181,8 @@ class Store:
         if not nacks:
             return {}
         async with self.pool.connection() as conn:
-            cur = await conn.execute(q("nack_jobs"), {
-                "ids": [n.lease.job_id for n in nacks], "tokens": [n.lease.token for n in nacks],
-                "errors": [n.error for n in nacks],
-                "retry_afters": [n.retry_after for n in nacks],
-                "permanents": [n.permanent for n in nacks], "backoff_base": self.backoff_base})
+            cur = await conn.execute(q("nack_jobs"), {"nacks": _nacks_json(nacks),
+                                                      "backoff_base": self.backoff_base})
             return {row[0]: NackOutcome(status=row[1], run_at=row[2])
                     for row in await cur.fetchall()}
 
@@ -420,3 +419,13 @@ def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
         f'"m":{j.max_retries},"a":{"null" if j.run_at is None else dumps(j.run_at.isoformat())},'
         f'"k":{"null" if j.idempotency_key is None else dumps(j.idempotency_key)}}}'
         for i, j in zip(ids, jobs, strict=True)) + "]"
+
+
+def _nacks_json(nacks: Sequence[NackItem]) -> str:
+    """The nacks as the JSON array ``nack_jobs`` reads."""
+    dumps = json.dumps
+    return "[" + ",".join(
+        f'{{"i":"{n.lease.job_id.hex}","t":"{n.lease.token.hex}","e":{dumps(n.error)},'
+        f'"a":{"null" if n.retry_after is None else repr(float(n.retry_after))},'
+        f'"p":{"true" if n.permanent else "false"}}}'
+        for n in nacks) + "]"
