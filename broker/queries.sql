@@ -172,13 +172,22 @@ WHERE id = %(id)s AND status = 'DEAD'
 RETURNING *;
 
 -- name: delete_finished_jobs
--- Retention: remove COMPLETED and CANCELLED jobs older than the retention period, a batch at a time.
+-- Retention: remove COMPLETED and CANCELLED jobs older than the retention period, a batch at a
+-- time. Ids are time-ordered (UUIDv7: the first 48 bits are the creation time in ms), and a job
+-- finished before the cutoff was created before it, so the index range ends at the cutoff's
+-- smallest id: the sweep never reads the finished jobs still within retention, however many
+-- there are. (A broker whose clock runs ahead makes ids that look newer: its jobs are deleted
+-- that much later, never earlier.)
 DELETE FROM forge.jobs
 WHERE id = ANY(ARRAY(
         SELECT id FROM forge.jobs
         WHERE status IN ('COMPLETED', 'CANCELLED')
+          AND id < encode(substring(int8send((extract(epoch FROM now() - %(retention_seconds)s
+                                                      * interval '1 second') * 1000)::bigint)
+                                    FROM 3)
+                          || '\x00000000000000000000'::bytea, 'hex')::uuid
           AND updated_at < now() - %(retention_seconds)s * interval '1 second'
-        ORDER BY status, id
+        ORDER BY id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED));
 
