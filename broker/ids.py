@@ -6,6 +6,7 @@ import os
 import threading
 import time
 import uuid
+from typing import Any
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -40,11 +41,22 @@ def uuid7s(n: int) -> list[uuid.UUID]:
                 _last_ms += 1
                 _counter = 0
             rand_b = int.from_bytes(rand[8 * k:8 * k + 8], "big") & _RAND_MASK
-            out.append(uuid.UUID(int=(_last_ms & _MS_MASK) << 80 | _VERSION | _counter << 64
-                                 | _VARIANT | rand_b))
+            out.append(_uuid((_last_ms & _MS_MASK) << 80 | _VERSION | _counter << 64
+                             | _VARIANT | rand_b))
             _counter += 1
         _counter -= 1
     return out
+
+
+def _uuid(value: int, new: Any = object.__new__, set_: Any = object.__setattr__,
+          safe: uuid.SafeUUID = uuid.SafeUUID.unknown) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` for a value known to fit, at half the cost: the constructor's
+    argument checks are most of it, and a batch enqueue makes thousands of ids. (UUID keeps its
+    state in two slots, ``int`` and ``is_safe``, set here as its constructor sets them.)"""
+    u: uuid.UUID = new(uuid.UUID)
+    set_(u, "int", value)
+    set_(u, "is_safe", safe)
+    return u
 
 
 def parse_id(value: str) -> uuid.UUID | None:

@@ -6,10 +6,24 @@
 -- name: insert_jobs
 -- Insert a batch in one statement. The batch travels as one JSON array (one parameter): the
 -- broker writes it with a string join, where adapting seven parallel arrays cost more than
--- the INSERT itself. Ids are made by the caller so results map back to requests; rows whose
--- idempotency key is taken are skipped (the caller fetches those). Answers the statement's
--- now() (every new row's created_at, and its run_at when none or a past one was given), how
--- many rows went in, and the ids of the keyed rows that did.
+-- the INSERT itself. Ids are made by the caller so results map back to requests. Answers the
+-- statement's now() (every new row's created_at, and its run_at when none or a past one was
+-- given), how many rows went in, and the ids of the keyed rows that did (none here: this
+-- form is for batches without idempotency keys, and skips ON CONFLICT's speculative
+-- insertion, a sixth of the WAL records and a tenth or more of the time).
+WITH inserted AS (
+  INSERT INTO forge.jobs (id, type, payload, priority, max_retries, run_at, idempotency_key)
+  SELECT i, t, p, r, m, greatest(coalesce(a, now()), now()), k
+  FROM jsonb_to_recordset(%(jobs)s::text::jsonb)
+       AS t(i uuid, t text, p jsonb, r integer, m integer, a timestamptz, k text)
+  RETURNING id
+)
+SELECT now(), count(*), NULL::uuid[]
+FROM inserted;
+
+-- name: insert_keyed_jobs
+-- insert_jobs for a batch where some job has an idempotency key: rows whose key is taken are
+-- skipped (the caller fetches those) and the keyed rows that went in are named.
 WITH inserted AS (
   INSERT INTO forge.jobs (id, type, payload, priority, max_retries, run_at, idempotency_key)
   SELECT i, t, p, r, m, greatest(coalesce(a, now()), now()), k

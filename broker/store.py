@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import args_row, class_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from broker.errors import FailedPrecondition, ForgeError, NotFound
@@ -48,6 +50,11 @@ _STATUS_FIELD = {
 }
 
 
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Every pooled connection decodes jsonb (payloads of claimed jobs) with orjson."""
+    set_json_loads(orjson.loads, conn)
+
+
 class Store:
     """Async access to one Forge database through a bounded connection pool."""
 
@@ -63,6 +70,7 @@ class Store:
             open=False,
             # A caller waits this long for a connection, then gets UNAVAILABLE, never a hang.
             timeout=pool_timeout,
+            configure=_configure,
             kwargs={
                 "connect_timeout": max(1, int(pool_timeout)),
                 "autocommit": True,
@@ -97,7 +105,9 @@ class Store:
         """
         ids = uuid7s(len(jobs))
         async with self.pool.connection() as conn:
-            cur = await conn.execute(q("insert_jobs"), {"jobs": _jobs_json(ids, jobs)})
+            keyed = any(j.idempotency_key is not None for j in jobs)
+            cur = await conn.execute(q("insert_keyed_jobs" if keyed else "insert_jobs"),
+                                     {"jobs": _jobs_json(ids, jobs)})
             row = await cur.fetchone()
             assert row is not None  # an aggregate always answers one row
             now, count, keyed_ids = row

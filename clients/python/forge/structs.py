@@ -1,7 +1,8 @@
 """google.protobuf.Struct to plain Python, several times faster than json_format.MessageToDict.
 
 JSON numbers travel as doubles; whole ones (below 2**53) come back as ints, as they were sent.
-A Value with no kind set reads as None (JSON null).
+A Value with no kind set reads as None (JSON null). JSON has no NaN or Infinity: a number that
+is one raises ValueError.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ def _value(value: struct_pb2.Value) -> Any:
     kind = value.WhichOneof("kind")
     if kind == "number_value":
         n = value.number_value
-        return int(n) if n.is_integer() and abs(n) < 2**53 else n
+        if n.is_integer() and abs(n) < 2**53:
+            return int(n)
+        if n - n != 0.0:  # NaN or ±Infinity
+            raise ValueError(f"not a JSON number: {n}")
+        return n
     if kind == "string_value":
         return value.string_value
     if kind == "bool_value":
