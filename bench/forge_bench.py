@@ -57,9 +57,9 @@ class Params:
     """workerd processes in the drain."""
     concurrency: int = 100
     """Each workerd's --concurrency."""
-    prefetch: int = 100
-    """Each workerd's --prefetch (max_in_flight is concurrency + prefetch), as docs/operations.md
-    recommends for short jobs."""
+    prefetch: int = 900
+    """Each workerd's --prefetch (max_in_flight is concurrency + prefetch: 1,000, the broker's
+    default limit), as docs/operations.md recommends for many very short jobs."""
     timeout: float = 600.0
     # Forge-only scenarios (see docs/benchmarks.md).
     gateway_jobs: int = 5_000
