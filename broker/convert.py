@@ -17,21 +17,22 @@ _STATUS = {name: pb.Job.Status.Value(name)
            for name in ("PENDING", "PROCESSING", "COMPLETED", "DEAD", "CANCELLED")}
 
 
-_last: tuple[datetime, int, int] = (_EPOCH, 0, 0)
+_seen: dict[datetime, tuple[int, int]] = {}
 
 
 def set_ts(field: Timestamp, value: datetime) -> None:
     """Fill ``field`` from an aware datetime: integer arithmetic, a third of FromDatetime's cost
-    (this runs four times for every leased job). The last conversion is kept, because the rows
-    of one statement share their ``now()`` (a batch enqueued together: every created_at)."""
-    global _last
-    last, seconds, nanos = _last
-    if value is not last:
+    (this runs four times for every leased job). Conversions are remembered, because the rows
+    of a batch share their times: one claim's updated_at and lease_expires_at, one INSERT's
+    created_at and, usually, run_at."""
+    known = _seen.get(value)
+    if known is None:
         d = value - _EPOCH
-        seconds, nanos = d.days * 86400 + d.seconds, d.microseconds * 1000
-        _last = (value, seconds, nanos)
-    field.seconds = seconds
-    field.nanos = nanos
+        known = (d.days * 86400 + d.seconds, d.microseconds * 1000)
+        if len(_seen) >= 1024:
+            _seen.clear()
+        _seen[value] = known
+    field.seconds, field.nanos = known
 
 
 def ts(value: datetime) -> Timestamp:

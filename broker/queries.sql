@@ -93,22 +93,27 @@ UPDATE forge.jobs j
 SET status = 'PENDING', attempts = attempts - 1, worker_id = NULL,
     lease_token = NULL, lease_expires_at = NULL, updated_at = now()
 FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS l(id, token)
-WHERE j.id = l.id AND j.lease_token = l.token AND j.status = 'PROCESSING';
+WHERE j.id = l.id AND j.lease_token = l.token;
 
 -- name: ack_jobs
 -- Complete jobs, each only for the current holder of its lease (late acks before a rescue
 -- count). One statement for every ack the completer gathered, passed as one JSON array as in
 -- insert_jobs; refused ones are not returned.
+-- A lease token is set exactly while a job is PROCESSING (constraint jobs_lease_token_check),
+-- so matching it is the whole test, and the statements on leases name no status: given
+-- `status = 'PROCESSING'`, the planner, trusting statistics that see few such rows, would
+-- walk every PROCESSING entry of jobs_status_idx, dead ones of finished jobs included, on
+-- each call — an ack cost that grew with every job acked since the last vacuum.
 UPDATE forge.jobs j
 SET status = 'COMPLETED', result = a.r,
     lease_token = NULL, lease_expires_at = NULL, updated_at = now()
 FROM jsonb_to_recordset(%(acks)s::text::jsonb) AS a(i uuid, t uuid, r jsonb)
-WHERE j.id = a.i AND j.lease_token = a.t AND j.status = 'PROCESSING'
+WHERE j.id = a.i AND j.lease_token = a.t
 RETURNING j.id;
 
 -- name: nack_jobs
 -- Failed attempts: back to PENDING after a delay (retry_after, else the backoff), or DEAD when
--- permanent or out of retries. Same lease rule and batching as ack_jobs.
+-- permanent or out of retries. Same lease rule (the token alone) and batching as ack_jobs.
 UPDATE forge.jobs j
 SET status = CASE WHEN n.p OR j.attempts > j.max_retries THEN 'DEAD' ELSE 'PENDING' END,
     run_at = CASE WHEN n.p OR j.attempts > j.max_retries THEN j.run_at
@@ -118,7 +123,7 @@ SET status = CASE WHEN n.p OR j.attempts > j.max_retries THEN 'DEAD' ELSE 'PENDI
     lease_token = NULL, lease_expires_at = NULL, updated_at = now()
 FROM jsonb_to_recordset(%(nacks)s::text::jsonb)
      AS n(i uuid, t uuid, e text, a double precision, p boolean)
-WHERE j.id = n.i AND j.lease_token = n.t AND j.status = 'PROCESSING'
+WHERE j.id = n.i AND j.lease_token = n.t
 RETURNING j.id, j.status, j.run_at;
 
 -- name: job_statuses
@@ -126,11 +131,11 @@ RETURNING j.id, j.status, j.run_at;
 SELECT id, status FROM forge.jobs WHERE id = ANY(%(ids)s::uuid[]);
 
 -- name: extend_leases
--- Heartbeat: push the deadline of every lease still held.
+-- Heartbeat: push the deadline of every lease still held (the token alone: see ack_jobs).
 UPDATE forge.jobs j
 SET lease_expires_at = now() + %(lease_seconds)s * interval '1 second'
 FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS l(id, token)
-WHERE j.id = l.id AND j.lease_token = l.token AND j.status = 'PROCESSING'
+WHERE j.id = l.id AND j.lease_token = l.token
 RETURNING j.id, j.lease_expires_at;
 
 -- name: leases_still_held
@@ -139,8 +144,7 @@ RETURNING j.id, j.lease_expires_at;
 SELECT j.id
 FROM forge.jobs j
 JOIN unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS l(id, token)
-  ON j.id = l.id AND j.lease_token = l.token
-WHERE j.status = 'PROCESSING';
+  ON j.id = l.id AND j.lease_token = l.token;
 
 -- name: rescue_expired_leases
 -- Expired leases are failed attempts: retry with backoff, or DEAD. Safe with several brokers:

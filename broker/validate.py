@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from google.protobuf.struct_pb2 import Struct
@@ -16,6 +17,9 @@ from broker.ids import parse_id
 from broker.models import AckItem, Lease, NackItem, NewJob
 from forge import structs
 from forge.v1 import broker_pb2 as pb
+
+Req = TypeVar("Req")
+Item = TypeVar("Item")
 
 TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 MAX_PAYLOAD_BYTES = 1 << 20
@@ -170,16 +174,32 @@ def settle(req: pb.SettleRequest) -> tuple[list[AckItem], list[NackItem]]:
     if not 1 <= total <= MAX_BATCH:
         raise InvalidArgument("acks", f"acks and nacks must hold 1 to {MAX_BATCH} items in all, "
                                       f"got {total}")
-    acks = [ack(a, f"acks[{i}].") for i, a in enumerate(req.acks)]
-    nacks = [nack(n, f"nacks[{i}].") for i, n in enumerate(req.nacks)]
-    seen: set[uuid.UUID] = set()
-    named = [(f"acks[{i}].job_id", a.lease.job_id) for i, a in enumerate(acks)]
-    named += [(f"nacks[{i}].job_id", n.lease.job_id) for i, n in enumerate(nacks)]
-    for field, job in named:
-        if job in seen:
-            raise InvalidArgument(field, f"job {job} appears more than once")
-        seen.add(job)
+    # Field names ("acks[3].job_id") are spelled out only for an error, not for each of the
+    # hundreds of items a Settle carries.
+    acks = _items("acks", req.acks, ack)
+    nacks = _items("nacks", req.nacks, nack)
+    if len({i.lease.job_id for i in acks} | {i.lease.job_id for i in nacks}) < total:
+        seen: set[uuid.UUID] = set()
+        named = [(f"acks[{i}].job_id", a.lease.job_id) for i, a in enumerate(acks)]
+        named += [(f"nacks[{i}].job_id", n.lease.job_id) for i, n in enumerate(nacks)]
+        for field, job in named:
+            if job in seen:
+                raise InvalidArgument(field, f"job {job} appears more than once")
+            seen.add(job)
     return acks, nacks
+
+
+def _items(name: str, reqs: Sequence[Req], check: Callable[[Req], Item]) -> list[Item]:
+    """``check`` each of ``reqs``; a refusal names the item (``acks[3].lease_token``)."""
+    out: list[Item] = []
+    for i, req in enumerate(reqs):
+        try:
+            out.append(check(req))
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{name}[{i}].{exc.field}", exc.problem) from None
+    return out
+
+
 def job_status(field: str, value: pb.Job.Status.ValueType) -> str | None:
     """A Job.Status filter: None for unspecified; a number the enum does not name is refused."""
     if value == pb.Job.STATUS_UNSPECIFIED:

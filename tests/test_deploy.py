@@ -126,11 +126,12 @@ def test_keda_query_counts_runnable_pending_jobs_in_a_migrated_database(dsn: str
         plan = conn.execute(f"EXPLAIN {query}").fetchall()
         assert plan
         conn.execute(
-            "INSERT INTO forge.jobs (type, status, run_at) VALUES"
-            " ('a', 'PENDING', now() - interval '1 minute'), ('a', 'PENDING', now()),"
-            " ('b', 'PENDING', now() - interval '1 hour'),"
-            " ('a', 'PENDING', now() + interval '1 hour'),"  # scheduled: not yet runnable
-            " ('a', 'COMPLETED', now()), ('a', 'DEAD', now()), ('a', 'PROCESSING', now())")
+            "INSERT INTO forge.jobs (type, status, run_at, lease_token) VALUES"
+            " ('a', 'PENDING', now() - interval '1 minute', NULL), ('a', 'PENDING', now(), NULL),"
+            " ('b', 'PENDING', now() - interval '1 hour', NULL),"
+            " ('a', 'PENDING', now() + interval '1 hour', NULL),"  # scheduled: not yet runnable
+            " ('a', 'COMPLETED', now(), NULL), ('a', 'DEAD', now(), NULL),"
+            " ('a', 'PROCESSING', now(), gen_random_uuid())")
         (count,) = conn.execute(query).fetchone() or (None,)
     assert count == 3
 

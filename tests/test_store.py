@@ -284,3 +284,14 @@ async def test_retention_sweep_reads_no_job_finished_within_retention(store: Sto
 
     assert read(plan) == 0
     assert await store.delete_finished(3600, 1000) == 0
+
+
+async def test_a_lease_token_is_held_exactly_while_a_job_is_processing(store: Store) -> None:
+    """The lease statements match the token alone; the table refuses a row that would fool them."""
+    await store.enqueue([job()])
+    [row] = await store.claim("w", [], 1, 30)
+    async with store.pool.connection() as conn:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await conn.execute("UPDATE forge.jobs SET status = 'COMPLETED' WHERE id = %s", (row.id,))
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await conn.execute("UPDATE forge.jobs SET lease_token = NULL WHERE id = %s", (row.id,))
