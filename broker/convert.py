@@ -82,6 +82,35 @@ def fill_job(msg: pb.Job, row: JobRow, payload: Struct | None = None) -> None:
         set_ts(msg.lease_expires_at, row.lease_expires_at)
 
 
+def enqueued(out: pb.EnqueueBatchResponse, sent: Sequence[pb.EnqueueRequest],
+             results: Sequence[tuple[JobRow, bool]]) -> None:
+    """One Job per request entry into ``out``. New jobs share their status, attempts and the
+    INSERT's times, so each starts as a copy of one template (a copy in C) and gets only its own
+    fields; a new job's payload is the one sent, copied as a message rather than rebuilt."""
+    template = pb.Job(status=pb.Job.PENDING)
+    now = next((row.created_at for row, created in results if created), None)
+    if now is not None:
+        set_ts(template.run_at, now)
+        set_ts(template.created_at, now)
+        set_ts(template.updated_at, now)
+    out.jobs.extend([template] * len(results))
+    for msg, req, (row, created) in zip(out.jobs, sent, results, strict=True):
+        if not created or row.created_at != now:
+            msg.Clear()
+            fill_job(msg, row)
+            continue
+        msg.id = str(row.id)
+        msg.type = row.type
+        msg.priority = row.priority
+        msg.max_retries = row.max_retries
+        if row.idempotency_key:
+            msg.idempotency_key = row.idempotency_key
+        if req.HasField("payload"):
+            msg.payload.CopyFrom(req.payload)
+        if row.run_at != now:
+            set_ts(msg.run_at, row.run_at)
+
+
 def lease_response(rows: Sequence[JobRow]) -> pb.LeaseResponse:
     """Leased rows as one LeaseResponse, each job with the token of its lease."""
     resp = pb.LeaseResponse()

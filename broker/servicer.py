@@ -114,10 +114,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         for type_, n in by_type.items():
             self.metrics.enqueued(type_, n)
         resp = pb.EnqueueBatchResponse(created=sum(1 for _, created in results if created))
-        for sent, (row, created) in zip(request.jobs, results, strict=True):
-            # A new job's payload is the one sent: copied as a message, not rebuilt from JSON.
-            convert.fill_job(resp.jobs.add(), row,
-                             payload=sent.payload if created and sent.HasField("payload") else None)
+        convert.enqueued(resp, request.jobs, results)
         return resp
 
     async def Lease(self, request: pb.LeaseRequest,

@@ -83,28 +83,29 @@ def timestamp(field: str, msg: Any) -> datetime:
     return dt
 
 
-def new_job(req: pb.EnqueueRequest, prefix: str = "") -> NewJob:
-    """Validate one EnqueueRequest; field names are prefixed (``jobs[3].``) inside a batch."""
-    check_type(f"{prefix}type", req.type)
+def new_job(req: pb.EnqueueRequest) -> NewJob:
+    """Validate one EnqueueRequest."""
+    check_type("type", req.type)
     priority = req.priority if req.HasField("priority") else 0
     if not -1000 <= priority <= 1000:
-        raise InvalidArgument(f"{prefix}priority", f"must be in [-1000, 1000], got {priority}")
+        raise InvalidArgument("priority", f"must be in [-1000, 1000], got {priority}")
     max_retries = req.max_retries if req.HasField("max_retries") else 3
     if not 0 <= max_retries <= 100:
-        raise InvalidArgument(f"{prefix}max_retries", f"must be in [0, 100], got {max_retries}")
-    payload, payload_json = (struct_payload(f"{prefix}payload", req.payload)
+        raise InvalidArgument("max_retries", f"must be in [0, 100], got {max_retries}")
+    payload, payload_json = (struct_payload("payload", req.payload)
                              if req.HasField("payload") else ({}, "{}"))
-    run_at = timestamp(f"{prefix}run_at", req.run_at) if req.HasField("run_at") else None
-    key = check_text(f"{prefix}idempotency_key", req.idempotency_key) or None
+    run_at = timestamp("run_at", req.run_at) if req.HasField("run_at") else None
+    key = check_text("idempotency_key", req.idempotency_key) or None
     if key is not None and len(key) > MAX_KEY_CHARS:
-        raise InvalidArgument(f"{prefix}idempotency_key", f"must be at most {MAX_KEY_CHARS} characters")
+        raise InvalidArgument("idempotency_key", f"must be at most {MAX_KEY_CHARS} characters")
     return NewJob(req.type, payload_json, priority, max_retries, run_at, key, payload)
 
 
 def new_jobs(req: pb.EnqueueBatchRequest) -> list[NewJob]:
+    """Validate every job of a batch; a refusal names the entry (``jobs[3].priority``)."""
     if not 1 <= len(req.jobs) <= MAX_BATCH:
         raise InvalidArgument("jobs", f"must hold 1 to {MAX_BATCH} jobs, got {len(req.jobs)}")
-    return [new_job(j, f"jobs[{i}].") for i, j in enumerate(req.jobs)]
+    return _items("jobs", req.jobs, new_job)
 
 
 def job_id(field: str, value: str) -> uuid.UUID:
