@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -38,12 +37,6 @@ def set_ts(field: Timestamp, value: datetime) -> None:
 def ts(value: datetime) -> Timestamp:
     out = Timestamp()
     set_ts(out, value)
-    return out
-
-
-def struct(value: dict[str, Any]) -> Struct:
-    out = Struct()
-    out.update(value)
     return out
 
 

@@ -17,11 +17,6 @@ _VERSION = 0x7 << 76
 _VARIANT = 0b10 << 62
 
 
-def uuid7() -> uuid.UUID:
-    """A version-7 UUID; ids made by this process are strictly increasing."""
-    return uuid7s(1)[0]
-
-
 def uuid7s(n: int) -> list[uuid.UUID]:
     """``n`` fresh version-7 UUIDs, in increasing order (one lock and one read of the random
     source for the lot: a batch enqueue asks for thousands)."""
