@@ -3,7 +3,7 @@
 Callers hand in their items and wait. The first call to arrive is flushed at once, so an idle
 broker adds no delay; once a few flushes are running, calls that arrive wait for the next one,
 so under load one flush carries everything that came in meanwhile. The batch size follows the
-load, with no timer to tune.
+load; the one timer, an optional linger, only runs while calls keep coming.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from broker.models import JobRow, Snapshot
@@ -46,10 +45,9 @@ def job(row: JobRow) -> pb.Job:
     return msg
 
 
-def fill_job(msg: pb.Job, row: JobRow, payload: Struct | None = None) -> None:
+def fill_job(msg: pb.Job, row: JobRow) -> None:
     """Write ``row`` into ``msg`` in place: building sub-messages and passing them to a
-    constructor copies them, and this runs for every job leased. ``payload``, when given, is
-    copied instead of converting the row's (the same JSON object, already a message)."""
+    constructor copies them, and this runs for every job leased."""
     msg.id = str(row.id)
     msg.type = row.type
     msg.priority = row.priority
@@ -62,10 +60,7 @@ def fill_job(msg: pb.Job, row: JobRow, payload: Struct | None = None) -> None:
         msg.worker_id = row.worker_id
     if row.idempotency_key:
         msg.idempotency_key = row.idempotency_key
-    if payload is not None:
-        msg.payload.CopyFrom(payload)
-    else:
-        msg.payload.update(row.payload)
+    msg.payload.update(row.payload)
     set_ts(msg.run_at, row.run_at)
     set_ts(msg.created_at, row.created_at)
     set_ts(msg.updated_at, row.updated_at)

@@ -98,10 +98,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         [(row, created)] = await self.inserter.submit([validate.new_job(request)])
         if created:
             self.metrics.enqueued(row.type)
-        resp = pb.EnqueueResponse(created=created)
-        convert.fill_job(resp.job, row, payload=request.payload
-                         if created and request.HasField("payload") else None)
-        return resp
+        return pb.EnqueueResponse(job=convert.job(row), created=created)
 
     @unary
     async def EnqueueBatch(self, request: pb.EnqueueBatchRequest,
@@ -195,11 +192,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
     @unary
     async def Heartbeat(self, request: pb.HeartbeatRequest,
                         context: Ctx) -> pb.HeartbeatResponse:
-        if not 1 <= len(request.leases) <= validate.MAX_BATCH:
-            raise InvalidArgument("leases", f"must hold 1 to {validate.MAX_BATCH} leases")
-        leases = [validate.lease(f"leases[{i}].", le.job_id, le.lease_token)
-                  for i, le in enumerate(request.leases)]
-        deadline, lost = await self.store.extend(leases,
+        deadline, lost = await self.store.extend(validate.leases(request),
                                                  validate.lease_seconds(request.lease_seconds))
         self.dispatcher.settled(lost)
         self.metrics.forget(lost)

@@ -178,11 +178,8 @@ class Store:
         """Complete every job whose lease is current, in one statement; return the ids done."""
         if not acks:
             return set()
-        acks_json = "[" + ",".join(
-            f'{{"i":"{a.lease.job_id.hex}","t":"{a.lease.token.hex}","r":{a.result_json or "null"}}}'
-            for a in acks) + "]"
         async with self.pool.connection() as conn:
-            cur = await conn.execute(q("ack_jobs"), {"acks": acks_json})
+            cur = await conn.execute(q("ack_jobs"), {"acks": _acks_json(acks)})
             return {row[0] for row in await cur.fetchall()}
 
     async def nack_many(self, nacks: Sequence[NackItem]) -> dict[uuid.UUID, NackOutcome]:
@@ -429,6 +426,13 @@ def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
         f'"m":{j.max_retries},"a":{"null" if j.run_at is None else dumps(j.run_at.isoformat())},'
         f'"k":{"null" if j.idempotency_key is None else dumps(j.idempotency_key)}}}'
         for i, j in zip(ids, jobs, strict=True)) + "]"
+
+
+def _acks_json(acks: Sequence[AckItem]) -> str:
+    """The acks as the JSON array ``ack_jobs`` reads (results are already JSON text)."""
+    return "[" + ",".join(
+        f'{{"i":"{a.lease.job_id.hex}","t":"{a.lease.token.hex}","r":{a.result_json or "null"}}}'
+        for a in acks) + "]"
 
 
 def _nacks_json(nacks: Sequence[NackItem]) -> str:

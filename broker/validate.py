@@ -115,12 +115,19 @@ def job_id(field: str, value: str) -> uuid.UUID:
     return parsed
 
 
-def lease(prefix: str, job_id_value: str, token: str) -> Lease:
-    jid = job_id(f"{prefix}job_id", job_id_value)
-    tok = parse_id(token)
+def lease(ref: pb.LeaseRef | pb.AckRequest | pb.NackRequest) -> Lease:
+    """The job id and lease token of an ack, a nack or a heartbeat's lease."""
+    jid = job_id("job_id", ref.job_id)
+    tok = parse_id(ref.lease_token)
     if tok is None:
-        raise InvalidArgument(f"{prefix}lease_token", "is required" if not token else "malformed")
+        raise InvalidArgument("lease_token", "is required" if not ref.lease_token else "malformed")
     return Lease(job_id=jid, token=tok)
+
+
+def leases(req: pb.HeartbeatRequest) -> list[Lease]:
+    if not 1 <= len(req.leases) <= MAX_BATCH:
+        raise InvalidArgument("leases", f"must hold 1 to {MAX_BATCH} leases")
+    return _items("leases", req.leases, lease)
 
 
 MAX_IN_FLIGHT_DEFAULT = 8
@@ -150,23 +157,22 @@ def error_text(value: str) -> str:
     return value if len(value) <= MAX_ERROR_CHARS else value[: MAX_ERROR_CHARS - 15] + "... (truncated)"
 
 
-def retry_after(req: pb.NackRequest, prefix: str = "") -> float | None:
+def retry_after(req: pb.NackRequest) -> float | None:
     if not req.HasField("retry_after"):
         return None
     seconds = req.retry_after.seconds + req.retry_after.nanos / 1e9
     if not (0 <= seconds <= 366 * 86400) or math.isnan(seconds):
-        raise InvalidArgument(f"{prefix}retry_after", "must be between 0 and 366 days")
+        raise InvalidArgument("retry_after", "must be between 0 and 366 days")
     return seconds
 
 
-def ack(req: pb.AckRequest, prefix: str = "") -> AckItem:
-    result = struct_json(f"{prefix}result", req.result) if req.HasField("result") else None
-    return AckItem(lease(prefix, req.job_id, req.lease_token), result)
+def ack(req: pb.AckRequest) -> AckItem:
+    result = struct_json("result", req.result) if req.HasField("result") else None
+    return AckItem(lease(req), result)
 
 
-def nack(req: pb.NackRequest, prefix: str = "") -> NackItem:
-    return NackItem(lease(prefix, req.job_id, req.lease_token), error_text(req.error),
-                    retry_after(req, prefix), req.permanent)
+def nack(req: pb.NackRequest) -> NackItem:
+    return NackItem(lease(req), error_text(req.error), retry_after(req), req.permanent)
 
 
 def settle(req: pb.SettleRequest) -> tuple[list[AckItem], list[NackItem]]:
