@@ -6,9 +6,13 @@ import asyncio
 import contextlib
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from google.protobuf.struct_pb2 import Struct
+
+from forge import structs
+from forge.v1 import broker_pb2 as pb
 
 
 class Cancellation:
@@ -75,7 +79,6 @@ class Cancellation:
         return self.is_set()
 
 
-@dataclass
 class JobContext:
     """One attempt of one job, as a handler sees it.
 
@@ -85,16 +88,67 @@ class JobContext:
     give up: its result will not be recorded.
     """
 
-    id: str
-    type: str
-    payload: dict[str, Any]
-    attempts: int
-    max_retries: int
-    worker_id: str
-    timeout: float | None = None
-    deadline: datetime | None = None
-    cancelled: Cancellation = field(default_factory=Cancellation)
-    _started: float = field(default_factory=time.monotonic, init=False, repr=False)
+    # A plain class with slots, and the payload decoded on first read: a busy worker makes one
+    # per job, and many handlers never look at every part of it.
+    __slots__ = (
+        "_cancelled",
+        "_payload",
+        "_started",
+        "_struct",
+        "attempts",
+        "deadline",
+        "id",
+        "max_retries",
+        "timeout",
+        "type",
+        "worker_id",
+    )
+
+    def __init__(self, id: str, type: str, payload: dict[str, Any], attempts: int,
+                 max_retries: int, worker_id: str, timeout: float | None = None) -> None:
+        self.id = id
+        self.type = type
+        self.attempts = attempts
+        self.max_retries = max_retries
+        self.worker_id = worker_id
+        self.timeout = timeout
+        self.deadline: datetime | None = None
+        self._payload: dict[str, Any] | None = payload
+        self._struct: Struct | None = None
+        self._cancelled: Cancellation | None = None
+        self._started = time.monotonic()
+
+    @classmethod
+    def of(cls, job: pb.Job, worker_id: str, timeout: float | None) -> JobContext:
+        """The context of a leased job; its payload is converted when first read."""
+        ctx = cls(job.id, job.type, _UNREAD, job.attempts, job.max_retries, worker_id, timeout)
+        ctx._payload = None
+        ctx._struct = job.payload
+        return ctx
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        if self._payload is None:
+            assert self._struct is not None
+            self._payload = structs.to_python(self._struct)
+            self._struct = None
+        return self._payload
+
+    @property
+    def cancelled(self) -> Cancellation:
+        made = self._cancelled
+        if made is None:
+            # A sync handler's thread and the event loop may both ask first.
+            with Cancellation._LOCK:
+                if self._cancelled is None:
+                    self._cancelled = Cancellation()
+                made = self._cancelled
+        return made
+
+    def __repr__(self) -> str:
+        return (f"JobContext(id={self.id!r}, type={self.type!r}, attempts={self.attempts}, "
+                f"max_retries={self.max_retries}, worker_id={self.worker_id!r}, "
+                f"timeout={self.timeout!r})")
 
     def start_clock(self) -> None:
         """Fix ``deadline`` from ``timeout``, counting from now (called as the handler starts)."""
@@ -107,3 +161,6 @@ class JobContext:
         if self.timeout is None:
             return None
         return max(0.0, self.timeout - (time.monotonic() - self._started))
+
+
+_UNREAD: dict[str, Any] = {}

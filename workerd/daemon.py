@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Sequence
 
-from forge import structs
 from forge.v1 import broker_pb2 as pb
 from workerd.config import Config
 from workerd.context import JobContext
@@ -19,7 +18,7 @@ from workerd.lease import LeaseLoop
 from workerd.link import Link
 from workerd.metrics import WorkerMetrics
 from workerd.registry import Registry
-from workerd.runner import CANCEL_WAIT, Failed, Outcome, Runner, job_timeout
+from workerd.runner import CANCEL_WAIT, Failed, Outcome, Runner, Succeeded, job_timeout
 from workerd.settle import Settler
 
 log = logging.getLogger("workerd")
@@ -45,7 +44,10 @@ class Worker:
                               f"(registered: {', '.join(registry.names()) or 'none'})")
         self.inflight = InFlight()
         self.runner = Runner()
-        self._slots = asyncio.Semaphore(config.concurrency)
+        # Delivered jobs wait here for one of `concurrency` slot tasks: a task per slot rather
+        # than per job, so a job costs a queue entry instead of a task, a semaphore and a future.
+        self._ready: asyncio.Queue[Held] = asyncio.Queue()
+        self._slots: set[asyncio.Task[None]] = set()
         self._draining = False
         self.link: Link | None = None
         self.settler: Settler | None = None
@@ -58,10 +60,14 @@ class Worker:
         BrokerRejected if the broker refuses the Lease request."""
         cfg = self.config
         self.link = link = Link(cfg.broker, cfg.security)
-        self.settler = Settler(link)
+        self.settler = Settler(link, self._settled)
         request = pb.LeaseRequest(worker_id=cfg.worker_id, types=self.types,
                                   max_in_flight=cfg.concurrency + cfg.prefetch,
                                   lease_seconds=cfg.lease_seconds)
+        for i in range(cfg.concurrency):
+            slot = asyncio.create_task(self._slot(self.settler), name=f"slot-{i}")
+            slot.add_done_callback(_report_crash)
+            self._slots.add(slot)
         leasing = asyncio.create_task(LeaseLoop(link, request, self._accept).run(), name="lease")
         beats = Heartbeats(link, self.inflight, cfg.lease_seconds, self._lost)
         beating = asyncio.create_task(beats.run(), name="heartbeat")
@@ -76,6 +82,8 @@ class Worker:
             await self._drain(leasing, force)
         finally:
             stopping.cancel()
+            for slot in self._slots:
+                slot.cancel()  # not awaited: a handler that ignores cancellation is left behind
             for task in (leasing, beating):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -85,34 +93,39 @@ class Worker:
     # -- receiving and running -----------------------------------------------------------------
 
     def _accept(self, jobs: Sequence[pb.LeasedJob]) -> None:
-        """Take delivered jobs: each gets a task that waits for a free slot, then runs."""
-        now = time.monotonic()
+        """Take delivered jobs: each waits in the ready queue for a free slot."""
+        deadline = time.monotonic() + self.config.lease_seconds
+        worker_id = self.config.worker_id
+        get_handler, hold, ready = self.registry.get, self.inflight.add, self._ready.put_nowait
         for leased in jobs:
             job = leased.job
-            handler = self.registry.get(job.type)
-            payload = structs.to_python(job.payload)
-            ctx = JobContext(id=job.id, type=job.type, payload=payload, attempts=job.attempts,
-                             max_retries=job.max_retries, worker_id=self.config.worker_id,
-                             timeout=job_timeout(handler, payload) if handler else None)
-            held = Held(job=job, token=leased.lease_token, handler=handler, ctx=ctx,
-                        deadline=now + self.config.lease_seconds)
-            self.inflight.add(held)
-            held.task = asyncio.create_task(self._work(held), name=f"job-{job.id}")
-            held.task.add_done_callback(_report_crash)
-            log.debug("job %s (%s) leased, attempt %d", job.id, job.type, job.attempts)
+            handler = get_handler(job.type)
+            ctx = JobContext.of(job, worker_id,
+                                job_timeout(handler, job.payload) if handler else None)
+            held = Held(job, leased.lease_token, handler, ctx, deadline)
+            hold(held)
+            ready(held)
+        if log.isEnabledFor(logging.DEBUG):
+            for leased in jobs:
+                log.debug("job %s (%s) leased, attempt %d", leased.job.id, leased.job.type,
+                          leased.job.attempts)
 
-    async def _work(self, held: Held) -> None:
-        try:
-            async with self._slots:
-                if self._draining or held.lost:
-                    return  # the drain nacks it; a lost lease is simply forgotten
-                held.phase = Phase.RUNNING
-                outcome = await self._execute(held)
+    async def _slot(self, settler: Settler) -> None:
+        """One unit of concurrency: runs ready jobs one after another until the drain."""
+        ready = self._ready
+        while not self._draining:
+            held = await ready.get()
+            if held.lost:
+                continue  # already forgotten by _lost
+            held.phase = Phase.RUNNING
+            held.task = asyncio.current_task()
+            outcome = await self._execute(held)
             held.phase = Phase.SETTLING
-            await self._settle(held, outcome)
-        finally:
-            if not self._draining or held.phase is not Phase.QUEUED:
-                self.inflight.discard(held)
+            held.task = None
+            settler.submit(held, outcome)
+
+    def _settled(self, held: Held, recorded: bool) -> None:
+        self.inflight.discard(held)
 
     async def _execute(self, held: Held) -> Outcome:
         if held.handler is None:
@@ -125,19 +138,16 @@ class Worker:
             self.metrics.attempt(held.job.type, "interrupted", time.monotonic() - started)
             raise
         took = time.monotonic() - started
-        if isinstance(outcome, Failed):
+        if isinstance(outcome, Succeeded):
+            self.metrics.attempt(held.job.type, "completed", took)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("job %s (%s) done in %.3fs", held.job_id, held.job.type, took)
+        else:
             self.metrics.attempt(held.job.type, "failed_permanent" if outcome.permanent
                                  else "failed", took)
             log.info("job %s (%s) failed after %.3fs%s: %s", held.job_id, held.job.type, took,
                      " (permanent)" if outcome.permanent else "", outcome.error.splitlines()[0])
-        else:
-            self.metrics.attempt(held.job.type, "completed", took)
-            log.debug("job %s (%s) done in %.3fs", held.job_id, held.job.type, took)
         return outcome
-
-    async def _settle(self, held: Held, outcome: Outcome) -> None:
-        assert self.settler is not None
-        await self.settler.settle(held, outcome)
 
     def _lost(self, held: Held) -> None:
         """The broker says this lease is no longer ours: stop its handler, drop its result."""
@@ -147,53 +157,53 @@ class Worker:
         held.ctx.cancelled.set("lease lost (rescued, cancelled or finished elsewhere)")
         log.warning("job %s (%s): lease lost (rescued or cancelled); its handler is signalled "
                     "to stop and its result will be dropped", held.job_id, held.job.type)
-        if held.phase is Phase.QUEUED and held.task is not None:
-            held.task.cancel()
-            self.inflight.discard(held)
+        if held.phase is Phase.QUEUED:
+            self.inflight.discard(held)  # its slot will skip it
 
     # -- shutting down -------------------------------------------------------------------------
 
     async def _drain(self, leasing: asyncio.Task[None], force: asyncio.Event) -> None:
         cfg = self.config
+        settler = self.settler
+        assert settler is not None
         self._draining = True
         leasing.cancel()  # first, so nothing new arrives while the rest is settled
         with contextlib.suppress(asyncio.CancelledError):
             await leasing
-        queued = self.inflight.in_phase(Phase.QUEUED)
-        for held in queued:
-            assert held.task is not None
-            held.task.cancel()
+        queued: list[Held] = []
+        while not self._ready.empty():
+            held = self._ready.get_nowait()
+            if not held.lost:
+                queued.append(held)
         running = self.inflight.in_phase(Phase.RUNNING)
+        busy = {h.task for h in running if h.task is not None}
+        for slot in self._slots - busy:
+            slot.cancel()  # idle: waiting for a job that will not come
         log.info("draining: %d running get up to %gs to finish; %d not started are handed back",
                  len(running), cfg.grace, len(queued))
-        settling = [asyncio.create_task(self._settle(
-            h, Failed(f"not started: worker {cfg.worker_id} shutting down", retry_after=0)))
-            for h in queued if not h.lost]
+        for held in queued:
+            settler.submit(held, Failed(f"not started: worker {cfg.worker_id} shutting down",
+                                        retry_after=0))
 
-        await _wait_all([h.task for h in running if h.task is not None], cfg.grace, force)
+        await _wait_all(list(busy), cfg.grace, force)
         overdue = [h for h in running if h.phase is Phase.RUNNING]
         for held in overdue:
-            assert held.task is not None
             held.ctx.cancelled.set("worker shutting down")
-            held.task.cancel()
+            if held.task is not None:
+                held.task.cancel()
         if overdue:
             # A handler that swallows the cancellation is left behind, not waited for.
             await asyncio.wait([h.task for h in overdue if h.task is not None], timeout=CANCEL_WAIT)
             log.warning("grace of %gs over: %d jobs interrupted and handed back to retry at once",
                         cfg.grace, len(overdue))
-        settling += [asyncio.create_task(self._settle(
-            h, Failed(f"interrupted: worker {cfg.worker_id} shut down after a grace of {cfg.grace:g}s",
-                      retry_after=0)))
-            for h in overdue]
+        for held in overdue:
+            settler.submit(held, Failed(f"interrupted: worker {cfg.worker_id} shut down after a "
+                                        f"grace of {cfg.grace:g}s", retry_after=0))
         # Acks still being retried (the broker away) and the nacks above, within reason.
-        rest = settling + [h.task for h in self.inflight if h.task is not None and not h.task.done()]
-        if rest:
-            _, late = await asyncio.wait(rest, timeout=SETTLE_SECONDS)
-            if late:
-                log.warning("%d acks or nacks not delivered; those leases will expire and the "
-                            "broker will retry the jobs", len(late))
-                for task in late:
-                    task.cancel()
+        late = await settler.flush(SETTLE_SECONDS)
+        if late:
+            log.warning("%d acks or nacks not delivered; those leases will expire and the "
+                        "broker will retry the jobs", late)
         log.info("drained; exiting")
 
 

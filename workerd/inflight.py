@@ -19,10 +19,11 @@ class Phase(enum.Enum):
     SETTLING = "settling"  # its ack or nack is being sent
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Held:
     """One lease held by this worker. ``deadline`` is when the lease ends (monotonic clock)
-    unless a heartbeat extends it; ``lost`` is set once the broker says it is no longer ours."""
+    unless a heartbeat extends it; ``lost`` is set once the broker says it is no longer ours;
+    ``task`` is the slot running it, while it runs."""
 
     job: pb.Job
     token: str

@@ -47,12 +47,19 @@ class Failed:
 
 Outcome = Succeeded | Failed
 
+DONE = Succeeded(None)
+"""The outcome of a handler that returned nothing (most of them): one object for all."""
 
-def job_timeout(handler: Handler, payload: Mapping[str, Any]) -> float | None:
+
+def job_timeout(handler: Handler, payload: Struct) -> float | None:
     """The attempt's timeout: the payload's ``_timeout`` when it is a positive number, else the handler's."""
-    raw = payload.get(TIMEOUT_KEY)
-    if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0 and math.isfinite(raw):
-        return float(raw)
+    fields = payload.fields
+    if TIMEOUT_KEY in fields:
+        raw = fields[TIMEOUT_KEY]
+        if raw.WhichOneof("kind") == "number_value":
+            n = raw.number_value
+            if n > 0 and math.isfinite(n):
+                return n
     return handler.timeout
 
 
@@ -69,11 +76,9 @@ def describe(exc: BaseException) -> str:
     return text.rstrip()
 
 
-def as_result(value: object) -> Struct | None:
+def as_result(value: object) -> Struct:
     """A handler's return value as a job result: a mapping as it is, any other value under
     "value"; ValueError/TypeError when it is not JSON."""
-    if value is None:
-        return None
     result = Struct()
     fields: Mapping[str, Any] = value if isinstance(value, Mapping) else {"value": value}
     result.update(fields)
@@ -137,6 +142,8 @@ def classify(work: asyncio.Future[object]) -> Outcome:
 
 def success(value: object) -> Outcome:
     """A handler's return value as an ack, or a permanent failure when it is not JSON."""
+    if value is None:
+        return DONE
     try:
         return Succeeded(as_result(value))
     except (ValueError, TypeError, AttributeError) as bad:
