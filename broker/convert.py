@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from broker.models import JobRow, Snapshot
+from broker.models import JobRow, LeasedRow, Snapshot
 from forge.v1 import broker_pb2 as pb
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -99,13 +99,25 @@ def enqueued(out: pb.EnqueueBatchResponse, sent: Sequence[pb.EnqueueRequest],
             set_ts(msg.run_at, row.run_at)
 
 
-def lease_response(rows: Sequence[JobRow]) -> pb.LeaseResponse:
-    """Leased rows as one LeaseResponse, each job with the token of its lease."""
+def lease_response(rows: Sequence[JobRow] | Sequence[LeasedRow]) -> pb.LeaseResponse:
+    """Leased rows as one LeaseResponse, each job with the token of its lease; LeasedRows in
+    the lean view (JOB_VIEW_LEAN)."""
     resp = pb.LeaseResponse()
+    add = resp.jobs.add
+    processing = pb.Job.PROCESSING
     for row in rows:
-        leased = resp.jobs.add()
-        fill_job(leased.job, row)
-        leased.lease_token = str(row.lease_token)
+        if isinstance(row, LeasedRow):
+            leased = add(lease_token=str(row.lease_token), payload_json=row.payload_json)
+            job = leased.job
+            job.id = str(row.id)
+            job.type = row.type
+            job.priority = row.priority
+            job.attempts = row.attempts
+            job.max_retries = row.max_retries
+            job.status = processing
+        else:
+            leased = add(lease_token=str(row.lease_token))
+            fill_job(leased.job, row)
     return resp
 
 

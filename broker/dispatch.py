@@ -19,13 +19,16 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from broker.models import JobRow, Lease
+from broker.models import JobRow, Lease, LeasedRow
 from broker.store import Store
 
 log = logging.getLogger("forge.dispatch")
 
 CHANNEL = "forge_jobs"
 _DB_ERRORS = (psycopg.Error, PoolTimeout, OSError)
+
+Claimed = list[JobRow] | list[LeasedRow]
+"""One claim's rows for one stream, in the view the stream asked for."""
 
 
 @dataclass(eq=False)
@@ -41,13 +44,14 @@ class LeaseStream:
     # Jobs leased through this stream and not yet acked or nacked (job id -> lease token),
     # whether still in the outbox or already sent.
     in_flight: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
-    outbox: asyncio.Queue[list[JobRow] | None] = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[Claimed | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
+    lean: bool = False  # JOB_VIEW_LEAN: claimed as LeasedRow
 
     def capacity(self) -> int:
         return 0 if self.closed else self.max_in_flight - len(self.in_flight)
 
-    async def batches(self) -> AsyncIterator[list[JobRow]]:
+    async def batches(self) -> AsyncIterator[Claimed]:
         """Leased jobs as they arrive, until the stream is closed by the broker."""
         while True:
             rows = await self.outbox.get()
@@ -114,10 +118,10 @@ class Dispatcher:
         self._wake.set()
 
     async def open(self, worker_id: str, types: Sequence[str], max_in_flight: int,
-                   lease_seconds: int) -> LeaseStream:
+                   lease_seconds: int, *, lean: bool = False) -> LeaseStream:
         """Register a new stream (in memory and in forge.workers) and look for work for it."""
         stream = LeaseStream(worker_id=worker_id, types=tuple(sorted(set(types))),
-                             max_in_flight=max_in_flight, lease_seconds=lease_seconds)
+                             max_in_flight=max_in_flight, lease_seconds=lease_seconds, lean=lean)
         await self.store.register_stream(stream.stream_id, worker_id, self.broker_id,
                                          stream.types, max_in_flight)
         self._streams[stream.stream_id] = stream
@@ -205,7 +209,8 @@ class Dispatcher:
             want = stream.capacity()
             if want <= 0:
                 continue
-            rows = await self.store.claim(stream.worker_id, stream.types, want, stream.lease_seconds)
+            claim = self.store.claim_leases if stream.lean else self.store.claim
+            rows: Claimed = await claim(stream.worker_id, stream.types, want, stream.lease_seconds)
             if stream.closed:
                 await self.store.release([Lease(r.id, r.lease_token) for r in rows
                                           if r.lease_token is not None])

@@ -16,11 +16,12 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from broker.models import JobRow, Snapshot
+from broker.models import JobRow, LeasedRow, Snapshot
+from forge.tally import CounterTally, HistogramTally
 
 log = logging.getLogger("forge.metrics")
 
@@ -49,25 +50,25 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.jobs_enqueued = Counter(
+        # Tallies, not prometheus_client's Counter/Histogram: these count every job.
+        self.jobs_enqueued = CounterTally(
             "forge_jobs_enqueued", "Jobs created by Enqueue/EnqueueBatch on this broker "
-            "(idempotent repeats not counted).", ["type"], registry=r)
-        self.jobs_completed = Counter(
-            "forge_jobs_completed", "Acks recorded by this broker.", ["type"], registry=r)
-        self.jobs_failed = Counter(
+            "(idempotent repeats not counted).", ["type"], r)
+        self.jobs_completed = CounterTally(
+            "forge_jobs_completed", "Acks recorded by this broker.", ["type"], r)
+        self.jobs_failed = CounterTally(
             "forge_jobs_failed", "Failed attempts that will be retried: nacks received and "
-            "expired leases rescued by this broker.", ["type"], registry=r)
-        self.jobs_dead = Counter(
+            "expired leases rescued by this broker.", ["type"], r)
+        self.jobs_dead = CounterTally(
             "forge_jobs_dead", "Jobs sent to the dead-letter queue by this broker (permanent "
-            "nack, or retries spent on a nack or a rescue).", ["type"], registry=r)
-        self.queue_wait = Histogram(
+            "nack, or retries spent on a nack or a rescue).", ["type"], r)
+        self.queue_wait = HistogramTally(
             "forge_queue_wait_seconds", "From a job's run_at to its claim (database clock), "
-            "for jobs delivered on this broker's lease streams.", ["type"],
-            buckets=WAIT_BUCKETS, registry=r)
-        self.lease_duration = Histogram(
+            "for jobs delivered on this broker's lease streams.", ["type"], WAIT_BUCKETS, r)
+        self.lease_duration = HistogramTally(
             "forge_lease_duration_seconds", "From a job's delivery on this broker's lease "
             "stream to its ack or nack at this broker (rescues not included).", ["type"],
-            buckets=LEASE_BUCKETS, registry=r)
+            LEASE_BUCKETS, r)
         self.queue_depth = Gauge(
             "forge_queue_depth", "Jobs per type and status, from the database's counters "
             "(global: the same on every broker); pending is runnable now, scheduled waits "
@@ -81,34 +82,26 @@ class Metrics:
             "forge_worker_in_flight", "Jobs leased through this broker and not yet settled, per "
             "worker.", ["worker_id"], registry=r)
         self._held: dict[uuid.UUID, tuple[str, float]] = {}
-        # labels() takes a lock and builds a key on every call; these run for every job.
-        self._children: dict[tuple[int, str], Any] = {}
         self._depth_labels: set[tuple[str, str]] = set()
         self._age_labels: set[str] = set()
         self._worker_labels: set[str] = set()
 
     # -- events ------------------------------------------------------------------------------
 
-    def _child(self, metric: Any, type_: str) -> Any:
-        key = (id(metric), type_)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(type_)
-        return child
-
     def enqueued(self, type_: str, n: int = 1) -> None:
         if n > 0:
-            self._child(self.jobs_enqueued, type_).inc(n)
+            self.jobs_enqueued.inc((type_,), n)
 
     def claimed(self, type_: str, queue_wait_seconds: float) -> None:
-        self._child(self.queue_wait, type_).observe(max(0.0, queue_wait_seconds))
+        self.queue_wait.observe((type_,), max(0.0, queue_wait_seconds))
 
-    def delivered(self, rows: Sequence[JobRow]) -> None:
+    def delivered(self, rows: Sequence[JobRow] | Sequence[LeasedRow]) -> None:
         """Jobs sent down a lease stream: their queue wait, and their type for when they settle."""
         now = time.monotonic()
         for row in rows:
             # Both times are the database's: run_at, and updated_at which the claim set to now().
-            self.claimed(row.type, (row.updated_at - row.run_at).total_seconds())
+            self.claimed(row.type, row.waited if isinstance(row, LeasedRow)
+                         else (row.updated_at - row.run_at).total_seconds())
             self._held[row.id] = (row.type, now)
         while len(self._held) > MAX_REMEMBERED:
             del self._held[next(iter(self._held))]
@@ -116,9 +109,9 @@ class Metrics:
     def settled(self, type_: str, outcome: Outcome, lease_seconds: float | None = None) -> None:
         counter = {"completed": self.jobs_completed, "failed": self.jobs_failed,
                    "dead": self.jobs_dead}[outcome]
-        self._child(counter, type_).inc()
+        counter.inc((type_,))
         if lease_seconds is not None:
-            self._child(self.lease_duration, type_).observe(lease_seconds)
+            self.lease_duration.observe((type_,), lease_seconds)
 
     def settled_job(self, job_id: uuid.UUID, outcome: Outcome, *, by_worker: bool = True) -> None:
         """Count a settled job by id: typed if this broker delivered it, else ``(unknown)``.

@@ -31,6 +31,21 @@ class JobRow:
     idempotency_key: str | None
 
 
+@dataclass(slots=True)
+class LeasedRow:
+    """A job just leased, as much of it as a lean lease stream sends (JOB_VIEW_LEAN):
+    the payload as JSON text, and how long it waited since its run_at, in seconds."""
+
+    id: uuid.UUID
+    lease_token: uuid.UUID
+    type: str
+    payload_json: str
+    priority: int
+    attempts: int
+    max_retries: int
+    waited: float
+
+
 class NewJob(NamedTuple):
     """A validated job to enqueue. ``payload_json`` is already serialized and size-checked;
     ``payload`` is the same object as a dict, when the caller has it (else it is parsed)."""

@@ -42,7 +42,8 @@ SELECT * FROM forge.jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
 -- Lease up to %(limit)s runnable jobs to a worker, highest priority first, then oldest run_at.
 -- SKIP LOCKED lets concurrent claimers pass each other; the transaction-scoped advisory lock
 -- (taken only on rows already chosen) is the seed design's second guard, kept for any other
--- process that coordinates on the same keys.
+-- process that coordinates on the same keys. %(advisory_lock)s is true but in the benchmark
+-- that measures the lock's cost.
 UPDATE forge.jobs
 SET status = 'PROCESSING',
     attempts = attempts + 1,
@@ -58,14 +59,15 @@ WHERE id = ANY(ARRAY(
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED))
-  AND pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))
+  AND (NOT %(advisory_lock)s OR pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text)))
 -- The columns of broker.models.JobRow, in its order (rows are built positionally).
 RETURNING id, type, payload, priority, max_retries, attempts, status, run_at, created_at,
           updated_at, last_error, result, worker_id, lease_token, lease_expires_at,
           idempotency_key;
 
--- name: claim_jobs_without_advisory_lock
--- The same claim without the advisory lock; only the benchmark of the lock's cost uses it.
+-- name: claim_leases
+-- claim_jobs for a lease stream that asked for JOB_VIEW_LEAN: the same claim, returning only
+-- what that view sends, the payload as the text it is sent as, and the queue wait in seconds.
 UPDATE forge.jobs
 SET status = 'PROCESSING',
     attempts = attempts + 1,
@@ -81,10 +83,10 @@ WHERE id = ANY(ARRAY(
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED))
--- The columns of broker.models.JobRow, in its order (rows are built positionally).
-RETURNING id, type, payload, priority, max_retries, attempts, status, run_at, created_at,
-          updated_at, last_error, result, worker_id, lease_token, lease_expires_at,
-          idempotency_key;
+  AND (NOT %(advisory_lock)s OR pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text)))
+-- The columns of broker.models.LeasedRow, in its order.
+RETURNING id, lease_token, type, payload::text, priority, attempts, max_retries,
+          extract(epoch FROM now() - run_at)::float8;
 
 -- name: release_jobs
 -- Give back jobs leased to a stream that closed before they were sent: PENDING again, the

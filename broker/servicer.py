@@ -124,6 +124,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                 validate.check_type(f"types[{i}]", t)
             max_in_flight = validate.max_in_flight(request.max_in_flight, self.max_in_flight)
             lease_seconds = validate.lease_seconds(request.lease_seconds)
+            lean = validate.lean_view(request.job_view)
             if self.max_lease_streams and self._lease_streams >= self.max_lease_streams:
                 raise ResourceExhausted(
                     f"this broker already serves {self._lease_streams} lease streams, its limit "
@@ -131,7 +132,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             self._lease_streams += 1
             try:
                 stream = await self.dispatcher.open(request.worker_id, list(request.types),
-                                                    max_in_flight, lease_seconds)
+                                                    max_in_flight, lease_seconds, lean=lean)
             except BaseException:
                 self._lease_streams -= 1
                 raise

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -25,6 +25,7 @@ from broker.models import (
     AckItem,
     JobRow,
     Lease,
+    LeasedRow,
     NackItem,
     NackOutcome,
     NewJob,
@@ -35,6 +36,8 @@ from broker.models import (
 from broker.sql import q
 
 log = logging.getLogger("forge.store")
+
+R = TypeVar("R")
 
 # First key of the two-key advisory locks the broker takes (claims, maintenance); the second
 # key is the job's hash or a fixed number. Distinct from the migration lock.
@@ -155,16 +158,30 @@ class Store:
 
         Returned in priority order (higher first, then older run_at).
         """
-        name = "claim_jobs" if advisory_lock else "claim_jobs_without_advisory_lock"
-        params = {"worker_id": worker_id, "types": list(types), "limit": limit,
-                  "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE}
-        async with self.pool.connection() as conn:
-            # Binary rows (timestamps, jsonb, uuids decode for less), built positionally.
-            async with conn.cursor(row_factory=args_row(JobRow)) as cur:
-                await cur.execute(q(name), params, binary=True)
-                rows = await cur.fetchall()
+        rows = await self._claim("claim_jobs", JobRow, worker_id, types, limit, lease_seconds,
+                                 advisory_lock)
         rows.sort(key=lambda r: (-r.priority, r.run_at, r.id))
         return rows
+
+    async def claim_leases(self, worker_id: str, types: Sequence[str], limit: int,
+                           lease_seconds: int, *, advisory_lock: bool = True) -> list[LeasedRow]:
+        """``claim``, each job as the lean view of a lease stream sends it."""
+        rows = await self._claim("claim_leases", LeasedRow, worker_id, types, limit,
+                                 lease_seconds, advisory_lock)
+        rows.sort(key=lambda r: (-r.priority, -r.waited, r.id))
+        return rows
+
+    async def _claim(self, name: str, row: Callable[..., R], worker_id: str,
+                     types: Sequence[str], limit: int, lease_seconds: int,
+                     advisory_lock: bool) -> list[R]:
+        params = {"worker_id": worker_id, "types": list(types), "limit": limit,
+                  "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE,
+                  "advisory_lock": advisory_lock}
+        async with self.pool.connection() as conn:
+            # Binary rows (timestamps, jsonb, uuids decode for less), built positionally.
+            async with conn.cursor(row_factory=args_row(row)) as cur:
+                await cur.execute(q(name), params, binary=True)
+                return await cur.fetchall()
 
     async def release(self, leases: Sequence[Lease]) -> None:
         """Return leased-but-undelivered jobs to PENDING without counting the attempt."""

@@ -152,6 +152,13 @@ def lease_seconds(value: int) -> int:
     return value
 
 
+def lean_view(value: int) -> bool:
+    """A Lease request's job_view: True for JOB_VIEW_LEAN."""
+    if value not in (pb.LeaseRequest.JOB_VIEW_FULL, pb.LeaseRequest.JOB_VIEW_LEAN):
+        raise InvalidArgument("job_view", f"must be JOB_VIEW_FULL (0) or JOB_VIEW_LEAN (1), got {value}")
+    return value == pb.LeaseRequest.JOB_VIEW_LEAN
+
+
 def error_text(value: str) -> str:
     value = clean_text(value)
     return value if len(value) <= MAX_ERROR_CHARS else value[: MAX_ERROR_CHARS - 15] + "... (truncated)"

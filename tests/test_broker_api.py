@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -139,6 +140,34 @@ def test_lease_delivers_a_job_enqueued_while_the_stream_is_idle(stub: Stub) -> N
     assert got[0].jobs[0].job.status == pb.Job.PROCESSING
     assert got[0].jobs[0].lease_token
     assert waited < 1.0, "woken by NOTIFY, not by the 1 s poll"
+
+
+def test_lean_view_sends_the_payload_as_json_text_and_the_fields_a_worker_runs_on(
+        stub: Stub) -> None:
+    sent = payload(to="a@example.com", n=3, ratio=0.5, tags=["x", "é"], nested={"ok": True})
+    job = stub.Enqueue(pb.EnqueueRequest(type="lean", payload=sent, priority=7, max_retries=4),
+                       timeout=5).job
+    stream = stub.Lease(pb.LeaseRequest(worker_id="lean-w", types=["lean"], max_in_flight=1,
+                                        job_view=pb.LeaseRequest.JOB_VIEW_LEAN), timeout=10)
+    try:
+        leased = next(iter(stream)).jobs[0]
+    finally:
+        stream.cancel()
+    assert json.loads(leased.payload_json) == {"to": "a@example.com", "n": 3, "ratio": 0.5,
+                                               "tags": ["x", "é"], "nested": {"ok": True}}
+    got = leased.job
+    assert not got.HasField("payload") and not got.HasField("created_at")
+    assert (got.id, got.type, got.priority, got.attempts, got.max_retries, got.status) == (
+        job.id, "lean", 7, 1, 4, pb.Job.PROCESSING)
+    stub.Ack(pb.AckRequest(job_id=got.id, lease_token=leased.lease_token), timeout=5)
+    assert stub.GetJob(pb.GetJobRequest(id=job.id), timeout=5).status == pb.Job.COMPLETED
+
+
+def test_an_unknown_job_view_is_invalid_argument(stub: Stub) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Lease(pb.LeaseRequest(worker_id="w", job_view=7), timeout=5).next()  # type: ignore[arg-type]
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("job_view:")
 
 
 def test_scheduled_job_is_delivered_when_due(stub: Stub) -> None:

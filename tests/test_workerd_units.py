@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-from google.protobuf.struct_pb2 import Struct
 
 from tests.support import REPO, free_port
 from workerd import Fail, JobContext, Registry, Retry, handler
@@ -75,15 +74,9 @@ def test_registry_names_timeouts_and_conflicts() -> None:
 def test_payload_timeout_and_result_and_error_shapes() -> None:
     reg = Registry()
     h = reg.register("x", lambda job: None, timeout=5)
-    def payload(**fields: object) -> Struct:
-        struct = Struct()
-        struct.update(fields)
-        return struct
-
-    assert job_timeout(h, payload()) == 5
-    assert job_timeout(h, payload(_timeout=0.5)) == 0.5
-    assert job_timeout(h, payload(_timeout="soon")) == 5 and job_timeout(h, payload(_timeout=True)) == 5
-    assert job_timeout(h, payload(_timeout=-1)) == 5 and job_timeout(h, payload(_timeout=0)) == 5
+    assert job_timeout(h, {}) == 5
+    assert job_timeout(h, {"_timeout": 0.5}) == 0.5
+    assert job_timeout(h, {"_timeout": "soon"}) == 5 and job_timeout(h, {"_timeout": True}) == 5
     assert success(None) is DONE and isinstance(success({"a": 1}), Succeeded)
     result = as_result([1, "a"])
     assert result is not None and dict(result)["value"] is not None

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from google.protobuf.struct_pb2 import Struct
 
 from forge import structs
@@ -93,8 +94,8 @@ class JobContext:
     __slots__ = (
         "_cancelled",
         "_payload",
+        "_source",
         "_started",
-        "_struct",
         "attempts",
         "deadline",
         "id",
@@ -114,24 +115,40 @@ class JobContext:
         self.timeout = timeout
         self.deadline: datetime | None = None
         self._payload: dict[str, Any] | None = payload
-        self._struct: Struct | None = None
+        self._source: str | Struct | None = None  # the payload, not converted yet
         self._cancelled: Cancellation | None = None
         self._started = time.monotonic()
 
     @classmethod
-    def of(cls, job: pb.Job, worker_id: str, timeout: float | None) -> JobContext:
-        """The context of a leased job; its payload is converted when first read."""
-        ctx = cls(job.id, job.type, _UNREAD, job.attempts, job.max_retries, worker_id, timeout)
+    def of(cls, leased: pb.LeasedJob, worker_id: str) -> JobContext:
+        """The context of a leased job, without a timeout yet; its payload (JSON text in the
+        lean view, else a Struct) is converted when first read."""
+        job = leased.job
+        ctx = cls(job.id, job.type, _UNREAD, job.attempts, job.max_retries, worker_id)
         ctx._payload = None
-        ctx._struct = job.payload
+        ctx._source = leased.payload_json or job.payload
         return ctx
+
+    def may_have(self, key: str) -> bool:
+        """False only if the payload surely has no top-level ``key`` (checked without
+        converting it)."""
+        source = self._source
+        if source is None:
+            return key in self.payload
+        if isinstance(source, str):
+            return f'"{key}"' in source
+        return key in source.fields
 
     @property
     def payload(self) -> dict[str, Any]:
         if self._payload is None:
-            assert self._struct is not None
-            self._payload = structs.to_python(self._struct)
-            self._struct = None
+            source = self._source
+            if isinstance(source, str):
+                self._payload = orjson.loads(source)
+            else:
+                assert source is not None
+                self._payload = structs.to_python(source)
+            self._source = None
         return self._payload
 
     @property

@@ -18,7 +18,15 @@ from workerd.lease import LeaseLoop
 from workerd.link import Link
 from workerd.metrics import WorkerMetrics
 from workerd.registry import Registry
-from workerd.runner import CANCEL_WAIT, Failed, Outcome, Runner, Succeeded, job_timeout
+from workerd.runner import (
+    CANCEL_WAIT,
+    TIMEOUT_KEY,
+    Failed,
+    Outcome,
+    Runner,
+    Succeeded,
+    job_timeout,
+)
 from workerd.settle import Settler
 
 log = logging.getLogger("workerd")
@@ -63,7 +71,8 @@ class Worker:
         self.settler = Settler(link, self._settled)
         request = pb.LeaseRequest(worker_id=cfg.worker_id, types=self.types,
                                   max_in_flight=cfg.concurrency + cfg.prefetch,
-                                  lease_seconds=cfg.lease_seconds)
+                                  lease_seconds=cfg.lease_seconds,
+                                  job_view=pb.LeaseRequest.JOB_VIEW_LEAN)
         for i in range(cfg.concurrency):
             slot = asyncio.create_task(self._slot(self.settler), name=f"slot-{i}")
             slot.add_done_callback(_report_crash)
@@ -100,8 +109,10 @@ class Worker:
         for leased in jobs:
             job = leased.job
             handler = get_handler(job.type)
-            ctx = JobContext.of(job, worker_id,
-                                job_timeout(handler, job.payload) if handler else None)
+            ctx = JobContext.of(leased, worker_id)
+            if handler is not None:
+                ctx.timeout = (job_timeout(handler, ctx.payload) if ctx.may_have(TIMEOUT_KEY)
+                               else handler.timeout)
             held = Held(job, leased.lease_token, handler, ctx, deadline)
             hold(held)
             ready(held)

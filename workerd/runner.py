@@ -51,15 +51,11 @@ DONE = Succeeded(None)
 """The outcome of a handler that returned nothing (most of them): one object for all."""
 
 
-def job_timeout(handler: Handler, payload: Struct) -> float | None:
+def job_timeout(handler: Handler, payload: Mapping[str, Any]) -> float | None:
     """The attempt's timeout: the payload's ``_timeout`` when it is a positive number, else the handler's."""
-    fields = payload.fields
-    if TIMEOUT_KEY in fields:
-        raw = fields[TIMEOUT_KEY]
-        if raw.WhichOneof("kind") == "number_value":
-            n = raw.number_value
-            if n > 0 and math.isfinite(n):
-                return n
+    raw = payload.get(TIMEOUT_KEY)
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0 and math.isfinite(raw):
+        return float(raw)
     return handler.timeout
 
 
