@@ -27,6 +27,9 @@ log = logging.getLogger("forge.dispatch")
 CHANNEL = "forge_jobs"
 _DB_ERRORS = (psycopg.Error, PoolTimeout, OSError)
 
+CLAIMS_AT_ONCE = 2
+"""Most claims one broker runs at the same time (each holds a pooled connection)."""
+
 Claimed = list[JobRow] | list[LeasedRow]
 """One claim's rows for one stream, in the view the stream asked for."""
 
@@ -204,26 +207,37 @@ class Dispatcher:
             return
         self._rotation = (self._rotation + 1) % len(streams)
         streams = streams[self._rotation:] + streams[: self._rotation]
+        wanting = [(s, s.capacity()) for s in streams]
+        wanting = [(s, want) for s, want in wanting if want > 0]
         hungry: list[LeaseStream] = []
-        for stream in streams:
-            want = stream.capacity()
-            if want <= 0:
-                continue
-            claim = self.store.claim_leases if stream.lean else self.store.claim
-            rows: Claimed = await claim(stream.worker_id, stream.types, want, stream.lease_seconds)
-            if stream.closed:
-                await self.store.release([Lease(r.id, r.lease_token) for r in rows
-                                          if r.lease_token is not None])
-                continue
-            if rows:
-                for row in rows:
-                    assert row.lease_token is not None
-                    stream.in_flight[row.id] = row.lease_token
-                    self._by_job[row.id] = stream
-                stream.outbox.put_nowait(rows)
-            if len(rows) < want:
-                hungry.append(stream)
+        # Claims for different streams overlap, CLAIMS_AT_ONCE at a time: one stream's claim
+        # runs in the database while another's rows are being sent.
+        for i in range(0, len(wanting), CLAIMS_AT_ONCE):
+            group = wanting[i:i + CLAIMS_AT_ONCE]
+            filled = await asyncio.gather(*(self._fill(s, want) for s, want in group),
+                                          return_exceptions=True)
+            for (stream, _), full in zip(group, filled, strict=True):
+                if isinstance(full, BaseException):
+                    raise full
+                if not full:
+                    hungry.append(stream)
         await self._arm_timer(hungry)
+
+    async def _fill(self, stream: LeaseStream, want: int) -> bool:
+        """Claim up to ``want`` jobs for ``stream``; False if fewer were runnable."""
+        claim = self.store.claim_leases if stream.lean else self.store.claim
+        rows: Claimed = await claim(stream.worker_id, stream.types, want, stream.lease_seconds)
+        if stream.closed:
+            await self.store.release([Lease(r.id, r.lease_token) for r in rows
+                                      if r.lease_token is not None])
+            return True
+        if rows:
+            for row in rows:
+                assert row.lease_token is not None
+                stream.in_flight[row.id] = row.lease_token
+                self._by_job[row.id] = stream
+            stream.outbox.put_nowait(rows)
+        return len(rows) >= want
 
     async def _arm_timer(self, hungry: list[LeaseStream]) -> None:
         if not hungry:
