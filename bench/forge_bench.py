@@ -646,7 +646,8 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
         out["backlog"] = (f"{p.backlog_small:,} vs {p.backlog_large:,} PENDING rows (+ "
                           f"{p.backlog_completed:,} COMPLETED with the large one), inserted by SQL, "
                           "VACUUM ANALYZE")
-        out["lease"] = (f"median of {p.backlog_claims} claims of 100 by the broker's claim_leases statement (workerd's lean view), "
+        out["lease"] = (f"median of {p.backlog_claims} claims of 100 by the broker's claim_leases "
+                        "statement (workerd's lean view), "
                         f"after {p.backlog_warmup_claims} not counted")
         out["workerd"] = (f"{p.workers} processes × --concurrency {p.concurrency} "
                           f"--prefetch {p.prefetch}, draining {p.backlog_drain:,} jobs")

@@ -7,7 +7,6 @@ in that one statement, and one stale lease refuses only its own item.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 
 from broker.batcher import Batcher
@@ -20,13 +19,13 @@ MAX_FLUSH = 10_000
 
 AckResult = None | BaseException
 NackResult = NackOutcome | BaseException
-Why = dict[uuid.UUID, BaseException]
+Why = dict[str, BaseException]
 
 
 class Completer:
     """Batches acks and nacks into single statements; see the module docstring."""
 
-    def __init__(self, store: Store, on_settled: Callable[[Sequence[uuid.UUID]], None]) -> None:
+    def __init__(self, store: Store, on_settled: Callable[[Sequence[str]], None]) -> None:
         """``on_settled`` is told, once per flush, every job whose lease this flush ended or
         found already ended (not those a database error left undecided)."""
         self.store = store
@@ -78,7 +77,7 @@ class Completer:
             self.on_settled(ended)
         return out
 
-    async def _acks(self, acks: list[AckItem]) -> tuple[set[uuid.UUID], Why]:
+    async def _acks(self, acks: list[AckItem]) -> tuple[set[str], Why]:
         """The jobs completed, and why each other one was not."""
         if not acks:
             return set(), {}
@@ -89,7 +88,7 @@ class Completer:
             return set(), dict.fromkeys(ids, exc)
         return done, await self._refusals([j for j in ids if j not in done], "ack")
 
-    async def _nacks(self, nacks: list[NackItem]) -> tuple[dict[uuid.UUID, NackOutcome], Why]:
+    async def _nacks(self, nacks: list[NackItem]) -> tuple[dict[str, NackOutcome], Why]:
         """Where each failed job went, and why each other one was not recorded."""
         if not nacks:
             return {}, {}
@@ -100,7 +99,7 @@ class Completer:
             return {}, dict.fromkeys(ids, exc)
         return done, await self._refusals([j for j in ids if j not in done], "nack")
 
-    async def _refusals(self, job_ids: list[uuid.UUID], action: str) -> Why:
+    async def _refusals(self, job_ids: list[str], action: str) -> Why:
         """Why each of ``job_ids`` was refused; the database's error where it could not say."""
         if not job_ids:
             return {}

@@ -46,7 +46,7 @@ class LeaseStream:
     connected_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     # Jobs leased through this stream and not yet acked or nacked (job id -> lease token),
     # whether still in the outbox or already sent.
-    in_flight: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+    in_flight: dict[str, str] = field(default_factory=dict)
     outbox: asyncio.Queue[Claimed | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
     lean: bool = False  # JOB_VIEW_LEAN: claimed as LeasedRow
@@ -69,7 +69,7 @@ class LeaseStream:
             rows = self.outbox.get_nowait()
             for row in rows or []:
                 if row.lease_token is not None:
-                    out.append(Lease(row.id, row.lease_token))
+                    out.append(Lease(str(row.id), str(row.lease_token)))
         return out
 
 
@@ -81,7 +81,7 @@ class Dispatcher:
         self.broker_id = broker_id
         self.poll_seconds = poll_seconds
         self._streams: dict[uuid.UUID, LeaseStream] = {}
-        self._by_job: dict[uuid.UUID, LeaseStream] = {}
+        self._by_job: dict[str, LeaseStream] = {}  # by job id (canonical text)
         self._wake = asyncio.Event()
         self._next_at: float | None = None  # loop time of the next scheduled run_at
         self._tasks: list[asyncio.Task[None]] = []
@@ -151,7 +151,7 @@ class Dispatcher:
             log.warning("could not release %d jobs of closed stream: %s", len(unsent), exc)
         log.info("worker %s closed its lease stream (%d released)", stream.worker_id, len(unsent))
 
-    def settled(self, job_ids: Sequence[uuid.UUID]) -> None:
+    def settled(self, job_ids: Sequence[str]) -> None:
         """These jobs are no longer held (acked, nacked, rescued, cancelled): free capacity."""
         freed = False
         for job_id in job_ids:
@@ -228,14 +228,18 @@ class Dispatcher:
         claim = self.store.claim_leases if stream.lean else self.store.claim
         rows: Claimed = await claim(stream.worker_id, stream.types, want, stream.lease_seconds)
         if stream.closed:
-            await self.store.release([Lease(r.id, r.lease_token) for r in rows
+            await self.store.release([Lease(str(r.id), str(r.lease_token)) for r in rows
                                       if r.lease_token is not None])
             return True
         if rows:
+            in_flight, by_job = stream.in_flight, self._by_job
             for row in rows:
-                assert row.lease_token is not None
-                stream.in_flight[row.id] = row.lease_token
-                self._by_job[row.id] = stream
+                if isinstance(row, LeasedRow):
+                    job_id, token = row.id, row.lease_token
+                else:
+                    job_id, token = str(row.id), str(row.lease_token)
+                in_flight[job_id] = token
+                by_job[job_id] = stream
             stream.outbox.put_nowait(rows)
         return len(rows) >= want
 

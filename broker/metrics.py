@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Literal
 
@@ -81,7 +80,7 @@ class Metrics:
         self.worker_in_flight = Gauge(
             "forge_worker_in_flight", "Jobs leased through this broker and not yet settled, per "
             "worker.", ["worker_id"], registry=r)
-        self._held: dict[uuid.UUID, tuple[str, float]] = {}
+        self._held: dict[str, tuple[str, float]] = {}  # by job id (canonical text)
         self._depth_labels: set[tuple[str, str]] = set()
         self._age_labels: set[str] = set()
         self._worker_labels: set[str] = set()
@@ -102,7 +101,7 @@ class Metrics:
             # Both times are the database's: run_at, and updated_at which the claim set to now().
             self.claimed(row.type, row.waited if isinstance(row, LeasedRow)
                          else (row.updated_at - row.run_at).total_seconds())
-            self._held[row.id] = (row.type, now)
+            self._held[row.id if isinstance(row, LeasedRow) else str(row.id)] = (row.type, now)
         while len(self._held) > MAX_REMEMBERED:
             del self._held[next(iter(self._held))]
 
@@ -113,7 +112,7 @@ class Metrics:
         if lease_seconds is not None:
             self.lease_duration.observe((type_,), lease_seconds)
 
-    def settled_job(self, job_id: uuid.UUID, outcome: Outcome, *, by_worker: bool = True) -> None:
+    def settled_job(self, job_id: str, outcome: Outcome, *, by_worker: bool = True) -> None:
         """Count a settled job by id: typed if this broker delivered it, else ``(unknown)``.
         ``by_worker``: an ack or nack (its lease duration is observed), not a rescue."""
         held = self._held.pop(job_id, None)
@@ -123,7 +122,7 @@ class Metrics:
         type_, since = held
         self.settled(type_, outcome, time.monotonic() - since if by_worker else None)
 
-    def forget(self, job_ids: Iterable[uuid.UUID]) -> None:
+    def forget(self, job_ids: Iterable[str]) -> None:
         """These jobs left their lease without an outcome to count (cancelled, lost)."""
         for job_id in job_ids:
             self._held.pop(job_id, None)

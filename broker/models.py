@@ -36,8 +36,8 @@ class LeasedRow:
     """A job just leased, as much of it as a lean lease stream sends (JOB_VIEW_LEAN):
     the payload as JSON text, and how long it waited since its run_at, in seconds."""
 
-    id: uuid.UUID
-    lease_token: uuid.UUID
+    id: str
+    lease_token: str
     type: str
     payload_json: str
     priority: int
@@ -60,10 +60,12 @@ class NewJob(NamedTuple):
 
 
 class Lease(NamedTuple):
-    """A job id and the token of the lease on it. (Tuples: built for every ack and nack.)"""
+    """A job id and the token of the lease on it, as canonical UUID text (lowercase, with
+    hyphens: ``broker.ids.canonical``). Tuples of strings: built for every ack and nack, and
+    the ids of jobs in flight are compared and hashed as text, never parsed into UUIDs."""
 
-    job_id: uuid.UUID
-    token: uuid.UUID
+    job_id: str
+    token: str
 
 
 class AckItem(NamedTuple):

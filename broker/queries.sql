@@ -85,7 +85,7 @@ WHERE id = ANY(ARRAY(
         FOR UPDATE SKIP LOCKED))
   AND (NOT %(advisory_lock)s OR pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text)))
 -- The columns of broker.models.LeasedRow, in its order.
-RETURNING id, lease_token, type, payload::text, priority, attempts, max_retries,
+RETURNING id::text, lease_token::text, type, payload::text, priority, attempts, max_retries,
           extract(epoch FROM now() - run_at)::float8;
 
 -- name: release_jobs
@@ -111,7 +111,7 @@ SET status = 'COMPLETED', result = a.r,
     lease_token = NULL, lease_expires_at = NULL, updated_at = now()
 FROM jsonb_to_recordset(%(acks)s::text::jsonb) AS a(i uuid, t uuid, r jsonb)
 WHERE j.id = a.i AND j.lease_token = a.t
-RETURNING j.id;
+RETURNING j.id::text;
 
 -- name: nack_jobs
 -- Failed attempts: back to PENDING after a delay (retry_after, else the backoff), or DEAD when
@@ -126,11 +126,11 @@ SET status = CASE WHEN n.p OR j.attempts > j.max_retries THEN 'DEAD' ELSE 'PENDI
 FROM jsonb_to_recordset(%(nacks)s::text::jsonb)
      AS n(i uuid, t uuid, e text, a double precision, p boolean)
 WHERE j.id = n.i AND j.lease_token = n.t
-RETURNING j.id, j.status, j.run_at;
+RETURNING j.id::text, j.status, j.run_at;
 
 -- name: job_statuses
 -- Why acks or nacks were refused: the job is gone, or in which status it is now.
-SELECT id, status FROM forge.jobs WHERE id = ANY(%(ids)s::uuid[]);
+SELECT id::text, status FROM forge.jobs WHERE id = ANY(%(ids)s::uuid[]);
 
 -- name: extend_leases
 -- Heartbeat: push the deadline of every lease still held (the token alone: see ack_jobs).
@@ -138,12 +138,12 @@ UPDATE forge.jobs j
 SET lease_expires_at = now() + %(lease_seconds)s * interval '1 second'
 FROM unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS l(id, token)
 WHERE j.id = l.id AND j.lease_token = l.token
-RETURNING j.id, j.lease_expires_at;
+RETURNING j.id::text, j.lease_expires_at;
 
 -- name: leases_still_held
 -- Which of these leases are still current (a stream's in-flight set, reconciled with acks
 -- that reached another broker).
-SELECT j.id
+SELECT j.id::text
 FROM forge.jobs j
 JOIN unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS l(id, token)
   ON j.id = l.id AND j.lease_token = l.token;
@@ -164,7 +164,7 @@ WHERE id = ANY(ARRAY(
         ORDER BY lease_expires_at
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED))
-RETURNING id, status;
+RETURNING id::text, status;
 
 -- name: get_job
 SELECT * FROM forge.jobs WHERE id = %(id)s;

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -174,7 +173,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             self._settle_result(resp.nacks.add(), nreq.job_id, nitem.lease.job_id, nresult)
         return resp
 
-    def _settle_result(self, out: pb.SettleResult, sent_id: str, job_id: uuid.UUID,
+    def _settle_result(self, out: pb.SettleResult, sent_id: str, job_id: str,
                        result: NackOutcome | BaseException | None) -> None:
         """Fill one item's answer in place; ``sent_id`` is the id as the caller spelled it."""
         out.job_id = sent_id
@@ -222,8 +221,8 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         job_id = validate.job_id("id", request.id)
         reason = validate.error_text(f"cancelled: {request.reason}") if request.reason else None
         row = await self.store.cancel(job_id, reason)
-        self.dispatcher.settled([job_id])
-        self.metrics.forget([job_id])
+        self.dispatcher.settled([str(job_id)])
+        self.metrics.forget([str(job_id)])
         return convert.job(row)
 
     @unary

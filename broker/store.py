@@ -191,7 +191,7 @@ class Store:
             await conn.execute(q("release_jobs"), {
                 "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases]})
 
-    async def ack_many(self, acks: Sequence[AckItem]) -> set[uuid.UUID]:
+    async def ack_many(self, acks: Sequence[AckItem]) -> set[str]:
         """Complete every job whose lease is current, in one statement; return the ids done."""
         if not acks:
             return set()
@@ -199,7 +199,7 @@ class Store:
             cur = await conn.execute(q("ack_jobs"), {"acks": _acks_json(acks)})
             return {row[0] for row in await cur.fetchall()}
 
-    async def nack_many(self, nacks: Sequence[NackItem]) -> dict[uuid.UUID, NackOutcome]:
+    async def nack_many(self, nacks: Sequence[NackItem]) -> dict[str, NackOutcome]:
         """Record failed attempts in one statement; return where each job whose lease was
         current went (see the nack_jobs statement)."""
         if not nacks:
@@ -210,8 +210,8 @@ class Store:
             return {row[0]: NackOutcome(status=row[1], run_at=row[2])
                     for row in await cur.fetchall()}
 
-    async def refusals(self, job_ids: Sequence[uuid.UUID], action: str
-                       ) -> dict[uuid.UUID, ForgeError]:
+    async def refusals(self, job_ids: Sequence[str], action: str
+                       ) -> dict[str, ForgeError]:
         """Why an ack, nack or heartbeat on each of ``job_ids`` matched no row: NotFound, or
         FailedPrecondition naming the job's status now."""
         if not job_ids:
@@ -219,7 +219,7 @@ class Store:
         async with self.pool.connection() as conn:
             cur = await conn.execute(q("job_statuses"), {"ids": list(job_ids)})
             status = {row[0]: row[1] for row in await cur.fetchall()}
-        out: dict[uuid.UUID, ForgeError] = {}
+        out: dict[str, ForgeError] = {}
         for job_id in job_ids:
             if job_id not in status:
                 out[job_id] = NotFound(f"job {job_id} not found")
@@ -231,7 +231,7 @@ class Store:
         return out
 
     async def extend(self, leases: Sequence[Lease], lease_seconds: int
-                     ) -> tuple[datetime | None, list[uuid.UUID]]:
+                     ) -> tuple[datetime | None, list[str]]:
         """Extend every lease still held; return the new deadline and the ids of lost leases."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(q("extend_leases"), {
@@ -242,7 +242,7 @@ class Store:
         deadline = max((row[1] for row in rows), default=None)
         return deadline, [le.job_id for le in leases if le.job_id not in held]
 
-    async def still_held(self, leases: Sequence[Lease]) -> set[uuid.UUID]:
+    async def still_held(self, leases: Sequence[Lease]) -> set[str]:
         """The subset of ``leases`` that are still the current lease of a PROCESSING job."""
         if not leases:
             return set()
@@ -251,7 +251,7 @@ class Store:
                 "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases]})
             return {row[0] for row in await cur.fetchall()}
 
-    async def rescue_expired(self, limit: int = 1000) -> list[tuple[uuid.UUID, str]]:
+    async def rescue_expired(self, limit: int = 1000) -> list[tuple[str, str]]:
         """Turn up to ``limit`` expired leases into failed attempts; return (id, new status)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(q("rescue_expired_leases"), {
@@ -448,7 +448,7 @@ def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
 def _acks_json(acks: Sequence[AckItem]) -> str:
     """The acks as the JSON array ``ack_jobs`` reads (results are already JSON text)."""
     return "[" + ",".join(
-        f'{{"i":"{a.lease.job_id.hex}","t":"{a.lease.token.hex}","r":{a.result_json or "null"}}}'
+        f'{{"i":"{a.lease.job_id}","t":"{a.lease.token}","r":{a.result_json or "null"}}}'
         for a in acks) + "]"
 
 
@@ -456,7 +456,7 @@ def _nacks_json(nacks: Sequence[NackItem]) -> str:
     """The nacks as the JSON array ``nack_jobs`` reads."""
     dumps = json.dumps
     return "[" + ",".join(
-        f'{{"i":"{n.lease.job_id.hex}","t":"{n.lease.token.hex}","e":{dumps(n.error)},'
+        f'{{"i":"{n.lease.job_id}","t":"{n.lease.token}","e":{dumps(n.error)},'
         f'"a":{"null" if n.retry_after is None else repr(float(n.retry_after))},'
         f'"p":{"true" if n.permanent else "false"}}}'
         for n in nacks) + "]"

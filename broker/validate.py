@@ -13,7 +13,7 @@ import orjson
 from google.protobuf.struct_pb2 import Struct
 
 from broker.errors import InvalidArgument
-from broker.ids import parse_id
+from broker.ids import canonical, parse_id
 from broker.models import AckItem, Lease, NackItem, NewJob
 from forge import structs
 from forge.v1 import broker_pb2 as pb
@@ -117,11 +117,14 @@ def job_id(field: str, value: str) -> uuid.UUID:
 
 def lease(ref: pb.LeaseRef | pb.AckRequest | pb.NackRequest) -> Lease:
     """The job id and lease token of an ack, a nack or a heartbeat's lease."""
-    jid = job_id("job_id", ref.job_id)
-    tok = parse_id(ref.lease_token)
+    jid = canonical(ref.job_id)
+    if jid is None:
+        raise InvalidArgument("job_id", "is required" if not ref.job_id
+                              else f"not a valid job id: {ref.job_id!r}")
+    tok = canonical(ref.lease_token)
     if tok is None:
         raise InvalidArgument("lease_token", "is required" if not ref.lease_token else "malformed")
-    return Lease(job_id=jid, token=tok)
+    return Lease(jid, tok)
 
 
 def leases(req: pb.HeartbeatRequest) -> list[Lease]:
@@ -193,7 +196,7 @@ def settle(req: pb.SettleRequest) -> tuple[list[AckItem], list[NackItem]]:
     acks = _items("acks", req.acks, ack)
     nacks = _items("nacks", req.nacks, nack)
     if len({i.lease.job_id for i in acks} | {i.lease.job_id for i in nacks}) < total:
-        seen: set[uuid.UUID] = set()
+        seen: set[str] = set()
         named = [(f"acks[{i}].job_id", a.lease.job_id) for i, a in enumerate(acks)]
         named += [(f"nacks[{i}].job_id", n.lease.job_id) for i, n in enumerate(nacks)]
         for field, job in named:

@@ -286,6 +286,10 @@ def test_settle_judges_each_item_on_its_own(stub: Stub) -> None:
     (pb.SettleRequest(acks=[pb.AckRequest(job_id=str(SAME), lease_token=str(uuid.uuid4()))],
                       nacks=[pb.NackRequest(job_id=str(SAME), lease_token=str(uuid.uuid4()))]),
      "nacks[0].job_id"),
+    # The same job spelled two ways is still the same job.
+    (pb.SettleRequest(acks=[pb.AckRequest(job_id=str(SAME), lease_token=str(uuid.uuid4())),
+                            pb.AckRequest(job_id=str(SAME).upper(), lease_token=str(uuid.uuid4()))]),
+     "acks[1].job_id"),
 ])
 def test_malformed_settle_is_invalid_argument_naming_the_item(
         stub: Stub, request_: pb.SettleRequest, field: str) -> None:
@@ -293,6 +297,17 @@ def test_malformed_settle_is_invalid_argument_naming_the_item(
         stub.Settle(request_, timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith(field)
+
+
+def test_ids_in_any_uuid_spelling_reach_their_lease(stub: Stub) -> None:
+    stub.Enqueue(pb.EnqueueRequest(type="spelling"), timeout=5)
+    leased = lease_one(stub, types=["spelling"])
+    odd_id = "{" + leased.job.id.upper() + "}"
+    odd_token = leased.lease_token.replace("-", "")
+    resp = stub.Settle(pb.SettleRequest(acks=[pb.AckRequest(job_id=odd_id, lease_token=odd_token)]),
+                       timeout=5)
+    assert resp.acks[0].code == 0 and resp.acks[0].job_id == odd_id
+    assert stub.GetJob(pb.GetJobRequest(id=leased.job.id), timeout=5).status == pb.Job.COMPLETED
 
 
 def test_concurrent_acks_each_get_their_own_answer(stub: Stub) -> None:

@@ -13,9 +13,14 @@ import pytest
 
 from broker.completer import Completer
 from broker.errors import FailedPrecondition, NotFound
-from broker.models import AckItem, Lease, NackItem, NewJob
+from broker.models import AckItem, JobRow, Lease, NackItem, NewJob
 from broker.sql import q
 from broker.store import Store
+
+
+def lease_of(row: JobRow) -> Lease:
+    """The lease a claimed row holds, as the broker's acks name it."""
+    return Lease(str(row.id), str(row.lease_token))
 
 
 def job(type: str = "email", **kw: object) -> NewJob:
@@ -106,7 +111,7 @@ async def test_nack_schedules_backoff_then_dead_after_max_retries(store: Store, 
         assert leased.lease_token is not None
         before = datetime.now(UTC)
         out = await completer.nack(
-            NackItem(Lease(leased.id, leased.lease_token), f"boom {attempt}", None, False))
+            NackItem(lease_of(leased), f"boom {attempt}", None, False))
         assert out.status == "PENDING"
         delay = (out.run_at - before).total_seconds()
         nominal = 0.2 * 2 ** (attempt - 1)
@@ -115,7 +120,7 @@ async def test_nack_schedules_backoff_then_dead_after_max_retries(store: Store, 
     [leased] = await store.claim("w", [], 1, 30)
     assert leased.attempts == 3
     assert leased.lease_token is not None
-    out = await completer.nack(NackItem(Lease(leased.id, leased.lease_token), "boom 3", None, False))
+    out = await completer.nack(NackItem(lease_of(leased), "boom 3", None, False))
     assert out.status == "DEAD"
     final = await store.get(row.id)
     assert final.status == "DEAD"
@@ -127,7 +132,7 @@ async def test_nack_retry_after_overrides_backoff(store: Store, completer: Compl
     [leased] = await store.claim("w", [], 1, 30)
     assert leased.lease_token is not None
     before = datetime.now(UTC)
-    out = await completer.nack(NackItem(Lease(leased.id, leased.lease_token), "later", 42.0, False))
+    out = await completer.nack(NackItem(lease_of(leased), "later", 42.0, False))
     assert out.status == "PENDING"
     assert 41.5 <= (out.run_at - before).total_seconds() <= 42.5
 
@@ -136,7 +141,7 @@ async def test_permanent_nack_goes_straight_to_dead(store: Store, completer: Com
     await store.enqueue([job(max_retries=10)])
     [leased] = await store.claim("w", [], 1, 30)
     assert leased.lease_token is not None
-    out = await completer.nack(NackItem(Lease(leased.id, leased.lease_token), "invalid address", None, True))
+    out = await completer.nack(NackItem(lease_of(leased), "invalid address", None, True))
     assert out.status == "DEAD"
 
 
@@ -145,21 +150,21 @@ async def test_ack_with_stale_token_changes_nothing(store: Store, dsn: str, comp
     [first] = await store.claim("w1", [], 1, 30)
     assert first.lease_token is not None
     await expire_leases(dsn)
-    assert [jid for jid, _ in await store.rescue_expired()] == [row.id]
+    assert [jid for jid, _ in await store.rescue_expired()] == [str(row.id)]
     await asyncio.sleep(0.25)  # past the 0.2 s backoff
     [second] = await store.claim("w2", [], 1, 30)
     assert second.lease_token is not None and second.lease_token != first.lease_token
     with pytest.raises(FailedPrecondition):
-        await completer.ack(AckItem(Lease(row.id, first.lease_token), json.dumps({"by": "w1"})))
+        await completer.ack(AckItem(Lease(str(row.id), str(first.lease_token)), json.dumps({"by": "w1"})))
     with pytest.raises(FailedPrecondition):
-        await completer.nack(NackItem(Lease(row.id, first.lease_token), "late", None, True))
-    _, lost = await store.extend([Lease(row.id, first.lease_token)], 30)
-    assert lost == [row.id]
+        await completer.nack(NackItem(Lease(str(row.id), str(first.lease_token)), "late", None, True))
+    _, lost = await store.extend([Lease(str(row.id), str(first.lease_token))], 30)
+    assert lost == [str(row.id)]
     current = await store.get(row.id)
     assert current.status == "PROCESSING"
     assert current.worker_id == "w2"
     assert current.lease_token == second.lease_token
-    await completer.ack(AckItem(Lease(row.id, second.lease_token), json.dumps({"by": "w2"})))
+    await completer.ack(AckItem(Lease(str(row.id), str(second.lease_token)), json.dumps({"by": "w2"})))
     assert (await store.get(row.id)).result == {"by": "w2"}
 
 
@@ -169,7 +174,7 @@ async def test_ack_after_deadline_but_before_rescue_counts(store: Store, dsn: st
     [leased] = await store.claim("w", [], 1, 30)
     assert leased.lease_token is not None
     await expire_leases(dsn)
-    await completer.ack(AckItem(Lease(row.id, leased.lease_token)))
+    await completer.ack(AckItem(Lease(str(row.id), str(leased.lease_token))))
     assert (await store.get(row.id)).status == "COMPLETED"
     assert await store.rescue_expired() == []
 
@@ -183,7 +188,7 @@ async def test_heartbeat_extends_the_lease(store: Store) -> None:
     await store.enqueue([job()])
     [leased] = await store.claim("w", [], 1, 2)
     assert leased.lease_token is not None and leased.lease_expires_at is not None
-    deadline, lost = await store.extend([Lease(leased.id, leased.lease_token)], 60)
+    deadline, lost = await store.extend([lease_of(leased)], 60)
     assert lost == []
     assert deadline is not None
     assert deadline - leased.lease_expires_at > timedelta(seconds=50)
@@ -194,7 +199,7 @@ async def test_expired_lease_is_rescued_as_a_failed_attempt(store: Store, dsn: s
     await store.claim("w", [], 10, 30)
     await expire_leases(dsn)
     rescued = dict(await store.rescue_expired())
-    assert rescued[row.id] == "DEAD"  # max_retries 0: the only attempt failed
+    assert rescued[str(row.id)] == "DEAD"  # max_retries 0: the only attempt failed
     assert len(rescued) == 2
     assert "PENDING" in rescued.values()
     assert "lease expired" in ((await store.get(row.id)).last_error or "")
@@ -222,7 +227,7 @@ async def test_cancel_and_retry_dead_follow_the_state_machine(store: Store, comp
         await store.retry_dead(row.id)
     [leased] = await store.claim("w", [], 1, 30)
     assert leased.lease_token is not None
-    await completer.nack(NackItem(Lease(row.id, leased.lease_token), "boom", None, False))
+    await completer.nack(NackItem(Lease(str(row.id), str(leased.lease_token)), "boom", None, False))
     retried = await store.retry_dead(row.id)
     assert retried.status == "PENDING" and retried.attempts == 0
     cancelled = await store.cancel(row.id, "no longer needed")
@@ -238,7 +243,7 @@ async def test_counters_match_the_table_after_folding(store: Store, completer: C
     leased = await store.claim("w", ["a"], 10, 30)
     for r in leased[:4]:
         assert r.lease_token is not None
-        await completer.ack(AckItem(Lease(r.id, r.lease_token)))
+        await completer.ack(AckItem(lease_of(r)))
     assert await store.fold_counters()
     snap = await store.snapshot()
     by_type = {t.type: t for t in snap.types}
@@ -254,7 +259,7 @@ async def test_retention_deletes_only_old_finished_jobs(store: Store, completer:
     rows = await store.claim("w", [], 2, 30)
     for r in rows:
         assert r.lease_token is not None
-        await completer.ack(AckItem(Lease(r.id, r.lease_token)))
+        await completer.ack(AckItem(lease_of(r)))
     assert await store.delete_finished(3600, 100) == 0
     await asyncio.sleep(0.2)
     assert await store.delete_finished(0.1, 100) == 2

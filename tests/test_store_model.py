@@ -81,8 +81,8 @@ class StoreMachine(RuleBasedStateMachine):
     def ack(self, data: st.DataObject) -> None:
         job_id, m = self._held(data)
         assert m.token is not None
-        self.run(self.completer.ack(AckItem(Lease(job_id, m.token), json.dumps({"ok": 1}))))
-        self.stale.append(Lease(job_id, m.token))
+        self.run(self.completer.ack(AckItem(Lease(str(job_id), str(m.token)), json.dumps({"ok": 1}))))
+        self.stale.append(Lease(str(job_id), str(m.token)))
         m.status, m.token = "COMPLETED", None
 
     @precondition(lambda self: self.with_status("PROCESSING"))
@@ -90,8 +90,9 @@ class StoreMachine(RuleBasedStateMachine):
     def nack(self, data: st.DataObject, permanent: bool) -> None:
         job_id, m = self._held(data)
         assert m.token is not None
-        out = self.run(self.completer.nack(NackItem(Lease(job_id, m.token), "boom", None, permanent)))
-        self.stale.append(Lease(job_id, m.token))
+        lease = Lease(str(job_id), str(m.token))
+        out = self.run(self.completer.nack(NackItem(lease, "boom", None, permanent)))
+        self.stale.append(lease)
         m.token = None
         m.status = "DEAD" if permanent or m.attempts > m.max_retries else "PENDING"
         assert out.status == m.status
@@ -105,10 +106,10 @@ class StoreMachine(RuleBasedStateMachine):
                          "WHERE id = %s", (job_id,))
         rescued = dict(self.run(self.store.rescue_expired()))
         assert m.token is not None
-        self.stale.append(Lease(job_id, m.token))
+        self.stale.append(Lease(str(job_id), str(m.token)))
         m.token = None
         m.status = "DEAD" if m.attempts > m.max_retries else "PENDING"
-        assert rescued == {job_id: m.status}
+        assert rescued == {str(job_id): m.status}
 
     @precondition(lambda self: self.stale)
     @rule(data=st.data())
@@ -128,7 +129,7 @@ class StoreMachine(RuleBasedStateMachine):
             return
         self.run(self.store.cancel(job_id, "test"))
         if m.token is not None:
-            self.stale.append(Lease(job_id, m.token))
+            self.stale.append(Lease(str(job_id), str(m.token)))
         m.status, m.token = "CANCELLED", None
 
     @precondition(lambda self: self.with_status("DEAD"))

@@ -20,9 +20,12 @@ log = logging.getLogger("workerd.link")
 RPC_TIMEOUT = 10.0
 """Deadline of every unary call (Ack, Nack, health check)."""
 
-# Codes after which a call may be retried as is: the broker was unreachable or slow.
+# Codes after which a call may be retried as is: the broker was unreachable or slow, or it
+# stopped while the call was in flight (its server cancels what its grace period did not
+# finish; workerd never cancels these calls itself, so CANCELLED can only come from there).
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                       grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED})
+                       grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
+                       grpc.StatusCode.CANCELLED})
 # Codes that mean the broker is not there (as opposed to slow, or refusing one request).
 _DOWN = frozenset({grpc.StatusCode.UNAVAILABLE})
 
