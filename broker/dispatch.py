@@ -214,8 +214,12 @@ class Dispatcher:
         # runs in the database while another's rows are being sent.
         for i in range(0, len(wanting), CLAIMS_AT_ONCE):
             group = wanting[i:i + CLAIMS_AT_ONCE]
-            filled = await asyncio.gather(*(self._fill(s, want) for s, want in group),
-                                          return_exceptions=True)
+            filled: list[bool | BaseException]
+            if len(group) == 1:  # the idle case: no task for gather to make
+                filled = [await self._fill(*group[0])]
+            else:
+                filled = await asyncio.gather(*(self._fill(s, want) for s, want in group),
+                                              return_exceptions=True)
             for (stream, _), full in zip(group, filled, strict=True):
                 if isinstance(full, BaseException):
                     raise full

@@ -300,3 +300,39 @@ async def test_a_lease_token_is_held_exactly_while_a_job_is_processing(store: St
             await conn.execute("UPDATE forge.jobs SET status = 'COMPLETED' WHERE id = %s", (row.id,))
         with pytest.raises(psycopg.errors.CheckViolation):
             await conn.execute("UPDATE forge.jobs SET lease_token = NULL WHERE id = %s", (row.id,))
+
+
+async def test_throughput_and_queue_wait_count_each_kind_of_update_once(
+        store: Store, completer: Completer, dsn: str) -> None:
+    """The counter trigger reads most moves from new_rows alone: a claim, an ack, a nack, a
+    rescue count once; a heartbeat, a release, a retry of a dead job and a cancel not at all."""
+    async def figures() -> tuple[int, int, int]:
+        assert await store.fold_counters()
+        snap = await store.snapshot()
+        completed = sum(c for _, c, _ in snap.throughput)
+        failed = sum(f for _, _, f in snap.throughput)
+        return completed, failed, snap.wait_count
+
+    await store.enqueue([job("k", max_retries=1) for _ in range(7)])
+    claimed = await store.claim("w", ["k"], 7, 30)
+    assert await figures() == (0, 0, 7)
+    for r in claimed[:2]:
+        await completer.ack(AckItem(lease_of(r)))
+    assert await figures() == (2, 0, 7)
+    await completer.nack(NackItem(lease_of(claimed[2]), "retry me", None, False))
+    await completer.nack(NackItem(lease_of(claimed[3]), "give up", None, True))
+    assert await figures() == (2, 2, 7)
+    _, lost = await store.extend([lease_of(r) for r in claimed[4:]], 60)
+    assert lost == []
+    await store.release([lease_of(claimed[4])])
+    assert await figures() == (2, 2, 7)
+    await expire_leases(dsn)
+    assert len(await store.rescue_expired()) == 2
+    assert await figures() == (2, 4, 7)
+    await store.retry_dead(claimed[3].id)
+    await store.cancel(claimed[4].id, "not needed")
+    assert await figures() == (2, 4, 7)
+    snap = await store.snapshot()
+    by_type = {t.type: t for t in snap.types}
+    k = by_type["k"]
+    assert (k.pending + k.scheduled, k.processing, k.completed, k.dead, k.cancelled) == (4, 0, 2, 0, 1)

@@ -130,7 +130,14 @@ class Worker:
                 continue  # already forgotten by _lost
             held.phase = Phase.RUNNING
             held.task = asyncio.current_task()
-            outcome = await self._execute(held)
+            try:
+                outcome = await self._execute(held)
+            except Exception:  # a workerd bug, not the handler's: forget the job, keep the slot
+                log.exception("job %s (%s): workerd failed running it; its lease will expire "
+                              "and the broker will retry it", held.job_id, held.job.type)
+                held.task = None
+                self.inflight.discard(held)
+                continue
             held.phase = Phase.SETTLING
             held.task = None
             settler.submit(held, outcome)
@@ -219,8 +226,8 @@ class Worker:
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
-    """A job task ends by settling its job or by cancellation; anything else is a workerd bug,
-    and must be seen rather than dropped (the job's lease then expires and the broker retries it)."""
+    """A slot task ends with the drain or by cancellation; anything else is a workerd bug, and
+    must be seen rather than dropped."""
     if not task.cancelled() and task.exception() is not None:
         log.error("%s crashed", task.get_name(), exc_info=task.exception())
 
