@@ -62,8 +62,9 @@ class Batcher(Generic[Item, Result]):
             task = asyncio.create_task(self._run(), name=self.name)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        # Shielded: a caller that goes away (a cancelled RPC) must not cancel the others' flush.
-        return await asyncio.shield(call.done)
+        # A caller that goes away (a cancelled RPC) cancels only its own future: the flush runs
+        # in its own task, carries the call's items all the same and skips its answer.
+        return await call.done
 
     async def _run(self) -> None:
         while self._waiting:

@@ -97,7 +97,9 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         [(row, created)] = await self.inserter.submit([validate.new_job(request)])
         if created:
             self.metrics.enqueued(row.type)
-        return pb.EnqueueResponse(job=convert.job(row), created=created)
+        resp = pb.EnqueueResponse(created=created)
+        convert.fill_job(resp.job, row)  # in place: a constructor would copy the Job
+        return resp
 
     @unary
     async def EnqueueBatch(self, request: pb.EnqueueBatchRequest,
