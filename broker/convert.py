@@ -107,9 +107,9 @@ def lease_response(rows: Sequence[JobRow] | Sequence[LeasedRow]) -> pb.LeaseResp
     processing = pb.Job.PROCESSING
     for row in rows:
         if isinstance(row, LeasedRow):
-            leased = add(lease_token=str(row.lease_token), payload_json=row.payload_json)
+            leased = add(lease_token=row.lease_token, payload_json=row.payload_json)
             job = leased.job
-            job.id = str(row.id)
+            job.id = row.id
             job.type = row.type
             job.priority = row.priority
             job.attempts = row.attempts
