@@ -54,6 +54,12 @@ class Batcher(Generic[Item, Result]):
 
     async def submit(self, items: Sequence[Item]) -> list[Result]:
         """The results for ``items``, in order, once a flush has carried them."""
+        return await self.start(items)
+
+    def start(self, items: Sequence[Item]) -> asyncio.Future[list[Result]]:
+        """``submit`` in two halves: queue ``items`` now, await their results later. A flush
+        task started here runs at the caller's next ``await``, so a caller can prepare its
+        answer while the database works (``await asyncio.sleep(0)`` first lets it begin)."""
         call: _Call[Item, Result] = _Call(items, asyncio.get_running_loop().create_future())
         # Retrieved even when the caller went away, so asyncio does not log it as lost.
         call.done.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -64,7 +70,7 @@ class Batcher(Generic[Item, Result]):
             task.add_done_callback(self._tasks.discard)
         # A caller that goes away (a cancelled RPC) cancels only its own future: the flush runs
         # in its own task, carries the call's items all the same and skips its answer.
-        return await call.done
+        return call.done
 
     async def _run(self) -> None:
         while self._waiting:

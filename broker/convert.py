@@ -7,13 +7,15 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from broker.models import JobRow, LeasedRow, Snapshot
+from broker.models import JobRow, LeasedRow, NewJob, Snapshot
 from forge.v1 import broker_pb2 as pb
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATUS = {name: pb.Job.Status.Value(name)
            for name in ("PENDING", "PROCESSING", "COMPLETED", "DEAD", "CANCELLED")}
 
+
+_PENDING = pb.Job(status=pb.Job.PENDING)
 
 _seen: dict[datetime, tuple[int, int]] = {}
 
@@ -70,31 +72,38 @@ def fill_job(msg: pb.Job, row: JobRow) -> None:
         set_ts(msg.lease_expires_at, row.lease_expires_at)
 
 
-def enqueued(out: pb.EnqueueBatchResponse, sent: Sequence[pb.EnqueueRequest],
-             results: Sequence[tuple[JobRow, bool]]) -> None:
-    """One Job per request entry into ``out``. New jobs share their status, attempts and the
-    INSERT's times, so each starts as a copy of one template (a copy in C) and gets only its own
-    fields; a new job's payload is the one sent, copied as a message rather than rebuilt."""
-    template = pb.Job(status=pb.Job.PENDING)
+def draft_enqueued(out: pb.EnqueueBatchResponse, sent: Sequence[pb.EnqueueRequest],
+                   jobs: Sequence[NewJob]) -> None:
+    """One Job per request entry into ``out``, with what the request alone decides: the broker
+    builds this while the INSERT runs, and ``finish_enqueued`` adds the rest. Each starts as a
+    copy of one template (a copy in C); a payload is copied as the message that was sent."""
+    out.jobs.extend([_PENDING] * len(jobs))
+    for msg, req, job in zip(out.jobs, sent, jobs, strict=True):
+        msg.type = job.type
+        msg.priority = job.priority
+        msg.max_retries = job.max_retries
+        if job.idempotency_key:
+            msg.idempotency_key = job.idempotency_key
+        if req.HasField("payload"):
+            msg.payload.CopyFrom(req.payload)
+
+
+def finish_enqueued(out: pb.EnqueueBatchResponse, results: Sequence[tuple[JobRow, bool]]) -> None:
+    """Complete ``draft_enqueued``'s answer from the INSERT's results. New jobs share the
+    statement's time; an entry that found an existing job (its idempotency key) is that job."""
     now = next((row.created_at for row, created in results if created), None)
+    times = pb.Job()
     if now is not None:
-        set_ts(template.run_at, now)
-        set_ts(template.created_at, now)
-        set_ts(template.updated_at, now)
-    out.jobs.extend([template] * len(results))
-    for msg, req, (row, created) in zip(out.jobs, sent, results, strict=True):
+        set_ts(times.run_at, now)
+        set_ts(times.created_at, now)
+        set_ts(times.updated_at, now)
+    for msg, (row, created) in zip(out.jobs, results, strict=True):
         if not created or row.created_at != now:
             msg.Clear()
             fill_job(msg, row)
             continue
         msg.id = str(row.id)
-        msg.type = row.type
-        msg.priority = row.priority
-        msg.max_retries = row.max_retries
-        if row.idempotency_key:
-            msg.idempotency_key = row.idempotency_key
-        if req.HasField("payload"):
-            msg.payload.CopyFrom(req.payload)
+        msg.MergeFrom(times)
         if row.run_at != now:
             set_ts(msg.run_at, row.run_at)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -104,15 +105,21 @@ class BrokerServicer(pb_grpc.BrokerServicer):
     @unary
     async def EnqueueBatch(self, request: pb.EnqueueBatchRequest,
                            context: Ctx) -> pb.EnqueueBatchResponse:
-        results = await self.inserter.submit(validate.new_jobs(request))
+        jobs = validate.new_jobs(request)
+        inserted = self.inserter.start(jobs)
+        # The INSERT goes out at this first await; the answer is drafted while it runs.
+        await asyncio.sleep(0)
+        resp = pb.EnqueueBatchResponse()
+        convert.draft_enqueued(resp, request.jobs, jobs)
+        results = await inserted
         by_type: dict[str, int] = {}
         for row, new in results:
             if new:
                 by_type[row.type] = by_type.get(row.type, 0) + 1
         for type_, n in by_type.items():
             self.metrics.enqueued(type_, n)
-        resp = pb.EnqueueBatchResponse(created=sum(1 for _, created in results if created))
-        convert.enqueued(resp, request.jobs, results)
+        resp.created = sum(1 for _, created in results if created)
+        convert.finish_enqueued(resp, results)
         return resp
 
     async def Lease(self, request: pb.LeaseRequest,

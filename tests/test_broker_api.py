@@ -111,6 +111,28 @@ def test_batch_of_10000_is_one_statement_in_request_order(stub: Stub, dsn: str) 
     assert count_jobs(dsn) == 10_000
 
 
+def test_batch_answer_is_each_job_as_stored(stub: Stub) -> None:
+    existing = stub.Enqueue(pb.EnqueueRequest(type="t", idempotency_key="old",
+                                              payload=payload(v="first")), timeout=5).job
+    later = Timestamp(seconds=int(time.time()) + 3600)
+    reqs = [
+        pb.EnqueueRequest(type="a", payload=payload(n=1, nested={"l": [1, "x", None]})),
+        pb.EnqueueRequest(type="b"),  # no payload
+        pb.EnqueueRequest(type="c", priority=-5, max_retries=0, run_at=later),
+        pb.EnqueueRequest(type="t", idempotency_key="old", payload=payload(v="ignored")),
+        pb.EnqueueRequest(type="d", idempotency_key="new", payload=payload(v="kept")),
+        pb.EnqueueRequest(type="d", idempotency_key="new", payload=payload(v="dropped")),
+    ]
+    resp = stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=reqs), timeout=5)
+    assert resp.created == 4
+    answered = list(resp.jobs)
+    assert answered[3].id == existing.id and answered[4].id == answered[5].id
+    assert dict(answered[5].payload) == {"v": "kept"}
+    assert answered[2].run_at == later and answered[0].run_at == answered[0].created_at
+    for job in answered:
+        assert job == stub.GetJob(pb.GetJobRequest(id=job.id), timeout=5)
+
+
 def test_enqueue_defaults_and_idempotency(stub: Stub) -> None:
     first = stub.Enqueue(pb.EnqueueRequest(type="email", idempotency_key="signup-7",
                                            payload=payload(to="a@b.c", n=3)), timeout=5)
