@@ -107,7 +107,8 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                            context: Ctx) -> pb.EnqueueBatchResponse:
         jobs = validate.new_jobs(request)
         inserted = self.inserter.start(jobs)
-        # The INSERT goes out at this first await; the answer is drafted while it runs.
+        # A flush starting now sends its INSERT at this await (a running one takes these jobs
+        # next); either way the answer is drafted while the database works.
         await asyncio.sleep(0)
         resp = pb.EnqueueBatchResponse()
         convert.draft_enqueued(resp, request.jobs, jobs)
