@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from broker.completer import Completer
+from broker.dispatch import Dispatcher
 from broker.errors import FailedPrecondition, NotFound
 from broker.models import AckItem, JobRow, Lease, NackItem, NewJob
 from broker.sql import q
@@ -336,3 +337,34 @@ async def test_throughput_and_queue_wait_count_each_kind_of_update_once(
     by_type = {t.type: t for t in snap.types}
     k = by_type["k"]
     assert (k.pending + k.scheduled, k.processing, k.completed, k.dead, k.cancelled) == (4, 0, 2, 0, 1)
+
+
+async def test_reconcile_checks_a_full_stream_only_once_nothing_settles_there(
+        store: Store, completer: Completer) -> None:
+    """An ack through another broker frees the slot on the first tick the stream is stuck,
+    not while acks keep arriving here (each look is a lookup of the stream's whole set)."""
+    await store.enqueue([job() for _ in range(4)])
+    dispatcher = Dispatcher(store, broker_id="b", poll_seconds=0.05)
+    here = Completer(store, dispatcher.settled)
+    await dispatcher.start()
+    try:
+        stream = await dispatcher.open("w", [], 2, 30)
+
+        async def held(n: int) -> dict[str, str]:
+            for _ in range(200):
+                if len(stream.in_flight) == n:
+                    return dict(stream.in_flight)
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"stream holds {len(stream.in_flight)} jobs, not {n}")
+
+        (elsewhere, token_a), (local, token_b) = (await held(2)).items()
+        await completer.ack(AckItem(Lease(elsewhere, token_a)))  # another broker's ack
+        await here.ack(AckItem(Lease(local, token_b)))           # one of this broker's
+        assert elsewhere in await held(2)  # refilled to full, the stale lease still counted
+        await dispatcher.reconcile()  # busy since the last look: not checked
+        assert elsewhere in stream.in_flight
+        await dispatcher.reconcile()  # nothing settled here since: checked, freed
+        assert elsewhere not in stream.in_flight
+        assert elsewhere not in await held(2)  # and refilled
+    finally:
+        await dispatcher.stop()
