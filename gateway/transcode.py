@@ -234,11 +234,25 @@ def _kind(f: FieldDescriptor) -> str:
 
 def message_to_json(message: Message) -> dict[str, Any]:
     """The proto3 JSON form of a message: lowerCamelCase names, enums by name, int64 as strings,
-    RFC 3339 timestamps, and every field without presence printed even at its default."""
-    out: dict[str, Any] = json_format.MessageToDict(
+    RFC 3339 timestamps, and every field without presence printed even at its default. Whole
+    numbers print without a fraction, as grpc-gateway's protojson prints them: a payload sent
+    as ``{"n": 1}`` (a Struct holds every number as a double) comes back as ``{"n": 1}``, not
+    ``{"n": 1.0}``."""
+    out: dict[str, Any] = _whole_numbers(json_format.MessageToDict(
         message, always_print_fields_with_no_presence=True
-    )
+    ))
     return out
+
+
+def _whole_numbers(value: Any) -> Any:
+    """``value`` with each float that holds a whole number below 2**53 as an int."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
 
 
 def response_json(binding: Binding, message: Message) -> Any:

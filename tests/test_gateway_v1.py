@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -70,6 +71,17 @@ def test_enqueue_batch(http: httpx.Client) -> None:
     assert body["created"] == 3
     assert [j["priority"] for j in body["jobs"]] == [0, 1, 2]
     assert len({j["id"] for j in body["jobs"]}) == 3
+
+
+def test_whole_numbers_in_a_payload_come_back_without_a_fraction(http: httpx.Client) -> None:
+    payload = {"n": 1, "neg": -42, "half": 1.5, "list": [0, 2.25, {"deep": 7}], "big": 1e300}
+    r = http.post("/v1/jobs", json={"type": unique_type(), "payload": payload})
+    assert r.status_code == 200, r.text
+    for text in (r'"n":1[,}]', r'"neg":-42[,}]', r'"deep":7}', r'"half":1\.5[,}]'):
+        assert re.search(text, r.text), (text, r.text)
+    assert r.json()["job"]["payload"] == payload
+    got = http.get(f"/v1/jobs/{r.json()['job']['id']}")
+    assert got.json()["payload"] == payload and re.search(r'"n":1[,}]', got.text)
 
 
 def test_get_job(http: httpx.Client) -> None:
