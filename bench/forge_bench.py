@@ -306,17 +306,19 @@ async def _latency(target: str, procs: Procs, p: Params) -> dict[str, Any]:
 MIB = 1024 * 1024
 BACKLOG_RETENTION = 30 * 24 * 3600
 """FORGE_RETENTION in the backlog scenario: nothing it inserts is pruned during the run."""
+COMPLETED_COUNT = """
+SELECT coalesce((SELECT sum(n) FROM forge.job_counts WHERE type = %(type)s AND status = 'COMPLETED'), 0)
+     + coalesce((SELECT sum(n) FROM forge.job_count_deltas WHERE type = %(type)s AND status = 'COMPLETED'), 0)
+"""
+"""COMPLETED jobs of a type from the trigger-maintained counters: cheap at any table size."""
+
+
 async def _completed(conn: psycopg.AsyncConnection[Any], type_: str) -> int:
     """COMPLETED jobs of ``type_``, from the counters."""
     row = await (await conn.execute(COMPLETED_COUNT, {"type": type_})).fetchone()
     return int(row[0]) if row else 0
 
 
-COMPLETED_COUNT = """
-SELECT coalesce((SELECT sum(n) FROM forge.job_counts WHERE type = %(type)s AND status = 'COMPLETED'), 0)
-     + coalesce((SELECT sum(n) FROM forge.job_count_deltas WHERE type = %(type)s AND status = 'COMPLETED'), 0)
-"""
-"""COMPLETED jobs of a type from the trigger-maintained counters: cheap at any table size."""
 FILL_COMPLETED = """
 INSERT INTO forge.jobs (type, payload, status, attempts, run_at, created_at, updated_at, result)
 SELECT 'bench.done', jsonb_build_object('n', g), 'COMPLETED', 1,
