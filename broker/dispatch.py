@@ -86,7 +86,10 @@ class Dispatcher:
         self._by_job: dict[str, LeaseStream] = {}  # by job id (canonical text)
         self._wake = asyncio.Event()
         self._next_at: float | None = None  # loop time of the next scheduled run_at
-        self._tasks: list[asyncio.Task[None]] = []
+        self._run_task: asyncio.Task[None] | None = None
+        # LISTENs only while this broker has a stream to feed: a broker serving only enqueues
+        # would otherwise wake for every INSERT anyone commits, to find no stream to fill.
+        self._listener: asyncio.Task[None] | None = None
         self._rotation = 0
         self._stopping = False
 
@@ -95,8 +98,7 @@ class Dispatcher:
         return list(self._streams.values())
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run(), name="dispatch"),
-                       asyncio.create_task(self._listen(), name="listen")]
+        self._run_task = asyncio.create_task(self._run(), name="dispatch")
 
     async def stop(self) -> None:
         """Stop feeding, end every stream (their workers reconnect elsewhere), release outboxes.
@@ -106,14 +108,10 @@ class Dispatcher:
         """
         self._stopping = True
         self.wake()
-        run, listen = self._tasks or (None, None)
-        if listen is not None:
-            listen.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listen
-        if run is not None:
+        await self._stop_listening()
+        if self._run_task is not None:
             try:
-                await asyncio.wait_for(run, timeout=10)
+                await asyncio.wait_for(self._run_task, timeout=10)
             except (TimeoutError, asyncio.CancelledError):
                 log.warning("dispatch did not finish its round in time")
         for stream in list(self._streams.values()):
@@ -130,6 +128,8 @@ class Dispatcher:
         await self.store.register_stream(stream.stream_id, worker_id, self.broker_id,
                                          stream.types, max_in_flight)
         self._streams[stream.stream_id] = stream
+        if self._listener is None and not self._stopping:
+            self._listener = asyncio.create_task(self._listen(), name="listen")
         log.info("worker %s opened a lease stream (types=%s, max_in_flight=%d)",
                  worker_id, ",".join(stream.types) or "*", max_in_flight)
         self.wake()
@@ -152,6 +152,8 @@ class Dispatcher:
             # Unsent leases then expire and are rescued; the registry row ages out.
             log.warning("could not release %d jobs of closed stream: %s", len(unsent), exc)
         log.info("worker %s closed its lease stream (%d released)", stream.worker_id, len(unsent))
+        if not self._streams:
+            await self._stop_listening()
 
     def settled(self, job_ids: Sequence[str]) -> None:
         """These jobs are no longer held (acked, nacked, rescued, cancelled): free capacity."""
@@ -275,8 +277,19 @@ class Dispatcher:
         # A millisecond late rather than early: the claim compares run_at with the database clock.
         self._next_at = asyncio.get_running_loop().time() + max(0.0, delay) + 0.001
 
+    async def _stop_listening(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
     async def _listen(self) -> None:
-        """Wake the loop on every NOTIFY; reconnect (and wake, in case one was missed) on loss."""
+        """Wake the loop on every NOTIFY; reconnect (and wake, in case one was missed) on loss.
+
+        Runs from the first stream opened to the last one closed. Jobs that became runnable
+        before its LISTEN took effect are found by the wake that follows it (as after a
+        reconnect), and the new stream's own round."""
         delay = 0.1
         while True:
             try:

@@ -368,3 +368,43 @@ async def test_reconcile_checks_a_full_stream_only_once_nothing_settles_there(
         assert elsewhere not in await held(2)  # and refilled
     finally:
         await dispatcher.stop()
+
+
+async def test_a_broker_listens_for_new_jobs_only_while_it_has_a_stream(store: Store, dsn: str) -> None:
+    """No stream, no LISTEN (a broker taking only enqueues is not woken by each INSERT); with
+    one, a new job reaches it on the NOTIFY alone, long before the safety-net poll."""
+    async def listeners() -> int:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            row = await (await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query = 'LISTEN forge_jobs'")).fetchone()
+            assert row is not None
+            return int(row[0])
+
+    async def until_listeners(n: int) -> None:
+        for _ in range(200):
+            if await listeners() == n:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{await listeners()} listening connections, not {n}")
+
+    dispatcher = Dispatcher(store, broker_id="b", poll_seconds=60)
+    await dispatcher.start()
+    try:
+        await asyncio.sleep(0.2)
+        assert await listeners() == 0
+        stream = await dispatcher.open("w", [], 5, 30)
+        await until_listeners(1)
+        [(row, _)] = await store.enqueue([job()])
+        batch = await asyncio.wait_for(stream.outbox.get(), timeout=5)
+        assert [r.id for r in batch or []] == [row.id]
+        await dispatcher.close(stream)
+        await until_listeners(0)
+        again = await dispatcher.open("w", [], 5, 30)  # a worker coming back is heard again
+        await until_listeners(1)
+        [(row, _)] = await store.enqueue([job()])
+        batch = await asyncio.wait_for(again.outbox.get(), timeout=5)
+        assert [r.id for r in batch or []] == [row.id]
+    finally:
+        await dispatcher.stop()
+    await until_listeners(0)
