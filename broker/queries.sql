@@ -104,8 +104,9 @@ WHERE j.id = l.id AND j.lease_token = l.token;
 -- A lease token is set exactly while a job is PROCESSING (constraint jobs_lease_token_check),
 -- so matching it is the whole test, and the statements on leases name no status: given
 -- `status = 'PROCESSING'`, the planner, trusting statistics that see few such rows, would
--- walk every PROCESSING entry of jobs_status_idx, dead ones of finished jobs included, on
--- each call — an ack cost that grew with every job acked since the last vacuum.
+-- walk every entry of an index of PROCESSING rows (jobs_status_idx then, jobs_lease_idx since
+-- migration 007), dead ones of finished jobs included, on each call — an ack cost that grew
+-- with every job acked since the last vacuum.
 UPDATE forge.jobs j
 SET status = 'COMPLETED', result = a.r,
     lease_token = NULL, lease_expires_at = NULL, updated_at = now()

@@ -408,3 +408,25 @@ async def test_a_broker_listens_for_new_jobs_only_while_it_has_a_stream(store: S
     finally:
         await dispatcher.stop()
     await until_listeners(0)
+
+
+async def test_every_status_lists_newest_first_and_pages(store: Store, completer: Completer) -> None:
+    """PROCESSING rows are listed from the lease index, every other status from the status
+    index (migration 007): each listing holds exactly that status's jobs, newest first."""
+    created = [row for row, _ in await store.enqueue([job() for _ in range(8)])]
+    claimed = await store.claim("w", [], 5, 30)
+    await completer.ack(AckItem(lease_of(claimed[0])))
+    await completer.ack(AckItem(lease_of(claimed[1])))
+    await store.cancel(created[-1].id, None)
+    now = {row.id: (await store.get(row.id)).status for row in created}
+    for status in ("PENDING", "PROCESSING", "COMPLETED", "CANCELLED", "DEAD"):
+        expected = sorted((i for i, s in now.items() if s == status), reverse=True)
+        listed: list[uuid.UUID] = []
+        before = None
+        while page := await store.list_jobs(status=status, type=None, before=before, limit=2):
+            assert all(r.status == status for r in page)
+            listed += [r.id for r in page]
+            before = page[-1].id
+        assert listed == expected, status
+    assert sorted(now.values()) == sorted(["PENDING"] * 2 + ["PROCESSING"] * 3 + ["COMPLETED"] * 2
+                                          + ["CANCELLED"])
