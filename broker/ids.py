@@ -7,6 +7,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 _lock = threading.Lock()
@@ -56,6 +57,24 @@ def _uuid(value: int, new: Any = object.__new__, set_: Any = object.__setattr__,
 
 
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+_HEX = b"0123456789abcdef"
+
+
+def all_canonical(values: Sequence[str]) -> bool:
+    """True when every one of ``values`` is canonical UUID text (``canonical`` returns it
+    unchanged). Checked together, in a few passes over their concatenation: a Settle of 1,000
+    acks carries 2,000 ids, and one regex match each was most of its validation."""
+    n = len(values)
+    if not set(map(len, values)) <= {36}:
+        return False
+    try:
+        text = "".join(values).encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return (all(text[i::36] == b"-" * n for i in (8, 13, 18, 23))
+            and len(text.translate(None, _HEX)) == 4 * n)
 
 
 def canonical(value: str) -> str | None:

@@ -80,6 +80,8 @@ class Metrics:
         self.worker_in_flight = Gauge(
             "forge_worker_in_flight", "Jobs leased through this broker and not yet settled, per "
             "worker.", ["worker_id"], registry=r)
+        self._by_outcome = {"completed": self.jobs_completed, "failed": self.jobs_failed,
+                            "dead": self.jobs_dead}
         self._held: dict[str, tuple[str, float]] = {}  # by job id (canonical text)
         self._depth_labels: set[tuple[str, str]] = set()
         self._age_labels: set[str] = set()
@@ -106,11 +108,25 @@ class Metrics:
             del self._held[next(iter(self._held))]
 
     def settled(self, type_: str, outcome: Outcome, lease_seconds: float | None = None) -> None:
-        counter = {"completed": self.jobs_completed, "failed": self.jobs_failed,
-                   "dead": self.jobs_dead}[outcome]
-        counter.inc((type_,))
+        self._by_outcome[outcome].inc((type_,))
         if lease_seconds is not None:
             self.lease_duration.observe((type_,), lease_seconds)
+
+    def settled_jobs(self, job_ids: Iterable[str], outcome: Outcome) -> None:
+        """``settled_job`` for many acks or nacks at once (a Settle's), counted per type."""
+        held, observe, now = self._held, self.lease_duration.observe, time.monotonic()
+        per_type: dict[str, int] = {}
+        for job_id in job_ids:
+            got = held.pop(job_id, None)
+            if got is None:
+                per_type[UNKNOWN_TYPE] = per_type.get(UNKNOWN_TYPE, 0) + 1
+                continue
+            type_, since = got
+            per_type[type_] = per_type.get(type_, 0) + 1
+            observe((type_,), now - since)
+        counter = self._by_outcome[outcome]
+        for type_, n in per_type.items():
+            counter.inc((type_,), n)
 
     def settled_job(self, job_id: str, outcome: Outcome, *, by_worker: bool = True) -> None:
         """Count a settled job by id: typed if this broker delivered it, else ``(unknown)``.

@@ -176,23 +176,27 @@ class BrokerServicer(pb_grpc.BrokerServicer):
     async def Settle(self, request: pb.SettleRequest, context: Ctx) -> pb.SettleResponse:
         acks, nacks = validate.settle(request)
         ack_results, nack_results = await self.completer.settle(acks, nacks)
+        # Each answer names the job as the caller spelled it.
         resp = pb.SettleResponse()
+        add, completed = resp.acks.add, pb.Job.COMPLETED
+        acked: list[str] = []
         for req, item, result in zip(request.acks, acks, ack_results, strict=True):
-            self._settle_result(resp.acks.add(), req.job_id, item.lease.job_id, result)
+            if result is None:
+                add(job_id=req.job_id, status=completed)
+                acked.append(item.lease.job_id)
+            else:
+                self._settle_result(add(job_id=req.job_id), item.lease.job_id, result)
+        self.metrics.settled_jobs(acked, "completed")
         for nreq, nitem, nresult in zip(request.nacks, nacks, nack_results, strict=True):
-            self._settle_result(resp.nacks.add(), nreq.job_id, nitem.lease.job_id, nresult)
+            self._settle_result(resp.nacks.add(job_id=nreq.job_id), nitem.lease.job_id, nresult)
         return resp
 
-    def _settle_result(self, out: pb.SettleResult, sent_id: str, job_id: str,
-                       result: NackOutcome | BaseException | None) -> None:
-        """Fill one item's answer in place; ``sent_id`` is the id as the caller spelled it."""
-        out.job_id = sent_id
+    def _settle_result(self, out: pb.SettleResult, job_id: str,
+                       result: NackOutcome | BaseException) -> None:
+        """Fill in place the answer for a refused item or a nack that landed."""
         if isinstance(result, BaseException):
             code, message = _status_for(result, "Settle")
             out.code, out.message = code.value[0], message
-        elif result is None:
-            out.status = pb.Job.COMPLETED
-            self.metrics.settled_job(job_id, "completed")
         else:
             out.status = pb.Job.Status.Value(result.status)
             self.metrics.settled_job(job_id, "failed" if result.status == "PENDING" else "dead")
