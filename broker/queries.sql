@@ -41,8 +41,13 @@ SELECT * FROM forge.jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
 -- name: claim_jobs
 -- Lease up to %(limit)s runnable jobs to a worker, highest priority first, then oldest run_at.
 -- SKIP LOCKED lets concurrent claimers pass each other; the transaction-scoped advisory lock
--- (taken only on rows already chosen) is the seed design's second guard, kept for any other
--- process that coordinates on the same keys. %(advisory_lock)s is true but in the benchmark
+-- is the seed design's second guard, kept for any other process that coordinates on the same
+-- keys. It is taken on the rows already chosen and nowhere else: the subquery (its LIMIT and
+-- FOR UPDATE keep it whole) hands the lock only its own rows, whatever plan the UPDATE gets.
+-- Beside `id = ANY(...)` in the UPDATE's own WHERE, a plan cached while the table was nearly
+-- empty (a sequential scan, the cheaper test first) tried the lock on every row it scanned —
+-- holding locks on rows other claimers then skipped, and on a table grown to tens of thousands
+-- of rows failing with "out of shared memory". %(advisory_lock)s is true but in the benchmark
 -- that measures the lock's cost.
 UPDATE forge.jobs
 SET status = 'PROCESSING',
@@ -52,14 +57,16 @@ SET status = 'PROCESSING',
     lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
     updated_at = now()
 WHERE id = ANY(ARRAY(
-        SELECT id FROM forge.jobs
-        WHERE status = 'PENDING'
-          AND run_at <= now()
-          AND (cardinality(%(types)s::text[]) = 0 OR type = ANY(%(types)s::text[]))
-        ORDER BY priority DESC, run_at, id
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED))
-  AND (NOT %(advisory_lock)s OR pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text)))
+        SELECT id FROM (
+          SELECT id FROM forge.jobs
+          WHERE status = 'PENDING'
+            AND run_at <= now()
+            AND (cardinality(%(types)s::text[]) = 0 OR type = ANY(%(types)s::text[]))
+          ORDER BY priority DESC, run_at, id
+          LIMIT %(limit)s
+          FOR UPDATE SKIP LOCKED) AS chosen
+        WHERE NOT %(advisory_lock)s
+           OR pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))))
 -- The columns of broker.models.JobRow, in its order (rows are built positionally).
 RETURNING id, type, payload, priority, max_retries, attempts, status, run_at, created_at,
           updated_at, last_error, result, worker_id, lease_token, lease_expires_at,
@@ -76,14 +83,16 @@ SET status = 'PROCESSING',
     lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
     updated_at = now()
 WHERE id = ANY(ARRAY(
-        SELECT id FROM forge.jobs
-        WHERE status = 'PENDING'
-          AND run_at <= now()
-          AND (cardinality(%(types)s::text[]) = 0 OR type = ANY(%(types)s::text[]))
-        ORDER BY priority DESC, run_at, id
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED))
-  AND (NOT %(advisory_lock)s OR pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text)))
+        SELECT id FROM (
+          SELECT id FROM forge.jobs
+          WHERE status = 'PENDING'
+            AND run_at <= now()
+            AND (cardinality(%(types)s::text[]) = 0 OR type = ANY(%(types)s::text[]))
+          ORDER BY priority DESC, run_at, id
+          LIMIT %(limit)s
+          FOR UPDATE SKIP LOCKED) AS chosen
+        WHERE NOT %(advisory_lock)s
+           OR pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))))
 -- The columns of broker.models.LeasedRow, in its order.
 RETURNING id::text, lease_token::text, type, payload::text, priority, attempts, max_retries,
           extract(epoch FROM now() - run_at)::float8;
