@@ -434,13 +434,19 @@ def _percentile(histogram: list[tuple[float, int]], total: int, p: float) -> flo
     return histogram[-1][0]
 
 
+_QUOTE = '"'
+
+
 def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
     """The batch as the JSON array ``insert_jobs`` reads. Payloads are already JSON text, so
-    they are spliced in, not parsed and written again."""
+    they are spliced in, not parsed and written again; types (``validate.TYPE_PATTERN``) and
+    ISO timestamps hold nothing JSON escapes, so they are quoted as they are (json.dumps for
+    each was a third of this function's time)."""
     dumps = json.dumps
     return "[" + ",".join(
-        f'{{"i":"{i.hex}","t":{dumps(j.type)},"p":{j.payload_json},"r":{j.priority},'
-        f'"m":{j.max_retries},"a":{"null" if j.run_at is None else dumps(j.run_at.isoformat())},'
+        f'{{"i":"{i.hex}","t":"{j.type}","p":{j.payload_json},"r":{j.priority},'
+        f'"m":{j.max_retries},'
+        f'"a":{"null" if j.run_at is None else _QUOTE + j.run_at.isoformat() + _QUOTE},'
         f'"k":{"null" if j.idempotency_key is None else dumps(j.idempotency_key)}}}'
         for i, j in zip(ids, jobs, strict=True)) + "]"
 
