@@ -18,6 +18,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
+from forge.structs import whole
 from gateway.routes import (
     SCALAR_WKT,
     Binding,
@@ -245,9 +246,10 @@ def message_to_json(message: Message) -> dict[str, Any]:
 
 
 def _whole_numbers(value: Any) -> Any:
-    """``value`` with each float that holds a whole number below 2**53 as an int."""
+    """``value`` with each float that holds a whole number below 2**53 as an int
+    (``forge.structs.whole``, the rule handlers' payloads follow)."""
     if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+        return whole(value)
     if isinstance(value, dict):
         return {k: _whole_numbers(v) for k, v in value.items()}
     if isinstance(value, list):

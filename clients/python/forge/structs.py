@@ -18,15 +18,18 @@ def to_python(struct: struct_pb2.Struct) -> dict[str, Any]:
     return {k: _value(fields[k]) for k in fields}  # a fifth faster than .items() on upb maps
 
 
+def whole(n: float) -> int | float:
+    """``n`` as an int when it holds a whole number below 2**53 (as JSON sent it), else ``n``."""
+    return int(n) if n.is_integer() and abs(n) < 2**53 else n
+
+
 def _value(value: struct_pb2.Value) -> Any:
     kind = value.WhichOneof("kind")
     if kind == "number_value":
         n = value.number_value
-        if n.is_integer() and abs(n) < 2**53:
-            return int(n)
         if n - n != 0.0:  # NaN or ±Infinity
             raise ValueError(f"not a JSON number: {n}")
-        return n
+        return whole(n)
     if kind == "string_value":
         return value.string_value
     if kind == "bool_value":
