@@ -107,36 +107,26 @@ class Metrics:
         while len(self._held) > MAX_REMEMBERED:
             del self._held[next(iter(self._held))]
 
-    def settled(self, type_: str, outcome: Outcome, lease_seconds: float | None = None) -> None:
-        self._by_outcome[outcome].inc((type_,))
-        if lease_seconds is not None:
-            self.lease_duration.observe((type_,), lease_seconds)
-
-    def settled_jobs(self, job_ids: Iterable[str], outcome: Outcome) -> None:
-        """``settled_job`` for many acks or nacks at once (a Settle's), counted per type."""
+    def settled_jobs(self, job_ids: Iterable[str], outcome: Outcome, *,
+                     by_worker: bool = True) -> None:
+        """Count settled jobs by id, per type: typed if this broker delivered them, else
+        ``(unknown)``. ``by_worker``: acks or nacks (their lease duration is observed), not
+        rescues."""
         held, observe, now = self._held, self.lease_duration.observe, time.monotonic()
         per_type: dict[str, int] = {}
         for job_id in job_ids:
             got = held.pop(job_id, None)
-            if got is None:
-                per_type[UNKNOWN_TYPE] = per_type.get(UNKNOWN_TYPE, 0) + 1
-                continue
-            type_, since = got
+            type_ = UNKNOWN_TYPE if got is None else got[0]
             per_type[type_] = per_type.get(type_, 0) + 1
-            observe((type_,), now - since)
+            if got is not None and by_worker:
+                observe((type_,), now - got[1])
         counter = self._by_outcome[outcome]
         for type_, n in per_type.items():
             counter.inc((type_,), n)
 
     def settled_job(self, job_id: str, outcome: Outcome, *, by_worker: bool = True) -> None:
-        """Count a settled job by id: typed if this broker delivered it, else ``(unknown)``.
-        ``by_worker``: an ack or nack (its lease duration is observed), not a rescue."""
-        held = self._held.pop(job_id, None)
-        if held is None:
-            self.settled(UNKNOWN_TYPE, outcome)
-            return
-        type_, since = held
-        self.settled(type_, outcome, time.monotonic() - since if by_worker else None)
+        """``settled_jobs`` for one job."""
+        self.settled_jobs((job_id,), outcome, by_worker=by_worker)
 
     def forget(self, job_ids: Iterable[str]) -> None:
         """These jobs left their lease without an outcome to count (cancelled, lost)."""
