@@ -10,7 +10,7 @@ RUN npm ci --no-audit --no-fund
 COPY dashboard/ ./
 RUN npm run build
 
-# Generate the gRPC code (make proto), then install the project into a self-contained venv.
+# Generate the gRPC code (make proto), then install every distribution into a self-contained venv.
 FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends make \
  && rm -rf /var/lib/apt/lists/*
@@ -18,7 +18,8 @@ WORKDIR /src
 COPY . .
 RUN make proto PYTHON=python3 \
  && python3 -m venv /opt/forge \
- && /opt/forge/bin/pip install --no-cache-dir --disable-pip-version-check .
+ && /opt/forge/bin/pip install --no-cache-dir --disable-pip-version-check \
+      ./clients/python ./common ./broker ./workerd ./gateway
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --create-home --home-dir /app forge

@@ -17,10 +17,12 @@ setup: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The package includes the generated forge.v1 module, so generate it first with just the
-# code generators installed, then install the project (editable) with everything else.
-$(STAMP): pyproject.toml $(GEN)/broker_pb2.py
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+# The client package includes the generated forge.v1 module, so generate it first with just the
+# code generators installed, then install every distribution (editable) and the dev tools.
+PYPROJECTS := clients/python/pyproject.toml common/pyproject.toml broker/pyproject.toml \
+              workerd/pyproject.toml gateway/pyproject.toml
+$(STAMP): requirements-dev.txt $(PYPROJECTS) $(GEN)/broker_pb2.py
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 proto: $(GEN)/broker_pb2.py
@@ -55,7 +57,7 @@ bench: setup
 # Options: make chaos CHAOS_ARGS="--jobs 5000 --seed 7"
 .PHONY: chaos
 chaos: setup
-	$(BIN)/python -m chaos $(CHAOS_ARGS)
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 # --- dashboard: React + Vite app in dashboard/, served by the gateway at / -------------------
 DASH := dashboard

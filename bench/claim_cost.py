@@ -23,9 +23,9 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from broker.migrate import migrate
-from broker.models import NewJob
-from broker.store import Store
+from forge_broker.migrate import migrate
+from forge_broker.models import NewJob
+from forge_broker.store import Store
 
 
 async def drain(dsn: str, jobs: int, claimers: int, batch: int, advisory: bool) -> float:

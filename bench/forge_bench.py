@@ -29,12 +29,12 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from bench.report import percentile
-from broker.migrate import migrate
-from broker.sql import q
-from broker.store import LOCK_SPACE
 from forge.client import wait_ready
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
+from forge_broker.migrate import migrate
+from forge_broker.sql import q
+from forge_broker.store import LOCK_SPACE
 
 REPO = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.02
@@ -150,7 +150,7 @@ def stack(dsn: str, broker_env: dict[str, str] | None = None) -> Iterator[tuple[
         port = free_port()
         target = f"127.0.0.1:{port}"
         try:
-            procs.start("broker", [sys.executable, "-m", "broker"],
+            procs.start("broker", [sys.executable, "-m", "forge_broker"],
                         _env(DATABASE_URL=dsn, GRPC_PORT=str(port), FORGE_HOST="127.0.0.1",
                              FORGE_BROKER_ID=f"bench-broker-{port}", **(broker_env or {})))
             if not wait_ready(target, 30):
@@ -163,7 +163,8 @@ def stack(dsn: str, broker_env: dict[str, str] | None = None) -> Iterator[tuple[
 
 def start_workerd(procs: Procs, target: str, name: str, types: str, concurrency: int,
                   prefetch: int = 0) -> None:
-    procs.start(name, [sys.executable, "-m", "workerd", "--broker", target, "--handlers", "bench.handlers",
+    procs.start(name, [sys.executable, "-m", "forge_workerd", "--broker", target,
+                       "--handlers", "bench.handlers",
                        "--types", types, "--concurrency", str(concurrency), "--prefetch", str(prefetch),
                        "--worker-id", name],
                 _env(FORGE_BENCH_DIR=str(procs.workdir)))
@@ -390,7 +391,7 @@ async def _wait_port(port: int, procs: Procs, max_wait: float = 30) -> None:
 async def _gateway(target: str, procs: Procs, p: Params) -> dict[str, Any]:
     """``POST /v1/jobs`` through a real gateway process from ``clients`` concurrent HTTP clients."""
     port = free_port()
-    procs.start("gateway", [sys.executable, "-m", "gateway", "--broker", target, "--host", "127.0.0.1",
+    procs.start("gateway", [sys.executable, "-m", "forge_gateway", "--broker", target, "--host", "127.0.0.1",
                             "--port", str(port), "--static-dir", "", "--log-level", "warning"], _env())
     await _wait_port(port, procs)
     url = f"http://127.0.0.1:{port}/v1/jobs"
@@ -639,7 +640,7 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
         tuned["FORGE_RETENTION"] = str(BACKLOG_RETENTION)
     elif scenario == "steady":
         tuned["FORGE_RETENTION"] = f"{p.steady_retention:g}"
-    out: dict[str, Any] = {"broker": "one `python -m broker` process",
+    out: dict[str, Any] = {"broker": "one `python -m forge_broker` process",
                            "broker_env": tuned or "defaults", "client": "grpc.aio"}
     if scenario == "drain":
         out["workerd"] = (f"{p.workers} processes × --concurrency {p.concurrency} "
@@ -647,7 +648,7 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
     elif scenario == "latency":
         out["workerd"] = f"1 process, --concurrency {p.concurrency}"
     elif scenario == "gateway":
-        out["gateway"] = "one `python -m gateway` process (uvicorn) in front of the broker"
+        out["gateway"] = "one `python -m forge_gateway` process (uvicorn) in front of the broker"
         out["client"] = f"{p.clients} httpx.AsyncClient, each its own connection, POST /v1/jobs"
     elif scenario == "scheduled":
         out["workerd"] = f"1 process, --concurrency {p.concurrency}, idle"

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from workerd import JobContext, handler
+from forge_workerd import JobContext, handler
 
 _dir = os.environ.get("FORGE_BENCH_DIR")
 BENCH_DIR = Path(_dir) if _dir else None

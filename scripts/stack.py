@@ -39,14 +39,14 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
 
-    start("broker", "broker")
+    start("broker", "forge_broker")
     if not wait_ready(target, timeout=60):
         print("stack: the broker did not come up", file=sys.stderr)
         stopping = True
     else:
-        start("gateway", "gateway", "--broker", target, "--port", http_port)
+        start("gateway", "forge_gateway", "--broker", target, "--port", http_port)
         for n in (1, 2):
-            start(f"workerd-{n}", "workerd", "--broker", target, "--worker-id", f"workerd-{n}")
+            start(f"workerd-{n}", "forge_workerd", "--broker", target, "--worker-id", f"workerd-{n}")
         print(f"stack: broker on {target}, REST API and dashboard on http://localhost:{http_port}/",
               flush=True)
     while not stopping:

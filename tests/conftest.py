@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from broker.completer import Completer
-from broker.migrate import migrate
-from broker.store import Store
 from forge.v1 import broker_pb2_grpc
+from forge_broker.completer import Completer
+from forge_broker.migrate import migrate
+from forge_broker.store import Store
 from tests.support import TEMPLATE, BrokerProcess, drop_database, new_database, start_broker
 
 

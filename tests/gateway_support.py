@@ -28,7 +28,7 @@ SEED_JOB = {
 
 
 class GatewayProcess(ServiceProcess):
-    """A real ``python -m gateway`` subprocess (uvicorn) on a loopback port."""
+    """A real ``python -m forge_gateway`` subprocess (uvicorn) on a loopback port."""
 
     def __init__(self, broker: str, *args: str, **env: str) -> None:
         super().__init__("gateway")
@@ -45,7 +45,7 @@ class GatewayProcess(ServiceProcess):
         args = ["--broker", self.broker, "--port", str(self.port)]
         if "--static-dir" not in self.args:
             args += ["--static-dir", ""]
-        self.spawn("gateway", [*args, *self.args], self.env)
+        self.spawn("forge_gateway", [*args, *self.args], self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive:

@@ -43,10 +43,10 @@ def bearer(token: str) -> tuple[tuple[str, str]]:
 
 
 def run_broker_briefly(env: dict[str, str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m broker`` expecting it to refuse to start; returns how it exited."""
+    """Run ``python -m forge_broker`` expecting it to refuse to start; returns how it exited."""
     import os
 
-    return subprocess.run([sys.executable, "-m", "broker"], env={**os.environ, **env}, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "forge_broker"], env={**os.environ, **env}, cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -61,7 +61,7 @@ class TlsBrokerProcess(BrokerProcess):
     def start(self, timeout: float = 20.0) -> TlsBrokerProcess:
         env = {"FORGE_BROKER_ID": f"test-broker-{self.port}", **self.env,
                "DATABASE_URL": self.dsn, "GRPC_PORT": str(self.port), "FORGE_HOST": "127.0.0.1"}
-        self.spawn("broker", self.args, env)
+        self.spawn("forge_broker", self.args, env)
         if not wait_ready(self.target, timeout, security=self.security):
             self.kill()
             raise RuntimeError(f"broker did not start; its log:\n{self.log_text()}")

@@ -100,7 +100,7 @@ class ServiceProcess:
 
 
 class BrokerProcess(ServiceProcess):
-    """A real ``python -m broker`` subprocess on a loopback port."""
+    """A real ``python -m forge_broker`` subprocess on a loopback port."""
 
     def __init__(self, dsn: str, port: int | None = None, **env: str) -> None:
         super().__init__("broker")
@@ -115,7 +115,7 @@ class BrokerProcess(ServiceProcess):
     def start(self, timeout: float = 20.0) -> BrokerProcess:
         env = {"FORGE_BROKER_ID": f"test-broker-{self.port}", **self.env,
                "DATABASE_URL": self.dsn, "GRPC_PORT": str(self.port), "FORGE_HOST": "127.0.0.1"}
-        self.spawn("broker", [], env)
+        self.spawn("forge_broker", [], env)
         if not wait_serving(self.target, timeout):
             self.kill()
             raise RuntimeError(f"broker did not start; its log:\n{self.log_text()}")

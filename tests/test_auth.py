@@ -10,11 +10,19 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from broker.auth import ADMIN, METHOD_ROLES, PRODUCER, WORKER, AuthInterceptor, load_tokens, required_roles
-from broker.errors import InvalidArgument
 from forge import Client, ForgeClientError
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
+from forge_broker.auth import (
+    ADMIN,
+    METHOD_ROLES,
+    PRODUCER,
+    WORKER,
+    AuthInterceptor,
+    load_tokens,
+    required_roles,
+)
+from forge_broker.errors import InvalidArgument
 from tests.security_support import Tokens, bearer, run_broker_briefly
 from tests.support import BrokerProcess, drop_database, free_port, new_database, wait_serving
 
@@ -29,7 +37,7 @@ def secured(pg_admin_dsn: str, template_dsn: str) -> Iterator[BrokerProcess]:
     broker = BrokerProcess(dsn, FORGE_TOKENS=TOKENS.env)
     env = {"FORGE_BROKER_ID": "auth-test", **broker.env, "DATABASE_URL": dsn,
            "GRPC_PORT": str(broker.port), "FORGE_HOST": "127.0.0.1"}
-    broker.spawn("broker", ["--log-level", "DEBUG"], env)
+    broker.spawn("forge_broker", ["--log-level", "DEBUG"], env)
     assert wait_serving(broker.target), broker.log_text()
     yield broker
     broker.stop()
@@ -277,7 +285,7 @@ def test_broker_with_tokens_listens_beyond_loopback(dsn: str, tmp_path: Path) ->
     broker = BrokerProcess(dsn)
     env = {**broker.env, "DATABASE_URL": dsn, "GRPC_PORT": str(broker.port),
            "FORGE_HOST": "0.0.0.0", "FORGE_TOKENS_FILE": str(tokens_file)}
-    broker.spawn("broker", [], env)
+    broker.spawn("forge_broker", [], env)
     try:
         assert wait_serving(broker.target), broker.log_text()
         with Client(broker.target, token=TOKENS.admin) as client:
@@ -328,7 +336,7 @@ def test_token_configuration_accepts_a_list_and_a_file_and_refuses_bad_entries(t
 # -- the role table ------------------------------------------------------------------------------
 
 def test_every_broker_rpc_has_an_explicit_role_entry() -> None:
-    """A new RPC is admin-only until given roles in broker/auth.py's METHOD_ROLES; this test
+    """A new RPC is admin-only until given roles in broker/forge_broker/auth.py's METHOD_ROLES; this test
     makes adding one a decision rather than an accident (workers could not call it)."""
     methods = {m.name for m in pb.DESCRIPTOR.services_by_name["Broker"].methods}
     assert methods == set(METHOD_ROLES)
@@ -357,7 +365,7 @@ def test_token_lookup_finds_the_presented_token_only() -> None:
 
 
 def test_only_loopback_addresses_count_as_loopback() -> None:
-    from forge.security import exposure_problem, is_loopback
+    from forge_common.exposure import exposure_problem, is_loopback
 
     for host in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"):
         assert is_loopback(host), host

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import grpc
 
-from broker.migrate import available
 from forge import Client
 from forge.v1 import broker_pb2 as pb
+from forge_broker.migrate import available
 from tests.support import BrokerProcess, free_port, wait_serving
 
 
@@ -73,7 +73,7 @@ def test_broker_without_database_url_runs_embedded_postgres_and_keeps_data(tmp_p
     env.update(GRPC_PORT=str(port))
 
     def run() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "broker"], env=env, cwd=tmp_path,
+        proc = subprocess.Popen([sys.executable, "-m", "forge_broker"], env=env, cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert wait_serving(f"127.0.0.1:{port}", timeout=60)
         return proc

@@ -154,10 +154,10 @@ def running_stack(dsn: str, dashboard_build: Path, tmp_path: Path, broker_env: d
                   worker_env: dict[str, str] | None = None) -> Iterator[Stack]:
     broker = start_broker(dsn, None, **(broker_env or {}))
     fix_file = tmp_path / "bug-fixed"
-    gateway = Proc("gateway", ["gateway", "--broker", broker.target, "--port", str(free_port()),
+    gateway = Proc("gateway", ["forge_gateway", "--broker", broker.target, "--port", str(free_port()),
                                "--static-dir", str(dashboard_build)])
-    worker = Proc("workerd", ["workerd", "--broker", broker.target, "--worker-id", WORKER_ID,
-                              "--handlers", "workerd.demo,tests.handlers.dashboard_handlers",
+    worker = Proc("workerd", ["forge_workerd", "--broker", broker.target, "--worker-id", WORKER_ID,
+                              "--handlers", "forge_workerd.demo,tests.handlers.dashboard_handlers",
                               "--concurrency", "8"],
                   env={"DASHBOARD_E2E_FIX_FILE": str(fix_file), **(worker_env or {})})
     try:

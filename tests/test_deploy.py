@@ -10,11 +10,16 @@ from typing import Any
 import psycopg
 import yaml
 
-from broker.auth import ApiToken, load_tokens
+from forge_broker.auth import ApiToken, load_tokens
 from tests.support import REPO
 
 DEPLOY = REPO / "deploy"
-SOURCES = ["broker/config.py", "broker/__main__.py", "workerd/config.py", "gateway/config.py"]
+SOURCES = [
+    "broker/forge_broker/config.py",
+    "broker/forge_broker/__main__.py",
+    "workerd/forge_workerd/config.py",
+    "gateway/forge_gateway/config.py",
+]
 
 
 def documents() -> list[tuple[Path, dict[str, Any]]]:

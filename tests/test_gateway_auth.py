@@ -81,7 +81,7 @@ def test_streaming_calls_carry_the_header_too(http: httpx.Client) -> None:
 
 def run_gateway(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in ("FORGE_TOKENS", "FORGE_TOKENS_FILE")}
-    return subprocess.run([sys.executable, "-m", "gateway", "--port", str(free_port()),
+    return subprocess.run([sys.executable, "-m", "forge_gateway", "--port", str(free_port()),
                            "--static-dir", "", *args], env={**clean, **env}, cwd=REPO,
                           capture_output=True, text=True, timeout=30)
 

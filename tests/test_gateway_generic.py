@@ -23,8 +23,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-from gateway.app import create_app
-from gateway.config import Config
+from forge_gateway.app import create_app
+from forge_gateway.config import Config
 from tests.gateway_dynamic import library_file
 from tests.support import free_port
 

@@ -10,7 +10,7 @@ import httpx
 from openapi_spec_validator import validate
 
 from forge.v1 import broker_pb2
-from gateway.routes import bindings_for_files
+from forge_gateway.routes import bindings_for_files
 
 pytest_plugins = ["tests.gateway_fixtures"]
 

@@ -14,12 +14,12 @@ from google.protobuf import json_format
 from openapi_spec_validator import validate
 
 from forge.v1 import broker_pb2
-from gateway import errors, openapi
-from gateway.app import default_descriptor_sets
-from gateway.comments import load as load_comments
-from gateway.config import DEFAULT_MAX_BODY, Config
-from gateway.routes import Match, PathTemplate, Router, TemplateError, bindings_for_files
-from gateway.transcode import TranscodeError, build_request, response_json
+from forge_gateway import errors, openapi
+from forge_gateway.app import default_descriptor_sets
+from forge_gateway.comments import load as load_comments
+from forge_gateway.config import DEFAULT_MAX_BODY, Config
+from forge_gateway.routes import Match, PathTemplate, Router, TemplateError, bindings_for_files
+from forge_gateway.transcode import TranscodeError, build_request, response_json
 from tests.gateway_dynamic import library_file
 
 # --- path templates ---------------------------------------------------------------------------

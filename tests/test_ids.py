@@ -7,7 +7,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.ids import all_canonical, canonical
+from forge_broker.ids import all_canonical, canonical
 
 _canonical_ids = st.uuids().map(str)
 # Near misses: one character of a canonical id replaced, dropped or doubled, or case changed.

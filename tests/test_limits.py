@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from broker.config import Config
-from broker.errors import InvalidArgument
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
+from forge_broker.config import Config
+from forge_broker.errors import InvalidArgument
 from tests.support import BrokerProcess, start_broker
 
 

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from broker.migrate import available, current_version, latest_version, migrate
+from forge_broker.migrate import available, current_version, latest_version, migrate
 
 
 def test_migrate_twice_is_a_no_op_the_second_time(empty_dsn: str) -> None:

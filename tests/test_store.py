@@ -11,12 +11,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from broker.completer import Completer
-from broker.dispatch import Dispatcher
-from broker.errors import FailedPrecondition, NotFound
-from broker.models import AckItem, JobRow, Lease, NackItem, NewJob
-from broker.sql import q
-from broker.store import LOCK_SPACE, Store
+from forge_broker.completer import Completer
+from forge_broker.dispatch import Dispatcher
+from forge_broker.errors import FailedPrecondition, NotFound
+from forge_broker.models import AckItem, JobRow, Lease, NackItem, NewJob
+from forge_broker.sql import q
+from forge_broker.store import LOCK_SPACE, Store
 
 
 def lease_of(row: JobRow) -> Lease:

@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from broker.completer import Completer
-from broker.errors import FailedPrecondition
-from broker.models import AckItem, Lease, NackItem, NewJob
-from broker.store import Store
+from forge_broker.completer import Completer
+from forge_broker.errors import FailedPrecondition
+from forge_broker.models import AckItem, Lease, NackItem, NewJob
+from forge_broker.store import Store
 
 
 @dataclass

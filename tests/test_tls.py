@@ -16,10 +16,10 @@ import grpc
 import httpx
 import pytest
 
-from broker.config import Config
-from broker.errors import InvalidArgument
 from forge import ChannelSecurity, Client, ForgeClientError, SecurityConfigError
 from forge.v1 import broker_pb2 as pb
+from forge_broker.config import Config
+from forge_broker.errors import InvalidArgument
 from tests.gateway_support import GatewayProcess
 from tests.security_support import Pki, TlsBrokerProcess, Tokens, make_pki
 from tests.support import drop_database, new_database

@@ -1,4 +1,4 @@
-"""The demo handlers (workerd.demo) run by a real workerd: email, webhook (a real HTTP POST to a
+"""The demo handlers (forge_workerd.demo) run by a real workerd: email, webhook (a real HTTP POST to a
 local server), report."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def settled(dsn: str, job_id: str) -> dict[str, Any]:
 
 
 def test_demo_handlers(dsn: str, broker: BrokerProcess, hooks: Hooks) -> None:
-    worker = WorkerdProcess(broker.target, "demo", effects_dsn=dsn, handlers="workerd.demo")
+    worker = WorkerdProcess(broker.target, "demo", effects_dsn=dsn, handlers="forge_workerd.demo")
     with workers(worker), Client(broker.target) as client:
         sent = client.enqueue("email", {"to": "user@example.com", "subject": "Hello"})
         bad = client.enqueue("email", {"to": "not-an-address", "subject": "Hello"}, max_retries=5)

@@ -7,18 +7,18 @@ import sys
 
 import pytest
 
+from forge_workerd import Fail, JobContext, Registry, Retry, handler
+from forge_workerd.backoff import Backoff
+from forge_workerd.config import Config
+from forge_workerd.errors import ConfigError, HandlerError
+from forge_workerd.runner import DONE, Failed, Succeeded, as_result, describe, job_timeout, success
 from tests.support import REPO, free_port
-from workerd import Fail, JobContext, Registry, Retry, handler
-from workerd.backoff import Backoff
-from workerd.config import Config
-from workerd.errors import ConfigError, HandlerError
-from workerd.runner import DONE, Failed, Succeeded, as_result, describe, job_timeout, success
 
 
 def test_config_defaults_environment_and_flags() -> None:
     cfg = Config.from_args([], env={})
     assert (cfg.broker, cfg.concurrency, cfg.grace, cfg.lease_seconds) == ("localhost:50051", 8, 30.0, 30)
-    assert cfg.handlers == ("workerd.demo",) and cfg.types == () and cfg.worker_id
+    assert cfg.handlers == ("forge_workerd.demo",) and cfg.types == () and cfg.worker_id
     assert cfg.heartbeat_interval == 10.0
 
     env = {"FORGE_BROKER": "b:1", "WORKERD_CONCURRENCY": "3", "WORKERD_TYPES": "a, b",
@@ -104,7 +104,8 @@ def test_backoff_doubles_with_jitter_up_to_its_maximum_and_resets() -> None:
 
 
 def _workerd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workerd", "--broker", f"127.0.0.1:{free_port()}", *args],
+    return subprocess.run([sys.executable, "-m", "forge_workerd", "--broker", f"127.0.0.1:{free_port()}",
+                           *args],
                           capture_output=True, text=True, timeout=30, cwd=REPO)
 
 

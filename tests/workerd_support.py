@@ -1,4 +1,4 @@
-"""Helpers for the workerd tests: real ``python -m workerd`` subprocesses and the side-effect table."""
+"""Helpers for the workerd tests: real ``python -m forge_workerd`` subprocesses and the side-effect table."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class WorkerdProcess(ServiceProcess):
         self.env = {"TEST_EFFECTS_DSN": effects_dsn}
 
     def start(self, wait: bool = True) -> WorkerdProcess:
-        self.spawn("workerd", self.args, self.env)
+        self.spawn("forge_workerd", self.args, self.env)
         if wait:
             self.wait_log("connected to broker")
         return self

@@ -20,10 +20,11 @@ from typing import Any
 import asyncpg
 import pgqueuer
 import uvloop
-from common import Drain, drain_result, emit, enqueue_scenario, latency_scenario, parse_args, wait_empty
 from pgqueuer import PgQueuer, Queries
 from pgqueuer.db import AsyncpgDriver
 from pgqueuer.models import Job
+
+from common import Drain, drain_result, emit, enqueue_scenario, latency_scenario, parse_args, wait_empty
 
 CONSUMERS = 5
 BATCH_SIZE = 100

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import procrastinate
+
 from common import Drain, drain_result, emit, enqueue_scenario, latency_scenario, parse_args, wait_empty
 
 WORKERS = 4

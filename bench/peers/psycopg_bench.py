@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import psycopg
+
 from common import Drain, drain_result, emit, enqueue_scenario, latency_scenario, parse_args, wait_empty
 
 CONSUMERS = 8

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from workerd import JobContext, handler
+from forge_workerd import JobContext, handler
 
 
 @handler("always_fail")

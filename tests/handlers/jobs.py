@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from workerd import Fail, JobContext, Retry, handler
+from forge_workerd import Fail, JobContext, Retry, handler
 
 _local = threading.local()
 

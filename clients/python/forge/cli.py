@@ -1,4 +1,4 @@
-"""``forge``: the command line over the Python client (and the migrations runner).
+"""``forge``: the command line over the Python client.
 
     forge enqueue email '{"to": "a@b.c"}' --priority 10
     forge get JOB_ID
@@ -6,7 +6,11 @@
     forge cancel JOB_ID
     forge stats
     forge dlq list | forge dlq retry JOB_ID
-    forge migrate            (uses DATABASE_URL, or the embedded PostgreSQL in ./.forge)
+    forge migrate            (with forge-broker installed: DATABASE_URL, or the embedded
+                              PostgreSQL in ./.forge)
+
+Installed distributions add commands through the ``forge.commands`` entry-point group: each
+entry names a ``Command`` (the broker's adds ``migrate``), so this client imports no server code.
 
 Results are printed as JSON (the proto3 JSON mapping, as the REST API returns them).
 
@@ -20,13 +24,33 @@ import argparse
 import json
 import sys
 from datetime import datetime
-from typing import Any
+from importlib.metadata import entry_points
+from typing import Any, Protocol
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from forge.client import Client, ForgeClientError, default_target
 from forge.security import ChannelSecurity, SecurityConfigError
+
+COMMANDS = "forge.commands"
+
+
+class Command(Protocol):
+    """A subcommand another distribution adds to ``forge`` (entry-point group ``forge.commands``,
+    the entry's name is the subcommand's)."""
+
+    help: str
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        """Add the subcommand's arguments."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Run it; the exit status."""
+
+
+def _commands() -> dict[str, Command]:
+    return {ep.name: ep.load() for ep in entry_points(group=COMMANDS)}
 
 
 def _print(msg: Message) -> None:
@@ -43,7 +67,7 @@ def _payload(text: str) -> dict[str, Any]:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="forge", description="Forge job queue command line.")
     p.add_argument("--broker", default=None, help=f"broker address (default: $FORGE_BROKER or "
                    f"{default_target()})")
@@ -91,30 +115,16 @@ def _parser() -> argparse.ArgumentParser:
     dr = dsub.add_parser("retry", help="send a dead job back to the queue")
     dr.add_argument("id")
 
-    sub.add_parser("migrate", help="apply database migrations (DATABASE_URL or embedded)")
+    for name, command in sorted(commands.items()):
+        command.configure(sub.add_parser(name, help=command.help))
     return p
 
 
-def _migrate() -> int:
-    import logging
-
-    from broker.config import Config
-    from broker.embedded import start_embedded
-    from broker.migrate import latest_version, migrate
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
-    cfg = Config.from_env()
-    dsn = cfg.database_url or start_embedded(cfg.data_dir)
-    applied = migrate(dsn)
-    print(json.dumps({"applied": applied, "version": latest_version()}))
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "migrate":
-        return _migrate()
+    commands = _commands()
+    args = _parser(commands).parse_args(argv)
+    if args.command in commands:
+        return commands[args.command].run(args)
     try:
         security = ChannelSecurity.from_env(token=args.token, ca_file=args.ca_file,
                                             client_cert=args.tls_client_cert,

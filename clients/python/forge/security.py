@@ -1,6 +1,6 @@
 """How a Forge process dials the broker: a bearer token and TLS (optionally mutual).
 
-Shared by the Python client, the ``forge`` CLI, workerd and the gateway, so every one of them
+Used by the Python client, the ``forge`` CLI, workerd and the gateway, so every one of them
 reads the same variables the same way:
 
 - ``FORGE_TOKEN``: an API token, sent as ``authorization: Bearer <token>`` metadata on every
@@ -15,7 +15,6 @@ Nothing set means exactly the old behaviour: an insecure channel with no interce
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,45 +26,12 @@ ENV_TOKEN = "FORGE_TOKEN"
 ENV_CA_FILE = "FORGE_CA_FILE"
 ENV_CLIENT_CERT = "FORGE_TLS_CLIENT_CERT"
 ENV_CLIENT_KEY = "FORGE_TLS_CLIENT_KEY"
-# The broker's token variables; other services only ask whether they are set (safe default).
-ENV_TOKENS = "FORGE_TOKENS"
-ENV_TOKENS_FILE = "FORGE_TOKENS_FILE"
 
 Options = Sequence[tuple[str, Any]]
 
 
 class SecurityConfigError(ValueError):
     """A token or TLS setting is unusable; the message names the variable, never the token."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a listen address only accepts connections from this machine.
-
-    ``localhost``, ``127.0.0.0/8`` and ``::1`` are; ``0.0.0.0``, ``::``, a host name or any
-    other address is not (a name could resolve anywhere)."""
-    h = host.strip().strip("[]").lower()
-    if h == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(h).is_loopback
-    except ValueError:
-        return False
-
-
-def tokens_configured(env: Mapping[str, str] | None = None) -> bool:
-    """Whether the broker's API tokens are configured (``FORGE_TOKENS`` or ``FORGE_TOKENS_FILE``
-    non-empty). Only the broker parses and checks them."""
-    e = os.environ if env is None else env
-    return bool((e.get(ENV_TOKENS) or "").strip() or (e.get(ENV_TOKENS_FILE) or "").strip())
-
-
-def exposure_problem(host: str, option: str, env: Mapping[str, str] | None = None) -> str | None:
-    """Why listening on ``host`` is refused (no tokens, not loopback), or None when it is fine."""
-    if is_loopback(host) or tokens_configured(env):
-        return None
-    return (f"{option} {host}: refusing to listen beyond loopback with no API tokens "
-            f"configured; set {ENV_TOKENS} or {ENV_TOKENS_FILE} (see docs/operations.md, "
-            f"\"Security\"), or listen on 127.0.0.1")
 
 
 def _valid_token(token: str) -> bool:

@@ -1,0 +1,71 @@
+"""``forge-broker``: run the broker (configuration from the environment, see broker.config)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+
+from forge_broker.config import Config
+from forge_broker.errors import InvalidArgument
+from forge_broker.server import serve
+from forge_common import jsonlog
+from forge_common.exposure import exposure_problem
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="forge-broker",
+        description="Forge broker. Configured by environment: DATABASE_URL (unset: embedded "
+                    "PostgreSQL in ./.forge), GRPC_PORT (50051), FORGE_HOST (127.0.0.1), "
+                    "FORGE_* (see docs/operations.md).")
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-json", action="store_true",
+                        default=jsonlog.wants_json(os.environ.get("FORGE_LOG_FORMAT")),
+                        help="log one JSON object per line [FORGE_LOG_FORMAT=json]")
+    parser.add_argument("--tls-cert", default=None,
+                        help="certificate chain (PEM) to serve gRPC over TLS [FORGE_TLS_CERT]")
+    parser.add_argument("--tls-key", default=None,
+                        help="the certificate's private key (PEM) [FORGE_TLS_KEY]")
+    parser.add_argument("--tls-client-ca", default=None,
+                        help="CA (PEM) for client certificates: require mutual TLS "
+                             "[FORGE_TLS_CLIENT_CA]")
+    args = parser.parse_args(argv)
+    jsonlog.setup(args.log_level, json_lines=args.log_json)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it narrates every pg_ctl call
+    try:
+        config = _with_flags(Config.from_env(), args)
+        config.check()
+    except InvalidArgument as exc:
+        sys.exit(f"forge-broker: bad configuration: {exc}")
+    if not config.tokens:
+        problem = exposure_problem(config.host, "FORGE_HOST", {})
+        if problem is not None:
+            sys.exit(f"forge-broker: {problem}")
+    try:
+        asyncio.run(serve(config))
+    except KeyboardInterrupt:
+        pass
+
+
+def _with_flags(config: Config, args: argparse.Namespace) -> Config:
+    """The TLS flags win over their variables."""
+    def pick(flag: str, current: Path | None) -> Path | None:
+        raw = getattr(args, flag)
+        if not raw:
+            return current
+        if not Path(raw).is_file():
+            raise InvalidArgument(f"--{flag.replace('_', '-')}", f"no such file: {raw}")
+        return Path(raw)
+
+    return dataclasses.replace(config, tls_cert=pick("tls_cert", config.tls_cert),
+                               tls_key=pick("tls_key", config.tls_key),
+                               tls_client_ca=pick("tls_client_ca", config.tls_client_ca))
+
+
+if __name__ == "__main__":
+    main()

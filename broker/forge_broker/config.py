@@ -1,0 +1,149 @@
+"""The broker's configuration: one typed object, read from the environment once."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from forge_broker.auth import ApiToken, load_tokens
+from forge_broker.errors import InvalidArgument
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidArgument(name, f"not a number: {raw!r}") from None
+    if value <= 0:
+        raise InvalidArgument(name, f"must be positive, got {raw!r}")
+    return value
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidArgument(name, f"not an integer: {raw!r}") from None
+
+
+def _at_least(env: dict[str, str], name: str, default: int, low: int) -> int:
+    value = _int(env, name, default)
+    if value < low:
+        raise InvalidArgument(name, f"must be at least {low}, got {value}")
+    return value
+
+
+def _file(env: dict[str, str], name: str) -> Path | None:
+    """A path that must name a readable file, or None when unset."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise InvalidArgument(name, f"no such file: {raw}")
+    return path
+
+
+def _port(env: dict[str, str], name: str, default: int) -> int:
+    """A TCP port; set but empty means 0 (off)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = _int(env, name, 0)
+    if not 0 <= value <= 65535:
+        raise InvalidArgument(name, f"not a port number: {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the broker can be told. See docs/operations.md for each variable."""
+
+    database_url: str | None = None
+    """PostgreSQL DSN; None starts the embedded server with its data in ``data_dir``."""
+    data_dir: Path = Path(".forge")
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    broker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    tick_seconds: float = 1.0
+    """Stats snapshot period, and the cadence of worker-registry refresh and counter folding."""
+    rescue_interval: float = 1.0
+    """Seconds between sweeps for expired leases."""
+    backoff_base: float = 5.0
+    """Retry delay after the first failed attempt; doubles each attempt, capped at an hour."""
+    retention_seconds: float = 24 * 3600.0
+    """How long COMPLETED and CANCELLED jobs are kept."""
+    pool_min: int = 2
+    pool_max: int = 10
+    pool_timeout: float = 5.0
+    """Seconds a call waits for a database connection before failing with UNAVAILABLE."""
+    statement_timeout_ms: int = 30_000
+    poll_seconds: float = 5.0
+    """Safety net: the dispatcher looks for work this often even with no NOTIFY."""
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    """Port of the Prometheus /metrics endpoint; 0 turns it off."""
+    tokens: tuple[ApiToken, ...] = ()
+    """API tokens with roles (FORGE_TOKENS, FORGE_TOKENS_FILE); none turns auth off."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    """Certificate chain and key (PEM) to serve gRPC over TLS; None serves plain text."""
+    tls_client_ca: Path | None = None
+    """CA (PEM) that client certificates must chain to: mutual TLS, required when set."""
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Largest gRPC message received or sent; larger ones fail with RESOURCE_EXHAUSTED."""
+    max_in_flight: int = 1000
+    """Most jobs one Lease stream may hold at once (its request's max_in_flight)."""
+    max_lease_streams: int = 1000
+    """Most Lease streams open on this broker at once; 0 means no limit."""
+
+    def check(self) -> None:
+        """What from_env cannot see alone: TLS settings that only make sense together."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidArgument("FORGE_TLS_CERT", "the certificate and FORGE_TLS_KEY go "
+                                  "together (--tls-cert, --tls-key): set both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise InvalidArgument("FORGE_TLS_CLIENT_CA", "mutual TLS needs TLS: set "
+                                  "FORGE_TLS_CERT and FORGE_TLS_KEY too")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Config:
+        """Read ``FORGE_*``, ``DATABASE_URL`` and ``GRPC_PORT``; InvalidArgument names a bad one."""
+        e = dict(os.environ if env is None else env)
+        defaults = cls()
+        return cls(
+            database_url=e.get("DATABASE_URL") or None,
+            data_dir=Path(e.get("FORGE_DATA_DIR") or defaults.data_dir),
+            host=e.get("FORGE_HOST") or defaults.host,
+            grpc_port=_int(e, "GRPC_PORT", defaults.grpc_port),
+            broker_id=e.get("FORGE_BROKER_ID") or defaults.broker_id,
+            tick_seconds=_float(e, "FORGE_STATS_INTERVAL", defaults.tick_seconds),
+            rescue_interval=_float(e, "FORGE_RESCUE_INTERVAL", defaults.rescue_interval),
+            backoff_base=_float(e, "FORGE_BACKOFF_BASE", defaults.backoff_base),
+            retention_seconds=_float(e, "FORGE_RETENTION", defaults.retention_seconds),
+            pool_min=_int(e, "FORGE_POOL_MIN", defaults.pool_min),
+            pool_max=_int(e, "FORGE_POOL_MAX", defaults.pool_max),
+            pool_timeout=_float(e, "FORGE_POOL_TIMEOUT", defaults.pool_timeout),
+            statement_timeout_ms=_int(e, "FORGE_STATEMENT_TIMEOUT_MS", defaults.statement_timeout_ms),
+            poll_seconds=_float(e, "FORGE_POLL_INTERVAL", defaults.poll_seconds),
+            metrics_host=e.get("FORGE_METRICS_HOST") or defaults.metrics_host,
+            metrics_port=_port(e, "FORGE_METRICS_PORT", defaults.metrics_port),
+            tokens=load_tokens(e),
+            tls_cert=_file(e, "FORGE_TLS_CERT"),
+            tls_key=_file(e, "FORGE_TLS_KEY"),
+            tls_client_ca=_file(e, "FORGE_TLS_CLIENT_CA"),
+            max_message_bytes=_at_least(e, "FORGE_MAX_MESSAGE_BYTES", defaults.max_message_bytes,
+                                        1024 * 1024),
+            max_in_flight=_at_least(e, "FORGE_MAX_IN_FLIGHT", defaults.max_in_flight, 1),
+            max_lease_streams=_at_least(e, "FORGE_MAX_LEASE_STREAMS",
+                                        defaults.max_lease_streams, 0),
+        )

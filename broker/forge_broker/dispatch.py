@@ -1,0 +1,309 @@
+"""Lease dispatch: pushes runnable jobs down this broker's open Lease streams.
+
+One loop per broker. It wakes on NOTIFY (a job became runnable), on an ack freeing capacity,
+on a new stream, and on a timer set to the next scheduled run_at; then each stream with free
+capacity claims what it can take in one query. Jobs claimed for a stream sit in its outbox
+until the stream's RPC sends them; if the stream closes first they are released unharmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from forge_broker.models import JobRow, Lease, LeasedRow
+from forge_broker.store import Store
+
+log = logging.getLogger("forge.dispatch")
+
+CHANNEL = "forge_jobs"
+_DB_ERRORS = (psycopg.Error, PoolTimeout, OSError)
+
+CLAIMS_AT_ONCE = 2
+"""Most claims one broker runs at the same time (each holds a pooled connection)."""
+
+Claimed = list[JobRow] | list[LeasedRow]
+"""One claim's rows for one stream, in the view the stream asked for."""
+
+
+@dataclass(eq=False)
+class LeaseStream:
+    """One open Lease RPC: who asked, for what, and the jobs it holds."""
+
+    worker_id: str
+    types: tuple[str, ...]
+    max_in_flight: int
+    lease_seconds: int
+    stream_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    connected_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Jobs leased through this stream and not yet acked or nacked (job id -> lease token),
+    # whether still in the outbox or already sent.
+    in_flight: dict[str, str] = field(default_factory=dict)
+    outbox: asyncio.Queue[Claimed | None] = field(default_factory=asyncio.Queue)
+    closed: bool = False
+    lean: bool = False  # JOB_VIEW_LEAN: claimed as LeasedRow
+    settles: int = 0  # jobs of this stream settled through this broker, ever
+    settles_seen: int = 0  # ``settles`` when reconcile last looked
+
+    def capacity(self) -> int:
+        return 0 if self.closed else self.max_in_flight - len(self.in_flight)
+
+    async def batches(self) -> AsyncIterator[Claimed]:
+        """Leased jobs as they arrive, until the stream is closed by the broker."""
+        while True:
+            rows = await self.outbox.get()
+            if rows is None:
+                return
+            yield rows
+
+    def undelivered(self) -> list[Lease]:
+        """Leases of jobs still waiting in the outbox (drains it)."""
+        out: list[Lease] = []
+        while not self.outbox.empty():
+            rows = self.outbox.get_nowait()
+            for row in rows or []:
+                if row.lease_token is not None:
+                    out.append(Lease(str(row.id), str(row.lease_token)))
+        return out
+
+
+class Dispatcher:
+    """Owns this broker's lease streams and the loop that feeds them."""
+
+    def __init__(self, store: Store, *, broker_id: str, poll_seconds: float = 5.0) -> None:
+        self.store = store
+        self.broker_id = broker_id
+        self.poll_seconds = poll_seconds
+        self._streams: dict[uuid.UUID, LeaseStream] = {}
+        self._by_job: dict[str, LeaseStream] = {}  # by job id (canonical text)
+        self._wake = asyncio.Event()
+        self._next_at: float | None = None  # loop time of the next scheduled run_at
+        self._run_task: asyncio.Task[None] | None = None
+        # LISTENs only while this broker has a stream to feed: a broker serving only enqueues
+        # would otherwise wake for every INSERT anyone commits, to find no stream to fill.
+        self._listener: asyncio.Task[None] | None = None
+        self._rotation = 0
+        self._stopping = False
+
+    @property
+    def streams(self) -> list[LeaseStream]:
+        return list(self._streams.values())
+
+    async def start(self) -> None:
+        self._run_task = asyncio.create_task(self._run(), name="dispatch")
+
+    async def stop(self) -> None:
+        """Stop feeding, end every stream (their workers reconnect elsewhere), release outboxes.
+
+        A claim in progress is allowed to finish, so the rows it leased reach an outbox and are
+        released with it instead of waiting out their lease.
+        """
+        self._stopping = True
+        self.wake()
+        await self._stop_listening()
+        if self._run_task is not None:
+            try:
+                await asyncio.wait_for(self._run_task, timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("dispatch did not finish its round in time")
+        for stream in list(self._streams.values()):
+            await self.close(stream)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def open(self, worker_id: str, types: Sequence[str], max_in_flight: int,
+                   lease_seconds: int, *, lean: bool = False) -> LeaseStream:
+        """Register a new stream (in memory and in forge.workers) and look for work for it."""
+        stream = LeaseStream(worker_id=worker_id, types=tuple(sorted(set(types))),
+                             max_in_flight=max_in_flight, lease_seconds=lease_seconds, lean=lean)
+        await self.store.register_stream(stream.stream_id, worker_id, self.broker_id,
+                                         stream.types, max_in_flight)
+        self._streams[stream.stream_id] = stream
+        if self._listener is None and not self._stopping:
+            self._listener = asyncio.create_task(self._listen(), name="listen")
+        log.info("worker %s opened a lease stream (types=%s, max_in_flight=%d)",
+                 worker_id, ",".join(stream.types) or "*", max_in_flight)
+        self.wake()
+        return stream
+
+    async def close(self, stream: LeaseStream) -> None:
+        """Forget a stream: release its unsent jobs now; sent ones stay leased until acked or expired."""
+        if stream.closed:
+            return
+        stream.closed = True
+        self._streams.pop(stream.stream_id, None)
+        unsent = stream.undelivered()
+        stream.outbox.put_nowait(None)
+        for job_id in list(stream.in_flight):
+            self._by_job.pop(job_id, None)
+        try:
+            await self.store.release(unsent)
+            await self.store.unregister_stream(stream.stream_id)
+        except _DB_ERRORS as exc:
+            # Unsent leases then expire and are rescued; the registry row ages out.
+            log.warning("could not release %d jobs of closed stream: %s", len(unsent), exc)
+        log.info("worker %s closed its lease stream (%d released)", stream.worker_id, len(unsent))
+        if not self._streams:
+            await self._stop_listening()
+
+    def settled(self, job_ids: Sequence[str]) -> None:
+        """These jobs are no longer held (acked, nacked, rescued, cancelled): free capacity."""
+        freed = False
+        for job_id in job_ids:
+            stream = self._by_job.pop(job_id, None)
+            if stream is not None:
+                stream.in_flight.pop(job_id, None)
+                stream.settles += 1
+                freed = True
+        if freed:
+            self.wake()
+
+    async def reconcile(self) -> None:
+        """Drop in-flight jobs whose lease ended elsewhere (an ack that reached another broker).
+
+        Looks only at streams that are full and had nothing settled here since the last look:
+        a full stream whose acks keep arriving is busy, not stuck, and checking each one's
+        whole in-flight set every tick was a lookup of up to 1,000 leases per stream per tick
+        all through a busy drain."""
+        full = []
+        for stream in self._streams.values():
+            if (stream.in_flight and stream.capacity() <= 0
+                    and stream.settles == stream.settles_seen):
+                full.append(stream)
+            stream.settles_seen = stream.settles
+        for stream in full:
+            leases = [Lease(j, t) for j, t in stream.in_flight.items()]
+            held = await self.store.still_held(leases)
+            self.settled([le.job_id for le in leases if le.job_id not in held])
+
+    def in_flight_counts(self) -> dict[uuid.UUID, int]:
+        return {s.stream_id: len(s.in_flight) for s in self._streams.values()}
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        failing = False
+        while not self._stopping:
+            timeout = self.poll_seconds
+            if self._next_at is not None:
+                timeout = max(0.0, min(timeout, self._next_at - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                await self._round()
+                if failing:
+                    log.info("dispatch recovered: database reachable again")
+                failing = False
+            except _DB_ERRORS as exc:
+                if not failing:
+                    log.warning("dispatch paused, database unreachable: %s", exc)
+                failing = True
+                await asyncio.sleep(0.5)
+                self._wake.set()
+
+    async def _round(self) -> None:
+        """Fill every stream with free capacity; arm the timer for what is still to come."""
+        streams = list(self._streams.values())
+        if not streams:
+            self._next_at = None
+            return
+        self._rotation = (self._rotation + 1) % len(streams)
+        streams = streams[self._rotation:] + streams[: self._rotation]
+        wanting = [(s, s.capacity()) for s in streams]
+        wanting = [(s, want) for s, want in wanting if want > 0]
+        hungry: list[LeaseStream] = []
+        # Claims for different streams overlap, CLAIMS_AT_ONCE at a time: one stream's claim
+        # runs in the database while another's rows are being sent.
+        for i in range(0, len(wanting), CLAIMS_AT_ONCE):
+            group = wanting[i:i + CLAIMS_AT_ONCE]
+            filled: list[bool | BaseException]
+            if len(group) == 1:  # the idle case: no task for gather to make
+                filled = [await self._fill(*group[0])]
+            else:
+                filled = await asyncio.gather(*(self._fill(s, want) for s, want in group),
+                                              return_exceptions=True)
+            for (stream, _), full in zip(group, filled, strict=True):
+                if isinstance(full, BaseException):
+                    raise full
+                if not full:
+                    hungry.append(stream)
+        await self._arm_timer(hungry)
+
+    async def _fill(self, stream: LeaseStream, want: int) -> bool:
+        """Claim up to ``want`` jobs for ``stream``; False if fewer were runnable."""
+        claim = self.store.claim_leases if stream.lean else self.store.claim
+        rows: Claimed = await claim(stream.worker_id, stream.types, want, stream.lease_seconds)
+        if stream.closed:
+            await self.store.release([Lease(str(r.id), str(r.lease_token)) for r in rows
+                                      if r.lease_token is not None])
+            return True
+        if rows:
+            in_flight, by_job = stream.in_flight, self._by_job
+            for row in rows:
+                if isinstance(row, LeasedRow):
+                    job_id, token = row.id, row.lease_token
+                else:
+                    job_id, token = str(row.id), str(row.lease_token)
+                in_flight[job_id] = token
+                by_job[job_id] = stream
+            stream.outbox.put_nowait(rows)
+        return len(rows) >= want
+
+    async def _arm_timer(self, hungry: list[LeaseStream]) -> None:
+        if not hungry:
+            self._next_at = None
+            return
+        types: list[str] = []
+        if all(s.types for s in hungry):
+            types = sorted({t for s in hungry for t in s.types})
+        next_run = await self.store.next_run_at(types)
+        if next_run is None:
+            self._next_at = None
+            return
+        delay = (next_run - datetime.now(UTC)).total_seconds()
+        # A millisecond late rather than early: the claim compares run_at with the database clock.
+        self._next_at = asyncio.get_running_loop().time() + max(0.0, delay) + 0.001
+
+    async def _stop_listening(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _listen(self) -> None:
+        """Wake the loop on every NOTIFY; reconnect (and wake, in case one was missed) on loss.
+
+        Runs from the first stream opened to the last one closed. Jobs that became runnable
+        before its LISTEN took effect are found by the wake that follows it (as after a
+        reconnect), and the new stream's own round."""
+        delay = 0.1
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.store.dsn,
+                                                                 autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    if delay > 0.1:
+                        log.info("listening for job notifications again")
+                    delay = 0.1
+                    self.wake()
+                    async for _ in conn.notifies():
+                        self.wake()
+            except _DB_ERRORS as exc:
+                if delay == 0.1:
+                    log.warning("lost the notification connection: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

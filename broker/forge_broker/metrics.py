@@ -1,0 +1,186 @@
+"""Prometheus metrics of one broker, served at ``/metrics`` on FORGE_METRICS_HOST:FORGE_METRICS_PORT.
+
+Counters and histograms count what *this* broker did (its enqueues, the acks and nacks it
+received, the leases it rescued, the jobs it delivered); sum them over brokers. The queue-depth
+gauges are read from the database's counters, so every broker reports the same global value;
+take ``max`` over brokers, not ``sum``. No metric is labelled with a job id.
+
+Everything lives in one :class:`Metrics` object with its own CollectorRegistry, handed to the
+servicer, the maintenance loop and the gauge publisher by the server; nothing is global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+from forge_broker.models import JobRow, LeasedRow, Snapshot
+from forge_common.tally import CounterTally, HistogramTally
+
+log = logging.getLogger("forge.metrics")
+
+Outcome = Literal["completed", "failed", "dead"]
+"""How an attempt ended: acked; nacked or rescued with retries left (back to PENDING); DEAD."""
+
+UNKNOWN_TYPE = "(unknown)"
+"""Type label of a settled job this broker did not deliver (it cannot be a real type name)."""
+
+MAX_REMEMBERED = 100_000
+"""Delivered jobs whose type is remembered until they settle; the oldest are forgotten first."""
+
+# Seconds; the same bounds as the database's queue-wait histogram (forge.wait_bucket), which
+# the dashboard's percentiles come from.
+WAIT_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+                60.0, 300.0, 900.0, 3600.0)
+LEASE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                 900.0, 3600.0)
+# TypeCounts field -> forge_queue_depth's status label.
+DEPTH_STATUSES = ("pending", "scheduled", "processing", "completed", "dead", "cancelled")
+
+
+class Metrics:
+    """The broker's metrics and the small amount of state needed to label them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        # Tallies, not prometheus_client's Counter/Histogram: these count every job.
+        self.jobs_enqueued = CounterTally(
+            "forge_jobs_enqueued", "Jobs created by Enqueue/EnqueueBatch on this broker "
+            "(idempotent repeats not counted).", ["type"], r)
+        self.jobs_completed = CounterTally(
+            "forge_jobs_completed", "Acks recorded by this broker.", ["type"], r)
+        self.jobs_failed = CounterTally(
+            "forge_jobs_failed", "Failed attempts that will be retried: nacks received and "
+            "expired leases rescued by this broker.", ["type"], r)
+        self.jobs_dead = CounterTally(
+            "forge_jobs_dead", "Jobs sent to the dead-letter queue by this broker (permanent "
+            "nack, or retries spent on a nack or a rescue).", ["type"], r)
+        self.queue_wait = HistogramTally(
+            "forge_queue_wait_seconds", "From a job's run_at to its claim (database clock), "
+            "for jobs delivered on this broker's lease streams.", ["type"], WAIT_BUCKETS, r)
+        self.lease_duration = HistogramTally(
+            "forge_lease_duration_seconds", "From a job's delivery on this broker's lease "
+            "stream to its ack or nack at this broker (rescues not included).", ["type"],
+            LEASE_BUCKETS, r)
+        self.queue_depth = Gauge(
+            "forge_queue_depth", "Jobs per type and status, from the database's counters "
+            "(global: the same on every broker); pending is runnable now, scheduled waits "
+            "for its run_at.", ["type", "status"], registry=r)
+        self.oldest_pending_age = Gauge(
+            "forge_queue_oldest_pending_age_seconds", "Age of the oldest runnable job per type "
+            "(global).", ["type"], registry=r)
+        self.lease_streams = Gauge(
+            "forge_lease_streams", "Lease streams open on this broker.", registry=r)
+        self.worker_in_flight = Gauge(
+            "forge_worker_in_flight", "Jobs leased through this broker and not yet settled, per "
+            "worker.", ["worker_id"], registry=r)
+        self._by_outcome = {"completed": self.jobs_completed, "failed": self.jobs_failed,
+                            "dead": self.jobs_dead}
+        self._held: dict[str, tuple[str, float]] = {}  # by job id (canonical text)
+        self._depth_labels: set[tuple[str, str]] = set()
+        self._age_labels: set[str] = set()
+        self._worker_labels: set[str] = set()
+
+    # -- events ------------------------------------------------------------------------------
+
+    def enqueued(self, type_: str, n: int = 1) -> None:
+        if n > 0:
+            self.jobs_enqueued.inc((type_,), n)
+
+    def claimed(self, type_: str, queue_wait_seconds: float) -> None:
+        self.queue_wait.observe((type_,), max(0.0, queue_wait_seconds))
+
+    def delivered(self, rows: Sequence[JobRow] | Sequence[LeasedRow]) -> None:
+        """Jobs sent down a lease stream: their queue wait, and their type for when they settle."""
+        now = time.monotonic()
+        for row in rows:
+            # Both times are the database's: run_at, and updated_at which the claim set to now().
+            self.claimed(row.type, row.waited if isinstance(row, LeasedRow)
+                         else (row.updated_at - row.run_at).total_seconds())
+            self._held[row.id if isinstance(row, LeasedRow) else str(row.id)] = (row.type, now)
+        while len(self._held) > MAX_REMEMBERED:
+            del self._held[next(iter(self._held))]
+
+    def settled_jobs(self, job_ids: Iterable[str], outcome: Outcome, *,
+                     by_worker: bool = True) -> None:
+        """Count settled jobs by id, per type: typed if this broker delivered them, else
+        ``(unknown)``. ``by_worker``: acks or nacks (their lease duration is observed), not
+        rescues."""
+        held, observe, now = self._held, self.lease_duration.observe, time.monotonic()
+        per_type: dict[str, int] = {}
+        for job_id in job_ids:
+            got = held.pop(job_id, None)
+            type_ = UNKNOWN_TYPE if got is None else got[0]
+            per_type[type_] = per_type.get(type_, 0) + 1
+            if got is not None and by_worker:
+                observe((type_,), now - got[1])
+        counter = self._by_outcome[outcome]
+        for type_, n in per_type.items():
+            counter.inc((type_,), n)
+
+    def settled_job(self, job_id: str, outcome: Outcome, *, by_worker: bool = True) -> None:
+        """``settled_jobs`` for one job."""
+        self.settled_jobs((job_id,), outcome, by_worker=by_worker)
+
+    def forget(self, job_ids: Iterable[str]) -> None:
+        """These jobs left their lease without an outcome to count (cancelled, lost)."""
+        for job_id in job_ids:
+            self._held.pop(job_id, None)
+
+    # -- gauges --------------------------------------------------------------------------------
+
+    def observe_snapshot(self, snap: Snapshot) -> None:
+        depth: set[tuple[str, str]] = set()
+        ages: set[str] = set()
+        for counts in snap.types:
+            for status in DEPTH_STATUSES:
+                self.queue_depth.labels(counts.type, status).set(getattr(counts, status))
+                depth.add((counts.type, status))
+            self.oldest_pending_age.labels(counts.type).set(counts.oldest_pending_age_seconds)
+            ages.add(counts.type)
+        for labels in self._depth_labels - depth:
+            self.queue_depth.remove(*labels)
+        for type_ in self._age_labels - ages:
+            self.oldest_pending_age.remove(type_)
+        self._depth_labels, self._age_labels = depth, ages
+
+    def observe_streams(self, streams: Iterable[tuple[str, int]]) -> None:
+        """This broker's open streams as (worker_id, jobs in flight)."""
+        per_worker: dict[str, int] = {}
+        n = 0
+        for worker_id, in_flight in streams:
+            per_worker[worker_id] = per_worker.get(worker_id, 0) + in_flight
+            n += 1
+        self.lease_streams.set(n)
+        for worker_id, count in per_worker.items():
+            self.worker_in_flight.labels(worker_id).set(count)
+        for worker_id in self._worker_labels - per_worker.keys():
+            self.worker_in_flight.remove(worker_id)
+        self._worker_labels = set(per_worker)
+
+    def render(self) -> bytes:
+        """The exposition text, as /metrics serves it."""
+        return generate_latest(self.registry)
+
+
+async def publish_gauges(metrics: Metrics, snapshot: Callable[[], Awaitable[Snapshot]],
+                         streams: Callable[[], Iterable[tuple[str, int]]], seconds: float) -> None:
+    """Every ``seconds``, refresh the gauges from the stats snapshot (the StatsHub's cached one,
+    shared with Stats callers) and from this broker's open streams. Runs until cancelled."""
+    failing = False
+    while True:
+        metrics.observe_streams(streams())
+        try:
+            metrics.observe_snapshot(await snapshot())
+            failing = False
+        except Exception as exc:  # a database outage must not end the gauges
+            if not failing:
+                log.warning("metrics: stats snapshot failed: %s", exc)
+            failing = True
+        await asyncio.sleep(seconds)

@@ -1,0 +1,331 @@
+"""The gRPC servicer: translates between forge.v1 messages and the store, nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import psycopg
+from google.protobuf.message import DecodeError
+from psycopg_pool import PoolTimeout
+
+from forge.v1 import broker_pb2 as pb
+from forge.v1 import broker_pb2_grpc as pb_grpc
+from forge_broker import convert, validate
+from forge_broker.batcher import Batcher
+from forge_broker.completer import Completer
+from forge_broker.dispatch import Dispatcher
+from forge_broker.errors import (
+    FailedPrecondition,
+    ForgeError,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+from forge_broker.metrics import Metrics
+from forge_broker.models import JobRow, NackOutcome, NewJob
+from forge_broker.stats import StatsHub
+from forge_broker.store import Store
+
+log = logging.getLogger("forge.servicer")
+
+_CODES: dict[type[ForgeError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+_UNAVAILABLE = (psycopg.OperationalError, PoolTimeout, OSError)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def _status_for(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status for a failed call. Internals stay in the log, not in the answer."""
+    if isinstance(exc, ForgeError):
+        return _CODES.get(type(exc), grpc.StatusCode.INTERNAL), str(exc)
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, "database statement timed out"
+    if isinstance(exc, _UNAVAILABLE):
+        return grpc.StatusCode.UNAVAILABLE, f"database unavailable: {exc}"
+    log.error("%s failed", method, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error in {method}; see the broker log"
+
+
+def unary(fn: Callable[[Any, Req, Ctx], Awaitable[Resp]]) -> Callable[[Any, Req, Ctx], Awaitable[Resp]]:
+    """Turn the broker's errors into gRPC statuses for a unary method."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Req, context: Ctx) -> Resp:
+        try:
+            return await fn(self, request, context)
+        except Exception as exc:
+            await context.abort(*_status_for(exc, fn.__name__))
+            raise  # abort() always raises; this keeps type checkers content
+
+    return wrapper
+
+
+class BrokerServicer(pb_grpc.BrokerServicer):
+    def __init__(self, store: Store, dispatcher: Dispatcher, stats: StatsHub,
+                 metrics: Metrics, completer: Completer, *, max_in_flight: int = 1000,
+                 max_lease_streams: int = 0) -> None:
+        self.store = store
+        # Enqueue and EnqueueBatch calls that arrive together share one INSERT (group commit);
+        # each call is still all or nothing. One flush at a time, lingering 2 ms under load:
+        # from 16 clients that is ~7 calls per INSERT (measured: 1.0k → 1.6–2.0k calls/s).
+        self.inserter: Batcher[NewJob, tuple[JobRow, bool]] = Batcher(
+            store.enqueue, max_items=validate.MAX_BATCH, name="inserter", concurrency=1,
+            linger=0.002)
+        self.dispatcher = dispatcher
+        self.stats = stats
+        self.completer = completer
+        self.metrics = metrics
+        self.max_in_flight = max_in_flight
+        """Most jobs a Lease request may ask to hold (FORGE_MAX_IN_FLIGHT)."""
+        self.max_lease_streams = max_lease_streams
+        """Most Lease streams open at once on this broker, 0 for no limit (FORGE_MAX_LEASE_STREAMS)."""
+        self._lease_streams = 0
+
+    @unary
+    async def Enqueue(self, request: pb.EnqueueRequest, context: Ctx) -> pb.EnqueueResponse:
+        [(row, created)] = await self.inserter.submit([validate.new_job(request)])
+        if created:
+            self.metrics.enqueued(row.type)
+        resp = pb.EnqueueResponse(created=created)
+        convert.fill_job(resp.job, row)  # in place: a constructor would copy the Job
+        return resp
+
+    @unary
+    async def EnqueueBatch(self, request: pb.EnqueueBatchRequest,
+                           context: Ctx) -> pb.EnqueueBatchResponse:
+        jobs = validate.new_jobs(request)
+        inserted = self.inserter.start(jobs)
+        # A flush starting now sends its INSERT at this await (a running one takes these jobs
+        # next); either way the answer is drafted while the database works.
+        await asyncio.sleep(0)
+        resp = pb.EnqueueBatchResponse()
+        convert.draft_enqueued(resp, request.jobs, jobs)
+        results = await inserted
+        by_type: dict[str, int] = {}
+        for row, new in results:
+            if new:
+                by_type[row.type] = by_type.get(row.type, 0) + 1
+        for type_, n in by_type.items():
+            self.metrics.enqueued(type_, n)
+        resp.created = sum(1 for _, created in results if created)
+        convert.finish_enqueued(resp, results)
+        return resp
+
+    async def Lease(self, request: pb.LeaseRequest,
+                    context: Ctx) -> AsyncIterator[pb.LeaseResponse]:
+        try:
+            if not request.worker_id or len(request.worker_id) > validate.MAX_WORKER_ID_CHARS:
+                raise InvalidArgument("worker_id", "must be 1 to 128 characters")
+            validate.check_text("worker_id", request.worker_id)
+            for i, t in enumerate(request.types):
+                validate.check_type(f"types[{i}]", t)
+            max_in_flight = validate.max_in_flight(request.max_in_flight, self.max_in_flight)
+            lease_seconds = validate.lease_seconds(request.lease_seconds)
+            lean = validate.lean_view(request.job_view)
+            if self.max_lease_streams and self._lease_streams >= self.max_lease_streams:
+                raise ResourceExhausted(
+                    f"this broker already serves {self._lease_streams} lease streams, its limit "
+                    "(FORGE_MAX_LEASE_STREAMS); retry later or use another broker")
+            self._lease_streams += 1
+            try:
+                stream = await self.dispatcher.open(request.worker_id, list(request.types),
+                                                    max_in_flight, lease_seconds, lean=lean)
+            except BaseException:
+                self._lease_streams -= 1
+                raise
+        except Exception as exc:
+            await context.abort(*_status_for(exc, "Lease"))
+        try:
+            async for rows in stream.batches():
+                self.metrics.delivered(rows)
+                yield convert.lease_response(rows)
+        finally:
+            self._lease_streams -= 1
+            await self.dispatcher.close(stream)
+
+    @unary
+    async def Ack(self, request: pb.AckRequest, context: Ctx) -> pb.AckResponse:
+        item = validate.ack(request)
+        await self.completer.ack(item)
+        self.metrics.settled_job(item.lease.job_id, "completed")
+        return pb.AckResponse()
+
+    @unary
+    async def Nack(self, request: pb.NackRequest, context: Ctx) -> pb.NackResponse:
+        item = validate.nack(request)
+        outcome = await self.completer.nack(item)
+        self.metrics.settled_job(item.lease.job_id, "failed" if outcome.status == "PENDING" else "dead")
+        resp = pb.NackResponse(status=pb.Job.Status.Value(outcome.status))
+        if outcome.status == "PENDING":
+            resp.run_at.CopyFrom(convert.ts(outcome.run_at))
+        return resp
+
+    @unary
+    async def Settle(self, request: pb.SettleRequest, context: Ctx) -> pb.SettleResponse:
+        acks, nacks = validate.settle(request)
+        ack_results, nack_results = await self.completer.settle(acks, nacks)
+        # Each answer names the job as the caller spelled it.
+        resp = pb.SettleResponse()
+        add, completed = resp.acks.add, pb.Job.COMPLETED
+        acked: list[str] = []
+        for req, item, result in zip(request.acks, acks, ack_results, strict=True):
+            if result is None:
+                add(job_id=req.job_id, status=completed)
+                acked.append(item.lease.job_id)
+            else:
+                self._settle_result(add(job_id=req.job_id), item.lease.job_id, result)
+        self.metrics.settled_jobs(acked, "completed")
+        for nreq, nitem, nresult in zip(request.nacks, nacks, nack_results, strict=True):
+            self._settle_result(resp.nacks.add(job_id=nreq.job_id), nitem.lease.job_id, nresult)
+        return resp
+
+    def _settle_result(self, out: pb.SettleResult, job_id: str,
+                       result: NackOutcome | BaseException) -> None:
+        """Fill in place the answer for a refused item or a nack that landed."""
+        if isinstance(result, BaseException):
+            code, message = _status_for(result, "Settle")
+            out.code, out.message = code.value[0], message
+        else:
+            out.status = pb.Job.Status.Value(result.status)
+            self.metrics.settled_job(job_id, "failed" if result.status == "PENDING" else "dead")
+            if result.status == "PENDING":
+                convert.set_ts(out.run_at, result.run_at)
+
+    @unary
+    async def Heartbeat(self, request: pb.HeartbeatRequest,
+                        context: Ctx) -> pb.HeartbeatResponse:
+        deadline, lost = await self.store.extend(validate.leases(request),
+                                                 validate.lease_seconds(request.lease_seconds))
+        self.dispatcher.settled(lost)
+        self.metrics.forget(lost)
+        if deadline is None:
+            raise FailedPrecondition(
+                "none of the leases is held any more (rescued, cancelled or finished): "
+                + ", ".join(str(j) for j in lost[:10]))
+        return pb.HeartbeatResponse(lease_expires_at=convert.ts(deadline),
+                                    lost_job_ids=[str(j) for j in lost])
+
+    @unary
+    async def GetJob(self, request: pb.GetJobRequest, context: Ctx) -> pb.Job:
+        return convert.job(await self.store.get(validate.job_id("id", request.id)))
+
+    @unary
+    async def ListJobs(self, request: pb.ListJobsRequest, context: Ctx) -> pb.ListJobsResponse:
+        status = validate.job_status("status", request.status)
+        if request.type:
+            validate.check_type("type", request.type)
+        jobs, token = await self._page(status, request.type or None, request.page_size,
+                                       request.page_token)
+        return pb.ListJobsResponse(jobs=jobs, next_page_token=token)
+
+    @unary
+    async def CancelJob(self, request: pb.CancelJobRequest, context: Ctx) -> pb.Job:
+        job_id = validate.job_id("id", request.id)
+        reason = validate.error_text(f"cancelled: {request.reason}") if request.reason else None
+        row = await self.store.cancel(job_id, reason)
+        self.dispatcher.settled([str(job_id)])
+        self.metrics.forget([str(job_id)])
+        return convert.job(row)
+
+    @unary
+    async def ListDeadJobs(self, request: pb.ListDeadJobsRequest,
+                           context: Ctx) -> pb.ListDeadJobsResponse:
+        if request.type:
+            validate.check_type("type", request.type)
+        jobs, token = await self._page("DEAD", request.type or None, request.page_size,
+                                       request.page_token)
+        return pb.ListDeadJobsResponse(jobs=jobs, next_page_token=token)
+
+    @unary
+    async def RetryDeadJob(self, request: pb.RetryDeadJobRequest, context: Ctx) -> pb.Job:
+        return convert.job(await self.store.retry_dead(validate.job_id("id", request.id)))
+
+    @unary
+    async def Stats(self, request: pb.StatsRequest, context: Ctx) -> pb.QueueStats:
+        return convert.stats(await self.stats.current())
+
+    async def WatchStats(self, request: pb.WatchStatsRequest,
+                         context: Ctx) -> AsyncIterator[pb.QueueStats]:
+        interval = self.stats.tick
+        if request.HasField("interval"):
+            interval = request.interval.seconds + request.interval.nanos / 1e9
+            if interval < 0:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    "interval: must not be negative")
+        try:
+            async for snap in self.stats.watch(interval):
+                yield convert.stats(snap)
+        except Exception as exc:
+            await context.abort(*_status_for(exc, "WatchStats"))
+
+    async def _page(self, status: str | None, type_: str | None, size: int,
+                    token: str) -> tuple[list[pb.Job], str]:
+        limit = validate.page_size(size)
+        rows = await self.store.list_jobs(status=status, type=type_,
+                                     before=validate.page_token(token), limit=limit + 1)
+        next_token = str(rows[limit - 1].id) if len(rows) > limit else ""
+        return [convert.job(r) for r in rows[:limit]], next_token
+
+
+class Malformed:
+    """A request whose bytes are not a valid message (truncated, invalid UTF-8, nested too
+    deep, a bad wire type): the method answers INVALID_ARGUMENT instead of grpc's UNKNOWN."""
+
+    def __init__(self, type_name: str, exc: Exception) -> None:
+        self.detail = f"request is not a valid {type_name} message: {exc}"
+
+
+def _parser(cls: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except (DecodeError, RecursionError, ValueError) as exc:
+            return Malformed(cls.DESCRIPTOR.full_name, exc)
+
+    return parse
+
+
+def _refusing_malformed(fn: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+    if streaming:
+        async def stream(request: Any, context: Ctx) -> AsyncIterator[Any]:
+            if isinstance(request, Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.detail)
+            async for item in fn(request, context):
+                yield item
+
+        return stream
+
+    async def call(request: Any, context: Ctx) -> Any:
+        if isinstance(request, Malformed):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.detail)
+        return await fn(request, context)
+
+    return call
+
+
+def add_to_server(servicer: BrokerServicer, server: grpc.aio.Server) -> None:
+    """``add_BrokerServicer_to_server``, except that requests which do not parse are answered
+    INVALID_ARGUMENT (grpc's own deserialization failure is UNKNOWN, and logs a traceback)."""
+    service = pb.DESCRIPTOR.services_by_name["Broker"]
+    handlers = {}
+    for method in service.methods:
+        request = _parser(getattr(pb, method.input_type.name))
+        response = getattr(pb, method.output_type.name).SerializeToString
+        fn = _refusing_malformed(getattr(servicer, method.name), method.server_streaming)
+        make = (grpc.unary_stream_rpc_method_handler if method.server_streaming
+                else grpc.unary_unary_rpc_method_handler)
+        handlers[method.name] = make(fn, request_deserializer=request, response_serializer=response)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]

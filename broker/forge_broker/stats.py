@@ -1,0 +1,72 @@
+"""Stats snapshots: computed at most once per tick and shared by every caller and watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator
+
+from forge_broker.models import Snapshot
+from forge_broker.store import Store
+
+log = logging.getLogger("forge.stats")
+
+
+class StatsHub:
+    """Caches the latest snapshot; while anyone watches, refreshes it every tick."""
+
+    def __init__(self, store: Store, tick_seconds: float) -> None:
+        self.store = store
+        self.tick = tick_seconds
+        self._latest: Snapshot | None = None
+        self._latest_at = -math.inf
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._watchers = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def current(self, *, fresh: bool = False) -> Snapshot:
+        """A snapshot no older than one tick (a new one when ``fresh``)."""
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            if fresh or self._latest is None or loop.time() - self._latest_at >= self.tick:
+                self._latest = await self.store.snapshot()
+                self._latest_at = loop.time()
+            return self._latest
+
+    async def watch(self, interval: float) -> AsyncIterator[Snapshot]:
+        """A snapshot now, then one every ``interval`` (rounded up to whole ticks)."""
+        every = max(1, math.ceil(interval / self.tick - 1e-9))
+        self._watchers += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._refresh(), name="stats")
+        try:
+            yield await self.current()
+            seen = 0
+            while True:
+                async with self._changed:
+                    await self._changed.wait()
+                seen += 1
+                if seen % every == 0 and self._latest is not None:
+                    yield self._latest
+        finally:
+            self._watchers -= 1
+
+    async def _refresh(self) -> None:
+        while self._watchers > 0:
+            await asyncio.sleep(self.tick)
+            try:
+                await self.current(fresh=True)
+            except Exception as exc:  # a failed tick must not end every watcher's stream
+                log.warning("stats snapshot failed: %s", exc)
+                continue
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,468 @@
+"""The store: every read and write of Forge's tables, each one named statement.
+
+Every state change of a job is a single statement, so it is atomic on its own; nothing here
+holds a transaction open across a job's execution or a stream's life.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import orjson
+import psycopg
+from psycopg.rows import args_row, class_row
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool
+
+from forge_broker.errors import FailedPrecondition, ForgeError, NotFound
+from forge_broker.ids import uuid7s
+from forge_broker.models import (
+    AckItem,
+    JobRow,
+    Lease,
+    LeasedRow,
+    NackItem,
+    NackOutcome,
+    NewJob,
+    Snapshot,
+    TypeCounts,
+    WorkerRow,
+)
+from forge_broker.sql import q
+
+log = logging.getLogger("forge.store")
+
+R = TypeVar("R")
+
+# First key of the two-key advisory locks the broker takes (claims, maintenance); the second
+# key is the job's hash or a fixed number. Distinct from the migration lock.
+LOCK_SPACE = 0x466F72  # "For"
+
+QUEUE_WAIT_WINDOW_SECONDS = 300
+_STATUS_FIELD = {
+    "PENDING": "pending",
+    "PROCESSING": "processing",
+    "COMPLETED": "completed",
+    "DEAD": "dead",
+    "CANCELLED": "cancelled",
+}
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Every pooled connection decodes jsonb (payloads of claimed jobs) with orjson."""
+    set_json_loads(orjson.loads, conn)
+
+
+class Store:
+    """Async access to one Forge database through a bounded connection pool."""
+
+    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10,
+                 statement_timeout_ms: int = 30_000, backoff_base: float = 5.0,
+                 pool_timeout: float = 5.0) -> None:
+        self.dsn = dsn
+        self.backoff_base = backoff_base
+        self.pool = AsyncConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            # A caller waits this long for a connection, then gets UNAVAILABLE, never a hang.
+            timeout=pool_timeout,
+            configure=_configure,
+            kwargs={
+                "connect_timeout": max(1, int(pool_timeout)),
+                "autocommit": True,
+                "options": f"-c statement_timeout={statement_timeout_ms}",
+            },
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            async with self.pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+            return True
+        except (psycopg.Error, TimeoutError) as exc:
+            log.warning("database ping failed: %s", exc)
+            return False
+
+    # -- enqueue -------------------------------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[NewJob]) -> list[tuple[JobRow, bool]]:
+        """Insert ``jobs`` in one statement; return each job (new or existing) and whether it is new.
+
+        All or nothing: the batch is one INSERT. A job whose idempotency key is already used
+        comes back as the existing row with ``False``. New rows are built here from the request
+        and the statement's ``now()``, not read back: they hold exactly what was inserted.
+        """
+        ids = uuid7s(len(jobs))
+        async with self.pool.connection() as conn:
+            keyed = any(j.idempotency_key is not None for j in jobs)
+            cur = await conn.execute(q("insert_keyed_jobs" if keyed else "insert_jobs"),
+                                     {"jobs": _jobs_json(ids, jobs)})
+            row = await cur.fetchone()
+            assert row is not None  # an aggregate always answers one row
+            now, count, keyed_ids = row
+            if count == len(jobs):
+                taken: set[uuid.UUID] = set()
+            else:
+                inserted_keyed = set(keyed_ids or ())
+                taken = {i for i, j in zip(ids, jobs, strict=True)
+                         if j.idempotency_key is not None and i not in inserted_keyed}
+            existing: dict[str, JobRow] = {}
+            if taken:
+                keys = list({j.idempotency_key for i, j in zip(ids, jobs, strict=True)
+                             if i in taken and j.idempotency_key is not None})
+                async with conn.cursor(row_factory=class_row(JobRow)) as rows:
+                    await rows.execute(q("jobs_by_idempotency_keys"), {"keys": keys})
+                    existing = {r.idempotency_key: r for r in await rows.fetchall()
+                                if r.idempotency_key is not None}
+        out: list[tuple[JobRow, bool]] = []
+        first_of_key: dict[str, JobRow] = {}
+        for new_id, job in zip(ids, jobs, strict=True):
+            key = job.idempotency_key
+            if new_id not in taken:
+                payload = job.payload if job.payload is not None else json.loads(job.payload_json)
+                created = JobRow(new_id, job.type, payload, job.priority,
+                                 job.max_retries, 0, "PENDING",
+                                 now if job.run_at is None or job.run_at < now else job.run_at,
+                                 now, now, None, None, None, None, None, key)
+                if key is not None:
+                    first_of_key[key] = created
+                out.append((created, True))
+            elif key in existing:
+                out.append((existing[key], False))
+            elif key in first_of_key:
+                # The key's first use is in this same batch.
+                out.append((first_of_key[key], False))
+            else:  # pragma: no cover - a skipped row's key is in the table or earlier in the batch
+                raise RuntimeError(f"job {new_id} was neither inserted nor found")
+        return out
+
+    # -- leases --------------------------------------------------------------------------------
+
+    async def claim(self, worker_id: str, types: Sequence[str], limit: int, lease_seconds: int,
+                    *, advisory_lock: bool = True) -> list[JobRow]:
+        """Lease up to ``limit`` runnable jobs of ``types`` (empty: any) to ``worker_id``.
+
+        Returned in priority order (higher first, then older run_at).
+        """
+        rows = await self._claim("claim_jobs", JobRow, worker_id, types, limit, lease_seconds,
+                                 advisory_lock)
+        rows.sort(key=lambda r: (-r.priority, r.run_at, r.id))
+        return rows
+
+    async def claim_leases(self, worker_id: str, types: Sequence[str], limit: int,
+                           lease_seconds: int, *, advisory_lock: bool = True) -> list[LeasedRow]:
+        """``claim``, each job as the lean view of a lease stream sends it."""
+        rows = await self._claim("claim_leases", LeasedRow, worker_id, types, limit,
+                                 lease_seconds, advisory_lock)
+        rows.sort(key=lambda r: (-r.priority, -r.waited, r.id))
+        return rows
+
+    async def _claim(self, name: str, row: Callable[..., R], worker_id: str,
+                     types: Sequence[str], limit: int, lease_seconds: int,
+                     advisory_lock: bool) -> list[R]:
+        params = {"worker_id": worker_id, "types": list(types), "limit": limit,
+                  "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE,
+                  "advisory_lock": advisory_lock}
+        async with self.pool.connection() as conn:
+            # Binary rows (timestamps, jsonb, uuids decode for less), built positionally.
+            async with conn.cursor(row_factory=args_row(row)) as cur:
+                await cur.execute(q(name), params, binary=True)
+                return await cur.fetchall()
+
+    async def release(self, leases: Sequence[Lease]) -> None:
+        """Return leased-but-undelivered jobs to PENDING without counting the attempt."""
+        if not leases:
+            return
+        async with self.pool.connection() as conn:
+            await conn.execute(q("release_jobs"), {
+                "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases]})
+
+    async def ack_many(self, acks: Sequence[AckItem]) -> set[str]:
+        """Complete every job whose lease is current, in one statement; return the ids done."""
+        if not acks:
+            return set()
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("ack_jobs"), {"acks": _acks_json(acks)})
+            return {row[0] for row in await cur.fetchall()}
+
+    async def nack_many(self, nacks: Sequence[NackItem]) -> dict[str, NackOutcome]:
+        """Record failed attempts in one statement; return where each job whose lease was
+        current went (see the nack_jobs statement)."""
+        if not nacks:
+            return {}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("nack_jobs"), {"nacks": _nacks_json(nacks),
+                                                      "backoff_base": self.backoff_base})
+            return {row[0]: NackOutcome(status=row[1], run_at=row[2])
+                    for row in await cur.fetchall()}
+
+    async def refusals(self, job_ids: Sequence[str], action: str
+                       ) -> dict[str, ForgeError]:
+        """Why an ack, nack or heartbeat on each of ``job_ids`` matched no row: NotFound, or
+        FailedPrecondition naming the job's status now."""
+        if not job_ids:
+            return {}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("job_statuses"), {"ids": list(job_ids)})
+            status = {row[0]: row[1] for row in await cur.fetchall()}
+        out: dict[str, ForgeError] = {}
+        for job_id in job_ids:
+            if job_id not in status:
+                out[job_id] = NotFound(f"job {job_id} not found")
+            else:
+                out[job_id] = FailedPrecondition(
+                    f"cannot {action} job {job_id}: the lease token is not the job's current "
+                    f"lease (job is {status[job_id]}; the lease expired and was rescued, or the "
+                    f"job was cancelled or handed to another worker)")
+        return out
+
+    async def extend(self, leases: Sequence[Lease], lease_seconds: int
+                     ) -> tuple[datetime | None, list[str]]:
+        """Extend every lease still held; return the new deadline and the ids of lost leases."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("extend_leases"), {
+                "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases],
+                "lease_seconds": lease_seconds})
+            rows = await cur.fetchall()
+        held = {row[0] for row in rows}
+        deadline = max((row[1] for row in rows), default=None)
+        return deadline, [le.job_id for le in leases if le.job_id not in held]
+
+    async def still_held(self, leases: Sequence[Lease]) -> set[str]:
+        """The subset of ``leases`` that are still the current lease of a PROCESSING job."""
+        if not leases:
+            return set()
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("leases_still_held"), {
+                "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases]})
+            return {row[0] for row in await cur.fetchall()}
+
+    async def rescue_expired(self, limit: int = 1000) -> list[tuple[str, str]]:
+        """Turn up to ``limit`` expired leases into failed attempts; return (id, new status)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("rescue_expired_leases"), {
+                "limit": limit, "backoff_base": self.backoff_base})
+            return [(row[0], row[1]) for row in await cur.fetchall()]
+
+    # -- inspection and repair -----------------------------------------------------------------
+
+    async def get(self, job_id: uuid.UUID) -> JobRow:
+        async with self.pool.connection() as conn:
+            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+                await cur.execute(q("get_job"), {"id": job_id})
+                row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        return row
+
+    async def list_jobs(self, *, status: str | None, type: str | None, before: uuid.UUID | None,
+                   limit: int) -> list[JobRow]:
+        """Up to ``limit`` jobs newest first, older than ``before`` when given."""
+        async with self.pool.connection() as conn:
+            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+                # Not prepared: a generic plan cannot pick the index for the optional filters.
+                await cur.execute(q("list_jobs"), {
+                    "status": status, "type": type, "before": before, "limit": limit},
+                    prepare=False)
+                return await cur.fetchall()
+
+    async def cancel(self, job_id: uuid.UUID, reason: str | None) -> JobRow:
+        async with self.pool.connection() as conn:
+            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+                await cur.execute(q("cancel_job"), {"id": job_id, "reason": reason})
+                row = await cur.fetchone()
+        if row is None:
+            current = await self.get(job_id)
+            raise FailedPrecondition(f"job {job_id} is {current.status} and cannot be cancelled")
+        return row
+
+    async def retry_dead(self, job_id: uuid.UUID) -> JobRow:
+        async with self.pool.connection() as conn:
+            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+                await cur.execute(q("retry_dead_job"), {"id": job_id})
+                row = await cur.fetchone()
+        if row is None:
+            current = await self.get(job_id)
+            raise FailedPrecondition(f"job {job_id} is {current.status}, not DEAD")
+        return row
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    async def delete_finished(self, retention_seconds: float, limit: int = 1000) -> int:
+        """Delete one batch of COMPLETED/CANCELLED jobs past retention; return how many."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("delete_finished_jobs"), {
+                "retention_seconds": retention_seconds, "limit": limit})
+            return cur.rowcount
+
+    async def fold_counters(self) -> bool:
+        """Fold counter deltas into their rollups; False when another broker is doing it."""
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                cur = await conn.execute(q("try_maintenance_lock"), {"lock_space": LOCK_SPACE})
+                row = await cur.fetchone()
+                if not row or not row[0]:
+                    return False
+                await conn.execute(q("fold_job_counts"))
+                await conn.execute(q("fold_throughput"))
+                await conn.execute(q("fold_queue_wait"))
+                await conn.execute(q("prune_rollups"))
+                await conn.execute(q("drop_empty_counts"))
+        return True
+
+    # -- workers registry ----------------------------------------------------------------------
+
+    async def register_stream(self, stream_id: uuid.UUID, worker_id: str, broker_id: str,
+                              types: Sequence[str], max_in_flight: int) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(q("register_stream"), {
+                "stream_id": stream_id, "worker_id": worker_id, "broker_id": broker_id,
+                "types": list(types), "max_in_flight": max_in_flight})
+
+    async def unregister_stream(self, stream_id: uuid.UUID) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(q("unregister_stream"), {"stream_id": stream_id})
+
+    async def touch_streams(self, in_flight: dict[uuid.UUID, int]) -> None:
+        if not in_flight:
+            return
+        async with self.pool.connection() as conn:
+            await conn.execute(q("touch_streams"), {
+                "stream_ids": list(in_flight), "in_flight": list(in_flight.values())})
+
+    async def prune_stale_workers(self, stale_seconds: float) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(q("prune_stale_workers"), {"stale_seconds": stale_seconds})
+
+    # -- stats ---------------------------------------------------------------------------------
+
+    async def pending_types(self, conn: psycopg.AsyncConnection[Any]) -> list[str]:
+        cur = await conn.execute(
+            "SELECT DISTINCT type FROM (SELECT type FROM forge.job_counts WHERE status = 'PENDING' "
+            "UNION ALL SELECT type FROM forge.job_count_deltas WHERE status = 'PENDING') t")
+        return [row[0] for row in await cur.fetchall()]
+
+    async def next_run_at(self, types: Sequence[str]) -> datetime | None:
+        """The earliest future run_at among PENDING jobs of ``types`` (empty: any), if any."""
+        async with self.pool.connection() as conn:
+            wanted = list(types) or await self.pending_types(conn)
+            if not wanted:
+                return None
+            cur = await conn.execute(q("pending_by_type"), {"types": wanted})
+            times = [row[3] for row in await cur.fetchall() if row[3] is not None]
+        return min(times, default=None)
+
+    async def snapshot(self) -> Snapshot:
+        """Compute a Stats snapshot from counters and short index walks (no full-table count)."""
+        async with self.pool.connection() as conn:
+            now_row = await (await conn.execute(q("db_now"))).fetchone()
+            assert now_row is not None
+            now: datetime = now_row[0]
+            counts: dict[str, dict[str, int]] = {}
+            for type_, status, n in await (await conn.execute(q("count_jobs"))).fetchall():
+                counts.setdefault(type_, {})[status] = int(n)
+            pending_types = [t for t, c in counts.items() if c.get("PENDING", 0) > 0]
+            scheduled: dict[str, tuple[int, datetime | None]] = {}
+            if pending_types:
+                cur = await conn.execute(q("pending_by_type"), {"types": pending_types})
+                for type_, n_sched, oldest, _next in await cur.fetchall():
+                    scheduled[type_] = (int(n_sched), oldest)
+            points = {row[0]: (int(row[1]), int(row[2]))
+                      for row in await (await conn.execute(q("throughput_last_hour"))).fetchall()}
+            cur = await conn.execute(q("queue_wait_histogram"),
+                                     {"window_seconds": QUEUE_WAIT_WINDOW_SECONDS})
+            histogram = [(float(b), int(n)) for b, n in await cur.fetchall()]
+            async with conn.cursor(row_factory=class_row(WorkerRow)) as wcur:
+                await wcur.execute(q("list_workers"))
+                workers = await wcur.fetchall()
+
+        types: list[TypeCounts] = []
+        for type_ in sorted(counts):
+            c = counts[type_]
+            n_sched, oldest = scheduled.get(type_, (0, None))
+            fields: dict[str, Any] = {_STATUS_FIELD[s]: n for s, n in c.items() if s in _STATUS_FIELD}
+            fields["pending"] = max(0, c.get("PENDING", 0) - n_sched)
+            fields["scheduled"] = n_sched
+            age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+            types.append(TypeCounts(type=type_, oldest_pending_age_seconds=age, **fields))
+
+        this_minute = now.replace(second=0, microsecond=0)
+        series = []
+        for i in range(59, -1, -1):
+            minute = this_minute - timedelta(minutes=i)
+            done, failed = points.get(minute, (0, 0))
+            series.append((minute, done, failed))
+
+        total = sum(n for _, n in histogram)
+        return Snapshot(
+            computed_at=now,
+            types=types,
+            throughput=series,
+            wait_p50_ms=_percentile(histogram, total, 0.50),
+            wait_p90_ms=_percentile(histogram, total, 0.90),
+            wait_p99_ms=_percentile(histogram, total, 0.99),
+            wait_count=total,
+            wait_window_seconds=QUEUE_WAIT_WINDOW_SECONDS,
+            workers=workers,
+        )
+
+
+def _percentile(histogram: list[tuple[float, int]], total: int, p: float) -> float:
+    """The upper bound of the bucket holding the p-th quantile (0 when there are no samples)."""
+    if total == 0:
+        return 0.0
+    rank = p * total
+    seen = 0
+    for bound, n in histogram:
+        seen += n
+        if seen >= rank:
+            return bound
+    return histogram[-1][0]
+
+
+_QUOTE = '"'
+
+
+def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
+    """The batch as the JSON array ``insert_jobs`` reads. Payloads are already JSON text, so
+    they are spliced in, not parsed and written again; types (``validate.TYPE_PATTERN``) and
+    ISO timestamps hold nothing JSON escapes, so they are quoted as they are (json.dumps for
+    each was a third of this function's time)."""
+    dumps = json.dumps
+    return "[" + ",".join(
+        f'{{"i":"{i.hex}","t":"{j.type}","p":{j.payload_json},"r":{j.priority},'
+        f'"m":{j.max_retries},'
+        f'"a":{"null" if j.run_at is None else _QUOTE + j.run_at.isoformat() + _QUOTE},'
+        f'"k":{"null" if j.idempotency_key is None else dumps(j.idempotency_key)}}}'
+        for i, j in zip(ids, jobs, strict=True)) + "]"
+
+
+def _acks_json(acks: Sequence[AckItem]) -> str:
+    """The acks as the JSON array ``ack_jobs`` reads (results are already JSON text)."""
+    return "[" + ",".join(
+        f'{{"i":"{a.lease.job_id}","t":"{a.lease.token}","r":{a.result_json or "null"}}}'
+        for a in acks) + "]"
+
+
+def _nacks_json(nacks: Sequence[NackItem]) -> str:
+    """The nacks as the JSON array ``nack_jobs`` reads."""
+    dumps = json.dumps
+    return "[" + ",".join(
+        f'{{"i":"{n.lease.job_id}","t":"{n.lease.token}","e":{dumps(n.error)},'
+        f'"a":{"null" if n.retry_after is None else repr(float(n.retry_after))},'
+        f'"p":{"true" if n.permanent else "false"}}}'
+        for n in nacks) + "]"

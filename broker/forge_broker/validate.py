@@ -1,0 +1,255 @@
+"""Edge validation: proto requests become typed values, or InvalidArgument naming the field."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+from google.protobuf.struct_pb2 import Struct
+
+from forge.v1 import broker_pb2 as pb
+from forge_broker.errors import InvalidArgument
+from forge_broker.ids import all_canonical, canonical, parse_id
+from forge_broker.models import AckItem, Lease, NackItem, NewJob
+from forge_common import structs
+
+Req = TypeVar("Req")
+Item = TypeVar("Item")
+
+TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+MAX_PAYLOAD_BYTES = 1 << 20
+MAX_BATCH = 10_000
+MAX_ERROR_CHARS = 8 * 1024
+MAX_KEY_CHARS = 255
+MAX_WORKER_ID_CHARS = 128
+PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 50, 500
+
+
+def check_type(field: str, value: str) -> str:
+    if not TYPE_PATTERN.match(value):
+        problem = "is required" if value == "" else "must be 1 to 128 characters of [A-Za-z0-9_.:-]"
+        raise InvalidArgument(field, problem)
+    return value
+
+
+# A \u0000 escape in JSON text, not one whose backslash is itself escaped (a literal "\\u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def check_text(field: str, value: str) -> str:
+    """PostgreSQL text cannot hold NUL: refuse it at the edge rather than fail in the database."""
+    if "\x00" in value:
+        raise InvalidArgument(field, "must not contain NUL (\\u0000) characters")
+    return value
+
+
+def clean_text(value: str) -> str:
+    """Free-form text (errors, reasons) keeps its content; NULs become U+FFFD."""
+    return value.replace("\x00", "\ufffd")
+
+
+def struct_json(field: str, value: Struct) -> str:
+    """``value`` as compact JSON text, at most 1 MiB, with no NUL characters."""
+    return struct_payload(field, value)[1]
+
+
+def struct_payload(field: str, value: Struct) -> tuple[dict[str, Any], str]:
+    """``value`` as a dict and as compact JSON text, checked as ``struct_json`` says."""
+    try:
+        obj = structs.to_python(value)
+    except ValueError:
+        raise InvalidArgument(field, "numbers must be finite") from None
+    # orjson: a tenth of the json module's cost per payload, and the same compact UTF-8 text.
+    raw = orjson.dumps(obj)
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise InvalidArgument(field, f"is larger than {MAX_PAYLOAD_BYTES} bytes as JSON")
+    text = raw.decode()
+    # NUL (in keys and values alike) is written as the escape \u0000.
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise InvalidArgument(field, "must not contain NUL (\\u0000) characters")
+    return obj, text
+
+
+def timestamp(field: str, msg: Any) -> datetime:
+    try:
+        dt: datetime = msg.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument(field, f"not a valid timestamp ({exc})") from None
+    return dt
+
+
+def new_job(req: pb.EnqueueRequest) -> NewJob:
+    """Validate one EnqueueRequest."""
+    check_type("type", req.type)
+    priority = req.priority if req.HasField("priority") else 0
+    if not -1000 <= priority <= 1000:
+        raise InvalidArgument("priority", f"must be in [-1000, 1000], got {priority}")
+    max_retries = req.max_retries if req.HasField("max_retries") else 3
+    if not 0 <= max_retries <= 100:
+        raise InvalidArgument("max_retries", f"must be in [0, 100], got {max_retries}")
+    payload, payload_json = (struct_payload("payload", req.payload)
+                             if req.HasField("payload") else ({}, "{}"))
+    run_at = timestamp("run_at", req.run_at) if req.HasField("run_at") else None
+    key = check_text("idempotency_key", req.idempotency_key) or None
+    if key is not None and len(key) > MAX_KEY_CHARS:
+        raise InvalidArgument("idempotency_key", f"must be at most {MAX_KEY_CHARS} characters")
+    return NewJob(req.type, payload_json, priority, max_retries, run_at, key, payload)
+
+
+def new_jobs(req: pb.EnqueueBatchRequest) -> list[NewJob]:
+    """Validate every job of a batch; a refusal names the entry (``jobs[3].priority``)."""
+    if not 1 <= len(req.jobs) <= MAX_BATCH:
+        raise InvalidArgument("jobs", f"must hold 1 to {MAX_BATCH} jobs, got {len(req.jobs)}")
+    return _items("jobs", req.jobs, new_job)
+
+
+def job_id(field: str, value: str) -> uuid.UUID:
+    parsed = parse_id(value)
+    if parsed is None:
+        raise InvalidArgument(field, "is required" if not value else f"not a valid job id: {value!r}")
+    return parsed
+
+
+def lease(ref: pb.LeaseRef | pb.AckRequest | pb.NackRequest) -> Lease:
+    """The job id and lease token of an ack, a nack or a heartbeat's lease."""
+    jid = canonical(ref.job_id)
+    if jid is None:
+        raise InvalidArgument("job_id", "is required" if not ref.job_id
+                              else f"not a valid job id: {ref.job_id!r}")
+    tok = canonical(ref.lease_token)
+    if tok is None:
+        raise InvalidArgument("lease_token", "is required" if not ref.lease_token else "malformed")
+    return Lease(jid, tok)
+
+
+def leases(req: pb.HeartbeatRequest) -> list[Lease]:
+    if not 1 <= len(req.leases) <= MAX_BATCH:
+        raise InvalidArgument("leases", f"must hold 1 to {MAX_BATCH} leases")
+    return _items("leases", req.leases, lease)
+
+
+MAX_IN_FLIGHT_DEFAULT = 8
+
+
+def max_in_flight(value: int, limit: int) -> int:
+    """A Lease request's max_in_flight (0: the default, 8) within the broker's limit
+    (FORGE_MAX_IN_FLIGHT)."""
+    if value == 0:
+        return min(MAX_IN_FLIGHT_DEFAULT, limit)
+    if not 1 <= value <= limit:
+        raise InvalidArgument("max_in_flight", f"must be in [1, {limit}] (FORGE_MAX_IN_FLIGHT), "
+                                               f"got {value}")
+    return value
+
+
+def lease_seconds(value: int) -> int:
+    if value == 0:
+        return 30
+    if not 1 <= value <= 3600:
+        raise InvalidArgument("lease_seconds", f"must be in [1, 3600], got {value}")
+    return value
+
+
+def lean_view(value: int) -> bool:
+    """A Lease request's job_view: True for JOB_VIEW_LEAN."""
+    if value not in (pb.LeaseRequest.JOB_VIEW_FULL, pb.LeaseRequest.JOB_VIEW_LEAN):
+        raise InvalidArgument("job_view", f"must be JOB_VIEW_FULL (0) or JOB_VIEW_LEAN (1), got {value}")
+    return value == pb.LeaseRequest.JOB_VIEW_LEAN
+
+
+def error_text(value: str) -> str:
+    value = clean_text(value)
+    return value if len(value) <= MAX_ERROR_CHARS else value[: MAX_ERROR_CHARS - 15] + "... (truncated)"
+
+
+def retry_after(req: pb.NackRequest) -> float | None:
+    if not req.HasField("retry_after"):
+        return None
+    seconds = req.retry_after.seconds + req.retry_after.nanos / 1e9
+    if not (0 <= seconds <= 366 * 86400) or math.isnan(seconds):
+        raise InvalidArgument("retry_after", "must be between 0 and 366 days")
+    return seconds
+
+
+def ack(req: pb.AckRequest) -> AckItem:
+    result = struct_json("result", req.result) if req.HasField("result") else None
+    return AckItem(lease(req), result)
+
+
+def nack(req: pb.NackRequest) -> NackItem:
+    return NackItem(lease(req), error_text(req.error), retry_after(req), req.permanent)
+
+
+def _plain_acks(reqs: Sequence[pb.AckRequest]) -> list[AckItem]:
+    """The acks of a Settle when none carries a result and every id and token is canonical, as
+    workerd sends them: checked together (a Settle of 1,000 acks: 3.7 -> 1.6 µs per ack).
+    Empty when any is not; ``ack`` then checks each, and names a bad one."""
+    job_ids = [r.job_id for r in reqs]
+    tokens = [r.lease_token for r in reqs]
+    if any(r.HasField("result") for r in reqs) or not all_canonical(job_ids + tokens):
+        return []
+    return [AckItem(Lease(j, t)) for j, t in zip(job_ids, tokens, strict=True)]
+
+
+def settle(req: pb.SettleRequest) -> tuple[list[AckItem], list[NackItem]]:
+    """Validate every item of a SettleRequest; each job may appear once in all."""
+    total = len(req.acks) + len(req.nacks)
+    if not 1 <= total <= MAX_BATCH:
+        raise InvalidArgument("acks", f"acks and nacks must hold 1 to {MAX_BATCH} items in all, "
+                                      f"got {total}")
+    # Field names ("acks[3].job_id") are spelled out only for an error, not for each of the
+    # hundreds of items a Settle carries.
+    acks = _plain_acks(req.acks) or _items("acks", req.acks, ack)
+    nacks = _items("nacks", req.nacks, nack)
+    if len({i.lease.job_id for i in acks} | {i.lease.job_id for i in nacks}) < total:
+        seen: set[str] = set()
+        named = [(f"acks[{i}].job_id", a.lease.job_id) for i, a in enumerate(acks)]
+        named += [(f"nacks[{i}].job_id", n.lease.job_id) for i, n in enumerate(nacks)]
+        for field, job in named:
+            if job in seen:
+                raise InvalidArgument(field, f"job {job} appears more than once")
+            seen.add(job)
+    return acks, nacks
+
+
+def _items(name: str, reqs: Sequence[Req], check: Callable[[Req], Item]) -> list[Item]:
+    """``check`` each of ``reqs``; a refusal names the item (``acks[3].lease_token``)."""
+    out: list[Item] = []
+    for i, req in enumerate(reqs):
+        try:
+            out.append(check(req))
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{name}[{i}].{exc.field}", exc.problem) from None
+    return out
+
+
+def job_status(field: str, value: pb.Job.Status.ValueType) -> str | None:
+    """A Job.Status filter: None for unspecified; a number the enum does not name is refused."""
+    if value == pb.Job.STATUS_UNSPECIFIED:
+        return None
+    try:
+        return pb.Job.Status.Name(value)
+    except ValueError:
+        raise InvalidArgument(field, f"not a job status: {value}") from None
+
+
+def page_size(value: int) -> int:
+    if value == 0:
+        return PAGE_SIZE_DEFAULT
+    if not 1 <= value <= PAGE_SIZE_MAX:
+        raise InvalidArgument("page_size", f"must be in [1, {PAGE_SIZE_MAX}], got {value}")
+    return value
+
+
+def page_token(value: str) -> uuid.UUID | None:
+    if not value:
+        return None
+    parsed = parse_id(value)
+    if parsed is None:
+        raise InvalidArgument("page_token", "not a token returned by a previous page")
+    return parsed

@@ -1,0 +1,1 @@
+"""Code the Forge services share (broker, workerd, gateway); the client never imports it."""

@@ -1,0 +1,99 @@
+"""The handler registry: job type name → the function that runs it, and how long it may take."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from forge_workerd.context import JobContext
+from forge_workerd.errors import HandlerError
+
+Result = Mapping[str, Any] | None
+SyncFn = Callable[[JobContext], Result]
+AsyncFn = Callable[[JobContext], Awaitable[Result]]
+HandlerFn = SyncFn | AsyncFn
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The broker's rule for job type names (see Job.type in broker.proto).
+TYPE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A registered handler. ``timeout`` (seconds) bounds each attempt; None means no bound."""
+
+    name: str
+    fn: HandlerFn
+    timeout: float | None
+    is_async: bool
+
+    @property
+    def origin(self) -> str:
+        return f"{getattr(self.fn, '__module__', '?')}.{getattr(self.fn, '__qualname__', '?')}"
+
+
+class Registry:
+    """Handlers by job type. The daemon leases exactly the types registered here."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def register(self, name: str, fn: HandlerFn, *, timeout: float | None = None) -> Handler:
+        """Add ``fn`` as the handler of ``name``; HandlerError for a bad name or a second handler."""
+        if not TYPE_NAME.fullmatch(name):
+            raise HandlerError(f"handler name {name!r}: must be 1 to 128 characters of [A-Za-z0-9_.:-]")
+        if timeout is not None and not timeout > 0:
+            raise HandlerError(f"handler {name!r}: timeout must be positive, got {timeout}")
+        new = Handler(name, fn, timeout, inspect.iscoroutinefunction(fn))
+        old = self._handlers.get(name)
+        # The same function seen twice (a module imported under two names) is not a conflict.
+        if old is not None and old.origin != new.origin:
+            raise HandlerError(f"job type {name!r} already has a handler: {old.origin}")
+        self._handlers[name] = new
+        return new
+
+    def get(self, name: str) -> Handler | None:
+        return self._handlers.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+
+REGISTRY = Registry()
+"""Where ``@handler`` registers unless told otherwise; the daemon runs what is in it."""
+
+
+def handler(name: str, *, timeout: float | None = None,
+            registry: Registry | None = None) -> Callable[[F], F]:
+    """Register the decorated function (sync or async, taking a JobContext) for job type ``name``.
+
+    It returns a JSON object (a dict) stored as the job's result, or None. Raise ``Retry`` to try
+    again later, ``Fail`` to give up for good; any other exception is a failed attempt retried
+    with backoff. ``timeout`` bounds each attempt in seconds (a job's payload may override it
+    with ``_timeout``).
+    """
+
+    def register(fn: F) -> F:
+        (REGISTRY if registry is None else registry).register(name, fn, timeout=timeout)
+        return fn
+
+    return register
+
+
+def load_modules(modules: Iterable[str]) -> None:
+    """Import each module path so its ``@handler`` decorators run; HandlerError names a failure."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except HandlerError:
+            raise
+        except Exception as exc:
+            raise HandlerError(f"cannot import handler module {module!r}: "
+                               f"{type(exc).__name__}: {exc}") from exc
