@@ -75,9 +75,20 @@ class Config:
     grpc_port: int = 50051
     broker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     tick_seconds: float = 1.0
-    """Stats snapshot period, and the cadence of worker-registry refresh and counter folding."""
+    """Stats snapshot period, health check and metrics gauges. from_env makes it the default
+    of the four intervals after rescue_interval, so FORGE_STATS_INTERVAL alone paces all upkeep
+    but the rescue."""
     rescue_interval: float = 1.0
     """Seconds between sweeps for expired leases."""
+    fold_interval: float = 1.0
+    """Seconds between foldings of counter deltas into the counters Stats reads."""
+    workers_interval: float = 1.0
+    """Seconds between refreshes of this broker's streams in the worker registry; rows not
+    refreshed for ten of these (at least 30 s) are deleted."""
+    reconcile_interval: float = 1.0
+    """Seconds between checks of full lease streams for jobs settled on another broker."""
+    retention_interval: float = 1.0
+    """Seconds between retention sweeps."""
     backoff_base: float = 5.0
     """Retry delay after the first failed attempt; doubles each attempt, capped at an hour."""
     retention_seconds: float = 24 * 3600.0
@@ -120,14 +131,19 @@ class Config:
         """Read ``FORGE_*``, ``DATABASE_URL`` and ``GRPC_PORT``; InvalidArgument names a bad one."""
         e = dict(os.environ if env is None else env)
         defaults = cls()
+        tick = _float(e, "FORGE_STATS_INTERVAL", defaults.tick_seconds)
         return cls(
             database_url=e.get("DATABASE_URL") or None,
             data_dir=Path(e.get("FORGE_DATA_DIR") or defaults.data_dir),
             host=e.get("FORGE_HOST") or defaults.host,
             grpc_port=_int(e, "GRPC_PORT", defaults.grpc_port),
             broker_id=e.get("FORGE_BROKER_ID") or defaults.broker_id,
-            tick_seconds=_float(e, "FORGE_STATS_INTERVAL", defaults.tick_seconds),
+            tick_seconds=tick,
             rescue_interval=_float(e, "FORGE_RESCUE_INTERVAL", defaults.rescue_interval),
+            fold_interval=_float(e, "FORGE_FOLD_INTERVAL", tick),
+            workers_interval=_float(e, "FORGE_WORKERS_INTERVAL", tick),
+            reconcile_interval=_float(e, "FORGE_RECONCILE_INTERVAL", tick),
+            retention_interval=_float(e, "FORGE_RETENTION_INTERVAL", tick),
             backoff_base=_float(e, "FORGE_BACKOFF_BASE", defaults.backoff_base),
             retention_seconds=_float(e, "FORGE_RETENTION", defaults.retention_seconds),
             pool_min=_int(e, "FORGE_POOL_MIN", defaults.pool_min),

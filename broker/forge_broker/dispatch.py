@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
-from psycopg_pool import PoolTimeout
 
+from forge_broker.errors import DATABASE_ERRORS
+from forge_broker.loops import Outage
 from forge_broker.models import JobRow, Lease, LeasedRow
 from forge_broker.store import Store
 
 log = logging.getLogger("forge.dispatch")
 
 CHANNEL = "forge_jobs"
-_DB_ERRORS = (psycopg.Error, PoolTimeout, OSError)
 
 CLAIMS_AT_ONCE = 2
 """Most claims one broker runs at the same time (each holds a pooled connection)."""
@@ -148,7 +148,7 @@ class Dispatcher:
         try:
             await self.store.release(unsent)
             await self.store.unregister_stream(stream.stream_id)
-        except _DB_ERRORS as exc:
+        except DATABASE_ERRORS as exc:
             # Unsent leases then expire and are rescued; the registry row ages out.
             log.warning("could not release %d jobs of closed stream: %s", len(unsent), exc)
         log.info("worker %s closed its lease stream (%d released)", stream.worker_id, len(unsent))
@@ -192,7 +192,7 @@ class Dispatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        failing = False
+        outage = Outage(log, "dispatch")
         while not self._stopping:
             timeout = self.poll_seconds
             if self._next_at is not None:
@@ -204,15 +204,12 @@ class Dispatcher:
                 return
             try:
                 await self._round()
-                if failing:
-                    log.info("dispatch recovered: database reachable again")
-                failing = False
-            except _DB_ERRORS as exc:
-                if not failing:
-                    log.warning("dispatch paused, database unreachable: %s", exc)
-                failing = True
-                await asyncio.sleep(0.5)
+            except DATABASE_ERRORS as exc:
+                outage.failed(exc)
+                await asyncio.sleep(0.5)  # then a round of its own: the database may be back
                 self._wake.set()
+            else:
+                outage.succeeded()
 
     async def _round(self) -> None:
         """Fill every stream with free capacity; arm the timer for what is still to come."""
@@ -302,7 +299,7 @@ class Dispatcher:
                     self.wake()
                     async for _ in conn.notifies():
                         self.wake()
-            except _DB_ERRORS as exc:
+            except DATABASE_ERRORS as exc:
                 if delay == 0.1:
                     log.warning("lost the notification connection: %s", exc)
                 await asyncio.sleep(delay)

@@ -1,6 +1,9 @@
-"""The broker's own error classes. The servicer maps each to one gRPC status code."""
+"""The broker's own error classes (the servicer maps each to one gRPC status code), and the
+database's failures grouped by what the broker does about them."""
 
 from __future__ import annotations
+
+import psycopg
 
 
 class ForgeError(Exception):
@@ -26,3 +29,22 @@ class FailedPrecondition(ForgeError):
 
 class ResourceExhausted(ForgeError):
     """A limit was reached."""
+
+
+# What the database (or the way to it) can raise. PoolTimeout (no pooled connection within
+# FORGE_POOL_TIMEOUT) and PoolClosed are psycopg.OperationalErrors, so they need no entry of
+# their own; neither does TimeoutError, an OSError.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.Error,  # anything the server or the driver reports, a failed statement included
+    OSError,  # a socket error psycopg did not wrap; TimeoutError too
+)
+"""Failures a background loop logs and retries on its next round: the database may be back,
+or the statement may succeed then (a deadlock, a serialization failure, a table restored)."""
+
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,  # connection lost or refused, no pooled connection in time
+    OSError,
+)
+"""Failures a caller gets as UNAVAILABLE, worth retrying elsewhere or later. Narrower than
+DATABASE_ERRORS on purpose: an IntegrityError or a ProgrammingError is a broker bug that the
+same call would hit again, so it is INTERNAL (and logged), not UNAVAILABLE."""

@@ -11,7 +11,6 @@ servicer, the maintenance loop and the gauge publisher by the server; nothing is
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -19,6 +18,7 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
+from forge_broker.loops import every
 from forge_broker.models import JobRow, LeasedRow, Snapshot
 from forge_common.tally import CounterTally, HistogramTally
 
@@ -173,14 +173,9 @@ async def publish_gauges(metrics: Metrics, snapshot: Callable[[], Awaitable[Snap
                          streams: Callable[[], Iterable[tuple[str, int]]], seconds: float) -> None:
     """Every ``seconds``, refresh the gauges from the stats snapshot (the StatsHub's cached one,
     shared with Stats callers) and from this broker's open streams. Runs until cancelled."""
-    failing = False
-    while True:
+
+    async def publish() -> None:
         metrics.observe_streams(streams())
-        try:
-            metrics.observe_snapshot(await snapshot())
-            failing = False
-        except Exception as exc:  # a database outage must not end the gauges
-            if not failing:
-                log.warning("metrics: stats snapshot failed: %s", exc)
-            failing = True
-        await asyncio.sleep(seconds)
+        metrics.observe_snapshot(await snapshot())
+
+    await every(seconds, publish, log, "gauge refresh", at_once=True)

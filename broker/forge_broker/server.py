@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
 import grpc
-import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from psycopg_pool import PoolTimeout
 
 from forge.v1 import broker_pb2
 from forge_broker.auth import AuthInterceptor
@@ -20,6 +17,8 @@ from forge_broker.completer import Completer
 from forge_broker.config import Config
 from forge_broker.dispatch import Dispatcher
 from forge_broker.embedded import start_embedded
+from forge_broker.errors import DATABASE_ERRORS
+from forge_broker.loops import cancel, every
 from forge_broker.maintenance import Maintenance
 from forge_broker.metrics import Metrics, publish_gauges
 from forge_broker.migrate import latest_version, migrate, schema_version
@@ -43,6 +42,7 @@ class Broker:
         self.server: grpc.aio.Server | None = None
         self.health = HealthServicer()
         self._health_task: asyncio.Task[None] | None = None
+        self._serving = False
         self.metrics = Metrics()
         self.exporter: Exporter | None = None
         self._metrics_task: asyncio.Task[None] | None = None
@@ -95,11 +95,12 @@ class Broker:
         self.server = server
         if cfg.metrics_port:
             self._start_metrics()
-        serving, why = await self._ready()
-        if not serving:
+        self._serving, why = await self._ready()
+        if not self._serving:
             log.warning("NOT_SERVING: %s", why)
-        await self._set_health(serving)
-        self._health_task = asyncio.create_task(self._watch_database(serving), name="health")
+        await self._set_health(self._serving)
+        self._health_task = asyncio.create_task(
+            every(cfg.tick_seconds, self._check_database, log, "health check"), name="health")
         log.info("broker %s listening on %s:%d", cfg.broker_id, cfg.host, self.port)
         _log_security(cfg)
 
@@ -127,26 +128,24 @@ class Broker:
         try:
             async with self.store.pool.connection(timeout=2) as conn:
                 version = await schema_version(conn)
-        except (psycopg.Error, PoolTimeout, OSError, TimeoutError) as exc:
+        except DATABASE_ERRORS as exc:
             return False, f"database unreachable: {exc}"
         if version < self.schema_needed:
             return False, (f"database schema is at version {version}, this broker needs "
                            f"{self.schema_needed}: run `forge migrate` or restart the broker")
         return True, f"database reachable, schema version {version}"
 
-    async def _watch_database(self, serving: bool) -> None:
+    async def _check_database(self) -> None:
         """SERVING only while the database answers and its migrations are current: load
         balancers and workers route around an outage or a schema this broker cannot use."""
-        while True:
-            await asyncio.sleep(self.config.tick_seconds)
-            ok, why = await self._ready()
-            if ok != serving:
-                if ok:
-                    log.info("SERVING again: %s", why)
-                else:
-                    log.warning("NOT_SERVING: %s", why)
-                await self._set_health(ok)
-                serving = ok
+        ok, why = await self._ready()
+        if ok != self._serving:
+            if ok:
+                log.info("SERVING again: %s", why)
+            else:
+                log.warning("NOT_SERVING: %s", why)
+            await self._set_health(ok)
+            self._serving = ok
 
     async def stop(self, grace: float = 5.0) -> None:
         """NOT_SERVING at once, end lease streams, let unary calls finish, close the pool."""
@@ -154,11 +153,7 @@ class Broker:
         # watcher below might still try to set (the servicer ignores it after this call).
         await self.health.enter_graceful_shutdown()
         log.info("NOT_SERVING: shutting down")
-        for task in (self._health_task, self._metrics_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel((self._health_task, self._metrics_task))
         await self.maintenance.stop()
         await self.dispatcher.stop()
         await self.stats.stop()

@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 import grpc
 import psycopg
 from google.protobuf.message import DecodeError
-from psycopg_pool import PoolTimeout
 
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
@@ -20,6 +19,7 @@ from forge_broker.batcher import Batcher
 from forge_broker.completer import Completer
 from forge_broker.dispatch import Dispatcher
 from forge_broker.errors import (
+    DATABASE_UNAVAILABLE,
     FailedPrecondition,
     ForgeError,
     InvalidArgument,
@@ -39,7 +39,6 @@ _CODES: dict[type[ForgeError], grpc.StatusCode] = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-_UNAVAILABLE = (psycopg.OperationalError, PoolTimeout, OSError)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -52,7 +51,7 @@ def _status_for(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
         return _CODES.get(type(exc), grpc.StatusCode.INTERNAL), str(exc)
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return grpc.StatusCode.DEADLINE_EXCEEDED, "database statement timed out"
-    if isinstance(exc, _UNAVAILABLE):
+    if isinstance(exc, DATABASE_UNAVAILABLE):
         return grpc.StatusCode.UNAVAILABLE, f"database unavailable: {exc}"
     log.error("%s failed", method, exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error in {method}; see the broker log"

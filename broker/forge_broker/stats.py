@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator
 
+from forge_broker.loops import cancel, every
 from forge_broker.models import Snapshot
 from forge_broker.store import Store
 
@@ -38,10 +38,13 @@ class StatsHub:
 
     async def watch(self, interval: float) -> AsyncIterator[Snapshot]:
         """A snapshot now, then one every ``interval`` (rounded up to whole ticks)."""
-        every = max(1, math.ceil(interval / self.tick - 1e-9))
+        ticks = max(1, math.ceil(interval / self.tick - 1e-9))
         self._watchers += 1
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._refresh(), name="stats")
+            # Ends once nobody watches: with no watcher, a snapshot is computed only when asked.
+            self._task = asyncio.create_task(
+                every(self.tick, self._refresh, log, "stats snapshot",
+                      until=lambda: self._watchers == 0), name="stats")
         try:
             yield await self.current()
             seen = 0
@@ -49,24 +52,16 @@ class StatsHub:
                 async with self._changed:
                     await self._changed.wait()
                 seen += 1
-                if seen % every == 0 and self._latest is not None:
+                if seen % ticks == 0 and self._latest is not None:
                     yield self._latest
         finally:
             self._watchers -= 1
 
     async def _refresh(self) -> None:
-        while self._watchers > 0:
-            await asyncio.sleep(self.tick)
-            try:
-                await self.current(fresh=True)
-            except Exception as exc:  # a failed tick must not end every watcher's stream
-                log.warning("stats snapshot failed: %s", exc)
-                continue
-            async with self._changed:
-                self._changed.notify_all()
+        """A new snapshot for every watcher; when it fails they wait for the next one."""
+        await self.current(fresh=True)
+        async with self._changed:
+            self._changed.notify_all()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel((self._task,))
