@@ -8,6 +8,9 @@ Security (see :mod:`forge.security`): ``token`` (default ``FORGE_TOKEN``) is sen
 ``authorization: Bearer`` metadata on every call; ``ca_file`` (default ``FORGE_CA_FILE``)
 switches the channel to TLS, with ``FORGE_TLS_CLIENT_CERT``/``FORGE_TLS_CLIENT_KEY`` for mutual
 TLS. Or pass a ready ``security=ChannelSecurity(...)``. Nothing set: a plain channel, no token.
+
+Only ``AsyncClient`` is written by hand: ``Client``, at the end of this file, is generated from
+it by ``scripts/sync_client.py``, so the two always have the same methods, arguments and docs.
 """
 
 from __future__ import annotations
