@@ -333,10 +333,17 @@ def test_config_flags_beat_environment_beats_defaults(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--port", "http"], ["--port", "70000"], ["--max-body", "0"], ["--timeout", "-1"],
-             ["--static-dir", "/nonexistent/dir"]]
+    ("argv", "env", "named"),
+    [(["--port", "http"], {}, "--port"), (["--port", "70000"], {}, "--port"),
+     (["--max-body", "0"], {}, "--max-body"), (["--timeout", "-1"], {}, "--timeout"),
+     (["--timeout", "inf"], {}, "--timeout"), (["--static-dir", "/nonexistent/dir"], {}, "--static-dir"),
+     (["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], {}, "--tls-cert"),
+     ([], {"PORT": "http"}, "--port"), ([], {"FORGE_GATEWAY_MAX_BODY": "-5"}, "--max-body")],
 )
-def test_config_refuses_bad_values(argv: list[str]) -> None:
+def test_config_refuses_bad_values_naming_the_option(
+    argv: list[str], env: dict[str, str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as e:
-        Config.from_args(argv, env={})
+        Config.from_args(argv, env=env)
     assert e.value.code == 2
+    assert named in capsys.readouterr().err

@@ -31,6 +31,8 @@ def test_config_defaults_environment_and_flags() -> None:
     assert Config.from_args([], env={}).prefetch == 0
     assert Config.from_args([], env={"WORKERD_PREFETCH": "7"}).prefetch == 7
     assert Config.from_args(["--prefetch", "9"], env={"WORKERD_PREFETCH": "7"}).prefetch == 9
+    # A variable set but blank counts as unset, as for the broker's and the gateway's.
+    assert Config.from_args([], env={"WORKERD_CONCURRENCY": " ", "WORKERD_GRACE": ""}).concurrency == 8
 
 
 @pytest.mark.parametrize(("argv", "named"), [
@@ -41,6 +43,8 @@ def test_config_defaults_environment_and_flags() -> None:
     (["--lease-seconds", "3601"], "--lease-seconds"),
     (["--grace", "-1"], "--grace"),
     (["--grace", "nan"], "--grace"),
+    (["--metrics-port", "70000"], "--metrics-port"),
+    (["--log-level", "loud"], "--log-level"),
     (["--handlers", " , "], "--handlers"),
     (["--worker-id", "w" * 129], "--worker-id"),
 ])

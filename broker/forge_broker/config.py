@@ -6,62 +6,44 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from forge_broker.auth import ApiToken, load_tokens
 from forge_broker.errors import InvalidArgument
+from forge_common import settings
+
+T = TypeVar("T")
+
+
+def _read(env: dict[str, str], name: str, default: T, parse: settings.Parse[T]) -> T:
+    try:
+        return settings.from_env(env, name, default, parse)
+    except settings.SettingError as exc:
+        raise InvalidArgument(exc.name, exc.problem) from None
 
 
 def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidArgument(name, f"not a number: {raw!r}") from None
-    if value <= 0:
-        raise InvalidArgument(name, f"must be positive, got {raw!r}")
-    return value
+    return _read(env, name, default, settings.positive_number)
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidArgument(name, f"not an integer: {raw!r}") from None
+    return _read(env, name, default, settings.integer)
 
 
 def _at_least(env: dict[str, str], name: str, default: int, low: int) -> int:
-    value = _int(env, name, default)
-    if value < low:
-        raise InvalidArgument(name, f"must be at least {low}, got {value}")
-    return value
+    return _read(env, name, default, partial(settings.integer, low=low))
 
 
 def _file(env: dict[str, str], name: str) -> Path | None:
     """A path that must name a readable file, or None when unset."""
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return None
-    path = Path(raw)
-    if not path.is_file():
-        raise InvalidArgument(name, f"no such file: {raw}")
-    return path
+    return _read(env, name, None, settings.existing_file)
 
 
 def _port(env: dict[str, str], name: str, default: int) -> int:
     """A TCP port; set but empty means 0 (off)."""
-    raw = env.get(name)
-    if raw is None:
-        return default
-    value = _int(env, name, 0)
-    if not 0 <= value <= 65535:
-        raise InvalidArgument(name, f"not a port number: {raw!r}")
-    return value
+    return _read(env, name, 0 if name in env else default, settings.port)
 
 
 @dataclass(frozen=True)

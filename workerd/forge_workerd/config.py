@@ -16,14 +16,34 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from forge.security import ChannelSecurity, SecurityConfigError
+from forge_common import settings
 from forge_workerd.errors import ConfigError
 
 DEFAULT_BROKER = "localhost:50051"
 DEFAULT_HANDLERS = ("forge_workerd.demo",)
 
-
-def _csv(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
+# The options with a variable behind them, read as text: Config.build checks them.
+OPTIONS = (
+    settings.Option("--broker", "FORGE_BROKER", DEFAULT_BROKER, "broker host:port"),
+    settings.Option("--types", "WORKERD_TYPES", "",
+                    "comma-separated job types to lease (default: every type with a handler)"),
+    settings.Option("--concurrency", "WORKERD_CONCURRENCY", "8", "jobs run at once, 1 to 1000"),
+    settings.Option("--prefetch", "WORKERD_PREFETCH", "0",
+                    "jobs leased beyond --concurrency, waiting for a free slot, so a busy worker "
+                    "never waits on the broker between short jobs; 0 to 1000"),
+    settings.Option("--handlers", "WORKERD_HANDLERS", ",".join(DEFAULT_HANDLERS),
+                    "comma-separated modules that define handlers"),
+    settings.Option("--grace", "WORKERD_GRACE", "30",
+                    "seconds to let running jobs finish on SIGTERM"),
+    settings.Option("--lease-seconds", "WORKERD_LEASE_SECONDS", "30", "lease length, 1 to 3600"),
+    settings.Option("--worker-id", "WORKERD_WORKER_ID", "",
+                    "name shown on leased jobs (default: host-pid)"),
+    settings.Option("--log-level", "WORKERD_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    settings.Option("--metrics-port", "WORKERD_METRICS_PORT", "0",
+                    "serve Prometheus metrics at /metrics on this port, 0 for none"),
+    settings.Option("--metrics-host", "WORKERD_METRICS_HOST", "127.0.0.1",
+                    "address of the metrics endpoint"),
+)
 
 
 def _default_worker_id() -> str:
@@ -70,38 +90,10 @@ class Config:
             prog="workerd",
             description="Forge worker daemon: leases jobs from the broker over gRPC and runs "
                         "their handlers. Every option also reads an environment variable.")
-        parser.add_argument("--broker", default=e.get("FORGE_BROKER") or DEFAULT_BROKER,
-                            help="broker host:port [FORGE_BROKER, default %(default)s]")
-        parser.add_argument("--types", default=e.get("WORKERD_TYPES", ""),
-                            help="comma-separated job types to lease [WORKERD_TYPES, default: "
-                                 "every type with a handler]")
-        parser.add_argument("--concurrency", default=e.get("WORKERD_CONCURRENCY", "8"),
-                            help="jobs run at once, 1 to 1000 [WORKERD_CONCURRENCY, default 8]")
-        parser.add_argument("--prefetch", default=e.get("WORKERD_PREFETCH", "0"),
-                            help="jobs leased beyond --concurrency, waiting for a free slot, so a "
-                                 "busy worker never waits on the broker between short jobs; "
-                                 "0 to 1000 [WORKERD_PREFETCH, default 0]")
-        parser.add_argument("--handlers", default=e.get("WORKERD_HANDLERS", ",".join(DEFAULT_HANDLERS)),
-                            help="comma-separated modules that define handlers "
-                                 "[WORKERD_HANDLERS, default %(default)s]")
-        parser.add_argument("--grace", default=e.get("WORKERD_GRACE", "30"),
-                            help="seconds to let running jobs finish on SIGTERM "
-                                 "[WORKERD_GRACE, default 30]")
-        parser.add_argument("--lease-seconds", default=e.get("WORKERD_LEASE_SECONDS", "30"),
-                            help="lease length, 1 to 3600 [WORKERD_LEASE_SECONDS, default 30]")
-        parser.add_argument("--worker-id", default=e.get("WORKERD_WORKER_ID", ""),
-                            help="name shown on leased jobs [WORKERD_WORKER_ID, default host-pid]")
+        settings.add_options(parser, OPTIONS, e)
         parser.add_argument("--log-json", action="store_true",
                             default=e.get("WORKERD_LOG_JSON", "").lower() in ("1", "true", "yes"),
                             help="log one JSON object per line [WORKERD_LOG_JSON]")
-        parser.add_argument("--log-level", default=e.get("WORKERD_LOG_LEVEL", "INFO"),
-                            help="DEBUG, INFO, WARNING or ERROR [WORKERD_LOG_LEVEL, default INFO]")
-        parser.add_argument("--metrics-port", default=e.get("WORKERD_METRICS_PORT") or "0",
-                            help="serve Prometheus metrics at /metrics on this port, 0 for none "
-                                 "[WORKERD_METRICS_PORT, default 0]")
-        parser.add_argument("--metrics-host", default=e.get("WORKERD_METRICS_HOST") or "127.0.0.1",
-                            help="address of the metrics endpoint "
-                                 "[WORKERD_METRICS_HOST, default %(default)s]")
         parser.add_argument("--token", default=None,
                             help="API token with the worker role [FORGE_TOKEN; prefer the "
                                  "variable: a flag shows in the process list]")
@@ -120,9 +112,9 @@ class Config:
         except SecurityConfigError as exc:
             raise ConfigError(str(exc)) from None
         return cls.build(broker=args.broker, types=args.types, concurrency=args.concurrency,
-                         prefetch=args.prefetch,
-                         handlers=args.handlers, grace=args.grace, lease_seconds=args.lease_seconds,
-                         worker_id=args.worker_id, log_json=args.log_json, log_level=args.log_level,
+                         prefetch=args.prefetch, handlers=args.handlers, grace=args.grace,
+                         lease_seconds=args.lease_seconds, worker_id=args.worker_id,
+                         log_json=args.log_json, log_level=args.log_level,
                          metrics_port=args.metrics_port, metrics_host=args.metrics_host,
                          security=security)
 
@@ -132,51 +124,46 @@ class Config:
               prefetch: str = "0", metrics_port: str = "0", metrics_host: str = "127.0.0.1",
               security: ChannelSecurity | None = None) -> Config:
         """Validate raw option values into a Config; ConfigError names the first bad one."""
-        if not broker.strip():
-            raise ConfigError("--broker: must be host:port")
-        n = _int("--concurrency", concurrency)
-        if not 1 <= n <= 1000:
-            raise ConfigError(f"--concurrency: must be in [1, 1000], got {n}")
-        pf = _int("--prefetch", prefetch)
-        if not 0 <= pf <= 1000:
-            raise ConfigError(f"--prefetch: must be in [0, 1000], got {pf}")
-        g = _float("--grace", grace)
-        if g < 0:
-            raise ConfigError(f"--grace: must not be negative, got {g}")
-        ls = _int("--lease-seconds", lease_seconds)
-        if not 1 <= ls <= 3600:
-            raise ConfigError(f"--lease-seconds: must be in [1, 3600], got {ls}")
-        wid = worker_id.strip() or _default_worker_id()
-        if len(wid) > 128:
-            raise ConfigError("--worker-id: at most 128 characters")
-        mods = _csv(handlers)
-        if not mods:
-            raise ConfigError("--handlers: name at least one module")
-        level = log_level.upper()
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"--log-level: unknown level {log_level!r}")
-        mp = _int("--metrics-port", metrics_port or "0")
-        if not 0 <= mp <= 65535:
-            raise ConfigError(f"--metrics-port: not a port number: {mp}")
-        return cls(broker=broker.strip(), types=_csv(types), concurrency=n, prefetch=pf,
-                   handlers=mods, grace=g,
-                   lease_seconds=ls, worker_id=wid, log_json=log_json, log_level=level,
-                   metrics_port=mp, metrics_host=metrics_host.strip() or "127.0.0.1",
-                   security=security or ChannelSecurity())
+        try:
+            return cls(
+                broker=_broker(broker), types=_names(types),
+                concurrency=settings.integer("--concurrency", concurrency, 1, 1000),
+                prefetch=settings.integer("--prefetch", prefetch, 0, 1000),
+                handlers=_handlers(handlers), grace=settings.number("--grace", grace, low=0),
+                lease_seconds=settings.integer("--lease-seconds", lease_seconds, 1, 3600),
+                worker_id=_worker_id(worker_id), log_json=log_json, log_level=_level(log_level),
+                metrics_port=settings.port("--metrics-port", metrics_port or "0"),
+                metrics_host=metrics_host.strip() or "127.0.0.1",
+                security=security or ChannelSecurity())
+        except settings.SettingError as exc:
+            raise ConfigError(str(exc)) from None
 
 
-def _int(name: str, raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: not an integer: {raw!r}") from None
+def _names(raw: str) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped."""
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _float(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: not a number: {raw!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ConfigError(f"{name}: must be finite, got {raw!r}")
-    return value
+def _broker(raw: str) -> str:
+    if not raw.strip():
+        raise settings.SettingError("--broker", "must be host:port")
+    return raw.strip()
+
+
+def _handlers(raw: str) -> tuple[str, ...]:
+    if not _names(raw):
+        raise settings.SettingError("--handlers", "name at least one module")
+    return _names(raw)
+
+
+def _worker_id(raw: str) -> str:
+    wid = raw.strip() or _default_worker_id()
+    if len(wid) > 128:
+        raise settings.SettingError("--worker-id", "at most 128 characters")
+    return wid
+
+
+def _level(raw: str) -> str:
+    if raw.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise settings.SettingError("--log-level", f"unknown level {raw!r}")
+    return raw.upper()

@@ -8,6 +8,9 @@ Security (see :mod:`forge.security`): ``token`` (default ``FORGE_TOKEN``) is sen
 ``authorization: Bearer`` metadata on every call; ``ca_file`` (default ``FORGE_CA_FILE``)
 switches the channel to TLS, with ``FORGE_TLS_CLIENT_CERT``/``FORGE_TLS_CLIENT_KEY`` for mutual
 TLS. Or pass a ready ``security=ChannelSecurity(...)``. Nothing set: a plain channel, no token.
+
+Only ``AsyncClient`` is written by hand: ``Client``, at the end of this file, is generated from
+it by ``scripts/sync_client.py``, so the two always have the same methods, arguments and docs.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf.struct_pb2 import Struct
@@ -28,6 +31,12 @@ from forge.v1 import broker_pb2_grpc as pb_grpc
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_TIMEOUT = 10.0
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+# A unary method of the stub; Client's is the blocking one, AsyncClient's the awaitable one.
+_Unary: TypeAlias = grpc.UnaryUnaryMultiCallable
+_AsyncUnary: TypeAlias = grpc.aio.UnaryUnaryMultiCallable
 
 
 class ForgeClientError(Exception):
@@ -102,89 +111,6 @@ def wait_ready(target: str, timeout: float = 30.0, *,
     return False
 
 
-class Client:
-    """Blocking client. Use as a context manager, or call ``close()``."""
-
-    def __init__(self, target: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 token: str | None = None, ca_file: str | None = None,
-                 security: ChannelSecurity | None = None) -> None:
-        self.target = target or default_target()
-        self.timeout = timeout
-        self._channel = _security(security, token, ca_file).channel(self.target)
-        self.stub = pb_grpc.BrokerStub(self._channel)
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def enqueue(self, type: str, payload: Mapping[str, Any] | None = None, *,
-                priority: int | None = None, max_retries: int | None = None,
-                run_at: datetime | None = None, idempotency_key: str | None = None) -> pb.Job:
-        """Enqueue one job; returns it (the existing one for a known idempotency key)."""
-        req = enqueue_request(type, payload, priority=priority, max_retries=max_retries,
-                              run_at=run_at, idempotency_key=idempotency_key)
-        try:
-            return self.stub.Enqueue(req, timeout=self.timeout).job
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-
-    def enqueue_batch(self, requests: Sequence[pb.EnqueueRequest]) -> list[pb.Job]:
-        """Enqueue all of ``requests`` or none; jobs come back in request order."""
-        try:
-            resp = self.stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=requests),
-                                          timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-        return list(resp.jobs)
-
-    def get(self, job_id: str) -> pb.Job:
-        try:
-            return self.stub.GetJob(pb.GetJobRequest(id=job_id), timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-
-    def list(self, *, status: str | None = None, type: str | None = None, page_size: int = 0,
-             page_token: str = "") -> pb.ListJobsResponse:
-        req = pb.ListJobsRequest(status=_status(status), type=type or "", page_size=page_size,
-                                 page_token=page_token)
-        try:
-            return self.stub.ListJobs(req, timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-
-    def cancel(self, job_id: str, reason: str = "") -> pb.Job:
-        try:
-            return self.stub.CancelJob(pb.CancelJobRequest(id=job_id, reason=reason),
-                                       timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-
-    def stats(self) -> pb.QueueStats:
-        try:
-            return self.stub.Stats(pb.StatsRequest(), timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-
-    def dead(self, *, type: str | None = None, page_size: int = 0,
-             page_token: str = "") -> pb.ListDeadJobsResponse:
-        req = pb.ListDeadJobsRequest(type=type or "", page_size=page_size, page_token=page_token)
-        try:
-            return self.stub.ListDeadJobs(req, timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-
-    def retry_dead(self, job_id: str) -> pb.Job:
-        try:
-            return self.stub.RetryDeadJob(pb.RetryDeadJobRequest(id=job_id), timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-
-
 class AsyncClient:
     """asyncio client with the same methods as ``Client``, each a coroutine."""
 
@@ -205,70 +131,134 @@ class AsyncClient:
     async def close(self) -> None:
         await self._channel.close(None)
 
-    async def enqueue(self, type: str, payload: Mapping[str, Any] | None = None, *,
-                      priority: int | None = None, max_retries: int | None = None,
-                      run_at: datetime | None = None, idempotency_key: str | None = None) -> pb.Job:
-        req = enqueue_request(type, payload, priority=priority, max_retries=max_retries,
-                              run_at=run_at, idempotency_key=idempotency_key)
+    async def _call(self, rpc: _AsyncUnary[_Req, _Resp], request: _Req) -> _Resp:
         try:
-            resp: pb.EnqueueResponse = await self.stub.Enqueue(req, timeout=self.timeout)
+            return await rpc(request, timeout=self.timeout)
         except grpc.RpcError as exc:
             raise _error(exc) from None
+
+    async def enqueue(
+        self, type: str, payload: Mapping[str, Any] | None = None, *, priority: int | None = None,
+        max_retries: int | None = None, run_at: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> pb.Job:
+        """Enqueue one job; returns it (the existing one for a known idempotency key)."""
+        req = enqueue_request(type, payload, priority=priority, max_retries=max_retries,
+                              run_at=run_at, idempotency_key=idempotency_key)
+        resp = await self._call(self.stub.Enqueue, req)
         return resp.job
 
     async def enqueue_batch(self, requests: Sequence[pb.EnqueueRequest]) -> list[pb.Job]:
-        try:
-            resp: pb.EnqueueBatchResponse = await self.stub.EnqueueBatch(
-                pb.EnqueueBatchRequest(jobs=requests), timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
+        """Enqueue all of ``requests`` or none; jobs come back in request order."""
+        resp = await self._call(self.stub.EnqueueBatch, pb.EnqueueBatchRequest(jobs=requests))
         return list(resp.jobs)
 
     async def get(self, job_id: str) -> pb.Job:
-        try:
-            job: pb.Job = await self.stub.GetJob(pb.GetJobRequest(id=job_id), timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-        return job
+        """The job with this id; ForgeClientError NOT_FOUND when there is none."""
+        return await self._call(self.stub.GetJob, pb.GetJobRequest(id=job_id))
 
-    async def list(self, *, status: str | None = None, type: str | None = None,
-                   page_size: int = 0, page_token: str = "") -> pb.ListJobsResponse:
+    async def list(
+        self, *, status: str | None = None, type: str | None = None, page_size: int = 0,
+        page_token: str = "",
+    ) -> pb.ListJobsResponse:
+        """One page of jobs, newest first; ``status`` is a name such as ``"DEAD"``."""
         req = pb.ListJobsRequest(status=_status(status), type=type or "", page_size=page_size,
                                  page_token=page_token)
-        try:
-            resp: pb.ListJobsResponse = await self.stub.ListJobs(req, timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-        return resp
+        return await self._call(self.stub.ListJobs, req)
 
     async def cancel(self, job_id: str, reason: str = "") -> pb.Job:
-        try:
-            job: pb.Job = await self.stub.CancelJob(pb.CancelJobRequest(id=job_id, reason=reason),
-                                                    timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-        return job
+        """Cancel a PENDING, PROCESSING or DEAD job; returns it."""
+        return await self._call(self.stub.CancelJob, pb.CancelJobRequest(id=job_id, reason=reason))
 
     async def stats(self) -> pb.QueueStats:
-        try:
-            resp: pb.QueueStats = await self.stub.Stats(pb.StatsRequest(), timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-        return resp
+        """A snapshot of the queue's counts."""
+        return await self._call(self.stub.Stats, pb.StatsRequest())
 
-    async def dead(self, *, type: str | None = None, page_size: int = 0,
-                   page_token: str = "") -> pb.ListDeadJobsResponse:
+    async def dead(
+        self, *, type: str | None = None, page_size: int = 0, page_token: str = "",
+    ) -> pb.ListDeadJobsResponse:
+        """One page of the dead-letter queue, newest first."""
         req = pb.ListDeadJobsRequest(type=type or "", page_size=page_size, page_token=page_token)
-        try:
-            resp: pb.ListDeadJobsResponse = await self.stub.ListDeadJobs(req, timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-        return resp
+        return await self._call(self.stub.ListDeadJobs, req)
 
     async def retry_dead(self, job_id: str) -> pb.Job:
+        """Send a DEAD job back to the queue; returns it, PENDING."""
+        return await self._call(self.stub.RetryDeadJob, pb.RetryDeadJobRequest(id=job_id))
+
+
+# --- Generated from AsyncClient by scripts/sync_client.py: edit AsyncClient, then run it. ---
+
+
+class Client:
+    """Blocking client. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, target: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+                 token: str | None = None, ca_file: str | None = None,
+                 security: ChannelSecurity | None = None) -> None:
+        self.target = target or default_target()
+        self.timeout = timeout
+        self._channel = _security(security, token, ca_file).channel(self.target)
+        self.stub = pb_grpc.BrokerStub(self._channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, rpc: _Unary[_Req, _Resp], request: _Req) -> _Resp:
         try:
-            job: pb.Job = await self.stub.RetryDeadJob(pb.RetryDeadJobRequest(id=job_id),
-                                                       timeout=self.timeout)
+            return rpc(request, timeout=self.timeout)
         except grpc.RpcError as exc:
             raise _error(exc) from None
-        return job
+
+    def enqueue(
+        self, type: str, payload: Mapping[str, Any] | None = None, *, priority: int | None = None,
+        max_retries: int | None = None, run_at: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> pb.Job:
+        """Enqueue one job; returns it (the existing one for a known idempotency key)."""
+        req = enqueue_request(type, payload, priority=priority, max_retries=max_retries,
+                              run_at=run_at, idempotency_key=idempotency_key)
+        resp = self._call(self.stub.Enqueue, req)
+        return resp.job
+
+    def enqueue_batch(self, requests: Sequence[pb.EnqueueRequest]) -> list[pb.Job]:
+        """Enqueue all of ``requests`` or none; jobs come back in request order."""
+        resp = self._call(self.stub.EnqueueBatch, pb.EnqueueBatchRequest(jobs=requests))
+        return list(resp.jobs)
+
+    def get(self, job_id: str) -> pb.Job:
+        """The job with this id; ForgeClientError NOT_FOUND when there is none."""
+        return self._call(self.stub.GetJob, pb.GetJobRequest(id=job_id))
+
+    def list(
+        self, *, status: str | None = None, type: str | None = None, page_size: int = 0,
+        page_token: str = "",
+    ) -> pb.ListJobsResponse:
+        """One page of jobs, newest first; ``status`` is a name such as ``"DEAD"``."""
+        req = pb.ListJobsRequest(status=_status(status), type=type or "", page_size=page_size,
+                                 page_token=page_token)
+        return self._call(self.stub.ListJobs, req)
+
+    def cancel(self, job_id: str, reason: str = "") -> pb.Job:
+        """Cancel a PENDING, PROCESSING or DEAD job; returns it."""
+        return self._call(self.stub.CancelJob, pb.CancelJobRequest(id=job_id, reason=reason))
+
+    def stats(self) -> pb.QueueStats:
+        """A snapshot of the queue's counts."""
+        return self._call(self.stub.Stats, pb.StatsRequest())
+
+    def dead(
+        self, *, type: str | None = None, page_size: int = 0, page_token: str = "",
+    ) -> pb.ListDeadJobsResponse:
+        """One page of the dead-letter queue, newest first."""
+        req = pb.ListDeadJobsRequest(type=type or "", page_size=page_size, page_token=page_token)
+        return self._call(self.stub.ListDeadJobs, req)
+
+    def retry_dead(self, job_id: str) -> pb.Job:
+        """Send a DEAD job back to the queue; returns it, PENDING."""
+        return self._call(self.stub.RetryDeadJob, pb.RetryDeadJobRequest(id=job_id))
