@@ -8,11 +8,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GEN := clients/python/forge/v1
+# forge.Client, generated from AsyncClient (clients/python/sync_client.py), never committed.
+SYNC := clients/python/forge/_sync.py
 PROTO := proto/forge/v1/broker.proto
 
 .PHONY: setup run test lint pytest proto bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(SYNC)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +28,9 @@ $(STAMP): requirements-dev.txt $(PYPROJECTS) $(GEN)/broker_pb2.py
 	touch $@
 
 proto: $(GEN)/broker_pb2.py
+
+$(SYNC): clients/python/forge/client.py clients/python/sync_client.py | $(BIN)/python
+	$(BIN)/python clients/python/sync_client.py
 
 $(GEN)/broker_pb2.py: $(PROTO) | $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check grpcio-tools mypy-protobuf googleapis-common-protos

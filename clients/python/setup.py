@@ -1,5 +1,6 @@
 """forge-client's build: generates the forge.v1 stubs from the repository's proto/ when they are
-missing, as ``make proto`` does, so ``pip install ./clients/python`` works on a clean clone.
+missing, as ``make proto`` does, so ``pip install ./clients/python`` works on a clean clone; and
+writes the blocking ``Client`` (``forge/_sync.py``) from ``AsyncClient`` (see sync_client.py).
 
 Everything else about the distribution is in pyproject.toml.
 """
@@ -15,6 +16,9 @@ from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sync_client  # beside this file, not part of the package
 
 HERE = Path(__file__).resolve().parent
 PROTO_ROOT = HERE.parent.parent / "proto"
@@ -53,6 +57,7 @@ class BuildPy(build_py):
         # Here rather than in run(): egg_info lists the packages' files through this command
         # before anything runs, and forge/v1 must exist by then.
         generate()
+        sync_client.main()
         super().finalize_options()
 
 

@@ -1,0 +1,101 @@
+"""What both clients share: the target and deadline defaults, request building, errors.
+
+The clients themselves are in :mod:`forge.client` (``AsyncClient``, written by hand) and
+``forge._sync`` (``Client``, generated from it by ``clients/python/sync_client.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TypeAlias, TypeVar
+
+import grpc
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from forge.security import ChannelSecurity
+from forge.v1 import broker_pb2 as pb
+
+DEFAULT_TARGET = "localhost:50051"
+DEFAULT_TIMEOUT = 10.0
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+# A unary method of the stub; Client's is the blocking one, AsyncClient's the awaitable one.
+Unary: TypeAlias = grpc.UnaryUnaryMultiCallable
+AsyncUnary: TypeAlias = grpc.aio.UnaryUnaryMultiCallable
+
+
+class ForgeClientError(Exception):
+    """A call failed; ``code`` is the gRPC status code, ``details`` the broker's message."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+def default_target() -> str:
+    return os.environ.get("FORGE_BROKER") or DEFAULT_TARGET
+
+
+def enqueue_request(type: str, payload: Mapping[str, Any] | None = None, *,
+                    priority: int | None = None, max_retries: int | None = None,
+                    run_at: datetime | None = None,
+                    idempotency_key: str | None = None) -> pb.EnqueueRequest:
+    """Build an EnqueueRequest; unset options take the broker's defaults."""
+    req = pb.EnqueueRequest(type=type, idempotency_key=idempotency_key or "")
+    if payload is not None:
+        s = Struct()
+        s.update(dict(payload))
+        req.payload.CopyFrom(s)
+    if priority is not None:
+        req.priority = priority
+    if max_retries is not None:
+        req.max_retries = max_retries
+    if run_at is not None:
+        ts = Timestamp()
+        ts.FromDatetime(run_at)
+        req.run_at.CopyFrom(ts)
+    return req
+
+
+def status_value(name: str | None) -> pb.Job.Status.ValueType:
+    return pb.Job.Status.Value(name.upper()) if name else pb.Job.STATUS_UNSPECIFIED
+
+
+def error_from(exc: grpc.RpcError) -> ForgeClientError:
+    # AioRpcError (the async client's) is not a grpc.Call, but has the same two methods.
+    if isinstance(exc, grpc.Call | grpc.aio.AioRpcError):
+        return ForgeClientError(exc.code(), exc.details() or "")
+    return ForgeClientError(grpc.StatusCode.UNKNOWN, str(exc))
+
+
+def security_for(security: ChannelSecurity | None, token: str | None,
+              ca_file: str | None) -> ChannelSecurity:
+    if security is not None:
+        return security
+    return ChannelSecurity.from_env(token=token, ca_file=ca_file)
+
+
+def wait_ready(target: str, timeout: float = 30.0, *,
+               security: ChannelSecurity | None = None) -> bool:
+    """Block until the broker at ``target`` reports SERVING on grpc.health.v1; False on timeout.
+    ``security`` defaults to the environment's (FORGE_CA_FILE...); health needs no token."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with security_for(security, None, None).channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            time.sleep(0.05)
+    return False
