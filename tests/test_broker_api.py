@@ -50,6 +50,7 @@ BAD_INPUTS = [
     ("type", pb.EnqueueRequest(type="")),
     ("type", pb.EnqueueRequest(type="has space")),
     ("type", pb.EnqueueRequest(type="x" * 129)),
+    ("type", pb.EnqueueRequest(type="email\n")),
     ("priority", pb.EnqueueRequest(type="email", priority=1001)),
     ("priority", pb.EnqueueRequest(type="email", priority=-1001)),
     ("max_retries", pb.EnqueueRequest(type="email", max_retries=-1)),

@@ -439,9 +439,9 @@ _QUOTE = '"'
 
 def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
     """The batch as the JSON array ``insert_jobs`` reads. Payloads are already JSON text, so
-    they are spliced in, not parsed and written again; types (``validate.TYPE_PATTERN``) and
-    ISO timestamps hold nothing JSON escapes, so they are quoted as they are (json.dumps for
-    each was a third of this function's time)."""
+    they are spliced in, not parsed and written again; type names
+    (``forge_common.names.TYPE_NAME``) and ISO timestamps hold nothing JSON escapes, so they
+    are quoted as they are (json.dumps for each was a third of this function's time)."""
     dumps = json.dumps
     return "[" + ",".join(
         f'{{"i":"{i.hex}","t":"{j.type}","p":{j.payload_json},"r":{j.priority},'

@@ -17,11 +17,11 @@ from forge_broker.errors import InvalidArgument
 from forge_broker.ids import all_canonical, canonical, parse_id
 from forge_broker.models import AckItem, Lease, NackItem, NewJob
 from forge_common import structs
+from forge_common.names import TYPE_NAME, TYPE_NAME_RULE
 
 Req = TypeVar("Req")
 Item = TypeVar("Item")
 
-TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 MAX_PAYLOAD_BYTES = 1 << 20
 MAX_BATCH = 10_000
 MAX_ERROR_CHARS = 8 * 1024
@@ -31,8 +31,8 @@ PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 50, 500
 
 
 def check_type(field: str, value: str) -> str:
-    if not TYPE_PATTERN.match(value):
-        problem = "is required" if value == "" else "must be 1 to 128 characters of [A-Za-z0-9_.:-]"
+    if not TYPE_NAME.fullmatch(value):
+        problem = "is required" if value == "" else TYPE_NAME_RULE
         raise InvalidArgument(field, problem)
     return value
 
