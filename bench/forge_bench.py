@@ -467,12 +467,12 @@ async def _fill_backlog(dsn: str, pending: int, completed: int) -> dict[str, Any
 async def _time_claims(dsn: str, claims: int) -> list[float]:
     """Milliseconds of each of ``claims`` claims of 100, by the broker's own statement, committed."""
     params = {"worker_id": "bench-backlog-claimer", "types": ["bench.noop"], "limit": 100,
-              "lease_seconds": 3600, "lock_space": LOCK_SPACE, "advisory_lock": True}
+              "lease_seconds": 3600, "lock_space": LOCK_SPACE}
     ms: list[float] = []
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         for _ in range(claims):
             t0 = time.perf_counter()
-            cur = await conn.execute(q("claim_leases"), params)
+            cur = await conn.execute(q("claim_jobs"), params)
             rows = await cur.fetchall()
             ms.append(1000 * (time.perf_counter() - t0))
             if len(rows) != 100:
@@ -657,7 +657,7 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
         out["backlog"] = (f"{p.backlog_small:,} vs {p.backlog_large:,} PENDING rows (+ "
                           f"{p.backlog_completed:,} COMPLETED with the large one), inserted by SQL, "
                           "VACUUM ANALYZE")
-        out["lease"] = (f"median of {p.backlog_claims} claims of 100 by the broker's claim_leases "
+        out["lease"] = (f"median of {p.backlog_claims} claims of 100 by the broker's claim_jobs "
                         "statement (workerd's lean view), "
                         f"after {p.backlog_warmup_claims} not counted")
         out["workerd"] = (f"{p.workers} processes × --concurrency {p.concurrency} "

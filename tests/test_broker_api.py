@@ -50,6 +50,7 @@ BAD_INPUTS = [
     ("type", pb.EnqueueRequest(type="")),
     ("type", pb.EnqueueRequest(type="has space")),
     ("type", pb.EnqueueRequest(type="x" * 129)),
+    ("type", pb.EnqueueRequest(type="email\n")),
     ("priority", pb.EnqueueRequest(type="email", priority=1001)),
     ("priority", pb.EnqueueRequest(type="email", priority=-1001)),
     ("max_retries", pb.EnqueueRequest(type="email", max_retries=-1)),
@@ -183,6 +184,32 @@ def test_lean_view_sends_the_payload_as_json_text_and_the_fields_a_worker_runs_o
         job.id, "lean", 7, 1, 4, pb.Job.PROCESSING)
     stub.Ack(pb.AckRequest(job_id=got.id, lease_token=leased.lease_token), timeout=5)
     assert stub.GetJob(pb.GetJobRequest(id=job.id), timeout=5).status == pb.Job.COMPLETED
+
+
+def test_full_view_sends_each_leased_job_as_stored(stub: Stub) -> None:
+    """The default view (the Python client's Lease) sends every field of each job as the
+    database holds it once leased: what GetJob answers next."""
+    reqs = [pb.EnqueueRequest(type="full", payload=payload(n=i, tags=["x", "é"]), priority=i,
+                              max_retries=i, idempotency_key=f"full-{i}") for i in range(3)]
+    stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=reqs), timeout=5)
+    stream = stub.Lease(pb.LeaseRequest(worker_id="full-w", types=["full"], max_in_flight=3),
+                        timeout=10)
+    leased: list[pb.LeasedJob] = []
+    try:
+        for resp in stream:
+            leased += resp.jobs
+            if len(leased) == 3:
+                break
+    finally:
+        stream.cancel()
+    assert sorted(j.job.priority for j in leased) == [0, 1, 2]
+    for got in leased:
+        assert got.lease_token and not got.payload_json
+        assert (got.job.status, got.job.attempts, got.job.worker_id) == (pb.Job.PROCESSING, 1,
+                                                                         "full-w")
+        assert got.job.HasField("lease_expires_at") and got.job.idempotency_key
+        assert dict(got.job.payload) == {"n": got.job.priority, "tags": ["x", "é"]}
+        assert got.job == stub.GetJob(pb.GetJobRequest(id=got.job.id), timeout=5)
 
 
 def test_an_unknown_job_view_is_invalid_argument(stub: Stub) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,8 +15,8 @@ import pytest
 from forge_broker.completer import Completer
 from forge_broker.dispatch import Dispatcher
 from forge_broker.errors import FailedPrecondition, NotFound
-from forge_broker.models import AckItem, JobRow, Lease, NackItem, NewJob
-from forge_broker.sql import q
+from forge_broker.models import AckItem, JobRow, JobStatus, Lease, NackItem, NewJob
+from forge_broker.sql import q, rows_by_name
 from forge_broker.store import LOCK_SPACE, Store
 
 
@@ -84,6 +85,41 @@ async def test_job_scheduled_in_the_future_is_not_claimed_until_due(store: Store
     await asyncio.sleep(1.6)
     [claimed] = await store.claim("w", [], 10, 30)
     assert claimed.id == row.id
+
+
+async def test_a_full_claim_holds_each_job_as_stored_and_a_lean_one_the_same_values(
+        store: Store) -> None:
+    """A full claim's rows are what the table holds once leased; a lean claim's rows carry the
+    same values, the payload as JSON text and the wait as seconds since run_at."""
+    await store.enqueue([NewJob("email", json.dumps({"p": p}), priority=p, max_retries=p,
+                                idempotency_key=f"k{p}") for p in range(6)])
+    full = await store.claim("full", [], 3, 30)
+    assert [r.priority for r in full] == [5, 4, 3]
+    for r in full:
+        assert r == await store.get(r.id)
+        assert r.status is JobStatus.PROCESSING and r.worker_id == "full" and r.attempts == 1
+    lean = await store.claim_leases("lean", [], 10, 30)
+    assert [r.priority for r in lean] == [2, 1, 0]
+    for r in lean:
+        stored = await store.get(uuid.UUID(r.id))
+        assert (r.id, r.lease_token, r.type, json.loads(r.payload_json), r.priority, r.attempts,
+                r.max_retries) == (str(stored.id), str(stored.lease_token), stored.type,
+                                   stored.payload, stored.priority, 1, stored.max_retries)
+        assert r.waited == pytest.approx((stored.updated_at - stored.run_at).total_seconds(),
+                                         abs=1e-6)
+
+
+async def test_rows_are_read_by_column_name_whatever_the_column_order(store: Store) -> None:
+    [(row, _)] = await store.enqueue([job(idempotency_key="by-name")])
+    backwards = ", ".join(f.name for f in reversed(dataclasses.fields(JobRow)))
+    async with store.pool.connection() as conn:
+        async with conn.cursor(row_factory=rows_by_name(JobRow, status=JobStatus)) as cur:
+            await cur.execute(f"SELECT 'ignored' AS extra, {backwards} FROM forge.jobs")
+            [read] = await cur.fetchall()
+            assert read == await store.get(row.id)
+            assert read.status is JobStatus.PENDING
+            with pytest.raises(psycopg.ProgrammingError, match=r"JobRow\.status"):
+                await cur.execute("SELECT id, type FROM forge.jobs")
 
 
 async def test_claim_filters_by_type(store: Store) -> None:
@@ -432,26 +468,24 @@ async def test_every_status_lists_newest_first_and_pages(store: Store, completer
                                           + ["CANCELLED"])
 
 
-@pytest.mark.parametrize("statement", ["claim_jobs", "claim_leases"])
-async def test_a_claim_planned_on_an_empty_queue_locks_only_the_rows_it_claims(
-        dsn: str, statement: str) -> None:
+async def test_a_claim_planned_on_an_empty_queue_locks_only_the_rows_it_claims(dsn: str) -> None:
     """The advisory lock goes on the claimed rows alone, whatever plan the claim has. A plan
-    cached while the table was empty scans it whole; with the lock beside the id test it was
-    tried on every row scanned, and on a queue grown to 30,000 jobs the claim failed with
-    "out of shared memory" (found by the benchmark's steady scenario)."""
+    cached while the table was empty scans it whole: a lock tried on every row scanned would
+    be held on rows other claimers then skip, and on a queue grown to 30,000 jobs would run
+    out of shared memory."""
     params = {"worker_id": "w", "types": [], "limit": 10, "lease_seconds": 30,
-              "advisory_lock": True, "lock_space": LOCK_SPACE}
+              "lock_space": LOCK_SPACE}
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         # The state of a broker that started on an empty queue: statistics of an empty table,
         # no autovacuum yet to refresh them, the claim prepared and its generic plan cached.
         await conn.execute("ALTER TABLE forge.jobs SET (autovacuum_enabled = false)")
         await conn.execute("ANALYZE forge.jobs")
         await conn.execute("SET plan_cache_mode = force_generic_plan")
-        await conn.execute(q(statement), params, prepare=True)
+        await conn.execute(q("claim_jobs"), params, prepare=True)
         await conn.execute("INSERT INTO forge.jobs (id, type, payload) "
                            "SELECT gen_random_uuid(), 'burst', '{}' FROM generate_series(1, 30000)")
         async with conn.transaction():
-            claimed = await (await conn.execute(q(statement), params, prepare=True)).fetchall()
+            claimed = await (await conn.execute(q("claim_jobs"), params, prepare=True)).fetchall()
             row = await (await conn.execute(
                 "SELECT count(*) FROM pg_locks "
                 "WHERE locktype = 'advisory' AND pid = pg_backend_pid()")).fetchone()

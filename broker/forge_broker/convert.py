@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from forge.v1 import broker_pb2 as pb
-from forge_broker.models import JobRow, LeasedRow, NewJob, Snapshot
+from forge_broker.models import JobRow, JobStatus, LeasedRow, NewJob, Snapshot
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_STATUS = {name: pb.Job.Status.Value(name)
-           for name in ("PENDING", "PROCESSING", "COMPLETED", "DEAD", "CANCELLED")}
+_STATUS = {status: pb.Job.Status.Value(status) for status in JobStatus}
 
 
 _PENDING = pb.Job(status=pb.Job.PENDING)

@@ -172,8 +172,8 @@ class Dispatcher:
 
         Looks only at streams that are full and had nothing settled here since the last look:
         a full stream whose acks keep arriving is busy, not stuck, and checking each one's
-        whole in-flight set every tick was a lookup of up to 1,000 leases per stream per tick
-        all through a busy drain."""
+        whole in-flight set every tick would look up to 1,000 leases per stream per tick all
+        through a busy drain."""
         full = []
         for stream in self._streams.values():
             if (stream.in_flight and stream.capacity() <= 0

@@ -65,7 +65,7 @@ _HEX = b"0123456789abcdef"
 def all_canonical(values: Sequence[str]) -> bool:
     """True when every one of ``values`` is canonical UUID text (``canonical`` returns it
     unchanged). Checked together, in a few passes over their concatenation: a Settle of 1,000
-    acks carries 2,000 ids, and one regex match each was most of its validation."""
+    acks carries 2,000 ids, and one regex match each would be most of its validation."""
     n = len(values)
     if not set(map(len, values)) <= {36}:
         return False

@@ -5,13 +5,24 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, NamedTuple
+
+
+class JobStatus(StrEnum):
+    """A job's status: the values ``forge.jobs.status`` holds and Job.Status names."""
+
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    DEAD = "DEAD"
+    CANCELLED = "CANCELLED"
 
 
 @dataclass(slots=True)
 class JobRow:
     """One row of ``forge.jobs``, exactly as stored. Not frozen: a frozen dataclass costs ten
-    times as much to build, and every leased job is one of these."""
+    times as much to build, and every enqueued job is one of these."""
 
     id: uuid.UUID
     type: str
@@ -19,7 +30,7 @@ class JobRow:
     priority: int
     max_retries: int
     attempts: int
-    status: str
+    status: JobStatus
     run_at: datetime
     created_at: datetime
     updated_at: datetime
@@ -86,7 +97,7 @@ class NackItem(NamedTuple):
 
 @dataclass(frozen=True)
 class NackOutcome:
-    status: str
+    status: JobStatus
     run_at: datetime
 
 

@@ -1,4 +1,4 @@
--- Every statement the broker runs, each named for what it does. Loaded by broker.sql.
+-- Every statement the broker runs, each named for what it does. Loaded by forge_broker.sql.
 -- Parameters use psycopg's %(name)s style. Claims and sweeps select ids with
 -- `id = ANY(ARRAY(SELECT ...))`: under a cached generic plan that form keeps the index lookup,
 -- where `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` can turn into a full scan.
@@ -8,47 +8,39 @@
 -- broker writes it with a string join, where adapting seven parallel arrays cost more than
 -- the INSERT itself. Ids are made by the caller so results map back to requests. Answers the
 -- statement's now() (every new row's created_at, and its run_at when none or a past one was
--- given), how many rows went in, and the ids of the keyed rows that did (none here: this
--- form is for batches without idempotency keys, and skips ON CONFLICT's speculative
--- insertion, a sixth of the WAL records and a tenth or more of the time).
+-- given), how many rows went in, and the ids of the keyed rows that did.
+-- The broker composes skip_taken_keys in at its placeholder only for a batch where some job
+-- has an idempotency key: ON CONFLICT's speculative insertion costs every row an extra WAL
+-- record: a tenth more WAL, and 5 to 10 percent more time for a batch of a thousand or more.
 WITH inserted AS (
   INSERT INTO forge.jobs (id, type, payload, priority, max_retries, run_at, idempotency_key)
   SELECT i, t, p, r, m, greatest(coalesce(a, now()), now()), k
   FROM jsonb_to_recordset(%(jobs)s::text::jsonb)
        AS t(i uuid, t text, p jsonb, r integer, m integer, a timestamptz, k text)
-  RETURNING id
-)
-SELECT now(), count(*), NULL::uuid[]
-FROM inserted;
-
--- name: insert_keyed_jobs
--- insert_jobs for a batch where some job has an idempotency key: rows whose key is taken are
--- skipped (the caller fetches those) and the keyed rows that went in are named.
-WITH inserted AS (
-  INSERT INTO forge.jobs (id, type, payload, priority, max_retries, run_at, idempotency_key)
-  SELECT i, t, p, r, m, greatest(coalesce(a, now()), now()), k
-  FROM jsonb_to_recordset(%(jobs)s::text::jsonb)
-       AS t(i uuid, t text, p jsonb, r integer, m integer, a timestamptz, k text)
-  ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+  {skip_taken_keys}
   RETURNING id, idempotency_key
 )
 SELECT now(), count(*), array_agg(id) FILTER (WHERE idempotency_key IS NOT NULL)
 FROM inserted;
 
+-- name: skip_taken_keys
+-- insert_jobs's conflict clause: a row whose idempotency key is taken is skipped, and the
+-- broker fetches the job that holds the key.
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+
 -- name: jobs_by_idempotency_keys
 SELECT * FROM forge.jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
 
 -- name: claim_jobs
--- Lease up to %(limit)s runnable jobs to a worker, highest priority first, then oldest run_at.
--- SKIP LOCKED lets concurrent claimers pass each other; the transaction-scoped advisory lock
--- is the seed design's second guard, kept for any other process that coordinates on the same
--- keys. It is taken on the rows already chosen and nowhere else: the subquery (its LIMIT and
--- FOR UPDATE keep it whole) hands the lock only its own rows, whatever plan the UPDATE gets.
--- Beside `id = ANY(...)` in the UPDATE's own WHERE, a plan cached while the table was nearly
--- empty (a sequential scan, the cheaper test first) tried the lock on every row it scanned —
--- holding locks on rows other claimers then skipped, and on a table grown to tens of thousands
--- of rows failing with "out of shared memory". %(advisory_lock)s is true but in the benchmark
--- that measures the lock's cost.
+-- Lease up to %(limit)s runnable jobs to a worker, highest priority first, then oldest run_at,
+-- each as a lease stream's lean view (JOB_VIEW_LEAN, workerd's view) sends it: the payload as
+-- the text it is sent as, and the queue wait in seconds. The full view reads the claimed rows
+-- with jobs_by_ids in the same transaction, so this statement, the hot path of every drain,
+-- returns nothing the lean view does not send.
+-- SKIP LOCKED lets concurrent claimers pass each other. The transaction-scoped advisory lock
+-- is a second guard for any other process that coordinates on the same keys, tried on the rows
+-- the subquery chose (its LIMIT and FOR UPDATE keep it whole) and not in the UPDATE's own WHERE,
+-- where a plan that scans the table would take it on every row it scans.
 UPDATE forge.jobs
 SET status = 'PROCESSING',
     attempts = attempts + 1,
@@ -65,37 +57,14 @@ WHERE id = ANY(ARRAY(
           ORDER BY priority DESC, run_at, id
           LIMIT %(limit)s
           FOR UPDATE SKIP LOCKED) AS chosen
-        WHERE NOT %(advisory_lock)s
-           OR pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))))
--- The columns of broker.models.JobRow, in its order (rows are built positionally).
-RETURNING id, type, payload, priority, max_retries, attempts, status, run_at, created_at,
-          updated_at, last_error, result, worker_id, lease_token, lease_expires_at,
-          idempotency_key;
+        WHERE pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))))
+RETURNING id::text AS id, lease_token::text AS lease_token, type, payload::text AS payload_json,
+          priority, attempts, max_retries, extract(epoch FROM now() - run_at)::float8 AS waited;
 
--- name: claim_leases
--- claim_jobs for a lease stream that asked for JOB_VIEW_LEAN: the same claim, returning only
--- what that view sends, the payload as the text it is sent as, and the queue wait in seconds.
-UPDATE forge.jobs
-SET status = 'PROCESSING',
-    attempts = attempts + 1,
-    worker_id = %(worker_id)s,
-    lease_token = gen_random_uuid(),
-    lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
-    updated_at = now()
-WHERE id = ANY(ARRAY(
-        SELECT id FROM (
-          SELECT id FROM forge.jobs
-          WHERE status = 'PENDING'
-            AND run_at <= now()
-            AND (cardinality(%(types)s::text[]) = 0 OR type = ANY(%(types)s::text[]))
-          ORDER BY priority DESC, run_at, id
-          LIMIT %(limit)s
-          FOR UPDATE SKIP LOCKED) AS chosen
-        WHERE NOT %(advisory_lock)s
-           OR pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))))
--- The columns of broker.models.LeasedRow, in its order.
-RETURNING id::text, lease_token::text, type, payload::text, priority, attempts, max_retries,
-          extract(epoch FROM now() - run_at)::float8;
+-- name: jobs_by_ids
+-- The ids travel as one array literal (one text parameter): adapting a list of a thousand
+-- strings costs more than this SELECT.
+SELECT * FROM forge.jobs WHERE id = ANY(%(ids)s::text::uuid[]);
 
 -- name: release_jobs
 -- Give back jobs leased to a stream that closed before they were sent: PENDING again, the
@@ -112,10 +81,9 @@ WHERE j.id = l.id AND j.lease_token = l.token;
 -- insert_jobs; refused ones are not returned.
 -- A lease token is set exactly while a job is PROCESSING (constraint jobs_lease_token_check),
 -- so matching it is the whole test, and the statements on leases name no status: given
--- `status = 'PROCESSING'`, the planner, trusting statistics that see few such rows, would
--- walk every entry of an index of PROCESSING rows (jobs_status_idx then, jobs_lease_idx since
--- migration 007), dead ones of finished jobs included, on each call — an ack cost that grew
--- with every job acked since the last vacuum.
+-- `status = 'PROCESSING'`, the planner, trusting statistics that see few such rows, may walk
+-- every entry of jobs_lease_idx, dead ones of finished jobs included, on each call: an ack
+-- cost that grows with every job acked since the last vacuum.
 UPDATE forge.jobs j
 SET status = 'COMPLETED', result = a.r,
     lease_token = NULL, lease_expires_at = NULL, updated_at = now()

@@ -27,7 +27,7 @@ from forge_broker.errors import (
     ResourceExhausted,
 )
 from forge_broker.metrics import Metrics
-from forge_broker.models import JobRow, NackOutcome, NewJob
+from forge_broker.models import JobRow, JobStatus, NackOutcome, NewJob
 from forge_broker.stats import StatsHub
 from forge_broker.store import Store
 
@@ -165,9 +165,10 @@ class BrokerServicer(pb_grpc.BrokerServicer):
     async def Nack(self, request: pb.NackRequest, context: Ctx) -> pb.NackResponse:
         item = validate.nack(request)
         outcome = await self.completer.nack(item)
-        self.metrics.settled_job(item.lease.job_id, "failed" if outcome.status == "PENDING" else "dead")
+        retried = outcome.status == JobStatus.PENDING
+        self.metrics.settled_job(item.lease.job_id, "failed" if retried else "dead")
         resp = pb.NackResponse(status=pb.Job.Status.Value(outcome.status))
-        if outcome.status == "PENDING":
+        if retried:
             resp.run_at.CopyFrom(convert.ts(outcome.run_at))
         return resp
 
@@ -198,8 +199,9 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             out.code, out.message = code.value[0], message
         else:
             out.status = pb.Job.Status.Value(result.status)
-            self.metrics.settled_job(job_id, "failed" if result.status == "PENDING" else "dead")
-            if result.status == "PENDING":
+            retried = result.status == JobStatus.PENDING
+            self.metrics.settled_job(job_id, "failed" if retried else "dead")
+            if retried:
                 convert.set_ts(out.run_at, result.run_at)
 
     @unary
@@ -243,7 +245,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                            context: Ctx) -> pb.ListDeadJobsResponse:
         if request.type:
             validate.check_type("type", request.type)
-        jobs, token = await self._page("DEAD", request.type or None, request.page_size,
+        jobs, token = await self._page(JobStatus.DEAD, request.type or None, request.page_size,
                                        request.page_token)
         return pb.ListDeadJobsResponse(jobs=jobs, next_page_token=token)
 
@@ -269,7 +271,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         except Exception as exc:
             await context.abort(*_status_for(exc, "WatchStats"))
 
-    async def _page(self, status: str | None, type_: str | None, size: int,
+    async def _page(self, status: JobStatus | None, type_: str | None, size: int,
                     token: str) -> tuple[list[pb.Job], str]:
         limit = validate.page_size(size)
         rows = await self.store.list_jobs(status=status, type=type_,

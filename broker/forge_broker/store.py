@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, LiteralString
 
 import orjson
 import psycopg
-from psycopg.rows import args_row, class_row
+from psycopg import sql
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
@@ -24,6 +25,7 @@ from forge_broker.ids import uuid7s
 from forge_broker.models import (
     AckItem,
     JobRow,
+    JobStatus,
     Lease,
     LeasedRow,
     NackItem,
@@ -33,24 +35,20 @@ from forge_broker.models import (
     TypeCounts,
     WorkerRow,
 )
-from forge_broker.sql import q
+from forge_broker.sql import q, rows_by_name
 
 log = logging.getLogger("forge.store")
-
-R = TypeVar("R")
 
 # First key of the two-key advisory locks the broker takes (claims, maintenance); the second
 # key is the job's hash or a fixed number. Distinct from the migration lock.
 LOCK_SPACE = 0x466F72  # "For"
 
 QUEUE_WAIT_WINDOW_SECONDS = 300
-_STATUS_FIELD = {
-    "PENDING": "pending",
-    "PROCESSING": "processing",
-    "COMPLETED": "completed",
-    "DEAD": "dead",
-    "CANCELLED": "cancelled",
-}
+
+# Statuses by value: a dict lookup costs a tenth of calling JobStatus.
+_JOB_ROWS = rows_by_name(JobRow, status={s.value: s for s in JobStatus}.__getitem__)
+_LEASED_ROWS = rows_by_name(LeasedRow)
+_WORKER_ROWS = rows_by_name(WorkerRow)
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -109,8 +107,7 @@ class Store:
         ids = uuid7s(len(jobs))
         async with self.pool.connection() as conn:
             keyed = any(j.idempotency_key is not None for j in jobs)
-            cur = await conn.execute(q("insert_keyed_jobs" if keyed else "insert_jobs"),
-                                     {"jobs": _jobs_json(ids, jobs)})
+            cur = await conn.execute(_insert_jobs(keyed), {"jobs": _jobs_json(ids, jobs)})
             row = await cur.fetchone()
             assert row is not None  # an aggregate always answers one row
             now, count, keyed_ids = row
@@ -124,7 +121,7 @@ class Store:
             if taken:
                 keys = list({j.idempotency_key for i, j in zip(ids, jobs, strict=True)
                              if i in taken and j.idempotency_key is not None})
-                async with conn.cursor(row_factory=class_row(JobRow)) as rows:
+                async with conn.cursor(row_factory=_JOB_ROWS) as rows:
                     await rows.execute(q("jobs_by_idempotency_keys"), {"keys": keys})
                     existing = {r.idempotency_key: r for r in await rows.fetchall()
                                 if r.idempotency_key is not None}
@@ -135,7 +132,7 @@ class Store:
             if new_id not in taken:
                 payload = job.payload if job.payload is not None else json.loads(job.payload_json)
                 created = JobRow(new_id, job.type, payload, job.priority,
-                                 job.max_retries, 0, "PENDING",
+                                 job.max_retries, 0, JobStatus.PENDING,
                                  now if job.run_at is None or job.run_at < now else job.run_at,
                                  now, now, None, None, None, None, None, key)
                 if key is not None:
@@ -152,36 +149,29 @@ class Store:
 
     # -- leases --------------------------------------------------------------------------------
 
-    async def claim(self, worker_id: str, types: Sequence[str], limit: int, lease_seconds: int,
-                    *, advisory_lock: bool = True) -> list[JobRow]:
-        """Lease up to ``limit`` runnable jobs of ``types`` (empty: any) to ``worker_id``.
-
-        Returned in priority order (higher first, then older run_at).
+    async def claim(self, worker_id: str, types: Sequence[str], limit: int,
+                    lease_seconds: int) -> list[JobRow]:
+        """Lease up to ``limit`` runnable jobs of ``types`` (empty: any) to ``worker_id``, each
+        as stored once leased. Returned in priority order (higher first, then older run_at).
         """
-        rows = await self._claim("claim_jobs", JobRow, worker_id, types, limit, lease_seconds,
-                                 advisory_lock)
+        async with self.pool.connection() as conn, conn.transaction():
+            leased = await _claim(conn, worker_id, types, limit, lease_seconds)
+            if not leased:
+                return []
+            async with conn.cursor(row_factory=_JOB_ROWS) as cur:
+                ids = "{" + ",".join(r.id for r in leased) + "}"
+                await cur.execute(q("jobs_by_ids"), {"ids": ids}, binary=True)
+                rows = await cur.fetchall()
         rows.sort(key=lambda r: (-r.priority, r.run_at, r.id))
         return rows
 
     async def claim_leases(self, worker_id: str, types: Sequence[str], limit: int,
-                           lease_seconds: int, *, advisory_lock: bool = True) -> list[LeasedRow]:
+                           lease_seconds: int) -> list[LeasedRow]:
         """``claim``, each job as the lean view of a lease stream sends it."""
-        rows = await self._claim("claim_leases", LeasedRow, worker_id, types, limit,
-                                 lease_seconds, advisory_lock)
+        async with self.pool.connection() as conn:
+            rows = await _claim(conn, worker_id, types, limit, lease_seconds)
         rows.sort(key=lambda r: (-r.priority, -r.waited, r.id))
         return rows
-
-    async def _claim(self, name: str, row: Callable[..., R], worker_id: str,
-                     types: Sequence[str], limit: int, lease_seconds: int,
-                     advisory_lock: bool) -> list[R]:
-        params = {"worker_id": worker_id, "types": list(types), "limit": limit,
-                  "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE,
-                  "advisory_lock": advisory_lock}
-        async with self.pool.connection() as conn:
-            # Binary rows (timestamps, jsonb, uuids decode for less), built positionally.
-            async with conn.cursor(row_factory=args_row(row)) as cur:
-                await cur.execute(q(name), params, binary=True)
-                return await cur.fetchall()
 
     async def release(self, leases: Sequence[Lease]) -> None:
         """Return leased-but-undelivered jobs to PENDING without counting the attempt."""
@@ -207,7 +197,7 @@ class Store:
         async with self.pool.connection() as conn:
             cur = await conn.execute(q("nack_jobs"), {"nacks": _nacks_json(nacks),
                                                       "backoff_base": self.backoff_base})
-            return {row[0]: NackOutcome(status=row[1], run_at=row[2])
+            return {row[0]: NackOutcome(status=JobStatus(row[1]), run_at=row[2])
                     for row in await cur.fetchall()}
 
     async def refusals(self, job_ids: Sequence[str], action: str
@@ -251,29 +241,29 @@ class Store:
                 "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases]})
             return {row[0] for row in await cur.fetchall()}
 
-    async def rescue_expired(self, limit: int = 1000) -> list[tuple[str, str]]:
+    async def rescue_expired(self, limit: int = 1000) -> list[tuple[str, JobStatus]]:
         """Turn up to ``limit`` expired leases into failed attempts; return (id, new status)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(q("rescue_expired_leases"), {
                 "limit": limit, "backoff_base": self.backoff_base})
-            return [(row[0], row[1]) for row in await cur.fetchall()]
+            return [(row[0], JobStatus(row[1])) for row in await cur.fetchall()]
 
     # -- inspection and repair -----------------------------------------------------------------
 
     async def get(self, job_id: uuid.UUID) -> JobRow:
         async with self.pool.connection() as conn:
-            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+            async with conn.cursor(row_factory=_JOB_ROWS) as cur:
                 await cur.execute(q("get_job"), {"id": job_id})
                 row = await cur.fetchone()
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return row
 
-    async def list_jobs(self, *, status: str | None, type: str | None, before: uuid.UUID | None,
-                   limit: int) -> list[JobRow]:
+    async def list_jobs(self, *, status: JobStatus | None, type: str | None,
+                        before: uuid.UUID | None, limit: int) -> list[JobRow]:
         """Up to ``limit`` jobs newest first, older than ``before`` when given."""
         async with self.pool.connection() as conn:
-            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+            async with conn.cursor(row_factory=_JOB_ROWS) as cur:
                 # Not prepared: a generic plan cannot pick the index for the optional filters.
                 await cur.execute(q("list_jobs"), {
                     "status": status, "type": type, "before": before, "limit": limit},
@@ -282,7 +272,7 @@ class Store:
 
     async def cancel(self, job_id: uuid.UUID, reason: str | None) -> JobRow:
         async with self.pool.connection() as conn:
-            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+            async with conn.cursor(row_factory=_JOB_ROWS) as cur:
                 await cur.execute(q("cancel_job"), {"id": job_id, "reason": reason})
                 row = await cur.fetchone()
         if row is None:
@@ -292,7 +282,7 @@ class Store:
 
     async def retry_dead(self, job_id: uuid.UUID) -> JobRow:
         async with self.pool.connection() as conn:
-            async with conn.cursor(row_factory=class_row(JobRow)) as cur:
+            async with conn.cursor(row_factory=_JOB_ROWS) as cur:
                 await cur.execute(q("retry_dead_job"), {"id": job_id})
                 row = await cur.fetchone()
         if row is None:
@@ -372,10 +362,10 @@ class Store:
             now_row = await (await conn.execute(q("db_now"))).fetchone()
             assert now_row is not None
             now: datetime = now_row[0]
-            counts: dict[str, dict[str, int]] = {}
+            counts: dict[str, dict[JobStatus, int]] = {}
             for type_, status, n in await (await conn.execute(q("count_jobs"))).fetchall():
-                counts.setdefault(type_, {})[status] = int(n)
-            pending_types = [t for t, c in counts.items() if c.get("PENDING", 0) > 0]
+                counts.setdefault(type_, {})[JobStatus(status)] = int(n)
+            pending_types = [t for t, c in counts.items() if c.get(JobStatus.PENDING, 0) > 0]
             scheduled: dict[str, tuple[int, datetime | None]] = {}
             if pending_types:
                 cur = await conn.execute(q("pending_by_type"), {"types": pending_types})
@@ -386,7 +376,7 @@ class Store:
             cur = await conn.execute(q("queue_wait_histogram"),
                                      {"window_seconds": QUEUE_WAIT_WINDOW_SECONDS})
             histogram = [(float(b), int(n)) for b, n in await cur.fetchall()]
-            async with conn.cursor(row_factory=class_row(WorkerRow)) as wcur:
+            async with conn.cursor(row_factory=_WORKER_ROWS) as wcur:
                 await wcur.execute(q("list_workers"))
                 workers = await wcur.fetchall()
 
@@ -394,8 +384,9 @@ class Store:
         for type_ in sorted(counts):
             c = counts[type_]
             n_sched, oldest = scheduled.get(type_, (0, None))
-            fields: dict[str, Any] = {_STATUS_FIELD[s]: n for s, n in c.items() if s in _STATUS_FIELD}
-            fields["pending"] = max(0, c.get("PENDING", 0) - n_sched)
+            # Each status's TypeCounts field is its name in lower case.
+            fields: dict[str, Any] = {status.lower(): n for status, n in c.items()}
+            fields["pending"] = max(0, c.get(JobStatus.PENDING, 0) - n_sched)
             fields["scheduled"] = n_sched
             age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
             types.append(TypeCounts(type=type_, oldest_pending_age_seconds=age, **fields))
@@ -421,6 +412,26 @@ class Store:
         )
 
 
+async def _claim(conn: psycopg.AsyncConnection[Any], worker_id: str, types: Sequence[str],
+                 limit: int, lease_seconds: int) -> list[LeasedRow]:
+    """Run claim_jobs on ``conn``: the jobs it leased, in no particular order."""
+    params = {"worker_id": worker_id, "types": list(types), "limit": limit,
+              "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE}
+    # Binary rows: numbers decode for less.
+    async with conn.cursor(row_factory=_LEASED_ROWS) as cur:
+        await cur.execute(q("claim_jobs"), params, binary=True)
+        return await cur.fetchall()
+
+
+@cache
+def _insert_jobs(keyed: bool) -> LiteralString:
+    """insert_jobs, with skip_taken_keys composed in for a batch where some job has an
+    idempotency key (see the statement's comment). Composed once: psycopg caches the parsing
+    and the prepared plan of a query by its text."""
+    clause = sql.SQL(q("skip_taken_keys") if keyed else "")
+    return sql.SQL(q("insert_jobs")).format(skip_taken_keys=clause).as_string()
+
+
 def _percentile(histogram: list[tuple[float, int]], total: int, p: float) -> float:
     """The upper bound of the bucket holding the p-th quantile (0 when there are no samples)."""
     if total == 0:
@@ -439,9 +450,9 @@ _QUOTE = '"'
 
 def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
     """The batch as the JSON array ``insert_jobs`` reads. Payloads are already JSON text, so
-    they are spliced in, not parsed and written again; types (``validate.TYPE_PATTERN``) and
-    ISO timestamps hold nothing JSON escapes, so they are quoted as they are (json.dumps for
-    each was a third of this function's time)."""
+    they are spliced in, not parsed and written again; type names
+    (``forge_common.names.TYPE_NAME``) and ISO timestamps hold nothing JSON escapes, so they
+    are quoted as they are (json.dumps for each would be a third of this function's time)."""
     dumps = json.dumps
     return "[" + ",".join(
         f'{{"i":"{i.hex}","t":"{j.type}","p":{j.payload_json},"r":{j.priority},'

@@ -15,13 +15,13 @@ from google.protobuf.struct_pb2 import Struct
 from forge.v1 import broker_pb2 as pb
 from forge_broker.errors import InvalidArgument
 from forge_broker.ids import all_canonical, canonical, parse_id
-from forge_broker.models import AckItem, Lease, NackItem, NewJob
+from forge_broker.models import AckItem, JobStatus, Lease, NackItem, NewJob
 from forge_common import structs
+from forge_common.names import TYPE_NAME, TYPE_NAME_RULE
 
 Req = TypeVar("Req")
 Item = TypeVar("Item")
 
-TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 MAX_PAYLOAD_BYTES = 1 << 20
 MAX_BATCH = 10_000
 MAX_ERROR_CHARS = 8 * 1024
@@ -31,8 +31,8 @@ PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 50, 500
 
 
 def check_type(field: str, value: str) -> str:
-    if not TYPE_PATTERN.match(value):
-        problem = "is required" if value == "" else "must be 1 to 128 characters of [A-Za-z0-9_.:-]"
+    if not TYPE_NAME.fullmatch(value):
+        problem = "is required" if value == "" else TYPE_NAME_RULE
         raise InvalidArgument(field, problem)
     return value
 
@@ -187,7 +187,8 @@ def nack(req: pb.NackRequest) -> NackItem:
 
 def _plain_acks(reqs: Sequence[pb.AckRequest]) -> list[AckItem]:
     """The acks of a Settle when none carries a result and every id and token is canonical, as
-    workerd sends them: checked together (a Settle of 1,000 acks: 3.7 -> 1.6 µs per ack).
+    workerd sends them: checked together (a Settle of 1,000 acks: 1.6 µs per ack, against
+    3.7 checked one by one).
     Empty when any is not; ``ack`` then checks each, and names a bad one."""
     job_ids = [r.job_id for r in reqs]
     tokens = [r.lease_token for r in reqs]
@@ -228,12 +229,12 @@ def _items(name: str, reqs: Sequence[Req], check: Callable[[Req], Item]) -> list
     return out
 
 
-def job_status(field: str, value: pb.Job.Status.ValueType) -> str | None:
+def job_status(field: str, value: pb.Job.Status.ValueType) -> JobStatus | None:
     """A Job.Status filter: None for unspecified; a number the enum does not name is refused."""
     if value == pb.Job.STATUS_UNSPECIFIED:
         return None
     try:
-        return pb.Job.Status.Name(value)
+        return JobStatus(pb.Job.Status.Name(value))
     except ValueError:
         raise InvalidArgument(field, f"not a job status: {value}") from None
 

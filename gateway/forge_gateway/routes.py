@@ -404,10 +404,6 @@ class Router:
         allowed = frozenset(b.http_method for b, _ in candidates)
         return allowed or None
 
-    def is_api_path(self, raw_path: str) -> bool:
-        """True when some binding matches the path, whatever its method."""
-        return any(b.template.match(raw_path) is not None for b in self.bindings)
-
 
 def describe(bindings: Iterable[Binding]) -> list[dict[str, Any]]:
     """A plain summary of the routes, for logs and debugging."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -40,9 +39,6 @@ class Held:
 
     def ref(self) -> pb.LeaseRef:
         return pb.LeaseRef(job_id=self.job.id, lease_token=self.token)
-
-    def seconds_left(self) -> float:
-        return self.deadline - time.monotonic()
 
 
 class InFlight:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from forge_common.names import TYPE_NAME, TYPE_NAME_RULE
 from forge_workerd.context import JobContext
 from forge_workerd.errors import HandlerError
 
@@ -17,9 +17,6 @@ SyncFn = Callable[[JobContext], Result]
 AsyncFn = Callable[[JobContext], Awaitable[Result]]
 HandlerFn = SyncFn | AsyncFn
 F = TypeVar("F", bound=Callable[..., Any])
-
-# The broker's rule for job type names (see Job.type in broker.proto).
-TYPE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -45,7 +42,7 @@ class Registry:
     def register(self, name: str, fn: HandlerFn, *, timeout: float | None = None) -> Handler:
         """Add ``fn`` as the handler of ``name``; HandlerError for a bad name or a second handler."""
         if not TYPE_NAME.fullmatch(name):
-            raise HandlerError(f"handler name {name!r}: must be 1 to 128 characters of [A-Za-z0-9_.:-]")
+            raise HandlerError(f"handler name {name!r}: {TYPE_NAME_RULE}")
         if timeout is not None and not timeout > 0:
             raise HandlerError(f"handler {name!r}: timeout must be positive, got {timeout}")
         new = Handler(name, fn, timeout, inspect.iscoroutinefunction(fn))
