@@ -26,8 +26,8 @@ from psycopg.conninfo import make_conninfo
 
 from forge_broker.migrate import migrate
 from forge_broker.models import NewJob
-from forge_broker.sql import q
 from forge_broker.store import LOCK_SPACE, Store
+from forge_broker.store import claim_statement as broker_claim
 
 LOCK_PREDICATE = "WHERE pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))"
 """How claim_jobs tries the advisory lock on the rows it chose."""
@@ -35,7 +35,7 @@ LOCK_PREDICATE = "WHERE pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::t
 
 def claim_statement(advisory: bool) -> LiteralString:
     """The broker's claim, or (``advisory`` False) the same claim without the advisory lock."""
-    statement = q("claim_jobs")
+    statement = broker_claim(lean=True)
     if advisory:
         return statement
     if LOCK_PREDICATE not in statement:

@@ -33,8 +33,7 @@ from forge.client import wait_ready
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
 from forge_broker.migrate import migrate
-from forge_broker.sql import q
-from forge_broker.store import LOCK_SPACE
+from forge_broker.store import LOCK_SPACE, claim_statement
 
 REPO = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.02
@@ -472,7 +471,7 @@ async def _time_claims(dsn: str, claims: int) -> list[float]:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         for _ in range(claims):
             t0 = time.perf_counter()
-            cur = await conn.execute(q("claim_jobs"), params)
+            cur = await conn.execute(claim_statement(lean=True), params)
             rows = await cur.fetchall()
             ms.append(1000 * (time.perf_counter() - t0))
             if len(rows) != 100:

@@ -17,7 +17,7 @@ from forge_broker.dispatch import Dispatcher
 from forge_broker.errors import FailedPrecondition, NotFound
 from forge_broker.models import AckItem, JobRow, JobStatus, Lease, NackItem, NewJob
 from forge_broker.sql import q, rows_by_name
-from forge_broker.store import LOCK_SPACE, Store
+from forge_broker.store import LOCK_SPACE, Store, claim_statement
 
 
 def lease_of(row: JobRow) -> Lease:
@@ -481,11 +481,11 @@ async def test_a_claim_planned_on_an_empty_queue_locks_only_the_rows_it_claims(d
         await conn.execute("ALTER TABLE forge.jobs SET (autovacuum_enabled = false)")
         await conn.execute("ANALYZE forge.jobs")
         await conn.execute("SET plan_cache_mode = force_generic_plan")
-        await conn.execute(q("claim_jobs"), params, prepare=True)
+        await conn.execute(claim_statement(lean=True), params, prepare=True)
         await conn.execute("INSERT INTO forge.jobs (id, type, payload) "
                            "SELECT gen_random_uuid(), 'burst', '{}' FROM generate_series(1, 30000)")
         async with conn.transaction():
-            claimed = await (await conn.execute(q("claim_jobs"), params, prepare=True)).fetchall()
+            claimed = await (await conn.execute(claim_statement(lean=True), params, prepare=True)).fetchall()
             row = await (await conn.execute(
                 "SELECT count(*) FROM pg_locks "
                 "WHERE locktype = 'advisory' AND pid = pg_backend_pid()")).fetchone()

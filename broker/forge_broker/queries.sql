@@ -32,11 +32,10 @@ ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 SELECT * FROM forge.jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
 
 -- name: claim_jobs
--- Lease up to %(limit)s runnable jobs to a worker, highest priority first, then oldest run_at,
--- each as a lease stream's lean view (JOB_VIEW_LEAN, workerd's view) sends it: the payload as
--- the text it is sent as, and the queue wait in seconds. The full view reads the claimed rows
--- with jobs_by_ids in the same transaction, so this statement, the hot path of every drain,
--- returns nothing the lean view does not send.
+-- Lease up to %(limit)s runnable jobs to a worker, highest priority first, then oldest run_at.
+-- The broker composes in the RETURNING columns the stream's view sends: lean_columns for
+-- JOB_VIEW_LEAN (workerd's view, the hot path of every drain), full_columns for the full view,
+-- so each view costs one round trip and the lean one returns nothing it does not send.
 -- SKIP LOCKED lets concurrent claimers pass each other. The transaction-scoped advisory lock
 -- is a second guard for any other process that coordinates on the same keys, tried on the rows
 -- the subquery chose (its LIMIT and FOR UPDATE keep it whole) and not in the UPDATE's own WHERE,
@@ -58,13 +57,17 @@ WHERE id = ANY(ARRAY(
           LIMIT %(limit)s
           FOR UPDATE SKIP LOCKED) AS chosen
         WHERE pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))))
-RETURNING id::text AS id, lease_token::text AS lease_token, type, payload::text AS payload_json,
-          priority, attempts, max_retries, extract(epoch FROM now() - run_at)::float8 AS waited;
+RETURNING {columns};
 
--- name: jobs_by_ids
--- The ids travel as one array literal (one text parameter): adapting a list of a thousand
--- strings costs more than this SELECT.
-SELECT * FROM forge.jobs WHERE id = ANY(%(ids)s::text::uuid[]);
+-- name: lean_columns
+-- claim_jobs's columns for the lean view: the payload as the text it is sent as, and the queue
+-- wait in seconds.
+id::text AS id, lease_token::text AS lease_token, type, payload::text AS payload_json, priority,
+attempts, max_retries, extract(epoch FROM now() - run_at)::float8 AS waited
+
+-- name: full_columns
+-- claim_jobs's columns for the full view: each job as stored once leased.
+*
 
 -- name: release_jobs
 -- Give back jobs leased to a stream that closed before they were sent: PENDING again, the

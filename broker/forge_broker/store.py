@@ -12,11 +12,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any, LiteralString
+from typing import Any, LiteralString, TypeVar
 
 import orjson
 import psycopg
 from psycopg import sql
+from psycopg.rows import AsyncRowFactory
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
@@ -46,6 +47,7 @@ LOCK_SPACE = 0x466F72  # "For"
 QUEUE_WAIT_WINDOW_SECONDS = 300
 
 # Statuses by value: a dict lookup costs a tenth of calling JobStatus.
+R = TypeVar("R")
 _JOB_ROWS = rows_by_name(JobRow, status={s.value: s for s in JobStatus}.__getitem__)
 _LEASED_ROWS = rows_by_name(LeasedRow)
 _WORKER_ROWS = rows_by_name(WorkerRow)
@@ -154,24 +156,27 @@ class Store:
         """Lease up to ``limit`` runnable jobs of ``types`` (empty: any) to ``worker_id``, each
         as stored once leased. Returned in priority order (higher first, then older run_at).
         """
-        async with self.pool.connection() as conn, conn.transaction():
-            leased = await _claim(conn, worker_id, types, limit, lease_seconds)
-            if not leased:
-                return []
-            async with conn.cursor(row_factory=_JOB_ROWS) as cur:
-                ids = "{" + ",".join(r.id for r in leased) + "}"
-                await cur.execute(q("jobs_by_ids"), {"ids": ids}, binary=True)
-                rows = await cur.fetchall()
+        rows = await self._claim(claim_statement(lean=False), _JOB_ROWS, worker_id, types, limit,
+                                 lease_seconds)
         rows.sort(key=lambda r: (-r.priority, r.run_at, r.id))
         return rows
 
     async def claim_leases(self, worker_id: str, types: Sequence[str], limit: int,
                            lease_seconds: int) -> list[LeasedRow]:
         """``claim``, each job as the lean view of a lease stream sends it."""
-        async with self.pool.connection() as conn:
-            rows = await _claim(conn, worker_id, types, limit, lease_seconds)
+        rows = await self._claim(claim_statement(lean=True), _LEASED_ROWS, worker_id, types, limit,
+                                 lease_seconds)
         rows.sort(key=lambda r: (-r.priority, -r.waited, r.id))
         return rows
+
+    async def _claim(self, statement: LiteralString, rows: AsyncRowFactory[R], worker_id: str,
+                     types: Sequence[str], limit: int, lease_seconds: int) -> list[R]:
+        params = {"worker_id": worker_id, "types": list(types), "limit": limit,
+                  "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE}
+        # Binary rows: numbers decode for less.
+        async with self.pool.connection() as conn, conn.cursor(row_factory=rows) as cur:
+            await cur.execute(statement, params, binary=True)
+            return await cur.fetchall()
 
     async def release(self, leases: Sequence[Lease]) -> None:
         """Return leased-but-undelivered jobs to PENDING without counting the attempt."""
@@ -412,15 +417,11 @@ class Store:
         )
 
 
-async def _claim(conn: psycopg.AsyncConnection[Any], worker_id: str, types: Sequence[str],
-                 limit: int, lease_seconds: int) -> list[LeasedRow]:
-    """Run claim_jobs on ``conn``: the jobs it leased, in no particular order."""
-    params = {"worker_id": worker_id, "types": list(types), "limit": limit,
-              "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE}
-    # Binary rows: numbers decode for less.
-    async with conn.cursor(row_factory=_LEASED_ROWS) as cur:
-        await cur.execute(q("claim_jobs"), params, binary=True)
-        return await cur.fetchall()
+@cache
+def claim_statement(lean: bool) -> LiteralString:
+    """claim_jobs with the columns of a lean or a full view composed in (see the statement)."""
+    columns = sql.SQL(q("lean_columns") if lean else q("full_columns"))
+    return sql.SQL(q("claim_jobs")).format(columns=columns).as_string()
 
 
 @cache
