@@ -5,6 +5,7 @@ from __future__ import annotations
 from forge_broker.dispatch import Dispatcher
 from forge_broker.maintenance.service import Service
 from forge_broker.metrics import Metrics
+from forge_broker.models import JobStatus
 from forge_broker.store import Store
 
 RESCUE_BATCH = 1000
@@ -29,7 +30,7 @@ class Rescuer(Service):
                 self.dispatcher.settled([job_id for job_id, _ in rescued])
                 # metrics: the store returns no type; it is known for jobs this broker delivered.
                 for job_id, status in rescued:
-                    self.metrics.settled_job(job_id, "dead" if status == "DEAD" else "failed",
+                    self.metrics.settled_job(job_id, "dead" if status is JobStatus.DEAD else "failed",
                                              by_worker=False)
             if len(rescued) < RESCUE_BATCH:
                 return
