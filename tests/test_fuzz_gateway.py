@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.schemas import BaseSchema
 
-from tests.gateway_support import GatewayProcess
+from tests.support import GatewayProcess
 
 pytest_plugins = ["tests.gateway_fixtures"]
 
