@@ -174,7 +174,10 @@ class BrokerProcess(ServiceProcess):
         env = {"FORGE_BROKER_ID": f"test-broker-{self.port}", "FORGE_HOST": "127.0.0.1", **self.env,
                "DATABASE_URL": self.dsn, "GRPC_PORT": str(self.port)}
         self.spawn("forge_broker", self.args, env)
-        if not wait_ready(self.target, timeout, security=self.security):
+        # Health is asked once the broker says it listens: asked before, the connection is
+        # refused and the gRPC channel backs off for about a second before it tries again.
+        if not (self.logged(" listening on ", timeout)
+                and wait_ready(self.target, timeout, security=self.security)):
             self._failed_to_start()
         return self
 
