@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from forge import Client
 from forge.v1 import broker_pb2 as pb
 from forge_broker.migrate import available
@@ -22,6 +24,7 @@ def forge(broker: BrokerProcess, *args: str, cwd: Path | None = None) -> subproc
                           text=True, timeout=30, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_cli_enqueue_get_stats_and_dlq(broker: BrokerProcess, tmp_path: Path) -> None:
     out = forge(broker, "enqueue", "email", '{"to": "a@b.c"}', "--priority", "10",
                 "--max-retries", "0", cwd=tmp_path)
@@ -65,6 +68,7 @@ def test_forge_migrate_uses_database_url(empty_dsn: str, tmp_path: Path) -> None
     assert json.loads(migrate().stdout)["applied"] == []
 
 
+@pytest.mark.slow
 def test_broker_without_database_url_runs_embedded_postgres_and_keeps_data(tmp_path: Path) -> None:
     broker = BrokerProcess(None, cwd=tmp_path)  # DATABASE_URL unset: PostgreSQL in tmp_path/.forge
     broker.start(timeout=60)

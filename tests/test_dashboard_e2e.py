@@ -42,7 +42,7 @@ CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 WORKER_ID = "dashboard-e2e-worker"
 E2E_TIMEOUT = 300.0
 
-pytestmark = pytest.mark.timeout(E2E_TIMEOUT + 120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(E2E_TIMEOUT + 120)]
 
 
 def _newest_mtime(*paths: Path) -> float:

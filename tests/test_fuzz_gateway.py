@@ -21,6 +21,8 @@ from schemathesis.schemas import BaseSchema
 
 from tests.support import GatewayProcess
 
+pytestmark = pytest.mark.slow
+
 pytest_plugins = ["tests.gateway_fixtures"]
 
 # FORGE_FUZZ_EXAMPLES=5000 for a longer hunt than the test suite's.

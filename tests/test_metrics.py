@@ -31,6 +31,8 @@ from tests.support import (
 )
 from tests.workerd_support import create_effects_table, status_counts
 
+pytestmark = pytest.mark.slow
+
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
