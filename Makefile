@@ -1,7 +1,8 @@
 # Forge: every target sets up what it needs (venv, install, generated code).
-#   make run    start the whole stack on the embedded PostgreSQL
-#   make test   lint, type-check and run every test
-#   make bench  run the benchmark and print the table
+#   make run        start the whole stack on the embedded PostgreSQL
+#   make test       lint, type-check and run every test
+#   make test-fast  run the tests not marked slow, for quick feedback while working
+#   make bench      run the benchmark and print the table
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -54,6 +55,14 @@ lint: setup
 
 pytest: setup dashboard chromium node-client
 	$(BIN)/python -m pytest
+
+# The fast tier: every test not marked `slow` (see pyproject.toml). Slow ones start many processes
+# or run for long: chaos, bench smoke, the browser and Node tests, the fuzzers, the workerd crash,
+# shutdown, restart and lease suites, metrics, CLI runs and the client install test. Needs no
+# dashboard build, Chromium or Node; no lint either (make lint).
+.PHONY: test-fast
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: setup
 	$(BIN)/python -m bench

@@ -34,6 +34,7 @@ from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
 from forge_broker.migrate import migrate
 from forge_broker.store import LOCK_SPACE, claim_statement
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.02
@@ -87,14 +88,6 @@ class Params:
     footprint_workers: int = 10
     footprint_concurrency: int = 1_000
     """workerd processes and --concurrency of each in the footprint scenario."""
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(**extra: str) -> dict[str, str]:

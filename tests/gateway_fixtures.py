@@ -11,8 +11,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.gateway_support import GatewayProcess, start_gateway
-from tests.support import BrokerProcess, drop_database, new_database, start_broker
+from tests.support import (
+    BrokerProcess,
+    GatewayProcess,
+    drop_database,
+    new_database,
+    start_broker,
+    start_gateway,
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,12 @@
-"""Helpers for the security tests: API tokens, a throwaway PKI, brokers with tokens or TLS."""
+"""Helpers for the security tests: API tokens, a throwaway PKI."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
 import secrets
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-from forge.client import wait_ready
-from forge.security import ChannelSecurity
-from tests.support import REPO, BrokerProcess
 
 
 @dataclass(frozen=True)
@@ -40,32 +34,6 @@ class Tokens:
 
 def bearer(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
-
-
-def run_broker_briefly(env: dict[str, str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m forge_broker`` expecting it to refuse to start; returns how it exited."""
-    import os
-
-    return subprocess.run([sys.executable, "-m", "forge_broker"], env={**os.environ, **env}, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-class TlsBrokerProcess(BrokerProcess):
-    """A broker serving TLS: readiness is checked over TLS, with the client cert if needed."""
-
-    def __init__(self, dsn: str, security: ChannelSecurity, *args: str, **env: str) -> None:
-        super().__init__(dsn, **env)
-        self.security = security
-        self.args = list(args)
-
-    def start(self, timeout: float = 20.0) -> TlsBrokerProcess:
-        env = {"FORGE_BROKER_ID": f"test-broker-{self.port}", **self.env,
-               "DATABASE_URL": self.dsn, "GRPC_PORT": str(self.port), "FORGE_HOST": "127.0.0.1"}
-        self.spawn("forge_broker", self.args, env)
-        if not wait_ready(self.target, timeout, security=self.security):
-            self.kill()
-            raise RuntimeError(f"broker did not start; its log:\n{self.log_text()}")
-        return self
 
 
 # -- a throwaway PKI ---------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from forge_broker.auth import (
     required_roles,
 )
 from forge_broker.errors import InvalidArgument
-from tests.security_support import Tokens, bearer, run_broker_briefly
-from tests.support import BrokerProcess, drop_database, free_port, new_database, wait_serving
+from tests.security_support import Tokens, bearer
+from tests.support import BrokerProcess, drop_database, free_port, new_database, run_module
 
 TOKENS = Tokens.fresh()
 
@@ -34,11 +34,8 @@ def secured(pg_admin_dsn: str, template_dsn: str) -> Iterator[BrokerProcess]:
     """One broker with a producer, a worker and an admin token, shared by this module (tests use
     job types of their own). Logging at DEBUG, so the log test sees everything it could leak."""
     dsn = new_database(pg_admin_dsn)
-    broker = BrokerProcess(dsn, FORGE_TOKENS=TOKENS.env)
-    env = {"FORGE_BROKER_ID": "auth-test", **broker.env, "DATABASE_URL": dsn,
-           "GRPC_PORT": str(broker.port), "FORGE_HOST": "127.0.0.1"}
-    broker.spawn("forge_broker", ["--log-level", "DEBUG"], env)
-    assert wait_serving(broker.target), broker.log_text()
+    broker = BrokerProcess(dsn, args=["--log-level", "DEBUG"], FORGE_BROKER_ID="auth-test",
+                           FORGE_TOKENS=TOKENS.env).start()
     yield broker
     broker.stop()
     drop_database(pg_admin_dsn, dsn)
@@ -271,9 +268,9 @@ def test_tokens_never_appear_in_the_broker_log(stub: pb_grpc.BrokerStub,
 # -- configuration -------------------------------------------------------------------------------
 
 def test_broker_refuses_to_listen_beyond_loopback_without_tokens(dsn: str) -> None:
-    out = run_broker_briefly({"DATABASE_URL": dsn, "FORGE_HOST": "0.0.0.0",
-                              "GRPC_PORT": str(free_port()), "FORGE_TOKENS": "",
-                              "FORGE_TOKENS_FILE": "", "FORGE_METRICS_PORT": "0"})
+    out = run_module("forge_broker", env={"DATABASE_URL": dsn, "FORGE_HOST": "0.0.0.0",
+                                          "GRPC_PORT": str(free_port()), "FORGE_TOKENS": "",
+                                          "FORGE_TOKENS_FILE": "", "FORGE_METRICS_PORT": "0"})
     assert out.returncode != 0
     assert "FORGE_HOST 0.0.0.0" in out.stderr
     assert "FORGE_TOKENS" in out.stderr and "FORGE_TOKENS_FILE" in out.stderr
@@ -282,12 +279,8 @@ def test_broker_refuses_to_listen_beyond_loopback_without_tokens(dsn: str) -> No
 def test_broker_with_tokens_listens_beyond_loopback(dsn: str, tmp_path: Path) -> None:
     tokens_file = tmp_path / "tokens"
     tokens_file.write_text(f"# name role token\n\nops admin {TOKENS.admin}\n")
-    broker = BrokerProcess(dsn)
-    env = {**broker.env, "DATABASE_URL": dsn, "GRPC_PORT": str(broker.port),
-           "FORGE_HOST": "0.0.0.0", "FORGE_TOKENS_FILE": str(tokens_file)}
-    broker.spawn("forge_broker", [], env)
+    broker = BrokerProcess(dsn, FORGE_HOST="0.0.0.0", FORGE_TOKENS_FILE=str(tokens_file)).start()
     try:
-        assert wait_serving(broker.target), broker.log_text()
         with Client(broker.target, token=TOKENS.admin) as client:
             assert client.stats() is not None
     finally:
@@ -296,9 +289,9 @@ def test_broker_with_tokens_listens_beyond_loopback(dsn: str, tmp_path: Path) ->
 
 def test_bad_token_entries_stop_the_broker_naming_the_variable_not_the_token(dsn: str) -> None:
     secret = "s3cret-" + TOKENS.admin
-    out = run_broker_briefly({"DATABASE_URL": dsn, "GRPC_PORT": str(free_port()),
-                              "FORGE_TOKENS": f"ok:admin:{TOKENS.admin},bad:boss:{secret}",
-                              "FORGE_METRICS_PORT": "0"})
+    out = run_module("forge_broker", env={"DATABASE_URL": dsn, "GRPC_PORT": str(free_port()),
+                                          "FORGE_TOKENS": f"ok:admin:{TOKENS.admin},bad:boss:{secret}",
+                                          "FORGE_METRICS_PORT": "0"})
     assert out.returncode != 0
     assert "FORGE_TOKENS: entry 2 (bad): the role must be one of producer, worker, admin" in out.stderr
     assert secret not in out.stderr + out.stdout and TOKENS.admin not in out.stderr + out.stdout

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import REPO
+
+pytestmark = pytest.mark.slow
 
 METRICS = ("drain", "enqueue_batch", "enqueue_single", "latency_p50", "latency_p99",
            "enqueue_gateway", "scheduled_p50", "scheduled_p99", "scheduled_max",

@@ -6,7 +6,11 @@ PostgreSQL crash-restart and a 3 s PostgreSQL stop, and every invariant holds.
 
 from __future__ import annotations
 
+import pytest
+
 from tests.chaos.run import Settings, run, summary
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_queue_drained_through_worker_kills_and_broker_and_postgres_restarts_loses_nothing() -> None:

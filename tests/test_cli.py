@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import grpc
+import pytest
 
 from forge import Client
 from forge.v1 import broker_pb2 as pb
 from forge_broker.migrate import available
-from tests.support import BrokerProcess, free_port, wait_serving
+from tests.support import BrokerProcess, run_module
 
 
 def forge(broker: BrokerProcess, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -24,6 +24,7 @@ def forge(broker: BrokerProcess, *args: str, cwd: Path | None = None) -> subproc
                           text=True, timeout=30, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_cli_enqueue_get_stats_and_dlq(broker: BrokerProcess, tmp_path: Path) -> None:
     out = forge(broker, "enqueue", "email", '{"to": "a@b.c"}', "--priority", "10",
                 "--max-retries", "0", cwd=tmp_path)
@@ -58,39 +59,28 @@ def test_cli_enqueue_get_stats_and_dlq(broker: BrokerProcess, tmp_path: Path) ->
 
 
 def test_forge_migrate_uses_database_url(empty_dsn: str, tmp_path: Path) -> None:
-    env = {**os.environ, "DATABASE_URL": empty_dsn}
-    cmd = [sys.executable, "-m", "forge.cli", "migrate"]
-    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    def migrate() -> subprocess.CompletedProcess[str]:
+        return run_module("forge.cli", "migrate", env={"DATABASE_URL": empty_dsn}, cwd=tmp_path, timeout=60)
+
+    first = migrate()
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["applied"] == [m.version for m in available()]
-    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert json.loads(second.stdout)["applied"] == []
+    assert json.loads(migrate().stdout)["applied"] == []
 
 
+@pytest.mark.slow
 def test_broker_without_database_url_runs_embedded_postgres_and_keeps_data(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    port = free_port()
-    env.update(GRPC_PORT=str(port))
-
-    def run() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "forge_broker"], env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        assert wait_serving(f"127.0.0.1:{port}", timeout=60)
-        return proc
-
-    proc = run()
+    broker = BrokerProcess(None, cwd=tmp_path)  # DATABASE_URL unset: PostgreSQL in tmp_path/.forge
+    broker.start(timeout=60)
     try:
-        with Client(f"127.0.0.1:{port}") as client:
+        with Client(broker.target) as client:
             job = client.enqueue("email", {"to": "x@y.z"})
     finally:
-        proc.terminate()
-        assert proc.wait(30) == 0
+        assert broker.stop(30) == 0
     assert (tmp_path / ".forge" / "pgdata" / "PG_VERSION").exists()
-    proc = run()
+    broker.start(timeout=60)
     try:
-        with Client(f"127.0.0.1:{port}") as client:
+        with Client(broker.target) as client:
             assert client.get(job.id).payload["to"] == "x@y.z"
     finally:
-        proc.terminate()
-        proc.wait(30)
-    assert grpc  # the module is used for its types above
+        broker.stop(30)

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.security_support import Tokens
 from tests.support import BrokerProcess, start_broker
 
@@ -23,6 +25,7 @@ def forge(broker: BrokerProcess | str, *args: str, **env: str) -> subprocess.Com
                           text=True, timeout=30, env={**clean, **env})
 
 
+@pytest.mark.slow
 def test_cli_sends_forge_token_and_reports_refusals(dsn: str) -> None:
     broker = start_broker(dsn, FORGE_TOKENS=TOKENS.env)
     try:

@@ -23,20 +23,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, BrokerProcess, free_port, start_broker
+from tests.support import REPO, BrokerProcess, GatewayProcess, ServiceProcess, start_broker
 
 DASHBOARD = REPO / "dashboard"
 DIST = DASHBOARD / "dist"
@@ -45,7 +42,7 @@ CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 WORKER_ID = "dashboard-e2e-worker"
 E2E_TIMEOUT = 300.0
 
-pytestmark = pytest.mark.timeout(E2E_TIMEOUT + 120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(E2E_TIMEOUT + 120)]
 
 
 def _newest_mtime(*paths: Path) -> float:
@@ -85,58 +82,17 @@ def dashboard_build() -> Path:
     return DIST
 
 
-class Proc:
-    """A Forge subprocess whose output goes to a log file we can wait on and show."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.args = args
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.log = Path(tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False).name)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, ready: str, timeout: float = 20.0) -> Proc:
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", *self.args], cwd=REPO, env=self.env,
-                                         stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if re.search(ready, self.log_text()[offset:]):
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not start; its log:\n{self.log_text()[offset:]}")
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def log_text(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log.read_text(errors="replace")
-        return ""
-
-
 class Stack:
-    def __init__(self, broker: BrokerProcess, gateway: Proc, worker: Proc, fix_file: Path) -> None:
+    def __init__(self, broker: BrokerProcess, gateway: GatewayProcess, worker: ServiceProcess,
+                 fix_file: Path) -> None:
         self.broker = broker
         self.gateway = gateway
         self.worker = worker
         self.fix_file = fix_file
-        self.port = int(gateway.args[gateway.args.index("--port") + 1])
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.gateway.url
 
     def logs(self) -> str:
         parts = [f"--- broker ---\n{self.broker.log_text()[-6000:]}"]
@@ -145,24 +101,20 @@ class Stack:
         return "\n".join(parts)
 
 
-GATEWAY_READY = r"gateway listening on \S+:\d+"
-WORKER_READY = r"connected to broker"
-
-
 @contextlib.contextmanager
 def running_stack(dsn: str, dashboard_build: Path, tmp_path: Path, broker_env: dict[str, str] | None = None,
                   worker_env: dict[str, str] | None = None) -> Iterator[Stack]:
     broker = start_broker(dsn, None, **(broker_env or {}))
     fix_file = tmp_path / "bug-fixed"
-    gateway = Proc("gateway", ["forge_gateway", "--broker", broker.target, "--port", str(free_port()),
-                               "--static-dir", str(dashboard_build)])
-    worker = Proc("workerd", ["forge_workerd", "--broker", broker.target, "--worker-id", WORKER_ID,
-                              "--handlers", "forge_workerd.demo,tests.handlers.dashboard_handlers",
-                              "--concurrency", "8"],
-                  env={"DASHBOARD_E2E_FIX_FILE": str(fix_file), **(worker_env or {})})
+    gateway = GatewayProcess(broker.target, "--static-dir", str(dashboard_build))
+    worker = ServiceProcess("workerd")
     try:
-        gateway.start(GATEWAY_READY)
-        worker.start(WORKER_READY)
+        gateway.start()
+        worker.spawn("forge_workerd", ["--broker", broker.target, "--worker-id", WORKER_ID,
+                                       "--handlers", "forge_workerd.demo,tests.handlers.dashboard_handlers",
+                                       "--concurrency", "8"],
+                     {"DASHBOARD_E2E_FIX_FILE": str(fix_file), **(worker_env or {})})
+        worker.wait_log("connected to broker")
         yield Stack(broker, gateway, worker, fix_file)
     finally:
         worker.stop()
@@ -199,7 +151,7 @@ def run_script(stack: Stack, env: dict[str, str]) -> str:
             if what == "gateway-down":
                 stack.gateway.stop()
             elif what == "gateway-up":
-                stack.gateway.start(GATEWAY_READY)
+                stack.gateway.start()
             elif what == "broker":
                 stack.broker.restart()
             else:

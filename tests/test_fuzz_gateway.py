@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.schemas import BaseSchema
 
-from tests.gateway_support import GatewayProcess
+from tests.support import GatewayProcess
+
+pytestmark = pytest.mark.slow
 
 pytest_plugins = ["tests.gateway_fixtures"]
 

@@ -27,6 +27,8 @@ from hypothesis import strategies as st
 from forge.v1 import broker_pb2 as pb
 from tests.support import BrokerProcess, drop_database, new_database, start_broker
 
+pytestmark = pytest.mark.slow
+
 SERVICE = pb.DESCRIPTOR.services_by_name["Broker"]
 UNARY_DEADLINE = 10.0
 STREAM_DEADLINE = 3.0

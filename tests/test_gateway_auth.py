@@ -4,16 +4,13 @@ header (unary and streaming calls alike) and maps the broker's refusals to 401 a
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import httpx
 import pytest
 
-from tests.gateway_support import GatewayProcess
 from tests.security_support import Tokens
-from tests.support import REPO, BrokerProcess, free_port
+from tests.support import BrokerProcess, GatewayProcess, free_port, run_module
 
 TOKENS = Tokens.fresh()
 
@@ -80,10 +77,9 @@ def test_streaming_calls_carry_the_header_too(http: httpx.Client) -> None:
 
 
 def run_gateway(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("FORGE_TOKENS", "FORGE_TOKENS_FILE")}
-    return subprocess.run([sys.executable, "-m", "forge_gateway", "--port", str(free_port()),
-                           "--static-dir", "", *args], env={**clean, **env}, cwd=REPO,
-                          capture_output=True, text=True, timeout=30)
+    """Run a gateway expecting it to refuse to start, with no tokens configured but ``env``'s."""
+    return run_module("forge_gateway", "--port", str(free_port()), "--static-dir", "", *args,
+                      env={"FORGE_TOKENS": None, "FORGE_TOKENS_FILE": None, **env})
 
 
 def test_gateway_refuses_to_listen_beyond_loopback_without_tokens() -> None:

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from forge.v1 import broker_pb2 as pb
-from tests.gateway_support import SEED_JOB, silent_server, start_gateway, unique_type
-from tests.support import BrokerProcess, free_port
+from tests.gateway_support import SEED_JOB, silent_server, unique_type
+from tests.support import BrokerProcess, free_port, start_gateway
 
 pytest_plugins = ["tests.gateway_fixtures"]
 

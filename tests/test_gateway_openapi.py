@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from openapi_spec_validator import validate
 
 from forge.v1 import broker_pb2
@@ -79,6 +80,7 @@ def test_openapi_follows_the_json_mapping_and_carries_comments(http: httpx.Clien
     assert doc["paths"]["/dlq/{id}/retry"]["post"].get("requestBody") is None
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_server_error_or_schema_violation(
     http: httpx.Client, tmp_path: Path
 ) -> None:

@@ -8,8 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway_support import start_gateway
-from tests.support import free_port
+from tests.support import free_port, start_gateway
 
 HTML = {"accept": "text/html,application/xhtml+xml"}
 

@@ -20,15 +20,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from forge import Client
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
-from tests.gateway_support import start_gateway
-from tests.support import BrokerProcess, free_port, start_broker
-from tests.workerd_support import (
+from tests.support import (
+    BrokerProcess,
     WorkerdProcess,
-    create_effects_table,
-    status_counts,
+    free_port,
+    start_broker,
+    start_gateway,
     wait_until,
     workers,
 )
+from tests.workerd_support import create_effects_table, status_counts
+
+pytestmark = pytest.mark.slow
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

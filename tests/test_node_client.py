@@ -25,7 +25,7 @@ from tests.support import REPO, BrokerProcess, start_broker
 
 NODE_CLIENT = REPO / "clients" / "node"
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,15 @@ from forge import ChannelSecurity, Client, ForgeClientError, SecurityConfigError
 from forge.v1 import broker_pb2 as pb
 from forge_broker.config import Config
 from forge_broker.errors import InvalidArgument
-from tests.gateway_support import GatewayProcess
-from tests.security_support import Pki, TlsBrokerProcess, Tokens, make_pki
-from tests.support import drop_database, new_database
-from tests.workerd_support import WorkerdProcess, wait_until
+from tests.security_support import Pki, Tokens, make_pki
+from tests.support import (
+    BrokerProcess,
+    GatewayProcess,
+    WorkerdProcess,
+    drop_database,
+    new_database,
+    wait_until,
+)
 
 TOKENS = Tokens.fresh()
 
@@ -34,11 +39,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture(scope="module")
-def tls_broker(pg_admin_dsn: str, template_dsn: str, pki: Pki) -> Iterator[TlsBrokerProcess]:
+def tls_broker(pg_admin_dsn: str, template_dsn: str, pki: Pki) -> Iterator[BrokerProcess]:
     """A broker serving TLS (certificate and key from the environment), no client certs."""
     dsn = new_database(pg_admin_dsn)
-    broker = TlsBrokerProcess(dsn, ChannelSecurity(ca_file=str(pki.ca)),
-                              FORGE_TLS_CERT=str(pki.server_cert), FORGE_TLS_KEY=str(pki.server_key))
+    broker = BrokerProcess(dsn, security=ChannelSecurity(ca_file=str(pki.ca)),
+                           FORGE_TLS_CERT=str(pki.server_cert), FORGE_TLS_KEY=str(pki.server_key))
     broker.start()
     yield broker
     broker.stop()
@@ -46,14 +51,14 @@ def tls_broker(pg_admin_dsn: str, template_dsn: str, pki: Pki) -> Iterator[TlsBr
 
 
 @pytest.fixture(scope="module")
-def mtls_broker(pg_admin_dsn: str, template_dsn: str, pki: Pki) -> Iterator[TlsBrokerProcess]:
+def mtls_broker(pg_admin_dsn: str, template_dsn: str, pki: Pki) -> Iterator[BrokerProcess]:
     """A broker requiring client certificates (configured by flags) and API tokens."""
     dsn = new_database(pg_admin_dsn)
     security = ChannelSecurity(ca_file=str(pki.ca), client_cert=str(pki.client_cert),
                                client_key=str(pki.client_key))
-    broker = TlsBrokerProcess(dsn, security, "--tls-cert", str(pki.server_cert),
-                              "--tls-key", str(pki.server_key), "--tls-client-ca", str(pki.ca),
-                              FORGE_TOKENS=TOKENS.env)
+    broker = BrokerProcess(dsn, args=["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
+                                      "--tls-client-ca", str(pki.ca)],
+                           security=security, FORGE_TOKENS=TOKENS.env)
     broker.start()
     yield broker
     broker.stop()
@@ -66,7 +71,7 @@ def unavailable(client: Client) -> None:
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
 
 
-def test_a_client_with_the_ca_file_reaches_a_tls_broker(tls_broker: TlsBrokerProcess, pki: Pki) -> None:
+def test_a_client_with_the_ca_file_reaches_a_tls_broker(tls_broker: BrokerProcess, pki: Pki) -> None:
     with Client(tls_broker.target, ca_file=str(pki.ca)) as client:
         job = client.enqueue("tls.hello", {"over": "tls"})
         assert client.get(job.id).payload["over"] == "tls"
@@ -74,12 +79,12 @@ def test_a_client_with_the_ca_file_reaches_a_tls_broker(tls_broker: TlsBrokerPro
         assert client.stats() is not None
 
 
-def test_a_client_without_the_ca_cannot_reach_a_tls_broker(tls_broker: TlsBrokerProcess, pki: Pki) -> None:
+def test_a_client_without_the_ca_cannot_reach_a_tls_broker(tls_broker: BrokerProcess, pki: Pki) -> None:
     unavailable(Client(tls_broker.target, timeout=3))  # plain text against TLS
     unavailable(Client(tls_broker.target, ca_file=str(pki.other_ca), timeout=3))  # wrong CA
 
 
-def test_mutual_tls_requires_the_client_certificate(mtls_broker: TlsBrokerProcess, pki: Pki) -> None:
+def test_mutual_tls_requires_the_client_certificate(mtls_broker: BrokerProcess, pki: Pki) -> None:
     unavailable(Client(mtls_broker.target, ca_file=str(pki.ca), token=TOKENS.admin, timeout=3))
     full = ChannelSecurity(token=TOKENS.admin, ca_file=str(pki.ca),
                            client_cert=str(pki.client_cert), client_key=str(pki.client_key))
@@ -95,7 +100,7 @@ def test_mutual_tls_requires_the_client_certificate(mtls_broker: TlsBrokerProces
 
 
 def test_cli_dials_tls_with_ca_file_and_client_certificate_from_the_environment(
-        mtls_broker: TlsBrokerProcess, pki: Pki) -> None:
+        mtls_broker: BrokerProcess, pki: Pki) -> None:
     forge_bin = shutil.which("forge", path=os.path.dirname(sys.executable))
     assert forge_bin
     env = {**os.environ, "FORGE_TOKEN": TOKENS.producer, "FORGE_TLS_CLIENT_CERT": str(pki.client_cert),
@@ -107,7 +112,7 @@ def test_cli_dials_tls_with_ca_file_and_client_certificate_from_the_environment(
 
 
 def test_workerd_over_mutual_tls_with_a_token_drains_a_job(
-        mtls_broker: TlsBrokerProcess, pki: Pki) -> None:
+        mtls_broker: BrokerProcess, pki: Pki) -> None:
     admin = ChannelSecurity(token=TOKENS.admin, ca_file=str(pki.ca),
                             client_cert=str(pki.client_cert), client_key=str(pki.client_key))
     with Client(mtls_broker.target, security=admin) as client:
@@ -124,7 +129,7 @@ def test_workerd_over_mutual_tls_with_a_token_drains_a_job(
 
 
 def test_gateway_serves_https_and_dials_the_broker_over_mutual_tls(
-        mtls_broker: TlsBrokerProcess, pki: Pki) -> None:
+        mtls_broker: BrokerProcess, pki: Pki) -> None:
     gw = GatewayProcess(mtls_broker.target, "--tls-cert", str(pki.server_cert),
                         "--tls-key", str(pki.server_key), "--broker-ca", str(pki.ca),
                         FORGE_TLS_CLIENT_CERT=str(pki.client_cert),

@@ -10,8 +10,7 @@ import pytest
 from forge import Client
 from forge.v1 import broker_pb2 as pb
 from tests.security_support import Tokens
-from tests.support import BrokerProcess, start_broker
-from tests.workerd_support import WorkerdProcess, wait_until
+from tests.support import BrokerProcess, WorkerdProcess, start_broker, wait_until
 
 TOKENS = Tokens.fresh()
 

@@ -5,18 +5,14 @@ from __future__ import annotations
 import time
 
 import psycopg
+import pytest
 
 from forge import Client
 from forge.client import enqueue_request
-from tests.support import BrokerProcess, free_port, start_broker
-from tests.workerd_support import (
-    WorkerdProcess,
-    create_effects_table,
-    effects,
-    status_counts,
-    wait_until,
-    workers,
-)
+from tests.support import BrokerProcess, WorkerdProcess, free_port, start_broker, wait_until, workers
+from tests.workerd_support import create_effects_table, effects, status_counts
+
+pytestmark = pytest.mark.slow
 
 JOBS = 3000
 # Long enough that acks held back by the restart (about a second) are still accepted after it.

@@ -7,18 +7,13 @@ import time
 from datetime import datetime
 
 import psycopg
+import pytest
 
 from forge import Client
-from tests.support import start_broker
-from tests.workerd_support import (
-    WorkerdProcess,
-    create_effects_table,
-    effects,
-    job_row,
-    status_counts,
-    wait_until,
-    workers,
-)
+from tests.support import WorkerdProcess, start_broker, wait_until, workers
+from tests.workerd_support import create_effects_table, effects, job_row, status_counts
+
+pytestmark = pytest.mark.slow
 
 LEASE_SECONDS = 2
 

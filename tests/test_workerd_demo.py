@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from forge import Client
-from tests.support import BrokerProcess
-from tests.workerd_support import WorkerdProcess, job_row, wait_until, workers
+from tests.support import BrokerProcess, WorkerdProcess, wait_until, workers
+from tests.workerd_support import job_row
 
 
 class Hooks:

@@ -14,15 +14,8 @@ import pytest
 
 from forge import Client
 from tests.conftest import drop_database, new_database
-from tests.support import BrokerProcess, start_broker
-from tests.workerd_support import (
-    WorkerdProcess,
-    create_effects_table,
-    effects,
-    job_row,
-    wait_until,
-    workers,
-)
+from tests.support import BrokerProcess, WorkerdProcess, start_broker, wait_until, workers
+from tests.workerd_support import create_effects_table, effects, job_row
 
 
 @dataclass

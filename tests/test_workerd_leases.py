@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from forge import Client
-from tests.support import BrokerProcess
-from tests.workerd_support import (
-    WorkerdProcess,
-    create_effects_table,
-    effects,
-    job_row,
-    wait_until,
-    workers,
-)
+from tests.support import BrokerProcess, WorkerdProcess, wait_until, workers
+from tests.workerd_support import create_effects_table, effects, job_row
+
+pytestmark = pytest.mark.slow
 
 LEASE_SECONDS = 2
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from forge import Client
-from tests.support import BrokerProcess
-from tests.workerd_support import (
-    WorkerdProcess,
-    create_effects_table,
-    effects,
-    job_row,
-    wait_until,
-    workers,
-)
+from tests.support import BrokerProcess, WorkerdProcess, wait_until, workers
+from tests.workerd_support import create_effects_table, effects, job_row
+
+pytestmark = pytest.mark.slow
 
 
 def test_sigterm_during_work_lets_in_flight_jobs_finish_takes_nothing_new_and_exits_0(

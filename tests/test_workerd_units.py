@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
@@ -12,7 +11,7 @@ from forge_workerd.backoff import Backoff
 from forge_workerd.config import Config
 from forge_workerd.errors import ConfigError, HandlerError
 from forge_workerd.runner import DONE, Failed, Succeeded, as_result, describe, job_timeout, success
-from tests.support import REPO, free_port
+from tests.support import free_port, run_module
 
 
 def test_config_defaults_environment_and_flags() -> None:
@@ -108,9 +107,7 @@ def test_backoff_doubles_with_jitter_up_to_its_maximum_and_resets() -> None:
 
 
 def _workerd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "forge_workerd", "--broker", f"127.0.0.1:{free_port()}",
-                           *args],
-                          capture_output=True, text=True, timeout=30, cwd=REPO)
+    return run_module("forge_workerd", "--broker", f"127.0.0.1:{free_port()}", *args)
 
 
 def test_command_line_errors_exit_2_with_a_message() -> None:

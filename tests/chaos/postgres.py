@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.support import free_port
 
 SYSTEM_BIN = Path("/usr/lib/postgresql/15/bin")
 UNPRIVILEGED_USERS = ("pgserver", "postgres", "nobody")
@@ -32,12 +33,6 @@ def bin_dir() -> Path:
         if (candidate / "pg_ctl").exists():
             return candidate
     raise RuntimeError("no PostgreSQL binaries: install pgserver or postgresql-15")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PgCluster:

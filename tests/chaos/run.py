@@ -32,8 +32,9 @@ from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
 from tests.chaos.checks import Findings, check
 from tests.chaos.handlers import JOB_TYPE, TABLE_DDL
-from tests.chaos.postgres import PgCluster, free_port
+from tests.chaos.postgres import PgCluster
 from tests.chaos.procs import Broker, Worker
+from tests.support import free_port
 
 DATABASE = "forge_chaos"
 APP_NAME = "forge-chaos"

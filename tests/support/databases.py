@@ -1,0 +1,27 @@
+"""Test databases: each test gets a fresh copy of one migrated template on the session server."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+TEMPLATE = "forge_test_template"
+
+
+def new_database(pg_admin_dsn: str, template: str | None = TEMPLATE) -> str:
+    """Create a fresh database (a copy of the migrated template, or empty) and return its DSN."""
+    name = f"forge_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        if template:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        else:
+            conn.execute(f"CREATE DATABASE {name}")
+    return make_conninfo(pg_admin_dsn, dbname=name)
+
+
+def drop_database(pg_admin_dsn: str, dsn: str) -> None:
+    name = conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
