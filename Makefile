@@ -62,7 +62,7 @@ pytest: setup dashboard chromium node-client
 # dashboard build, Chromium or Node; no lint either (make lint).
 .PHONY: test-fast
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n 4
 
 bench: setup
 	$(BIN)/python -m bench

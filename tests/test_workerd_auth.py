@@ -38,7 +38,8 @@ def test_workerd_with_a_worker_token_drains_jobs(broker: BrokerProcess, dsn: str
 
 
 @pytest.mark.parametrize(("token", "code"), [(TOKENS.producer, "PERMISSION_DENIED"),
-                                             (None, "UNAUTHENTICATED")])
+                                             (None, "UNAUTHENTICATED")],
+                         ids=["producer-token", "no-token"])
 def test_workerd_without_a_worker_token_is_refused_and_exits_1(
         broker: BrokerProcess, dsn: str, token: str | None, code: str) -> None:
     worker = WorkerdProcess(broker.target, "refused", effects_dsn=dsn)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-TEMPLATE = "forge_test_template"
+# One template per pytest-xdist worker (make test-fast runs several), so workers sharing one
+# server through FORGE_TEST_DATABASE_URL never drop each other's.
+TEMPLATE = f"forge_test_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 def new_database(pg_admin_dsn: str, template: str | None = TEMPLATE) -> str:
