@@ -297,10 +297,25 @@ def test_bad_token_entries_stop_the_broker_naming_the_variable_not_the_token(dsn
     assert secret not in out.stderr + out.stdout and TOKENS.admin not in out.stderr + out.stdout
 
 
+@pytest.mark.parametrize("tokens, message, secret", [
+    (f"ok:admin:{TOKENS.admin},,", "FORGE_TOKENS: entry 2: is empty", TOKENS.admin),
+    ("ops:admin:short-token", "FORGE_TOKENS: entry 1 (ops): the token must be 16", "short-token"),
+    ("admin:admin:CHANGE-ME-ADMIN-TOKEN-0000", "FORGE_TOKENS: entry 1 (admin): the token is a "
+     "placeholder", "CHANGE-ME-ADMIN-TOKEN-0000"),
+], ids=["blank entry", "short token", "deploy placeholder"])
+def test_broker_refuses_to_start_with_a_blank_entry_a_short_token_or_a_placeholder(
+        dsn: str, tokens: str, message: str, secret: str) -> None:
+    out = run_module("forge_broker", env={"DATABASE_URL": dsn, "GRPC_PORT": str(free_port()),
+                                          "FORGE_TOKENS": tokens, "FORGE_METRICS_PORT": "0"})
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert secret not in out.stderr + out.stdout
+
+
 def test_token_configuration_accepts_a_list_and_a_file_and_refuses_bad_entries(tmp_path: Path) -> None:
     f = tmp_path / "tokens"
     f.write_text("# comment\n\n  ci  worker  " + "w" * 20 + "  \n")
-    tokens = load_tokens({"FORGE_TOKENS": f" a:producer:{'p' * 16} , b:admin:{'a' * 16}:with:colons,",
+    tokens = load_tokens({"FORGE_TOKENS": f" a:producer:{'p' * 16} , b:admin:{'a' * 16}:with:colons",
                           "FORGE_TOKENS_FILE": str(f)})
     assert [(t.name, t.role) for t in tokens] == [("a", PRODUCER), ("b", ADMIN), ("ci", WORKER)]
     assert "p" * 16 not in repr(tokens)
@@ -315,12 +330,18 @@ def test_token_configuration_accepts_a_list_and_a_file_and_refuses_bad_entries(t
         "dup name": ({"FORGE_TOKENS": f"a:admin:{'r' * 20},a:worker:{'q' * 20}"},
                      "entry 2: the name a is already used"),
         "file line": ({"FORGE_TOKENS_FILE": str(f) + ".missing"}, "FORGE_TOKENS_FILE: cannot read"),
+        "blank": ({"FORGE_TOKENS": f"a:admin:{'r' * 20}, ,"}, "FORGE_TOKENS: entry 2: is empty"),
+        "placeholder": ({"FORGE_TOKENS": f"a:admin:{'r' * 20}CHANGE-ME"},
+                        "FORGE_TOKENS: entry 1 (a): the token is a placeholder"),
     }
     for what, (env, message) in bad.items():
         with pytest.raises(InvalidArgument) as info:
             load_tokens(env)
         assert message in str(info.value), what
         assert "r" * 20 not in str(info.value)
+    f.write_text("# only comments\n\n")
+    with pytest.raises(InvalidArgument, match=r"FORGE_TOKENS_FILE: .* holds no token"):
+        load_tokens({"FORGE_TOKENS_FILE": str(f)})
     f.write_text("ops admin\n")
     with pytest.raises(InvalidArgument, match="FORGE_TOKENS_FILE: line 1: must be `name role token`"):
         load_tokens({"FORGE_TOKENS_FILE": str(f)})
@@ -357,14 +378,17 @@ def test_token_lookup_finds_the_presented_token_only() -> None:
     assert auth.identify(None) is None
 
 
-def test_only_loopback_addresses_count_as_loopback() -> None:
+def test_only_loopback_addresses_count_as_loopback(tmp_path: Path) -> None:
     from forge_common.exposure import exposure_problem, is_loopback
+
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_text(f"ops admin {TOKENS.admin}\n")
 
     for host in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"):
         assert is_loopback(host), host
     for host in ("0.0.0.0", "::", "", "10.0.0.5", "broker.internal", "localhost.evil.example"):
         assert not is_loopback(host), host
-    assert exposure_problem("0.0.0.0", "FORGE_HOST", {"FORGE_TOKENS_FILE": "/etc/forge/tokens"}) is None
+    assert exposure_problem("0.0.0.0", "FORGE_HOST", {"FORGE_TOKENS_FILE": str(tokens_file)}) is None
     assert exposure_problem("127.0.0.1", "FORGE_HOST", {}) is None
     problem = exposure_problem("0.0.0.0", "FORGE_HOST", {"FORGE_TOKENS": "  "})
     assert problem is not None and "FORGE_TOKENS" in problem

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import yaml
 
-from forge_broker.auth import ApiToken, load_tokens
+from forge_broker.auth import load_tokens
+from forge_broker.errors import InvalidArgument
 from tests.support import REPO
 
 DEPLOY = REPO / "deploy"
@@ -144,9 +146,11 @@ def test_keda_query_counts_runnable_pending_jobs_in_a_migrated_database(dsn: str
 def test_services_listening_beyond_loopback_get_tokens_and_workerd_a_worker_token() -> None:
     kinds = by_kind()
     secret = kinds[("Secret", "forge-tokens")]["stringData"]
-    tokens = load_tokens({"FORGE_TOKENS": secret["FORGE_TOKENS"]})
-    worker = [t for t in tokens if t.role == "worker"]
-    assert [t.digest for t in worker] == [ApiToken.create("w", "worker", secret["WORKER_TOKEN"]).digest]
+    entries = [entry.split(":", 2) for entry in secret["FORGE_TOKENS"].split(",")]
+    assert [token for _, role, token in entries if role == "worker"] == [secret["WORKER_TOKEN"]]
+    for name, role, token in entries:  # placeholders: every service refuses them until replaced
+        with pytest.raises(InvalidArgument, match=rf"\({name}\): the token is a placeholder"):
+            load_tokens({"FORGE_TOKENS": f"{name}:{role}:{token}"})
     from_secret = {"secretKeyRef": {"name": "forge-tokens", "key": "FORGE_TOKENS"}}
     assert env(kinds[("Deployment", "forge-broker")])["FORGE_TOKENS"] == from_secret
     assert env(kinds[("Deployment", "forge-gateway")])["FORGE_TOKENS"] == from_secret

@@ -100,3 +100,16 @@ def test_gateway_with_tokens_configured_listens_beyond_loopback(gw_broker: Broke
             assert client.get("/v1/stats", headers=auth(TOKENS.admin)).status_code == 200
     finally:
         gw.stop()
+
+
+def test_gateway_refuses_blank_short_or_placeholder_tokens_naming_the_variable_not_the_token() -> None:
+    out = run_gateway("--host", "0.0.0.0", FORGE_TOKENS=",")
+    assert out.returncode == 2
+    assert "FORGE_TOKENS: entry 1: is empty" in out.stderr
+    for token, message in (("tiny-token", "FORGE_TOKENS: entry 1 (ops): the token must be 16"),
+                           ("CHANGE-ME-ADMIN-TOKEN-0000",
+                            "FORGE_TOKENS: entry 1 (ops): the token is a placeholder")):
+        out = run_gateway(FORGE_TOKENS=f"ops:admin:{token}")
+        assert out.returncode == 2, token
+        assert message in out.stderr
+        assert token not in out.stderr + out.stdout

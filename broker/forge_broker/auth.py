@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +26,11 @@ from typing import Any
 import grpc
 
 from forge_broker.errors import InvalidArgument
+from forge_common.tokens import ROLES, TokenConfigError, parse_tokens
 
 log = logging.getLogger("forge.auth")
 
-PRODUCER, WORKER, ADMIN = "producer", "worker", "admin"
-ROLES = (PRODUCER, WORKER, ADMIN)
+PRODUCER, WORKER, ADMIN = ROLES
 
 BROKER_SERVICE = "forge.v1.Broker"
 
@@ -59,10 +58,6 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = {
 ADMIN_ONLY = frozenset({ADMIN})
 OPEN_SERVICES = ("grpc.health.v1.Health",)
 ANY_TOKEN_SERVICES = ("grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection")
-
-MIN_TOKEN_CHARS = 16
-MAX_TOKEN_CHARS = 4096
-_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
 def required_roles(method: str) -> frozenset[str] | None:
@@ -100,81 +95,14 @@ class ApiToken:
 
 # -- configuration -------------------------------------------------------------------------------
 
-def _entry(var: str, where: str, name: str, role: str, token: str) -> ApiToken:
-    """Validate one entry. Messages name the variable and position, never the token (nor a
-    field that might be one, such as a role written in the token's place)."""
-    if not _NAME.match(name):
-        raise InvalidArgument(var, f"{where}: the name must be 1 to 64 characters of "
-                                   "[A-Za-z0-9_.@-]")
-    if role not in ROLES:
-        raise InvalidArgument(var, f"{where} ({name}): the role must be one of "
-                                   f"{', '.join(ROLES)}")
-    if not MIN_TOKEN_CHARS <= len(token) <= MAX_TOKEN_CHARS:
-        raise InvalidArgument(var, f"{where} ({name}): the token must be {MIN_TOKEN_CHARS} to "
-                                   f"{MAX_TOKEN_CHARS} characters (e.g. `openssl rand -hex 32`)")
-    if not all(0x21 <= ord(c) <= 0x7E for c in token):
-        raise InvalidArgument(var, f"{where} ({name}): the token must be printable ASCII "
-                                   "without spaces")
-    return ApiToken.create(name, role, token)
-
-
-def _from_list(raw: str) -> list[tuple[str, ApiToken]]:
-    var = "FORGE_TOKENS"
-    out = []
-    for i, item in enumerate(raw.split(","), 1):
-        item = item.strip()
-        if not item:
-            continue
-        parts = item.split(":", 2)
-        if len(parts) != 3:
-            raise InvalidArgument(var, f"entry {i}: must be name:role:token")
-        name, role, token = (p.strip() for p in parts)
-        out.append((f"{var} entry {i}", _entry(var, f"entry {i}", name, role, token)))
-    return out
-
-
-def _from_file(path: str) -> list[tuple[str, ApiToken]]:
-    var = "FORGE_TOKENS_FILE"
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(var, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
-                              ) from None
-    out = []
-    for n, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) != 3:
-            raise InvalidArgument(var, f"line {n}: must be `name role token`")
-        name, role, token = parts
-        out.append((f"{var} line {n}", _entry(var, f"line {n}", name, role, token)))
-    return out
-
-
 def load_tokens(env: Mapping[str, str]) -> tuple[ApiToken, ...]:
-    """The tokens of ``FORGE_TOKENS`` (``name:role:token,...``) and ``FORGE_TOKENS_FILE`` (one
-    ``name role token`` per line, ``#`` comments); InvalidArgument names a bad entry."""
-    entries: list[tuple[str, ApiToken]] = []
-    if (env.get("FORGE_TOKENS") or "").strip():
-        entries += _from_list(env["FORGE_TOKENS"])
-    if (env.get("FORGE_TOKENS_FILE") or "").strip():
-        entries += _from_file(env["FORGE_TOKENS_FILE"].strip())
-    names: dict[str, str] = {}
-    digests: dict[bytes, str] = {}
-    for where, tok in entries:
-        var = where.split()[0]
-        if tok.name in names:
-            raise InvalidArgument(var, f"{where}: the name {tok.name} is already used by "
-                                       f"{names[tok.name]}")
-        if tok.digest in digests:
-            raise InvalidArgument(var, f"{where} ({tok.name}): the same token as "
-                                       f"{digests[tok.digest]}; give each token one role")
-        names[tok.name] = where
-        digests[tok.digest] = where
-    return tuple(tok for _, tok in entries)
+    """The tokens of ``FORGE_TOKENS`` and ``FORGE_TOKENS_FILE`` (parsed by forge_common.tokens,
+    which the gateway shares); InvalidArgument names a bad entry, never its token."""
+    try:
+        entries = parse_tokens(env)
+    except TokenConfigError as exc:
+        raise InvalidArgument(exc.var, exc.problem) from None
+    return tuple(ApiToken.create(e.name, e.role, e.token) for e in entries)
 
 
 # -- enforcement ---------------------------------------------------------------------------------

@@ -10,9 +10,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 
-# The broker's token variables; other services only ask whether they are set (safe default).
-ENV_TOKENS = "FORGE_TOKENS"
-ENV_TOKENS_FILE = "FORGE_TOKENS_FILE"
+from forge_common.tokens import ENV_TOKENS, ENV_TOKENS_FILE, parse_tokens
 
 
 def is_loopback(host: str) -> bool:
@@ -30,15 +28,16 @@ def is_loopback(host: str) -> bool:
 
 
 def tokens_configured(env: Mapping[str, str] | None = None) -> bool:
-    """Whether the broker's API tokens are configured (``FORGE_TOKENS`` or ``FORGE_TOKENS_FILE``
-    non-empty). Only the broker parses and checks them."""
-    e = os.environ if env is None else env
-    return bool((e.get(ENV_TOKENS) or "").strip() or (e.get(ENV_TOKENS_FILE) or "").strip())
+    """Whether ``FORGE_TOKENS`` or ``FORGE_TOKENS_FILE`` configure at least one usable token;
+    TokenConfigError when they are set but unusable (a blank entry, a placeholder)."""
+    return bool(parse_tokens(os.environ if env is None else env))
 
 
 def exposure_problem(host: str, option: str, env: Mapping[str, str] | None = None) -> str | None:
-    """Why listening on ``host`` is refused (no tokens, not loopback), or None when it is fine."""
-    if is_loopback(host) or tokens_configured(env):
+    """Why listening on ``host`` is refused (no tokens, not loopback), or None when it is fine.
+    The token variables are checked whatever the host (TokenConfigError), so a service never
+    starts on a token list the broker would refuse."""
+    if tokens_configured(env) or is_loopback(host):
         return None
     return (f"{option} {host}: refusing to listen beyond loopback with no API tokens "
             f"configured; set {ENV_TOKENS} or {ENV_TOKENS_FILE} (see docs/operations.md, "

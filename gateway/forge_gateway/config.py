@@ -15,6 +15,7 @@ from pathlib import Path
 from forge.security import ChannelSecurity, SecurityConfigError
 from forge_common import jsonlog, settings
 from forge_common.exposure import exposure_problem
+from forge_common.tokens import TokenConfigError
 
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
 
@@ -76,7 +77,10 @@ class Config:
         for flag, var, help in BROKER_TLS:
             parser.add_argument(flag, default=None, help=f"{help} [{var}]")
         ns = parser.parse_args(argv)
-        problem = exposure_problem(ns.host, "--host", e)
+        try:
+            problem = exposure_problem(ns.host, "--host", e)
+        except TokenConfigError as err:
+            parser.error(str(err))
         if problem is not None:
             parser.error(problem)
         if (ns.tls_cert is None) != (ns.tls_key is None):
