@@ -7,6 +7,7 @@ import json
 import queue
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from forge.v1 import broker_pb2_grpc as pb_grpc
 from tests.support import (
     BrokerProcess,
     WorkerdProcess,
+    drop_database,
     free_port,
     start_broker,
     start_gateway,
@@ -264,6 +266,22 @@ def test_health_is_not_serving_while_database_schema_is_behind(dsn: str) -> None
             conn.execute("UPDATE forge.schema_migrations SET version = version + 1000 "
                          "WHERE version = %s", (latest - 1000,))
         assert wait_until(lambda: health(broker.target) == SERVING, timeout=10)
+    finally:
+        broker.stop()
+
+
+def test_database_gauges_read_up_then_down_with_the_time_of_the_last_error(
+        pg_admin_dsn: str, dsn: str) -> None:
+    port = free_port()
+    broker = start_broker(dsn, FORGE_METRICS_PORT=str(port))
+    try:
+        assert wait_until(lambda: value(scrape(port), "forge_database_up") == 1, timeout=10)
+        assert value(scrape(port), "forge_database_last_error_timestamp_seconds") == 0
+        before = time.time()
+        drop_database(pg_admin_dsn, dsn)  # WITH (FORCE): the broker's connections end too
+        assert wait_until(lambda: value(scrape(port), "forge_database_up") == 0, timeout=15)
+        last_error = value(scrape(port), "forge_database_last_error_timestamp_seconds")
+        assert last_error is not None and before <= last_error <= time.time()
     finally:
         broker.stop()
 

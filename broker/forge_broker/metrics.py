@@ -80,6 +80,12 @@ class Metrics:
         self.worker_in_flight = Gauge(
             "forge_worker_in_flight", "Jobs leased through this broker and not yet settled, per "
             "worker.", ["worker_id"], registry=r)
+        self.database_up = Gauge(
+            "forge_database_up", "1 while this broker's last health check reached the "
+            "database, 0 while it cannot.", registry=r)
+        self.database_last_error = Gauge(
+            "forge_database_last_error_timestamp_seconds", "Unix time of this broker's last "
+            "failed health check of the database (0: none since it started).", registry=r)
         self._by_outcome = {"completed": self.jobs_completed, "failed": self.jobs_failed,
                             "dead": self.jobs_dead}
         self._held: dict[str, tuple[str, float]] = {}  # by job id (canonical text)
@@ -163,6 +169,12 @@ class Metrics:
         for worker_id in self._worker_labels - per_worker.keys():
             self.worker_in_flight.remove(worker_id)
         self._worker_labels = set(per_worker)
+
+    def observe_database(self, reachable: bool) -> None:
+        """The outcome of one health check of the database."""
+        self.database_up.set(1 if reachable else 0)
+        if not reachable:
+            self.database_last_error.set_to_current_time()
 
     def render(self) -> bytes:
         """The exposition text, as /metrics serves it."""

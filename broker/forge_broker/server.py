@@ -124,12 +124,15 @@ class Broker:
             cfg.tick_seconds), name="metrics")
 
     async def _ready(self) -> tuple[bool, str]:
-        """Whether to serve: the database answers and its schema is this broker's (or newer)."""
+        """Whether to serve: the database answers and its schema is this broker's (or newer).
+        Whether it answers is the database gauges' reading too."""
         try:
             async with self.store.pool.connection(timeout=2) as conn:
                 version = await schema_version(conn)
         except DATABASE_ERRORS as exc:
+            self.metrics.observe_database(False)
             return False, f"database unreachable: {exc}"
+        self.metrics.observe_database(True)
         if version < self.schema_needed:
             return False, (f"database schema is at version {version}, this broker needs "
                            f"{self.schema_needed}: run `forge migrate` or restart the broker")
