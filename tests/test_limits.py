@@ -47,6 +47,20 @@ def test_lease_asking_more_than_max_in_flight_is_invalid_argument_naming_it(
     assert details.startswith("max_in_flight:") and "[1, 5]" in details
 
 
+def test_a_huge_bad_id_is_invalid_argument_naming_the_field_without_echoing_it_whole(
+        stub: pb_grpc.BrokerStub) -> None:
+    huge = "x" * 10_000
+    calls = {"id": lambda: stub.GetJob(pb.GetJobRequest(id=huge), timeout=5),
+             "job_id": lambda: stub.Ack(pb.AckRequest(job_id=huge, lease_token=huge), timeout=5)}
+    for field, call in calls.items():
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+        details = info.value.details()  # type: ignore[attr-defined]
+        assert details.startswith(f"{field}: not a valid job id: 'xxxx"), details[:100]
+        assert len(details) < 300
+
+
 def test_a_second_lease_stream_beyond_the_limit_is_resource_exhausted_until_one_closes(
         stub: pb_grpc.BrokerStub) -> None:
     job = stub.Enqueue(pb.EnqueueRequest(type="limits.streams"), timeout=5).job

@@ -19,6 +19,18 @@ class InvalidArgument(ForgeError):
         self.problem = problem
 
 
+MAX_ECHO_CHARS = 64
+
+
+def echo(value: str) -> str:
+    """``value`` quoted for an error message, cut to MAX_ECHO_CHARS characters plus "…": a
+    caller's bad value is worth showing, but not whole (a 10,000-character id would outgrow
+    the gRPC status metadata, and a log line)."""
+    if len(value) <= MAX_ECHO_CHARS:
+        return repr(value)
+    return f"{value[:MAX_ECHO_CHARS]!r}…"
+
+
 class NotFound(ForgeError):
     """No job has the given id."""
 

@@ -13,7 +13,7 @@ import orjson
 from google.protobuf.struct_pb2 import Struct
 
 from forge.v1 import broker_pb2 as pb
-from forge_broker.errors import InvalidArgument
+from forge_broker.errors import InvalidArgument, echo
 from forge_broker.ids import all_canonical, canonical, parse_id
 from forge_broker.models import AckItem, JobStatus, Lease, NackItem, NewJob
 from forge_common import structs
@@ -111,7 +111,7 @@ def new_jobs(req: pb.EnqueueBatchRequest) -> list[NewJob]:
 def job_id(field: str, value: str) -> uuid.UUID:
     parsed = parse_id(value)
     if parsed is None:
-        raise InvalidArgument(field, "is required" if not value else f"not a valid job id: {value!r}")
+        raise InvalidArgument(field, "is required" if not value else f"not a valid job id: {echo(value)}")
     return parsed
 
 
@@ -120,7 +120,7 @@ def lease(ref: pb.LeaseRef | pb.AckRequest | pb.NackRequest) -> Lease:
     jid = canonical(ref.job_id)
     if jid is None:
         raise InvalidArgument("job_id", "is required" if not ref.job_id
-                              else f"not a valid job id: {ref.job_id!r}")
+                              else f"not a valid job id: {echo(ref.job_id)}")
     tok = canonical(ref.lease_token)
     if tok is None:
         raise InvalidArgument("lease_token", "is required" if not ref.lease_token else "malformed")
