@@ -2,7 +2,9 @@
 
 Starts the broker (embedded PostgreSQL unless DATABASE_URL is set), waits until it serves,
 then the REST gateway with the dashboard on :8080 and two workerd processes with the demo
-handlers. Ctrl-C (or SIGTERM) stops them in reverse order, each with SIGTERM.
+handlers, and prints the ``export FORGE_BROKER=...`` line that points the CLI at this broker
+(it dials localhost:50051 otherwise, whatever GRPC_PORT says). Ctrl-C (or SIGTERM) stops them
+in reverse order, each with SIGTERM.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ def main() -> int:
         start("gateway", "forge_gateway", "--broker", target, "--port", http_port)
         for n in (1, 2):
             start(f"workerd-{n}", "forge_workerd", "--broker", target, "--worker-id", f"workerd-{n}")
-        print(f"stack: broker on {target}, REST API and dashboard on http://localhost:{http_port}/",
-              flush=True)
+        print(f"stack: broker on {target}, REST API and dashboard on http://localhost:{http_port}/\n"
+              f"stack: for the forge CLI and the Python client in another shell:\n"
+              f"export FORGE_BROKER={target}", flush=True)
     while not stopping:
         for name, proc in procs:
             if proc.poll() is not None:

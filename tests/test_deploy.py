@@ -156,3 +156,40 @@ def test_services_listening_beyond_loopback_get_tokens_and_workerd_a_worker_toke
     assert env(kinds[("Deployment", "forge-gateway")])["FORGE_TOKENS"] == from_secret
     assert env(kinds[("Deployment", "forge-workerd")])["FORGE_TOKEN"] == {
         "secretKeyRef": {"name": "forge-tokens", "key": "WORKER_TOKEN"}}
+
+
+def test_keda_alone_sets_the_workerd_replica_count() -> None:
+    # A replicas field would be re-applied by every `kubectl apply`, fighting the autoscaler.
+    assert "replicas" not in by_kind()[("Deployment", "forge-workerd")]["spec"]
+
+
+def test_gateway_probes_hit_its_health_routes() -> None:
+    gateway = container(by_kind()[("Deployment", "forge-gateway")])
+    # Liveness must not depend on the broker: a broker outage would restart every gateway.
+    assert gateway["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def dockerignored(path: str) -> bool:
+    """Whether .dockerignore keeps ``path`` (or a folder above it) out of the build context, by
+    Docker's rules: ``*`` within one path segment, ``**`` across any, ``!`` re-includes."""
+    ignored = False
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        parts = re.split(r"(\*\*/?|\*|\?)", pattern.lstrip("!").strip("/"))
+        regex = "".join({"**/": "(.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(p, re.escape(p))
+                        for p in parts)
+        if re.fullmatch(rf"{regex}(/.*)?", path):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_keeps_local_installs_out_of_the_image() -> None:
+    for path in ("dashboard/node_modules/react/index.js", "clients/node/node_modules/x/y.js",
+                 "bench/.venv-peers/bin/python", ".venv/bin/python", "gateway/x/__pycache__/a.pyc"):
+        assert dockerignored(path), path
+    for path in ("broker/forge_broker/server.py", "dashboard/package.json", "bench/forge_bench.py"):
+        assert not dockerignored(path), path

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from tests.gateway_support import make_dead_job, unique_type
-from tests.support import BrokerProcess
+from tests.support import BrokerProcess, free_port, start_gateway
 
 pytest_plugins = ["tests.gateway_fixtures"]
 
@@ -239,3 +239,39 @@ def test_request_id_is_echoed_and_forwarded(http: httpx.Client) -> None:
     r = http.get("/v1/stats", headers={"x-request-id": "req-123", "authorization": "Bearer x"})
     assert r.status_code == 200, r.text
     assert r.headers["x-request-id"] == "req-123"
+
+
+def test_enum_names_in_the_query_string_are_accepted_in_any_case(
+    http: httpx.Client, gw_broker: BrokerProcess
+) -> None:
+    job_type = unique_type()
+    dead_id = make_dead_job(gw_broker.target, job_type)
+    for spelling in ("dead", "Dead", "DEAD"):
+        r = http.get("/v1/jobs", params={"type": job_type, "status": spelling})
+        assert r.status_code == 200, (spelling, r.text)
+        assert [j["id"] for j in r.json()["jobs"]] == [dead_id]
+    r = http.get("/v1/jobs", params={"type": job_type, "status": "pending"})
+    assert r.status_code == 200, r.text
+    assert r.json()["jobs"] == []
+    bogus = http.get("/v1/jobs", params={"status": "bogus"})
+    assert bogus.status_code == 400
+    assert "bogus" in bogus.json()["message"]
+
+
+def test_healthz_and_readyz_answer_200_with_the_broker_serving(http: httpx.Client) -> None:
+    assert http.get("/healthz").status_code == 200
+    ready = http.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"status": "SERVING"}
+
+
+def test_without_a_broker_the_gateway_is_alive_but_not_ready() -> None:
+    gw = start_gateway(f"127.0.0.1:{free_port()}")
+    try:
+        with httpx.Client(base_url=gw.url, timeout=20.0) as http:
+            assert http.get("/healthz").status_code == 200
+            ready = http.get("/readyz")
+            assert ready.status_code == 503, ready.text
+            assert ready.json()["status"] != "SERVING"
+    finally:
+        gw.stop()

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
@@ -40,6 +41,9 @@ METADATA_PREFIX = "grpc-metadata-"
 # turn an immediate refusal (bad argument, broker down) into a real HTTP status, short enough
 # that a quiet stream (a lease with no jobs yet) still gets its headers promptly.
 FIRST_MESSAGE_WAIT = 1.0
+# /readyz asks the broker's gRPC health this long before answering 503: a probe has its own
+# timeout (1 s by default in Kubernetes), and a hung broker must not hold the probe past it.
+READY_CHECK_SECONDS = 0.8
 # Responses can be large (a page of 500 jobs with 1 MiB payloads); grpc's 4 MiB default would
 # turn a big page into RESOURCE_EXHAUSTED.
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
@@ -209,6 +213,19 @@ class Gateway:
             headers=echo,
         )
 
+    async def ready(self) -> Response:
+        """200 when the broker's gRPC health says SERVING, else 503 with what it said."""
+        status = "UNREACHABLE"
+        if self.channel is not None:
+            stub = health_pb2_grpc.HealthStub(self.channel)
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""),
+                                         timeout=READY_CHECK_SECONDS)
+                status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.aio.AioRpcError:
+                pass
+        return json_response(200 if status == "SERVING" else 503, {"status": status})
+
     async def read_body(self, request: Request) -> bytes:
         """The request body, or 413 as soon as it is known to exceed the limit (from
         Content-Length before reading anything, else while reading)."""
@@ -318,7 +335,9 @@ def create_app(
     descriptor_sets: Sequence[Path] | None = None,
 ) -> Starlette:
     """The ASGI app serving every annotated RPC of ``files`` (default: forge.v1's broker),
-    ``GET /openapi.json``, and the dashboard build when ``config.static_dir`` is set.
+    ``GET /openapi.json``, the probes ``GET /healthz`` (the gateway is up, no broker call) and
+    ``GET /readyz`` (the broker's gRPC health), and the dashboard build when
+    ``config.static_dir`` is set.
 
     Raises routes.TemplateError at once if an annotation is malformed.
     """
@@ -332,6 +351,12 @@ def create_app(
 
     async def openapi_json(request: Request) -> Response:
         return Response(doc_bytes, media_type="application/json")
+
+    async def healthz(request: Request) -> Response:
+        return json_response(200, {"status": "SERVING"})
+
+    async def readyz(request: Request) -> Response:
+        return await gateway.ready()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -349,7 +374,10 @@ def create_app(
         finally:
             await gateway.stop()
 
-    app = Starlette(routes=[Route("/openapi.json", openapi_json, methods=["GET"])], lifespan=lifespan)
+    routes = [Route("/openapi.json", openapi_json, methods=["GET"]),
+              Route("/healthz", healthz, methods=["GET"]),
+              Route("/readyz", readyz, methods=["GET"])]
+    app = Starlette(routes=routes, lifespan=lifespan)
     # Everything else goes to the gateway: API bindings, then static files, then a JSON 404. As
     # the router's default rather than a "/{path:path}" route, because Starlette's path regex
     # does not match every decodable path (a "%0A" in an id) and would answer plain-text 404s.

@@ -161,9 +161,16 @@ def _put(tree: dict[str, Any], names: list[str], value: Any, repeated: bool = Fa
 def _scalar(f: FieldDescriptor, raw: str) -> Any:
     """A path or query string as the JSON value json_format expects for field ``f``.
 
-    Numbers, enums, bytes and the string-form well-known types are accepted as strings by the
-    JSON mapping already; only booleans need converting (grpc-gateway takes Go's ParseBool set).
+    Numbers, bytes and the string-form well-known types are accepted as strings by the JSON
+    mapping already. Booleans need converting (grpc-gateway takes Go's ParseBool set), and enum
+    names are matched in any case (``status=dead``): grpc-gateway takes only the exact name,
+    which trips up people typing URLs by hand. A name that matches more than one value
+    when case is ignored must be exact.
     """
+    enum = f.enum_type
+    if enum is not None and raw not in enum.values_by_name:
+        folded = [v.name for v in enum.values if v.name.upper() == raw.upper()]
+        return folded[0] if len(folded) == 1 else raw
     is_bool = (
         f.type == FieldDescriptor.TYPE_BOOL or message_name(f) == "google.protobuf.BoolValue"
     )

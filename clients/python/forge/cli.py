@@ -6,6 +6,7 @@
     forge cancel JOB_ID
     forge stats
     forge dlq list | forge dlq retry JOB_ID
+    forge --version
     forge migrate            (with forge-broker installed: DATABASE_URL, or the embedded
                               PostgreSQL in ./.forge)
 
@@ -22,16 +23,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
-from importlib.metadata import entry_points
-from typing import Any, Protocol
+from importlib.metadata import PackageNotFoundError, entry_points, version
+from typing import Any, NoReturn, Protocol
 
+import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from forge.client import Client, ForgeClientError, default_target
 from forge.security import ChannelSecurity, SecurityConfigError
+from forge.v1 import broker_pb2 as pb
 
 COMMANDS = "forge.commands"
 
@@ -67,8 +71,41 @@ def _payload(text: str) -> dict[str, Any]:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit status 2), which the eye finds at once."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _status(text: str) -> str:
+    names = [n for n in pb.Job.Status.keys() if n != "STATUS_UNSPECIFIED"]
+    if text.upper() not in names:
+        raise argparse.ArgumentTypeError(f"unknown status {text!r}; one of {', '.join(names)}")
+    return text.upper()
+
+
+def _run_at(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 time: {text!r}; e.g. 2030-01-01T09:00:00+00:00") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. +00:00")
+    return when
+
+
+def _version() -> str:
+    try:
+        return version("forge-client")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="forge", description="Forge job queue command line.")
+    p = _Parser(prog="forge", description="Forge job queue command line.")
+    p.add_argument("--version", action="version", version=f"forge {_version()}")
     p.add_argument("--broker", default=None, help=f"broker address (default: $FORGE_BROKER or "
                    f"{default_target()})")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
@@ -88,14 +125,15 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     e.add_argument("payload", nargs="?", default="{}", help="JSON object")
     e.add_argument("--priority", type=int)
     e.add_argument("--max-retries", type=int)
-    e.add_argument("--run-at", help="ISO 8601 time with offset, e.g. 2030-01-01T09:00:00+00:00")
+    e.add_argument("--run-at", type=_run_at,
+                   help="ISO 8601 time with offset, e.g. 2030-01-01T09:00:00+00:00")
     e.add_argument("--idempotency-key")
 
     g = sub.add_parser("get", help="show a job")
     g.add_argument("id")
 
     ls = sub.add_parser("list", help="list jobs, newest first")
-    ls.add_argument("--status")
+    ls.add_argument("--status", type=_status, help="PENDING, PROCESSING, DEAD... (any case)")
     ls.add_argument("--type")
     ls.add_argument("--page-size", type=int, default=0)
     ls.add_argument("--page-token", default="")
@@ -121,6 +159,16 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`forge list | head`): stop quietly. Point stdout at /dev/null so
+        # the interpreter's final flush does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     commands = _commands()
     args = _parser(commands).parse_args(argv)
     if args.command in commands:
@@ -136,11 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with client:
             if args.command == "enqueue":
-                run_at = datetime.fromisoformat(args.run_at) if args.run_at else None
-                if run_at is not None and run_at.tzinfo is None:
-                    raise SystemExit("forge: --run-at needs a UTC offset, e.g. +00:00")
                 _print(client.enqueue(args.type, _payload(args.payload), priority=args.priority,
-                                      max_retries=args.max_retries, run_at=run_at,
+                                      max_retries=args.max_retries, run_at=args.run_at,
                                       idempotency_key=args.idempotency_key))
             elif args.command == "get":
                 _print(client.get(args.id))
@@ -157,9 +202,17 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 _print(client.retry_dead(args.id))
     except ForgeClientError as exc:
-        print(f"forge: {exc}", file=sys.stderr)
+        print(f"forge: {_explain(exc, client.target)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _explain(exc: ForgeClientError, target: str) -> str:
+    # The broker answers UNAVAILABLE itself when its database is down; every other UNAVAILABLE
+    # comes from gRPC failing to reach the broker at all.
+    if exc.code == grpc.StatusCode.UNAVAILABLE and not exc.details.startswith("database unavailable"):
+        return f"cannot reach the broker at {target} (set FORGE_BROKER or --broker): {exc.details}"
+    return str(exc)
 
 
 if __name__ == "__main__":
