@@ -27,6 +27,7 @@ from tests.support import (
     WorkerdProcess,
     drop_database,
     new_database,
+    run_module,
     wait_until,
 )
 
@@ -160,6 +161,16 @@ def test_half_configured_tls_is_refused_naming_the_setting(pki: Pki, tmp_path: P
         ChannelSecurity(client_cert=str(pki.client_cert), client_key=str(pki.client_key))
     assert "FORGE_CA_FILE: cannot read" in str(_error(lambda: ChannelSecurity(
         ca_file=str(tmp_path / "nope.pem")).credentials()))
+
+
+def test_a_broker_given_a_missing_tls_file_by_flag_refuses_to_start_naming_the_flag(
+        pki: Pki, tmp_path: Path) -> None:
+    for flag in ("--tls-cert", "--tls-key", "--tls-client-ca"):
+        out = run_module("forge_broker", flag, str(tmp_path / "missing.pem"),
+                         env={"DATABASE_URL": "postgresql://127.0.0.1:1/none"})
+        assert out.returncode == 2, out.stderr
+        assert f"argument {flag}: no such file: " in out.stderr
+        assert "Traceback" not in out.stderr
 
 
 def test_nothing_configured_means_a_plain_channel_and_no_token() -> None:

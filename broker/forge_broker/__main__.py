@@ -8,12 +8,13 @@ import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from forge_broker.config import Config
 from forge_broker.errors import InvalidArgument
 from forge_broker.server import serve
-from forge_common import jsonlog
+from forge_common import jsonlog, settings
 from forge_common.exposure import exposure_problem
 
 
@@ -27,11 +28,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-json", action="store_true",
                         default=jsonlog.wants_json(os.environ.get("FORGE_LOG_FORMAT")),
                         help="log one JSON object per line [FORGE_LOG_FORMAT=json]")
-    parser.add_argument("--tls-cert", default=None,
+    parser.add_argument("--tls-cert", default=None, type=_file("--tls-cert"),
                         help="certificate chain (PEM) to serve gRPC over TLS [FORGE_TLS_CERT]")
-    parser.add_argument("--tls-key", default=None,
+    parser.add_argument("--tls-key", default=None, type=_file("--tls-key"),
                         help="the certificate's private key (PEM) [FORGE_TLS_KEY]")
-    parser.add_argument("--tls-client-ca", default=None,
+    parser.add_argument("--tls-client-ca", default=None, type=_file("--tls-client-ca"),
                         help="CA (PEM) for client certificates: require mutual TLS "
                              "[FORGE_TLS_CLIENT_CA]")
     args = parser.parse_args(argv)
@@ -52,19 +53,15 @@ def main(argv: list[str] | None = None) -> None:
         pass
 
 
+def _file(flag: str) -> Callable[[str], Path]:
+    return settings.argparse_type(flag, settings.existing_file)
+
+
 def _with_flags(config: Config, args: argparse.Namespace) -> Config:
     """The TLS flags win over their variables."""
-    def pick(flag: str, current: Path | None) -> Path | None:
-        raw = getattr(args, flag)
-        if not raw:
-            return current
-        if not Path(raw).is_file():
-            raise InvalidArgument(f"--{flag.replace('_', '-')}", f"no such file: {raw}")
-        return Path(raw)
-
-    return dataclasses.replace(config, tls_cert=pick("tls_cert", config.tls_cert),
-                               tls_key=pick("tls_key", config.tls_key),
-                               tls_client_ca=pick("tls_client_ca", config.tls_client_ca))
+    return dataclasses.replace(config, tls_cert=args.tls_cert or config.tls_cert,
+                               tls_key=args.tls_key or config.tls_key,
+                               tls_client_ca=args.tls_client_ca or config.tls_client_ca)
 
 
 if __name__ == "__main__":

@@ -110,12 +110,13 @@ def add_options(parser: argparse.ArgumentParser, options: Iterable[Option],
     """
     for opt in options:
         shown = "" if opt.default in (None, "") else ", default %(default)s"
-        parser.add_argument(opt.flag, type=_argparse_type(opt.flag, opt.parse),
+        parser.add_argument(opt.flag, type=argparse_type(opt.flag, opt.parse),
                             default=from_env(env, opt.var, opt.default, text),
                             help=f"{opt.help} [{opt.var}{shown}]")
 
 
-def _argparse_type(flag: str, parse: Parse[T]) -> Callable[[str], T]:
+def argparse_type(flag: str, parse: Parse[T]) -> Callable[[str], T]:
+    """``parse`` as an argparse ``type=``: a bad value exits with status 2 naming ``flag``."""
     def convert(raw: str) -> T:
         try:
             return parse(flag, raw)
