@@ -9,7 +9,7 @@ import sys
 import tomllib
 
 from tests.gateway_support import make_dead_job
-from tests.support import REPO, BrokerProcess, free_port, run_module
+from tests.support import REPO, BrokerProcess, drop_database, free_port, run_module
 from tests.support.processes import child_env
 
 
@@ -73,3 +73,11 @@ def test_version_is_the_installed_client_version() -> None:
     out = run_module("forge.cli", "--version")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"forge {pyproject['project']['version']}"
+
+def test_a_broker_whose_database_is_down_is_not_called_unreachable(
+        pg_admin_dsn: str, dsn: str, broker: BrokerProcess) -> None:
+    drop_database(pg_admin_dsn, dsn)
+    out = run_module("forge.cli", "--broker", broker.target, "get", "01a24878-f79a-7079-95c5-26a19ad4cea3")
+    assert out.returncode == 1
+    assert out.stderr.startswith("forge: UNAVAILABLE: "), out.stderr
+    assert "cannot reach" not in out.stderr

@@ -202,17 +202,29 @@ def _main(argv: list[str] | None) -> int:
             else:
                 _print(client.retry_dead(args.id))
     except ForgeClientError as exc:
-        print(f"forge: {_explain(exc, client.target)}", file=sys.stderr)
+        print(f"forge: {_explain(exc, client.target, security)}", file=sys.stderr)
         return 1
     return 0
 
 
-def _explain(exc: ForgeClientError, target: str) -> str:
-    # The broker answers UNAVAILABLE itself when its database is down; every other UNAVAILABLE
-    # comes from gRPC failing to reach the broker at all.
-    if exc.code == grpc.StatusCode.UNAVAILABLE and not exc.details.startswith("database unavailable"):
+def _explain(exc: ForgeClientError, target: str, security: ChannelSecurity) -> str:
+    # UNAVAILABLE comes from gRPC failing to reach the broker, or from a broker whose database
+    # is down: whether its health service answers at all tells the two apart.
+    if exc.code == grpc.StatusCode.UNAVAILABLE and not _answers(target, security):
         return f"cannot reach the broker at {target} (set FORGE_BROKER or --broker): {exc.details}"
     return str(exc)
+
+
+def _answers(target: str, security: ChannelSecurity) -> bool:
+    """Whether a broker answers at ``target``, serving or not (health needs no token)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with security.channel(target) as channel:
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError as exc:
+            return exc.code() != grpc.StatusCode.UNAVAILABLE
+    return True
 
 
 if __name__ == "__main__":
