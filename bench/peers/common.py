@@ -6,7 +6,7 @@ library. Each runner is started as ``python bench/peers/<system>_bench.py --scen
 ...`` on a fresh, empty database, runs one repeat of one scenario and prints one line
 ``BENCH-RESULT {json}`` on stdout (anything else it prints is ignored).
 
-Measurement rules, identical for every system (the Forge side in ``bench/forge.py`` follows
+Measurement rules, identical for every system (the Forge side in ``bench/forge_bench.py`` follows
 them too):
 
 - drain: ``--jobs`` no-op jobs are enqueued with the system's batch enqueue and the table is

@@ -1,4 +1,4 @@
-"""``forge-broker``: run the broker (configuration from the environment, see broker.config)."""
+"""``forge-broker``: run the broker (configuration from the environment, see forge_broker.config)."""
 
 from __future__ import annotations
 

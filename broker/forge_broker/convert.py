@@ -1,4 +1,4 @@
-"""Stored values to proto messages (the other direction is broker.validate)."""
+"""Stored values to proto messages (the other direction is forge_broker.validate)."""
 
 from __future__ import annotations
 

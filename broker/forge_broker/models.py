@@ -72,7 +72,7 @@ class NewJob(NamedTuple):
 
 class Lease(NamedTuple):
     """A job id and the token of the lease on it, as canonical UUID text (lowercase, with
-    hyphens: ``broker.ids.canonical``). Tuples of strings: built for every ack and nack, and
+    hyphens: ``forge_broker.ids.canonical``). Tuples of strings: built for every ack and nack, and
     the ids of jobs in flight are compared and hashed as text, never parsed into UUIDs."""
 
     job_id: str
