@@ -8,6 +8,8 @@ import subprocess
 import sys
 import tomllib
 
+import pytest
+
 from tests.gateway_support import make_dead_job
 from tests.support import REPO, BrokerProcess, drop_database, free_port, run_module
 from tests.support.processes import child_env
@@ -74,6 +76,7 @@ def test_version_is_the_installed_client_version() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"forge {pyproject['project']['version']}"
 
+@pytest.mark.slow  # waits out the broker's database connect timeout
 def test_a_broker_whose_database_is_down_is_not_called_unreachable(
         pg_admin_dsn: str, dsn: str, broker: BrokerProcess) -> None:
     drop_database(pg_admin_dsn, dsn)

@@ -157,6 +157,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert {s: int(n) for s, n in counts.items() if n} == expected
 
 
+@pytest.mark.slow  # 75 random histories of up to 25 steps: ~18 s
 def test_store_matches_the_state_machine_model(dsn: str) -> None:
     StoreMachine.dsn = dsn
     StoreMachine.TestCase.settings = settings(
