@@ -491,3 +491,24 @@ async def test_a_claim_planned_on_an_empty_queue_locks_only_the_rows_it_claims(d
                 "WHERE locktype = 'advisory' AND pid = pg_backend_pid()")).fetchone()
         assert row is not None
         assert (len(claimed), row[0]) == (10, 10)
+
+
+async def test_an_ack_batch_that_deadlocks_with_another_update_is_run_again(store: Store, dsn: str) -> None:
+    """Two statements updating the same leased rows in opposite orders (an ack batch and a
+    heartbeat, say) deadlock, and PostgreSQL aborts one of them: the broker runs it again
+    rather than answering the worker UNAVAILABLE."""
+    await store.enqueue([job(), job()])
+    a, b = sorted(await store.claim("w", [], 2, 30), key=lambda r: str(r.id))
+    acks = [AckItem(Lease(str(r.id), str(r.lease_token)), None) for r in (a, b)]
+    async with await psycopg.AsyncConnection.connect(dsn) as other:
+        await other.execute("SET deadlock_timeout = '5s'")  # the ack waits first, so it is the victim
+        await other.execute("UPDATE forge.jobs SET updated_at = now() WHERE id = %s", (b.id,))
+        ack = asyncio.create_task(store.ack_many(acks))  # locks a, then waits for b
+        await asyncio.sleep(0.3)
+        blocked = asyncio.create_task(other.execute(
+            "UPDATE forge.jobs SET updated_at = now() WHERE id = %s", (a.id,)))  # waits for a
+        await asyncio.sleep(1.5)  # past the ack's deadlock_timeout (1 s): it is aborted
+        await blocked
+        await other.commit()
+        assert await asyncio.wait_for(ack, 10) == {str(a.id), str(b.id)}
+    assert {(await store.get(r.id)).status for r in (a, b)} == {JobStatus.COMPLETED}

@@ -43,6 +43,10 @@ log = logging.getLogger("forge.store")
 # First key of the two-key advisory locks the broker takes (claims, maintenance); the second
 # key is the job's hash or a fixed number. Distinct from the migration lock.
 LOCK_SPACE = 0x466F72  # "For"
+# Statements on leased rows (acks, nacks, heartbeats, releases) update many rows each, in the
+# order their plans visit them, so two of them touching the same rows can deadlock. PostgreSQL
+# then aborts one, which leaves nothing half written, and running it again is its remedy.
+DEADLOCK_RETRIES = 3
 
 QUEUE_WAIT_WINDOW_SECONDS = 300
 
@@ -182,28 +186,40 @@ class Store:
         """Return leased-but-undelivered jobs to PENDING without counting the attempt."""
         if not leases:
             return
-        async with self.pool.connection() as conn:
-            await conn.execute(q("release_jobs"), {
-                "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases]})
+        await self._on_leases(q("release_jobs"), {
+            "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases]})
 
     async def ack_many(self, acks: Sequence[AckItem]) -> set[str]:
         """Complete every job whose lease is current, in one statement; return the ids done."""
         if not acks:
             return set()
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(q("ack_jobs"), {"acks": _acks_json(acks)})
-            return {row[0] for row in await cur.fetchall()}
+        rows = await self._on_leases(q("ack_jobs"), {"acks": _acks_json(acks)})
+        return {row[0] for row in rows}
 
     async def nack_many(self, nacks: Sequence[NackItem]) -> dict[str, NackOutcome]:
         """Record failed attempts in one statement; return where each job whose lease was
         current went (see the nack_jobs statement)."""
         if not nacks:
             return {}
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(q("nack_jobs"), {"nacks": _nacks_json(nacks),
+        rows = await self._on_leases(q("nack_jobs"), {"nacks": _nacks_json(nacks),
                                                       "backoff_base": self.backoff_base})
-            return {row[0]: NackOutcome(status=JobStatus(row[1]), run_at=row[2])
-                    for row in await cur.fetchall()}
+        return {row[0]: NackOutcome(status=JobStatus(row[1]), run_at=row[2]) for row in rows}
+
+    async def _on_leases(self, statement: LiteralString, params: dict[str, Any]
+                         ) -> list[tuple[Any, ...]]:
+        """Run a statement on leased rows, again if it was a deadlock's victim (see
+        DEADLOCK_RETRIES); its rows, if it returns any."""
+        attempt = 1
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    cur = await conn.execute(statement, params)
+                    return await cur.fetchall() if cur.description else []
+            except psycopg.errors.DeadlockDetected:
+                if attempt == DEADLOCK_RETRIES:
+                    raise
+                attempt += 1
+                log.info("a statement on leased rows was a deadlock's victim; running it again")
 
     async def refusals(self, job_ids: Sequence[str], action: str
                        ) -> dict[str, ForgeError]:
@@ -228,11 +244,9 @@ class Store:
     async def extend(self, leases: Sequence[Lease], lease_seconds: int
                      ) -> tuple[datetime | None, list[str]]:
         """Extend every lease still held; return the new deadline and the ids of lost leases."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(q("extend_leases"), {
-                "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases],
-                "lease_seconds": lease_seconds})
-            rows = await cur.fetchall()
+        rows = await self._on_leases(q("extend_leases"), {
+            "ids": [le.job_id for le in leases], "tokens": [le.token for le in leases],
+            "lease_seconds": lease_seconds})
         held = {row[0] for row in rows}
         deadline = max((row[1] for row in rows), default=None)
         return deadline, [le.job_id for le in leases if le.job_id not in held]
