@@ -74,6 +74,20 @@ def timed_stats(stub: Stub) -> tuple[grpc.StatusCode, float]:
     return code, time.monotonic() - t0
 
 
+def timed_watch(stub: Stub) -> tuple[grpc.StatusCode, float]:
+    """A WatchStats stream read up to its first snapshot: its code and its seconds."""
+    t0 = time.monotonic()
+    stream = stub.WatchStats(pb.WatchStatsRequest(), timeout=120)
+    try:
+        next(stream)
+        code = grpc.StatusCode.OK
+    except grpc.RpcError as exc:
+        code = exc.code()
+    finally:
+        stream.cancel()
+    return code, time.monotonic() - t0
+
+
 def timed_rest_stats(url: str) -> tuple[int, float]:
     t0 = time.monotonic()
     status = httpx.get(f"{url}/v1/stats", timeout=120).status_code
@@ -102,20 +116,24 @@ def test_stats_during_a_database_outage_fail_fast_in_parallel_and_recover(
             assert code == grpc.StatusCode.UNAVAILABLE
             assert single < POOL_TIMEOUT + SLACK
 
-            with ThreadPoolExecutor(CONCURRENT_CALLS + 1) as pool:
+            with ThreadPoolExecutor(2 * CONCURRENT_CALLS + 1) as pool:
                 rest = pool.submit(timed_rest_stats, gateway.url)
+                watching = [pool.submit(timed_watch, stub) for _ in range(CONCURRENT_CALLS)]
                 calls = list(pool.map(lambda _: timed_stats(stub), range(CONCURRENT_CALLS)))
+                watches = [w.result() for w in watching]
                 rest_status, rest_seconds = rest.result()
             # In sequence they would take CONCURRENT_CALLS pool timeouts.
             bound = 2 * single + SLACK
-            assert [c for c, _ in calls] == [grpc.StatusCode.UNAVAILABLE] * CONCURRENT_CALLS
-            assert max(s for _, s in calls) < bound, calls
+            for answers in (calls, watches):
+                assert [c for c, _ in answers] == [grpc.StatusCode.UNAVAILABLE] * CONCURRENT_CALLS
+                assert max(s for _, s in answers) < bound, answers
             assert rest_status == 503
             assert rest_seconds < bound, rest_seconds
 
             cluster.start()
             assert wait_until(lambda: timed_stats(stub)[0] == grpc.StatusCode.OK, timeout=60,
                               interval=0.5), broker.log_tail()
+            assert timed_watch(stub)[0] == grpc.StatusCode.OK
             assert timed_rest_stats(gateway.url)[0] == 200
             assert broker.alive
     finally:

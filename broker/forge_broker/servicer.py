@@ -255,7 +255,9 @@ class BrokerServicer(pb_grpc.BrokerServicer):
 
     @unary
     async def Stats(self, request: pb.StatsRequest, context: Ctx) -> pb.QueueStats:
-        return convert.stats(await self.stats.current())
+        # Read fresh, not from the watchers' cache: the counters are cheap to read, and a
+        # caller who just enqueued expects to see the job.
+        return convert.stats(await self.store.snapshot())
 
     async def WatchStats(self, request: pb.WatchStatsRequest,
                          context: Ctx) -> AsyncIterator[pb.QueueStats]:
