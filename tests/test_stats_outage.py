@@ -140,3 +140,30 @@ def test_stats_during_a_database_outage_fail_fast_in_parallel_and_recover(
     finally:
         gateway.stop()
         broker.stop()
+
+
+# Long enough that a pool retrying with doubling delays (1, 2, 4, 8, 16 s ...) would next try
+# well after the database is back.
+LONG_OUTAGE = 17.0
+
+
+@pytest.mark.slow  # waits out a database outage of LONG_OUTAGE seconds
+def test_broker_answers_within_seconds_of_the_database_returning_after_a_long_outage(
+        cluster: PgCluster) -> None:
+    broker = BrokerProcess(cluster.dsn("forge"), FORGE_POOL_TIMEOUT=str(POOL_TIMEOUT)).start()
+    try:
+        with grpc.insecure_channel(broker.target) as channel:
+            stub = broker_pb2_grpc.BrokerStub(channel)
+            assert timed_stats(stub)[0] == grpc.StatusCode.OK
+            cluster.stop("fast")
+            stopped = time.monotonic()
+            while time.monotonic() - stopped < LONG_OUTAGE:
+                assert timed_stats(stub)[0] == grpc.StatusCode.UNAVAILABLE
+                time.sleep(0.5)
+            cluster.start()
+            back = time.monotonic()
+            assert wait_until(lambda: timed_stats(stub)[0] == grpc.StatusCode.OK, timeout=60,
+                              interval=0.2), broker.log_tail()
+            assert time.monotonic() - back < SLACK + POOL_TIMEOUT
+    finally:
+        broker.stop()
