@@ -269,6 +269,35 @@ def test_a_job_stored_too_deep_costs_only_itself_in_a_full_view_grpc_lease(
         stream.cancel()
 
 
+def test_a_stored_job_that_cannot_be_encoded_costs_only_itself_in_a_full_view_lease(
+        stub: pb_grpc.BrokerStub, gw_broker: BrokerProcess) -> None:
+    # A payload column holding an array, not an object: written by hand, never by a broker.
+    type_ = unique_type("nest")
+    assert gw_broker.dsn is not None
+    first, odd, last = insert_jobs(gw_broker.dsn, type_, [{"i": 0}, {}, {"i": 1}])
+    with psycopg.connect(gw_broker.dsn, autocommit=True) as conn:
+        conn.execute("UPDATE forge.jobs SET payload = '[1, 2]' WHERE id = %s", (odd,))
+    stream = stub.Lease(pb.LeaseRequest(worker_id="nest-odd", types=[type_], max_in_flight=10,
+                                        lease_seconds=60), timeout=60)
+    try:
+        delivered = {j.job.id: j for j in next(stream).jobs}
+        assert sorted(delivered) == sorted([first, last])
+        for job in delivered.values():
+            stub.Ack(pb.AckRequest(job_id=job.job.id, lease_token=job.lease_token), timeout=10)
+    finally:
+        stream.cancel()
+
+    def state() -> tuple[str, int, str]:
+        with psycopg.connect(gw_broker.dsn or "", autocommit=True) as conn:
+            row = conn.execute("SELECT status, attempts, last_error FROM forge.jobs WHERE id = %s",
+                               (odd,)).fetchone()
+        assert row is not None
+        return row[0], row[1], row[2] or ""
+
+    assert wait_until(lambda: state()[0] == "DEAD", timeout=15), state()
+    assert state()[1] == 1 and "could not be encoded" in state()[2], state()
+
+
 def test_a_job_stored_too_deep_costs_only_itself_in_a_gateway_lease(
         stub: pb_grpc.BrokerStub, gw_broker: BrokerProcess, http: httpx.Client) -> None:
     type_, ordinary, deep = stored_with_deep_neighbours(gw_broker)
