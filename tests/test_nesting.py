@@ -269,6 +269,23 @@ def test_a_job_stored_too_deep_costs_only_itself_in_a_full_view_grpc_lease(
         stream.cancel()
 
 
+def test_a_lean_lease_carries_a_job_stored_too_deep_whole(
+        stub: pb_grpc.BrokerStub, gw_broker: BrokerProcess) -> None:
+    # JOB_VIEW_LEAN sends the payload as JSON text: no protobuf nesting, so the job runs there.
+    type_ = unique_type("nest")
+    assert gw_broker.dsn is not None
+    [job_id] = insert_jobs(gw_broker.dsn, type_, [nested(BEYOND_DECODERS + 7)])
+    stream = stub.Lease(pb.LeaseRequest(worker_id="nest-lean", types=[type_],
+                                        job_view=pb.LeaseRequest.JOB_VIEW_LEAN), timeout=30)
+    try:
+        [leased] = next(stream).jobs
+    finally:
+        stream.cancel()
+    assert leased.job.id == job_id
+    assert json.loads(leased.payload_json) == nested(BEYOND_DECODERS + 7)
+    stub.Ack(pb.AckRequest(job_id=job_id, lease_token=leased.lease_token), timeout=10)
+
+
 def test_a_stored_job_that_cannot_be_encoded_costs_only_itself_in_a_full_view_lease(
         stub: pb_grpc.BrokerStub, gw_broker: BrokerProcess) -> None:
     # A payload column holding an array, not an object: written by hand, never by a broker.
