@@ -58,6 +58,31 @@ def test_cli_enqueue_get_stats_and_dlq(broker: BrokerProcess, tmp_path: Path) ->
     assert bad.returncode == 1 and "type:" in bad.stderr
 
 
+def test_cli_queue_pause_set_get_list_and_resume(broker: BrokerProcess) -> None:
+    paused = json.loads(forge(broker, "queue", "pause", "mail").stdout)
+    assert paused["type"] == "mail" and paused["paused"] is True
+    out = forge(broker, "queue", "set", "mail", "--concurrency", "3", "--rate", "20/500ms")
+    assert out.returncode == 0, out.stderr
+    changed = json.loads(out.stdout)
+    assert changed["concurrencyLimit"] == 3 and changed["paused"] is True
+    assert changed["rateLimit"] == {"limit": 20, "period": "0.500s"}
+    # Only the options given change.
+    keyed = json.loads(forge(broker, "queue", "set", "mail", "--key-concurrency", "1").stdout)
+    assert (keyed["concurrencyLimit"], keyed["keyConcurrencyLimit"]) == (3, 1)
+    unrated = json.loads(forge(broker, "queue", "set", "mail", "--rate", "0").stdout)
+    assert unrated["rateLimit"] == {}  # no limit, no period
+    assert json.loads(forge(broker, "queue", "get", "mail").stdout)["concurrencyLimit"] == 3
+    listed = json.loads(forge(broker, "queue", "list").stdout)
+    assert [q["type"] for q in listed["queues"]] == ["mail"]
+    assert json.loads(forge(broker, "queue", "resume", "mail").stdout)["paused"] is False
+    bad = forge(broker, "queue", "set", "mail", "--concurrency", "-1")
+    assert bad.returncode == 1 and "queue.concurrency_limit:" in bad.stderr
+    usage = forge(broker, "queue", "set", "mail", "--rate", "fast")
+    assert usage.returncode == 2 and "not a rate" in usage.stderr
+    keyed_job = json.loads(forge(broker, "enqueue", "mail", "--concurrency-key", "t1").stdout)
+    assert keyed_job["concurrencyKey"] == "t1"
+
+
 def test_forge_migrate_uses_database_url(empty_dsn: str, tmp_path: Path) -> None:
     def migrate() -> subprocess.CompletedProcess[str]:
         return run_module("forge.cli", "migrate", env={"DATABASE_URL": empty_dsn}, cwd=tmp_path, timeout=60)

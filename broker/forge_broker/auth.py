@@ -44,6 +44,9 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "ListJobs": frozenset({PRODUCER, ADMIN}),
     "Stats": frozenset({PRODUCER, ADMIN}),
     "WatchStats": frozenset({PRODUCER, ADMIN}),
+    # queue settings and counts are read like Stats; changing them is the operators'
+    "GetQueue": frozenset({PRODUCER, ADMIN}),
+    "ListQueues": frozenset({PRODUCER, ADMIN}),
     # workers: take work out, report on it
     "Lease": frozenset({WORKER, ADMIN}),
     "Ack": frozenset({WORKER, ADMIN}),
@@ -54,6 +57,9 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "CancelJob": frozenset({ADMIN}),
     "ListDeadJobs": frozenset({ADMIN}),
     "RetryDeadJob": frozenset({ADMIN}),
+    "UpdateQueue": frozenset({ADMIN}),
+    "PauseQueue": frozenset({ADMIN}),
+    "ResumeQueue": frozenset({ADMIN}),
 }
 ADMIN_ONLY = frozenset({ADMIN})
 OPEN_SERVICES = ("grpc.health.v1.Health",)

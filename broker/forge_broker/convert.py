@@ -10,7 +10,15 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from forge.v1 import broker_pb2 as pb
-from forge_broker.models import JobRow, JobStatus, LeasedRow, NewJob, Snapshot
+from forge_broker.models import (
+    JobRow,
+    JobStatus,
+    LeasedRow,
+    NewJob,
+    QueueSettings,
+    Snapshot,
+    TypeCounts,
+)
 from forge_common import structs
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -64,6 +72,8 @@ def fill_job(msg: pb.Job, row: JobRow) -> None:
         msg.worker_id = row.worker_id
     if row.idempotency_key:
         msg.idempotency_key = row.idempotency_key
+    if row.concurrency_key:
+        msg.concurrency_key = row.concurrency_key
     _set_struct(msg.payload, row.payload)
     set_ts(msg.run_at, row.run_at)
     set_ts(msg.created_at, row.created_at)
@@ -92,6 +102,8 @@ def draft_enqueued(out: pb.EnqueueBatchResponse, sent: Sequence[pb.EnqueueReques
         msg.max_retries = job.max_retries
         if job.idempotency_key:
             msg.idempotency_key = job.idempotency_key
+        if job.concurrency_key:
+            msg.concurrency_key = job.concurrency_key
         if req.HasField("payload"):
             msg.payload.CopyFrom(req.payload)
 
@@ -165,13 +177,7 @@ def stats(snap: Snapshot) -> pb.QueueStats:
         dead=snap.total("dead"),
         cancelled=snap.total("cancelled"),
         oldest_pending_age_seconds=snap.oldest_pending_age_seconds,
-        types=[
-            pb.TypeStats(type=t.type, pending=t.pending, scheduled=t.scheduled,
-                         processing=t.processing, completed=t.completed, dead=t.dead,
-                         cancelled=t.cancelled,
-                         oldest_pending_age_seconds=t.oldest_pending_age_seconds)
-            for t in snap.types
-        ],
+        types=[type_stats(t) for t in snap.types],
         throughput=[pb.ThroughputPoint(minute=ts(m), completed=c, failed=f)
                     for m, c, f in snap.throughput],
         queue_wait=pb.QueueWait(p50_ms=snap.wait_p50_ms, p90_ms=snap.wait_p90_ms,
@@ -182,3 +188,30 @@ def stats(snap: Snapshot) -> pb.QueueStats:
                                last_seen=ts(w.last_seen), broker_id=w.broker_id)
                  for w in snap.workers],
     )
+
+
+def type_stats(t: TypeCounts) -> pb.TypeStats:
+    settings = t.queue or QueueSettings(t.type)
+    return pb.TypeStats(type=t.type, pending=t.pending, scheduled=t.scheduled,
+                        processing=t.processing, completed=t.completed, dead=t.dead,
+                        cancelled=t.cancelled,
+                        oldest_pending_age_seconds=t.oldest_pending_age_seconds,
+                        paused=settings.paused, concurrency_limit=settings.concurrency_limit,
+                        key_concurrency_limit=settings.key_concurrency_limit,
+                        rate_limit=rate_limit(settings))
+
+
+def rate_limit(settings: QueueSettings) -> pb.RateLimit:
+    out = pb.RateLimit(limit=settings.rate_limit)
+    if settings.rate_limit:
+        out.period.FromNanoseconds(round(settings.rate_period * 1e9))
+    return out
+
+
+def queue(counts: TypeCounts) -> pb.Queue:
+    """A type's settings and counts as a Queue (every setting present, so JSON shows it)."""
+    settings = counts.queue or QueueSettings(counts.type)
+    return pb.Queue(type=counts.type, paused=settings.paused,
+                    concurrency_limit=settings.concurrency_limit,
+                    key_concurrency_limit=settings.key_concurrency_limit,
+                    rate_limit=rate_limit(settings), stats=type_stats(counts))

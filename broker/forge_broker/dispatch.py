@@ -1,9 +1,18 @@
 """Lease dispatch: pushes runnable jobs down this broker's open Lease streams.
 
-One loop per broker. It wakes on NOTIFY (a job became runnable), on an ack freeing capacity,
-on a new stream, and on a timer set to the next scheduled run_at; then each stream with free
-capacity claims what it can take in one query. Jobs claimed for a stream sit in its outbox
-until the stream's RPC sends them; if the stream closes first they are released unharmed.
+One loop per broker. It wakes on NOTIFY (a job became runnable, or a job of a limited type
+stopped running anywhere), on an ack freeing capacity, on a new stream, on a change of queue
+settings, and on a timer set to the next scheduled run_at or the moment a rate window frees;
+then each stream with free capacity claims what it can take in one query. Jobs claimed for a
+stream sit in its outbox until the stream's RPC sends them; if the stream closes first they
+are released unharmed.
+
+Queues (per-type flow control): while some type is paused or limited, the one query skips
+those types, and each limited type a stream takes is claimed by a statement of its own that
+locks the type's settings row and counts what runs (``Store.claim_limited``); paused types are
+not claimed at all. Which types those are is this broker's copy of ``forge.queues``, loaded
+before the first stream is fed and again whenever a change is notified (channel
+``forge_queues``), so every broker follows a change within the time a notification takes.
 """
 
 from __future__ import annotations
@@ -15,17 +24,19 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 
 from forge_broker.errors import DATABASE_ERRORS
 from forge_broker.loops import Outage
-from forge_broker.models import JobRow, Lease, LeasedRow
+from forge_broker.models import JobRow, Lease, LeasedRow, QueueSettings
 from forge_broker.store import Store
 
 log = logging.getLogger("forge.dispatch")
 
 CHANNEL = "forge_jobs"
+QUEUES_CHANNEL = "forge_queues"
 
 CLAIMS_AT_ONCE = 2
 """Most claims one broker runs at the same time (each holds a pooled connection)."""
@@ -92,6 +103,21 @@ class Dispatcher:
         self._listener: asyncio.Task[None] | None = None
         self._rotation = 0
         self._stopping = False
+        self._held: frozenset[str] = frozenset()  # paused or limited types
+        self._limited: tuple[str, ...] = ()  # limited and not paused, sorted
+        self._rate_wake: datetime | None = None  # when a rate window this round hit frees
+
+    def held_types(self) -> frozenset[str]:
+        """Types the fast claim skips: paused or limited, as this broker knows them."""
+        return self._held
+
+    async def load_queues(self) -> None:
+        """Read the queue settings again (at the first stream, and on every change)."""
+        self._set_queues(await self.store.queue_settings())
+
+    def _set_queues(self, queues: Sequence[QueueSettings]) -> None:
+        self._held = frozenset(q.type for q in queues if q.paused or q.limited)
+        self._limited = tuple(sorted(q.type for q in queues if q.limited and not q.paused))
 
     @property
     def streams(self) -> list[LeaseStream]:
@@ -125,6 +151,9 @@ class Dispatcher:
         """Register a new stream (in memory and in forge.workers) and look for work for it."""
         stream = LeaseStream(worker_id=worker_id, types=tuple(sorted(set(types))),
                              max_in_flight=max_in_flight, lease_seconds=lease_seconds, lean=lean)
+        if self._listener is None:
+            # Not listening, so the settings may be stale: read them before the first claim.
+            await self.load_queues()
         await self.store.register_stream(stream.stream_id, worker_id, self.broker_id,
                                          stream.types, max_in_flight)
         self._streams[stream.stream_id] = stream
@@ -242,7 +271,11 @@ class Dispatcher:
     async def _fill(self, stream: LeaseStream, want: int) -> bool:
         """Claim up to ``want`` jobs for ``stream``; False if fewer were runnable."""
         claim = self.store.claim_leases if stream.lean else self.store.claim
-        rows: Claimed = await claim(stream.worker_id, stream.types, want, stream.lease_seconds)
+        rows: Claimed
+        if self._held:
+            rows = await self._claim_held(stream, want)
+        else:
+            rows = await claim(stream.worker_id, stream.types, want, stream.lease_seconds)
         if stream.closed:
             await self.store.release([Lease(str(r.id), str(r.lease_token)) for r in rows
                                       if r.lease_token is not None])
@@ -259,7 +292,36 @@ class Dispatcher:
             stream.outbox.put_nowait(rows)
         return len(rows) >= want
 
+    async def _claim_held(self, stream: LeaseStream, want: int) -> Claimed:
+        """``_fill``'s claim while some types are paused or limited: each limited type the
+        stream takes first, each within its limits, then the other types in one query.
+        Priorities order the jobs within each claim, not across them."""
+        rows: list[Any] = []
+        wanted = set(stream.types)
+        for type_ in self._limited:
+            if wanted and type_ not in wanted:
+                continue
+            got = await self.store.claim_limited(stream.worker_id, type_, want - len(rows),
+                                                 stream.lease_seconds, lean=stream.lean)
+            rows += got.rows
+            if got.rate_frees_at is not None:
+                self._rate_wake = min(filter(None, (self._rate_wake, got.rate_frees_at)))
+            if len(rows) >= want:
+                return rows
+        if stream.types:
+            types = [t for t in stream.types if t not in self._held]
+            if not types:
+                return rows
+            held: list[str] = []  # the types named leave out every held one already
+        else:
+            types, held = [], sorted(self._held)
+        claim = self.store.claim_leases if stream.lean else self.store.claim
+        rows += await claim(stream.worker_id, types, want - len(rows), stream.lease_seconds,
+                            held)
+        return rows
+
     async def _arm_timer(self, hungry: list[LeaseStream]) -> None:
+        rate_wake, self._rate_wake = self._rate_wake, None
         if not hungry:
             self._next_at = None
             return
@@ -267,6 +329,8 @@ class Dispatcher:
         if all(s.types for s in hungry):
             types = sorted({t for s in hungry for t in s.types})
         next_run = await self.store.next_run_at(types)
+        if rate_wake is not None:
+            next_run = min(filter(None, (next_run, rate_wake)))
         if next_run is None:
             self._next_at = None
             return
@@ -292,12 +356,18 @@ class Dispatcher:
             try:
                 async with await psycopg.AsyncConnection.connect(self.store.dsn,
                                                                  autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {QUEUES_CHANNEL}")
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    # Settings changed while nobody listened are read now.
+                    await self.load_queues()
                     if delay > 0.1:
                         log.info("listening for job notifications again")
                     delay = 0.1
                     self.wake()
-                    async for _ in conn.notifies():
+                    async for note in conn.notifies():
+                        if note.channel == QUEUES_CHANNEL:
+                            await self.load_queues()
+                            log.info("queue settings changed (%s)", note.payload)
                         self.wake()
             except DATABASE_ERRORS as exc:
                 if delay == 0.1:

@@ -40,6 +40,8 @@ class JobRow:
     lease_token: uuid.UUID | None
     lease_expires_at: datetime | None
     idempotency_key: str | None
+    concurrency_key: str | None = None
+    leased_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -68,6 +70,7 @@ class NewJob(NamedTuple):
     run_at: datetime | None = None
     idempotency_key: str | None = None
     payload: dict[str, Any] | None = None
+    concurrency_key: str | None = None
 
 
 class Lease(NamedTuple):
@@ -102,6 +105,23 @@ class NackOutcome:
 
 
 @dataclass(frozen=True)
+class QueueSettings:
+    """One type's flow control (a row of ``forge.queues``); 0 means unlimited."""
+
+    type: str
+    paused: bool = False
+    concurrency_limit: int = 0
+    key_concurrency_limit: int = 0
+    rate_limit: int = 0
+    rate_period: float = 0.0
+    """Seconds; 0 exactly when rate_limit is 0."""
+
+    @property
+    def limited(self) -> bool:
+        return bool(self.concurrency_limit or self.key_concurrency_limit or self.rate_limit)
+
+
+@dataclass(frozen=True)
 class TypeCounts:
     type: str
     pending: int = 0
@@ -111,6 +131,8 @@ class TypeCounts:
     dead: int = 0
     cancelled: int = 0
     oldest_pending_age_seconds: float = 0.0
+    queue: QueueSettings | None = None
+    """The type's settings, when it has any (else unlimited, not paused)."""
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@
 -- has an idempotency key: ON CONFLICT's speculative insertion costs every row an extra WAL
 -- record: a tenth more WAL, and 5 to 10 percent more time for a batch of a thousand or more.
 WITH inserted AS (
-  INSERT INTO forge.jobs (id, type, payload, priority, max_retries, run_at, idempotency_key)
-  SELECT i, t, p, r, m, greatest(coalesce(a, now()), now()), k
+  INSERT INTO forge.jobs (id, type, payload, priority, max_retries, run_at, idempotency_key,
+                          concurrency_key)
+  SELECT i, t, p, r, m, greatest(coalesce(a, now()), now()), k, c
   FROM jsonb_to_recordset(%(jobs)s::text::jsonb)
-       AS t(i uuid, t text, p jsonb, r integer, m integer, a timestamptz, k text)
+       AS t(i uuid, t text, p jsonb, r integer, m integer, a timestamptz, k text, c text)
   {skip_taken_keys}
   RETURNING id, idempotency_key
 )
@@ -40,12 +41,15 @@ SELECT * FROM forge.jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
 -- is a second guard for any other process that coordinates on the same keys, tried on the rows
 -- the subquery chose (its LIMIT and FOR UPDATE keep it whole) and not in the UPDATE's own WHERE,
 -- where a plan that scans the table would take it on every row it scans.
+-- The broker composes in skip_held_types at {held} only while some type is paused or limited:
+-- those are claimed by claim_limited_jobs alone, and with none the statement is as it was.
 UPDATE forge.jobs
 SET status = 'PROCESSING',
     attempts = attempts + 1,
     worker_id = %(worker_id)s,
     lease_token = gen_random_uuid(),
     lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
+    leased_at = now(),
     updated_at = now()
 WHERE id = ANY(ARRAY(
         SELECT id FROM (
@@ -53,11 +57,158 @@ WHERE id = ANY(ARRAY(
           WHERE status = 'PENDING'
             AND run_at <= now()
             AND (cardinality(%(types)s::text[]) = 0 OR type = ANY(%(types)s::text[]))
+            {held}
           ORDER BY priority DESC, run_at, id
           LIMIT %(limit)s
           FOR UPDATE SKIP LOCKED) AS chosen
         WHERE pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))))
 RETURNING {columns};
+
+-- name: skip_held_types
+AND type <> ALL(%(held)s::text[])
+
+-- name: lock_queue
+-- The first statement of a limited claim: lock the type's row, so that claims of the type on
+-- every broker take turns, and read its settings and how many starts its rate log holds within
+-- the window. A statement of its own: under READ COMMITTED the next statement's snapshot is
+-- taken after the lock is held, so it counts the jobs the previous holder claimed (counted in
+-- this statement, they could be missed when it had to wait). `at` is the clock when the lock was
+-- granted: the rate log's time for this claim (now() is the transaction's start, before any
+-- wait for the lock).
+SELECT paused, concurrency_limit, key_concurrency_limit, rate_limit,
+       extract(epoch FROM rate_period)::float8 AS rate_period,
+       coalesce((SELECT sum(n) FROM unnest(rate_log_at, rate_log_n) AS l(at, n)
+                 WHERE l.at > clock_timestamp() - rate_period), 0)::int AS rate_used,
+       (SELECT min(l.at) FROM unnest(rate_log_at, rate_log_n) AS l(at, n)
+        WHERE l.at > clock_timestamp() - rate_period) + rate_period AS rate_frees_at,
+       clock_timestamp() AS at
+FROM forge.queues
+WHERE type = %(type)s
+FOR UPDATE;
+
+-- name: claim_limited_jobs
+-- Lease up to %(limit)s jobs of one paused-or-limited type, in the transaction holding its
+-- forge.queues row (lock_queue): at most concurrency_limit of the type PROCESSING in all, and
+-- the best jobs first. Running jobs are counted from the status counters (forge.job_counts plus
+-- the deltas not folded yet, both written in the transaction that changes a status), so the
+-- count needs no index on the jobs table, whose every claim would pay for one. Only claims
+-- raise it, and they take turns on the row, so the count and the claim cannot race; an ack
+-- committing meanwhile only leaves more room than counted. The candidates are composed in at
+-- {candidates}: by_type, or by_key under a key limit. SKIP LOCKED passes rows another
+-- statement holds (a cancel), and the status is checked again on each row locked.
+WITH running AS (
+  SELECT coalesce(sum(n), 0) AS n
+  FROM (SELECT n FROM forge.job_counts WHERE type = %(type)s AND status = 'PROCESSING'
+        UNION ALL
+        SELECT n FROM forge.job_count_deltas WHERE type = %(type)s AND status = 'PROCESSING') AS c
+), room AS (
+  SELECT CASE WHEN %(concurrency_limit)s = 0 THEN %(limit)s
+              ELSE least(%(limit)s, greatest(0, %(concurrency_limit)s - n)) END AS n
+  FROM running
+), candidates AS (
+  {candidates}
+)
+UPDATE forge.jobs
+SET status = 'PROCESSING',
+    attempts = attempts + 1,
+    worker_id = %(worker_id)s,
+    lease_token = gen_random_uuid(),
+    lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
+    leased_at = coalesce(%(at)s::timestamptz, now()),
+    updated_at = now()
+WHERE id = ANY(ARRAY(
+        SELECT id FROM (
+          SELECT id FROM forge.jobs
+          WHERE id = ANY(ARRAY(SELECT id FROM candidates
+                               ORDER BY priority DESC, run_at, id
+                               LIMIT (SELECT n FROM room)))
+            AND status = 'PENDING'
+          FOR UPDATE SKIP LOCKED) AS chosen
+        WHERE pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))))
+RETURNING {columns};
+
+-- name: by_type
+-- claim_limited_jobs's candidates without a key limit: the type's best runnable jobs.
+SELECT id, priority, run_at FROM forge.jobs
+WHERE type = %(type)s AND status = 'PENDING' AND run_at <= now()
+ORDER BY priority DESC, run_at, id
+LIMIT %(limit)s
+
+-- name: by_key
+-- claim_limited_jobs's candidates under a key limit: jobs without a key as by_type, and for
+-- each key with pending jobs (walked one key at a time through jobs_pending_key_idx, however
+-- many jobs each holds) its best runnable jobs, as many as the key has room for.
+WITH RECURSIVE keys AS (
+  (SELECT concurrency_key AS k FROM forge.jobs
+   WHERE type = %(type)s AND status = 'PENDING' AND concurrency_key IS NOT NULL
+   ORDER BY concurrency_key LIMIT 1)
+  UNION ALL
+  SELECT (SELECT concurrency_key FROM forge.jobs
+          WHERE type = %(type)s AND status = 'PENDING' AND concurrency_key > keys.k
+          ORDER BY concurrency_key LIMIT 1)
+  FROM keys WHERE keys.k IS NOT NULL
+), key_running AS (
+  SELECT concurrency_key AS k, count(*) AS n FROM forge.jobs
+  WHERE type = %(type)s AND status = 'PROCESSING' AND concurrency_key IS NOT NULL
+  GROUP BY concurrency_key
+)
+SELECT j.id, j.priority, j.run_at
+FROM keys
+CROSS JOIN LATERAL (
+  SELECT id, priority, run_at FROM forge.jobs
+  WHERE type = %(type)s AND status = 'PENDING' AND concurrency_key = keys.k
+    AND run_at <= now()
+  ORDER BY priority DESC, run_at, id
+  LIMIT greatest(0, least(%(limit)s, %(key_limit)s
+                          - coalesce((SELECT n FROM key_running r WHERE r.k = keys.k), 0)))) AS j
+WHERE keys.k IS NOT NULL
+UNION ALL
+(SELECT id, priority, run_at FROM forge.jobs
+ WHERE type = %(type)s AND status = 'PENDING' AND run_at <= now() AND concurrency_key IS NULL
+ ORDER BY priority DESC, run_at, id
+ LIMIT %(limit)s)
+
+-- name: log_rate_starts
+-- A limited claim's starts, added to the rate log of its type (in the claim's transaction);
+-- entries that left the window go.
+UPDATE forge.queues
+SET rate_log_at = array(SELECT l.at FROM unnest(rate_log_at, rate_log_n) AS l(at, n)
+                        WHERE l.at > %(at)s - rate_period ORDER BY l.at) || %(at)s::timestamptz,
+    rate_log_n = array(SELECT l.n FROM unnest(rate_log_at, rate_log_n) AS l(at, n)
+                       WHERE l.at > %(at)s - rate_period ORDER BY l.at) || %(started)s::int
+WHERE type = %(type)s;
+
+-- name: queue_settings
+-- Every configured type's settings (the broker's copy, and ListQueues).
+SELECT type, paused, concurrency_limit, key_concurrency_limit, rate_limit,
+       extract(epoch FROM rate_period)::float8 AS rate_period
+FROM forge.queues
+ORDER BY type;
+
+-- name: upsert_queue
+-- Create or change one type's settings; every column is given (the broker merged the change
+-- into the current settings, read under the row's lock by lock_queue_for_update).
+INSERT INTO forge.queues AS q (type, paused, concurrency_limit, key_concurrency_limit,
+                               rate_limit, rate_period)
+VALUES (%(type)s, %(paused)s, %(concurrency_limit)s, %(key_concurrency_limit)s,
+        %(rate_limit)s, %(rate_period)s * interval '1 second')
+ON CONFLICT (type) DO UPDATE
+SET paused = excluded.paused, concurrency_limit = excluded.concurrency_limit,
+    key_concurrency_limit = excluded.key_concurrency_limit,
+    rate_limit = excluded.rate_limit, rate_period = excluded.rate_period,
+    updated_at = now();
+
+-- name: notify_queues
+-- Sent at the commit of a settings change: every broker reloads its copy of the settings and
+-- looks for work (a resume, a raised limit).
+SELECT pg_notify('forge_queues', %(type)s);
+
+-- name: lock_queue_for_update
+-- UpdateQueue reads the settings it changes under the row's lock, so two changes of different
+-- fields at once both land.
+SELECT type, paused, concurrency_limit, key_concurrency_limit, rate_limit,
+       extract(epoch FROM rate_period)::float8 AS rate_period
+FROM forge.queues WHERE type = %(type)s FOR UPDATE;
 
 -- name: lean_columns
 -- claim_jobs's columns for the lean view: the payload as the text it is sent as, and the queue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,7 +28,15 @@ from forge_broker.errors import (
     ResourceExhausted,
 )
 from forge_broker.metrics import Metrics
-from forge_broker.models import JobRow, JobStatus, Lease, NackItem, NackOutcome, NewJob
+from forge_broker.models import (
+    JobRow,
+    JobStatus,
+    Lease,
+    NackItem,
+    NackOutcome,
+    NewJob,
+    TypeCounts,
+)
 from forge_broker.stats import StatsHub
 from forge_broker.store import Store
 
@@ -296,6 +305,41 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                 yield convert.stats(snap)
         except Exception as exc:
             await context.abort(*_status_for(exc, "WatchStats"))
+
+    @unary
+    async def GetQueue(self, request: pb.GetQueueRequest, context: Ctx) -> pb.Queue:
+        return await self._queue(validate.check_type("type", request.type))
+
+    @unary
+    async def ListQueues(self, request: pb.ListQueuesRequest,
+                         context: Ctx) -> pb.ListQueuesResponse:
+        snap = await self.store.snapshot()
+        return pb.ListQueuesResponse(queues=[convert.queue(t) for t in snap.types])
+
+    @unary
+    async def UpdateQueue(self, request: pb.UpdateQueueRequest, context: Ctx) -> pb.Queue:
+        type_, change = validate.queue_update(request)
+        await self.store.update_queue(type_, change)
+        return await self._queue(type_)
+
+    @unary
+    async def PauseQueue(self, request: pb.PauseQueueRequest, context: Ctx) -> pb.Queue:
+        return await self._set_paused(request.type, True)
+
+    @unary
+    async def ResumeQueue(self, request: pb.ResumeQueueRequest, context: Ctx) -> pb.Queue:
+        return await self._set_paused(request.type, False)
+
+    async def _set_paused(self, type_: str, paused: bool) -> pb.Queue:
+        validate.check_type("type", type_)
+        await self.store.update_queue(type_, lambda q: dataclasses.replace(q, paused=paused))
+        return await self._queue(type_)
+
+    async def _queue(self, type_: str) -> pb.Queue:
+        """The queue of ``type_`` as it is now: any type has one, configured or not."""
+        snap = await self.store.snapshot()
+        found = next((t for t in snap.types if t.type == type_), TypeCounts(type_))
+        return convert.queue(found)
 
     async def _page(self, status: JobStatus | None, type_: str | None, size: int,
                     token: str) -> tuple[list[pb.Job], str]:

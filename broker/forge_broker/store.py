@@ -6,10 +6,11 @@ holds a transaction open across a job's execution or a stream's life.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, LiteralString, TypeVar
@@ -32,6 +33,7 @@ from forge_broker.models import (
     NackItem,
     NackOutcome,
     NewJob,
+    QueueSettings,
     Snapshot,
     TypeCounts,
     WorkerRow,
@@ -60,6 +62,21 @@ R = TypeVar("R")
 _JOB_ROWS = rows_by_name(JobRow, status={s.value: s for s in JobStatus}.__getitem__)
 _LEASED_ROWS = rows_by_name(LeasedRow)
 _WORKER_ROWS = rows_by_name(WorkerRow)
+
+# lock_queue's answer for a type with no row: no longer configured, so nothing limits it.
+_UNCONFIGURED: tuple[Any, ...] = (False, 0, 0, 0, 0.0, 0, None, None)
+
+Claimed = list[JobRow] | list[LeasedRow]
+"""One claim's rows, in the view the stream asked for."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitedClaim:
+    """What ``Store.claim_limited`` leased, and when the type's rate window next frees room if
+    the rate limit is what held it back (None otherwise)."""
+
+    rows: Claimed
+    rate_frees_at: datetime | None
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -146,7 +163,8 @@ class Store:
                 created = JobRow(new_id, job.type, payload, job.priority,
                                  job.max_retries, 0, JobStatus.PENDING,
                                  now if job.run_at is None or job.run_at < now else job.run_at,
-                                 now, now, None, None, None, None, None, key)
+                                 now, now, None, None, None, None, None, key,
+                                 job.concurrency_key)
                 if key is not None:
                     first_of_key[key] = created
                 out.append((created, True))
@@ -162,31 +180,87 @@ class Store:
     # -- leases --------------------------------------------------------------------------------
 
     async def claim(self, worker_id: str, types: Sequence[str], limit: int,
-                    lease_seconds: int) -> list[JobRow]:
+                    lease_seconds: int, held: Sequence[str] = ()) -> list[JobRow]:
         """Lease up to ``limit`` runnable jobs of ``types`` (empty: any) to ``worker_id``, each
-        as stored once leased. Returned in priority order (higher first, then older run_at).
+        as stored once leased, never one of the ``held`` types (paused or limited: see
+        ``claim_limited``). Returned in priority order (higher first, then older run_at).
         """
-        rows = await self._claim(claim_statement(lean=False), _JOB_ROWS, worker_id, types, limit,
-                                 lease_seconds)
+        rows = await self._claim(claim_statement(lean=False, held=bool(held)), _JOB_ROWS,
+                                 worker_id, types, limit, lease_seconds, held)
         rows.sort(key=lambda r: (-r.priority, r.run_at, r.id))
         return rows
 
     async def claim_leases(self, worker_id: str, types: Sequence[str], limit: int,
-                           lease_seconds: int) -> list[LeasedRow]:
+                           lease_seconds: int, held: Sequence[str] = ()) -> list[LeasedRow]:
         """``claim``, each job as the lean view of a lease stream sends it."""
-        rows = await self._claim(claim_statement(lean=True), _LEASED_ROWS, worker_id, types, limit,
-                                 lease_seconds)
+        rows = await self._claim(claim_statement(lean=True, held=bool(held)), _LEASED_ROWS,
+                                 worker_id, types, limit, lease_seconds, held)
         rows.sort(key=lambda r: (-r.priority, -r.waited, r.id))
         return rows
 
     async def _claim(self, statement: LiteralString, rows: AsyncRowFactory[R], worker_id: str,
-                     types: Sequence[str], limit: int, lease_seconds: int) -> list[R]:
-        params = {"worker_id": worker_id, "types": list(types), "limit": limit,
-                  "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE}
+                     types: Sequence[str], limit: int, lease_seconds: int,
+                     held: Sequence[str]) -> list[R]:
+        params: dict[str, Any] = {"worker_id": worker_id, "types": list(types), "limit": limit,
+                                  "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE}
+        if held:
+            params["held"] = list(held)
         # Binary rows: numbers decode for less.
         async with self.pool.connection() as conn, conn.cursor(row_factory=rows) as cur:
             await cur.execute(statement, params, binary=True)
             return await cur.fetchall()
+
+    async def claim_limited(self, worker_id: str, type_: str, limit: int, lease_seconds: int,
+                            *, lean: bool) -> LimitedClaim:
+        """Lease up to ``limit`` jobs of one paused or limited type within its limits, as the
+        database's settings say now (see lock_queue and claim_limited_jobs). Rows as ``claim``
+        (``lean``: as ``claim_leases``) returns them."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(q("lock_queue"), {"type": type_})
+            row = await cur.fetchone()
+            paused, concurrency, key_limit, rate, period, used, frees_at, at = (
+                row or _UNCONFIGURED)
+            room = min(limit, rate - used) if rate else limit
+            if paused or room <= 0:
+                return LimitedClaim([], None if paused else frees_at)
+            params = {"type": type_, "worker_id": worker_id, "limit": room,
+                      "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE,
+                      "concurrency_limit": concurrency, "key_limit": key_limit, "at": at}
+            factory: AsyncRowFactory[Any] = _LEASED_ROWS if lean else _JOB_ROWS
+            async with conn.cursor(row_factory=factory) as rows:
+                await rows.execute(limited_claim_statement(lean, keyed=bool(key_limit)), params,
+                                   binary=True)
+                claimed: Claimed = await rows.fetchall()
+            if not (rate and claimed):
+                return LimitedClaim(claimed, None)
+            await conn.execute(q("log_rate_starts"),
+                               {"type": type_, "at": at, "started": len(claimed)})
+        if used + len(claimed) < rate:
+            return LimitedClaim(claimed, None)
+        # The window is full: it frees when its oldest entry (this one, if it is alone) leaves.
+        return LimitedClaim(claimed, frees_at or at + timedelta(seconds=period))
+
+    # -- queues --------------------------------------------------------------------------------
+
+    async def queue_settings(self) -> list[QueueSettings]:
+        """Every configured type's settings, by type."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("queue_settings"))
+            return [QueueSettings(*row) for row in await cur.fetchall()]
+
+    async def update_queue(self, type_: str,
+                           change: Callable[[QueueSettings], QueueSettings]) -> QueueSettings:
+        """Apply ``change`` to a type's settings (defaults if it has none) under its row's lock,
+        store the result and tell every broker (NOTIFY forge_queues); return it. ``change`` may
+        raise (InvalidArgument): then nothing is stored."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(q("lock_queue_for_update"), {"type": type_})
+            row = await cur.fetchone()
+            current = QueueSettings(*row) if row is not None else QueueSettings(type_)
+            new = change(current)
+            await conn.execute(q("upsert_queue"), dataclasses.asdict(new))
+            await conn.execute(q("notify_queues"), {"type": type_})
+        return new
 
     async def release(self, leases: Sequence[Lease]) -> None:
         """Return leased-but-undelivered jobs to PENDING without counting the attempt."""
@@ -404,17 +478,21 @@ class Store:
             async with conn.cursor(row_factory=_WORKER_ROWS) as wcur:
                 await wcur.execute(q("list_workers"))
                 workers = await wcur.fetchall()
+            cur = await conn.execute(q("queue_settings"))
+            queues = {row[0]: QueueSettings(*row) for row in await cur.fetchall()}
 
         types: list[TypeCounts] = []
-        for type_ in sorted(counts):
-            c = counts[type_]
+        # A configured type is listed even with no jobs (a type paused before its first job).
+        for type_ in sorted(counts.keys() | queues.keys()):
+            c = counts.get(type_, {})
             n_sched, oldest = scheduled.get(type_, (0, None))
             # Each status's TypeCounts field is its name in lower case.
             fields: dict[str, Any] = {status.lower(): n for status, n in c.items()}
             fields["pending"] = max(0, c.get(JobStatus.PENDING, 0) - n_sched)
             fields["scheduled"] = n_sched
             age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
-            types.append(TypeCounts(type=type_, oldest_pending_age_seconds=age, **fields))
+            types.append(TypeCounts(type=type_, oldest_pending_age_seconds=age,
+                                    queue=queues.get(type_), **fields))
 
         this_minute = now.replace(second=0, microsecond=0)
         series = []
@@ -438,10 +516,22 @@ class Store:
 
 
 @cache
-def claim_statement(lean: bool) -> LiteralString:
-    """claim_jobs with the columns of a lean or a full view composed in (see the statement)."""
+def claim_statement(lean: bool, held: bool = False) -> LiteralString:
+    """claim_jobs with the columns of a lean or a full view composed in, and skip_held_types
+    when some types are ``held`` (see the statement)."""
     columns = sql.SQL(q("lean_columns") if lean else q("full_columns"))
-    return sql.SQL(q("claim_jobs")).format(columns=columns).as_string()
+    skip = sql.SQL(q("skip_held_types") if held else "")
+    return sql.SQL(q("claim_jobs")).format(columns=columns, held=skip).as_string()
+
+
+@cache
+def limited_claim_statement(lean: bool, keyed: bool) -> LiteralString:
+    """claim_limited_jobs with a view's columns and the candidates of a type with a key limit
+    (``keyed``) or without one composed in."""
+    columns = sql.SQL(q("lean_columns") if lean else q("full_columns"))
+    candidates = sql.SQL(q("by_key") if keyed else q("by_type"))
+    return sql.SQL(q("claim_limited_jobs")).format(columns=columns,
+                                                   candidates=candidates).as_string()
 
 
 @cache
@@ -467,6 +557,7 @@ def _percentile(histogram: list[tuple[float, int]], total: int, p: float) -> flo
 
 
 _QUOTE = '"'
+_CKEY = ',"c":'
 
 
 def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
@@ -479,7 +570,9 @@ def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
         f'{{"i":"{i.hex}","t":"{j.type}","p":{j.payload_json},"r":{j.priority},'
         f'"m":{j.max_retries},'
         f'"a":{"null" if j.run_at is None else _QUOTE + j.run_at.isoformat() + _QUOTE},'
-        f'"k":{"null" if j.idempotency_key is None else dumps(j.idempotency_key)}}}'
+        f'"k":{"null" if j.idempotency_key is None else dumps(j.idempotency_key)}'
+        # A field left out reads as NULL: most jobs have no concurrency key.
+        f'{"" if j.concurrency_key is None else _CKEY + dumps(j.concurrency_key)}}}'
         for i, j in zip(ids, jobs, strict=True)) + "]"
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 from google.protobuf.struct_pb2 import Struct
@@ -15,7 +16,7 @@ from google.protobuf.struct_pb2 import Struct
 from forge.v1 import broker_pb2 as pb
 from forge_broker.errors import InvalidArgument, echo
 from forge_broker.ids import all_canonical, canonical, parse_id
-from forge_broker.models import AckItem, JobStatus, Lease, NackItem, NewJob
+from forge_broker.models import AckItem, JobStatus, Lease, NackItem, NewJob, QueueSettings
 from forge_common import structs
 from forge_common.names import TYPE_NAME, TYPE_NAME_RULE
 
@@ -100,10 +101,18 @@ def new_job(req: pb.EnqueueRequest) -> NewJob:
     payload, payload_json = (struct_payload("payload", req.payload)
                              if req.HasField("payload") else ({}, "{}"))
     run_at = timestamp("run_at", req.run_at) if req.HasField("run_at") else None
-    key = check_text("idempotency_key", req.idempotency_key) or None
-    if key is not None and len(key) > MAX_KEY_CHARS:
-        raise InvalidArgument("idempotency_key", f"must be at most {MAX_KEY_CHARS} characters")
-    return NewJob(req.type, payload_json, priority, max_retries, run_at, key, payload)
+    key = _key("idempotency_key", req.idempotency_key)
+    concurrency_key = _key("concurrency_key", req.concurrency_key)
+    return NewJob(req.type, payload_json, priority, max_retries, run_at, key, payload,
+                  concurrency_key)
+
+
+def _key(field: str, value: str) -> str | None:
+    """An optional key of at most MAX_KEY_CHARS characters; "" is none."""
+    check_text(field, value)
+    if len(value) > MAX_KEY_CHARS:
+        raise InvalidArgument(field, f"must be at most {MAX_KEY_CHARS} characters")
+    return value or None
 
 
 def new_jobs(req: pb.EnqueueBatchRequest) -> list[NewJob]:
@@ -259,3 +268,77 @@ def page_token(value: str) -> uuid.UUID | None:
     if parsed is None:
         raise InvalidArgument("page_token", "not a token returned by a previous page")
     return parsed
+
+
+# -- queues --------------------------------------------------------------------------------------
+
+MAX_QUEUE_LIMIT = 1_000_000
+MAX_RATE_LIMIT = 10_000
+"""Most starts per rate period: the rate log (one entry per claim in the window) stays small."""
+MAX_RATE_PERIOD = 86_400.0
+QueueField = Literal["paused", "concurrency_limit", "key_concurrency_limit", "rate_limit"]
+QUEUE_FIELDS: tuple[QueueField, ...] = ("paused", "concurrency_limit", "key_concurrency_limit",
+                                        "rate_limit")
+"""What UpdateQueue may change (update_mask paths, also accepted in lowerCamelCase)."""
+_BY_JSON_NAME = {f: pb.Queue.DESCRIPTOR.fields_by_name[f].json_name for f in QUEUE_FIELDS}
+
+Change = Callable[[QueueSettings], QueueSettings]
+"""An UpdateQueue's change, applied to the current settings under the queue row's lock."""
+
+
+def queue_update(req: pb.UpdateQueueRequest) -> tuple[str, Change]:
+    """The type an UpdateQueueRequest names and its change. Every field is checked first, so a
+    refusal changes nothing."""
+    queue = req.queue
+    type_ = check_type("queue.type", queue.type)
+    if req.HasField("update_mask") and req.update_mask.paths:
+        paths = [_queue_path(p) for p in req.update_mask.paths]
+    else:
+        paths = [f for f in QUEUE_FIELDS if queue.HasField(f)]
+    if not paths:
+        raise InvalidArgument("update_mask", "names no field to change: give update_mask, or "
+                                             f"set some of {', '.join(QUEUE_FIELDS)} in queue")
+    fields: dict[str, Any] = {}
+    for path in paths:
+        if path == "rate_limit":
+            fields["rate_limit"], fields["rate_period"] = rate_limit(queue.rate_limit)
+        elif path == "paused":
+            fields["paused"] = queue.paused
+        else:
+            fields[path] = _queue_limit(f"queue.{path}", getattr(queue, path))
+    return type_, lambda current: dataclasses.replace(current, **fields)
+
+
+def _queue_path(path: str) -> QueueField:
+    for name in QUEUE_FIELDS:
+        if path in (name, _BY_JSON_NAME[name]):
+            return name
+    raise InvalidArgument("update_mask", f"{echo(path)} is not a field UpdateQueue changes; "
+                                         f"one of {', '.join(QUEUE_FIELDS)}")
+
+
+def _queue_limit(field: str, value: int) -> int:
+    if not 0 <= value <= MAX_QUEUE_LIMIT:
+        raise InvalidArgument(field, f"must be in [0, {MAX_QUEUE_LIMIT}] (0: unlimited), "
+                                     f"got {value}")
+    return value
+
+
+def rate_limit(rate: pb.RateLimit) -> tuple[int, float]:
+    """A RateLimit as (limit, period in seconds); (0, 0.0) removes the limit."""
+    if not 0 <= rate.limit <= MAX_RATE_LIMIT:
+        raise InvalidArgument("queue.rate_limit.limit", f"must be in [0, {MAX_RATE_LIMIT}] "
+                                                        f"(0: no rate limit), got {rate.limit}")
+    if not rate.HasField("period"):
+        if rate.limit:
+            raise InvalidArgument("queue.rate_limit.period", "is required with a limit")
+        return 0, 0.0
+    period = rate.period.seconds + rate.period.nanos / 1e9
+    if not 0 < period <= MAX_RATE_PERIOD:
+        raise InvalidArgument("queue.rate_limit.period",
+                              f"must be more than 0 and at most {MAX_RATE_PERIOD:.0f} s, "
+                              f"got {period} s")
+    if not rate.limit:
+        raise InvalidArgument("queue.rate_limit.limit", "must be at least 1 with a period "
+                                                        "(a limit of 0 and no period: no limit)")
+    return rate.limit, period

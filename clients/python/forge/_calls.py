@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
+from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -45,9 +46,11 @@ def default_target() -> str:
 def enqueue_request(type: str, payload: Mapping[str, Any] | None = None, *,
                     priority: int | None = None, max_retries: int | None = None,
                     run_at: datetime | None = None,
-                    idempotency_key: str | None = None) -> pb.EnqueueRequest:
+                    idempotency_key: str | None = None,
+                    concurrency_key: str | None = None) -> pb.EnqueueRequest:
     """Build an EnqueueRequest; unset options take the broker's defaults."""
-    req = pb.EnqueueRequest(type=type, idempotency_key=idempotency_key or "")
+    req = pb.EnqueueRequest(type=type, idempotency_key=idempotency_key or "",
+                            concurrency_key=concurrency_key or "")
     if payload is not None:
         s = Struct()
         s.update(dict(payload))
@@ -99,3 +102,28 @@ def wait_ready(target: str, timeout: float = 30.0, *,
                 pass
             time.sleep(0.05)
     return False
+
+
+def queue_update(type: str, *, paused: bool | None = None, concurrency_limit: int | None = None,
+                 key_concurrency_limit: int | None = None,
+                 rate: tuple[int, float] | None = None) -> pb.UpdateQueueRequest:
+    """An UpdateQueueRequest changing the settings given (not None) and no other; ``rate`` is
+    (limit, period in seconds), and (0, 0) removes the rate limit."""
+    queue = pb.Queue(type=type)
+    paths = []
+    if paused is not None:
+        queue.paused = paused
+        paths.append("paused")
+    if concurrency_limit is not None:
+        queue.concurrency_limit = concurrency_limit
+        paths.append("concurrency_limit")
+    if key_concurrency_limit is not None:
+        queue.key_concurrency_limit = key_concurrency_limit
+        paths.append("key_concurrency_limit")
+    if rate is not None:
+        limit, period = rate
+        queue.rate_limit.limit = limit
+        if period:
+            queue.rate_limit.period.FromNanoseconds(round(period * 1e9))
+        paths.append("rate_limit")
+    return pb.UpdateQueueRequest(queue=queue, update_mask=FieldMask(paths=paths))

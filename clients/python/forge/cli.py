@@ -6,6 +6,8 @@
     forge cancel JOB_ID
     forge stats
     forge dlq list | forge dlq retry JOB_ID
+    forge queue list | get TYPE | pause TYPE | resume TYPE
+    forge queue set TYPE [--concurrency N] [--key-concurrency N] [--rate N/PERIOD]
     forge --version
     forge migrate            (with forge-broker installed: DATABASE_URL, or the embedded
                               PostgreSQL in ./.forge)
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, entry_points, version
@@ -96,6 +99,24 @@ def _run_at(text: str) -> datetime:
     return when
 
 
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PERIOD = re.compile(r"^(\d+(?:\.\d+)?)?(ms|s|m|h)$")
+
+
+def _rate(text: str) -> tuple[int, float]:
+    """``N/PERIOD`` (``20/s``, ``100/1m``, ``5/500ms``) as (limit, seconds); ``0`` or ``none``
+    removes the rate limit."""
+    if text.strip().lower() in ("0", "none"):
+        return 0, 0.0
+    count, _, period = text.partition("/")
+    match = _PERIOD.match(period.strip())
+    if not count.strip().isdigit() or match is None:
+        raise argparse.ArgumentTypeError(
+            f"not a rate: {text!r}; N/PERIOD such as 20/s, 100/1m or 5/500ms (0: none)")
+    seconds = float(match.group(1) or 1) * _UNITS[match.group(2)]
+    return int(count), seconds
+
+
 def _version() -> str:
     try:
         return version("forge-client")
@@ -128,6 +149,8 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     e.add_argument("--run-at", type=_run_at,
                    help="ISO 8601 time with offset, e.g. 2030-01-01T09:00:00+00:00")
     e.add_argument("--idempotency-key")
+    e.add_argument("--concurrency-key", help="jobs of one key run at most the queue's "
+                                             "key concurrency at once")
 
     g = sub.add_parser("get", help="show a job")
     g.add_argument("id")
@@ -152,6 +175,20 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     dl.add_argument("--page-token", default="")
     dr = dsub.add_parser("retry", help="send a dead job back to the queue")
     dr.add_argument("id")
+
+    qp = sub.add_parser("queue", help="queues: per-type pause and limits")
+    qsub = qp.add_subparsers(dest="queue_command", required=True)
+    qsub.add_parser("list", help="every type with jobs or settings")
+    for name, text in (("get", "show a type's queue"), ("pause", "stop leasing a type"),
+                       ("resume", "lease a paused type again")):
+        qsub.add_parser(name, help=text).add_argument("type")
+    qs = qsub.add_parser("set", help="change a type's limits (0: unlimited); others stay")
+    qs.add_argument("type")
+    qs.add_argument("--concurrency", type=int, help="jobs of the type running at once, fleet-wide")
+    qs.add_argument("--key-concurrency", type=int,
+                    help="jobs of one concurrency key running at once")
+    qs.add_argument("--rate", type=_rate, help="starts per period: N/PERIOD, e.g. 20/s, "
+                                                "100/1m, 5/500ms; 0 for none")
 
     for name, command in sorted(commands.items()):
         command.configure(sub.add_parser(name, help=command.help))
@@ -186,7 +223,8 @@ def _main(argv: list[str] | None) -> int:
             if args.command == "enqueue":
                 _print(client.enqueue(args.type, _payload(args.payload), priority=args.priority,
                                       max_retries=args.max_retries, run_at=args.run_at,
-                                      idempotency_key=args.idempotency_key))
+                                      idempotency_key=args.idempotency_key,
+                                      concurrency_key=args.concurrency_key))
             elif args.command == "get":
                 _print(client.get(args.id))
             elif args.command == "list":
@@ -196,6 +234,8 @@ def _main(argv: list[str] | None) -> int:
                 _print(client.cancel(args.id, args.reason))
             elif args.command == "stats":
                 _print(client.stats())
+            elif args.command == "queue":
+                _print(_queue_command(client, args))
             elif args.dlq_command == "list":
                 _print(client.dead(type=args.type, page_size=args.page_size,
                                    page_token=args.page_token))
@@ -205,6 +245,19 @@ def _main(argv: list[str] | None) -> int:
         print(f"forge: {_explain(exc, client.target, security)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _queue_command(client: Client, args: argparse.Namespace) -> Message:
+    if args.queue_command == "list":
+        return client.list_queues()
+    if args.queue_command == "get":
+        return client.get_queue(args.type)
+    if args.queue_command == "pause":
+        return client.pause_queue(args.type)
+    if args.queue_command == "resume":
+        return client.resume_queue(args.type)
+    return client.update_queue(args.type, concurrency_limit=args.concurrency,
+                               key_concurrency_limit=args.key_concurrency, rate=args.rate)
 
 
 def _explain(exc: ForgeClientError, target: str, security: ChannelSecurity) -> str:

@@ -32,6 +32,7 @@ from forge._calls import (
     default_target,
     enqueue_request,
     error_from,
+    queue_update,
     security_for,
     status_value,
     wait_ready,
@@ -73,11 +74,12 @@ class AsyncClient:
     async def enqueue(
         self, type: str, payload: Mapping[str, Any] | None = None, *, priority: int | None = None,
         max_retries: int | None = None, run_at: datetime | None = None,
-        idempotency_key: str | None = None,
+        idempotency_key: str | None = None, concurrency_key: str | None = None,
     ) -> pb.Job:
         """Enqueue one job; returns it (the existing one for a known idempotency key)."""
         req = enqueue_request(type, payload, priority=priority, max_retries=max_retries,
-                              run_at=run_at, idempotency_key=idempotency_key)
+                              run_at=run_at, idempotency_key=idempotency_key,
+                              concurrency_key=concurrency_key)
         resp = await self._call(self.stub.Enqueue, req)
         return resp.job
 
@@ -117,6 +119,33 @@ class AsyncClient:
     async def retry_dead(self, job_id: str) -> pb.Job:
         """Send a DEAD job back to the queue; returns it, PENDING."""
         return await self._call(self.stub.RetryDeadJob, pb.RetryDeadJobRequest(id=job_id))
+
+    async def list_queues(self) -> pb.ListQueuesResponse:
+        """Every type that has jobs or queue settings, by type."""
+        return await self._call(self.stub.ListQueues, pb.ListQueuesRequest())
+
+    async def get_queue(self, type: str) -> pb.Queue:
+        """One type's queue: its settings (unlimited when never set) and counts."""
+        return await self._call(self.stub.GetQueue, pb.GetQueueRequest(type=type))
+
+    async def update_queue(
+        self, type: str, *, concurrency_limit: int | None = None,
+        key_concurrency_limit: int | None = None, rate: tuple[int, float] | None = None,
+        paused: bool | None = None,
+    ) -> pb.Queue:
+        """Change the settings given and no other (0: unlimited); ``rate`` is (limit, period
+        in seconds), (0, 0) for none. Returns the queue."""
+        req = queue_update(type, paused=paused, concurrency_limit=concurrency_limit,
+                           key_concurrency_limit=key_concurrency_limit, rate=rate)
+        return await self._call(self.stub.UpdateQueue, req)
+
+    async def pause_queue(self, type: str) -> pb.Queue:
+        """Stop leasing jobs of ``type`` on every broker (running ones finish)."""
+        return await self._call(self.stub.PauseQueue, pb.PauseQueueRequest(type=type))
+
+    async def resume_queue(self, type: str) -> pb.Queue:
+        """Lease jobs of a paused ``type`` again."""
+        return await self._call(self.stub.ResumeQueue, pb.ResumeQueueRequest(type=type))
 
 
 from forge._sync import Client  # noqa: E402  (generated from AsyncClient, which it needs first)
