@@ -3,18 +3,23 @@ real workerd processes, sampled from the database while they run."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import cast
 
 import grpc
 import psycopg
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.struct_pb2 import Struct
 
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
-from tests.support import BrokerProcess
+from tests.support import BrokerProcess, WorkerdProcess, start_broker, wait_until, workers
+from tests.workerd_support import create_effects_table
 
 Stub = broker_pb2_grpc.BrokerStub
 
@@ -37,6 +42,12 @@ def leased_within(stub: Stub, seconds: float, types: tuple[str, ...] = (),
     except grpc.RpcError as exc:
         assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED, exc
     return got
+
+
+def payload(**kw: object) -> Struct:
+    s = Struct()
+    s.update(kw)
+    return s
 
 
 def rate(limit: int, seconds: float) -> pb.RateLimit:
@@ -133,8 +144,10 @@ def test_update_changes_only_the_fields_set_or_named_in_the_mask(stub: Stub) -> 
 
 
 BAD_UPDATES = [
-    ("queue.type", pb.UpdateQueueRequest(queue=pb.Queue(concurrency_limit=1))),
-    ("queue.type", pb.UpdateQueueRequest(queue=pb.Queue(type="bad type", paused=True))),
+    ("type", pb.UpdateQueueRequest(queue=pb.Queue(concurrency_limit=1))),
+    ("type", pb.UpdateQueueRequest(queue=pb.Queue(type="bad type", paused=True))),
+    ("type", pb.UpdateQueueRequest(type="bad type", queue=pb.Queue(paused=True))),
+    ("queue.type", pb.UpdateQueueRequest(type="q", queue=pb.Queue(type="other", paused=True))),
     ("queue.concurrency_limit", pb.UpdateQueueRequest(queue=pb.Queue(type="q", concurrency_limit=-1))),
     ("queue.key_concurrency_limit",
      pb.UpdateQueueRequest(queue=pb.Queue(type="q", key_concurrency_limit=-5))),
@@ -200,8 +213,6 @@ def test_a_concurrency_key_over_255_characters_is_refused_at_enqueue(stub: Stub)
 @pytest.fixture
 def two_stubs(broker: BrokerProcess, dsn: str) -> Iterator[tuple[Stub, Stub]]:
     """Stubs of two brokers on one database."""
-    from tests.support import start_broker
-
     other = start_broker(dsn)
     try:
         with grpc.insecure_channel(broker.target) as a, grpc.insecure_channel(other.target) as b:
@@ -258,3 +269,162 @@ def test_rest_routes_pause_resume_patch_get_and_list(broker: BrokerProcess) -> N
             assert http.get("/v1/queues/mail").json()["concurrencyLimit"] == 4
     finally:
         gateway.stop()
+
+
+# -- limits with real workers ----------------------------------------------------------------
+
+def processing(dsn: str, type_: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM forge.jobs WHERE type = %s "
+                           "AND status = 'PROCESSING'", (type_,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def sample_while(dsn: str, type_: str, done: Callable[[], bool], timeout: float) -> list[int]:
+    """PROCESSING counts of ``type_``, sampled as fast as a query allows until ``done``."""
+    samples: list[int] = []
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while not done():
+            assert time.monotonic() < deadline, f"not done in {timeout} s; samples {samples[-20:]}"
+            row = conn.execute("SELECT count(*) FROM forge.jobs WHERE type = %s "
+                               "AND status = 'PROCESSING'", (type_,)).fetchone()
+            assert row is not None
+            samples.append(int(row[0]))
+    return samples
+
+
+def attempts(dsn: str, type_: str) -> list[tuple[datetime, datetime, str | None]]:
+    """Each finished job's (leased_at, completed at, concurrency key)."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT leased_at, updated_at, concurrency_key FROM forge.jobs "
+                            "WHERE type = %s AND status = 'COMPLETED'", (type_,)).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def deepest_overlap(intervals: Iterable[tuple[datetime, datetime]]) -> int:
+    """How many intervals overlap at most at one moment (an end meeting a start is no overlap)."""
+    spans = list(intervals)
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    depth = deepest = 0
+    for _, step in events:  # at equal times -1 sorts first
+        depth += step
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def completed(dsn: str, type_: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM forge.jobs WHERE type = %s "
+                           "AND status = 'COMPLETED'", (type_,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def work(dsn: str, targets: list[str], per_broker: int = 2,
+         concurrency: int = 8) -> contextlib.AbstractContextManager[tuple[WorkerdProcess, ...]]:
+    create_effects_table(dsn)
+    return workers(*(WorkerdProcess(target, f"w{i}-{j}", effects_dsn=dsn, concurrency=concurrency)
+                     for i, target in enumerate(targets) for j in range(per_broker)))
+
+
+@pytest.mark.slow
+def test_a_concurrency_limit_holds_across_two_brokers_and_four_workers(
+        broker: BrokerProcess, dsn: str) -> None:
+    other = start_broker(dsn)
+    try:
+        with grpc.insecure_channel(broker.target) as channel:
+            stub = Stub(channel)
+            stub.UpdateQueue(pb.UpdateQueueRequest(queue=pb.Queue(type="effect",
+                                                                  concurrency_limit=3)), timeout=10)
+            enqueue(stub, "effect", 60, payload=payload(sleep=0.05))
+            enqueue(stub, "echo", 200)  # an unlimited type beside it runs freely
+            with work(dsn, [broker.target, other.target]):
+                samples = sample_while(dsn, "effect", lambda: completed(dsn, "effect") == 60, 60)
+                assert wait_until(lambda: completed(dsn, "echo") == 200, 30)
+    finally:
+        other.stop()
+    assert len(samples) > 50 and max(samples) <= 3, samples
+    assert max(samples) == 3  # the limit, not less, is what ran
+    runs = attempts(dsn, "effect")
+    assert len(runs) == 60
+    assert deepest_overlap((start, end) for start, end, _ in runs) <= 3
+
+
+@pytest.mark.slow
+def test_a_key_limit_of_one_runs_each_key_serially_and_keys_in_parallel(
+        broker: BrokerProcess, dsn: str) -> None:
+    with grpc.insecure_channel(broker.target) as channel:
+        stub = Stub(channel)
+        stub.UpdateQueue(pb.UpdateQueueRequest(queue=pb.Queue(type="effect",
+                                                              key_concurrency_limit=1)), timeout=10)
+        for key in range(10):
+            enqueue(stub, "effect", 4, payload=payload(sleep=0.2), concurrency_key=f"k{key}")
+        enqueue(stub, "effect", 4, payload=payload(sleep=0.2))  # no key: not held by the key limit
+        with work(dsn, [broker.target]):
+            assert wait_until(lambda: completed(dsn, "effect") == 44, 60)
+    runs = attempts(dsn, "effect")
+    for key in range(10):
+        mine = [(s, e) for s, e, k in runs if k == f"k{key}"]
+        assert len(mine) == 4 and deepest_overlap(mine) == 1, (key, mine)
+    # Keys ran side by side: most of the ten at once, not one after another.
+    assert deepest_overlap((s, e) for s, e, _ in runs) >= 6
+
+
+@pytest.mark.slow
+def test_a_rate_of_20_per_second_starts_180_to_220_jobs_in_10_seconds(
+        broker: BrokerProcess, dsn: str) -> None:
+    with grpc.insecure_channel(broker.target) as channel:
+        stub = Stub(channel)
+        stub.UpdateQueue(pb.UpdateQueueRequest(queue=pb.Queue(type="echo", rate_limit=rate(20, 1))),
+                         timeout=10)
+        enqueue(stub, "echo", 400)
+        with work(dsn, [broker.target]):
+            time.sleep(11.5)
+    with psycopg.connect(dsn) as conn:
+        starts = sorted(r[0] for r in conn.execute(
+            "SELECT leased_at FROM forge.jobs WHERE type = 'echo' AND leased_at IS NOT NULL"))
+    first = starts[0]
+    in_ten = [s for s in starts if s < first + timedelta(seconds=10)]
+    assert 180 <= len(in_ten) <= 220, len(in_ten)
+    # The sliding window: no second anywhere holds more than 20 starts (a few ms of slack
+    # between the rate log's clock and leased_at's).
+    for i, start in enumerate(starts):
+        window = [s for s in starts[i:] if s < start + timedelta(seconds=0.99)]
+        assert len(window) <= 20, (start, [str(s) for s in starts[max(0, i - 25):i + 30]])
+
+
+@pytest.mark.slow
+def test_pause_during_a_drain_stops_leases_within_a_second_and_resume_restarts_them(
+        broker: BrokerProcess, dsn: str) -> None:
+    def db_now() -> datetime:
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute("SELECT clock_timestamp()").fetchone()
+            assert row is not None
+            return cast(datetime, row[0])
+
+    with grpc.insecure_channel(broker.target) as channel:
+        stub = Stub(channel)
+        enqueue(stub, "effect", 600, payload=payload(sleep=0.02))
+        with work(dsn, [broker.target]):
+            assert wait_until(lambda: completed(dsn, "effect") >= 50, 30)
+            stub.PauseQueue(pb.PauseQueueRequest(type="effect"), timeout=10)
+            paused_at = db_now()
+            assert wait_until(lambda: processing(dsn, "effect") == 0, 10)  # in flight finish
+            time.sleep(1.5)
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute("SELECT max(leased_at), count(*) FILTER (WHERE status = "
+                                   "'PENDING') FROM forge.jobs").fetchone()
+                assert row is not None
+            last_lease, pending = row
+            assert last_lease < paused_at + timedelta(seconds=1)
+            assert pending > 100  # the drain was stopped, not finished
+            resumed_at = db_now()
+            stub.ResumeQueue(pb.ResumeQueueRequest(type="effect"), timeout=10)
+            assert wait_until(lambda: completed(dsn, "effect") == 600, 60)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT min(leased_at) FROM forge.jobs WHERE leased_at > %s",
+                           (resumed_at,)).fetchone()
+        assert row is not None
+    assert row[0] - resumed_at < timedelta(seconds=1)

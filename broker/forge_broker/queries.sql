@@ -41,8 +41,9 @@ SELECT * FROM forge.jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
 -- is a second guard for any other process that coordinates on the same keys, tried on the rows
 -- the subquery chose (its LIMIT and FOR UPDATE keep it whole) and not in the UPDATE's own WHERE,
 -- where a plan that scans the table would take it on every row it scans.
--- The broker composes in skip_held_types at {held} only while some type is paused or limited:
--- those are claimed by claim_limited_jobs alone, and with none the statement is as it was.
+-- The broker composes in skip_held_types at its placeholder only while some type is paused or
+-- limited: those are claimed by claim_limited_jobs alone, and with none the statement is as it
+-- was.
 UPDATE forge.jobs
 SET status = 'PROCESSING',
     attempts = attempts + 1,
@@ -72,16 +73,13 @@ AND type <> ALL(%(held)s::text[])
 -- every broker take turns, and read its settings and how many starts its rate log holds within
 -- the window. A statement of its own: under READ COMMITTED the next statement's snapshot is
 -- taken after the lock is held, so it counts the jobs the previous holder claimed (counted in
--- this statement, they could be missed when it had to wait). `at` is the clock when the lock was
--- granted: the rate log's time for this claim (now() is the transaction's start, before any
--- wait for the lock).
+-- this statement, they could be missed when it had to wait).
 SELECT paused, concurrency_limit, key_concurrency_limit, rate_limit,
        extract(epoch FROM rate_period)::float8 AS rate_period,
        coalesce((SELECT sum(n) FROM unnest(rate_log_at, rate_log_n) AS l(at, n)
                  WHERE l.at > clock_timestamp() - rate_period), 0)::int AS rate_used,
        (SELECT min(l.at) FROM unnest(rate_log_at, rate_log_n) AS l(at, n)
-        WHERE l.at > clock_timestamp() - rate_period) + rate_period AS rate_frees_at,
-       clock_timestamp() AS at
+        WHERE l.at > clock_timestamp() - rate_period) + rate_period AS rate_frees_at
 FROM forge.queues
 WHERE type = %(type)s
 FOR UPDATE;
@@ -94,9 +92,15 @@ FOR UPDATE;
 -- count needs no index on the jobs table, whose every claim would pay for one. Only claims
 -- raise it, and they take turns on the row, so the count and the claim cannot race; an ack
 -- committing meanwhile only leaves more room than counted. The candidates are composed in at
--- {candidates}: by_type, or by_key under a key limit. SKIP LOCKED passes rows another
+-- their placeholder: by_type, or by_key under a key limit. SKIP LOCKED passes rows another
 -- statement holds (a cancel), and the status is checked again on each row locked.
-WITH running AS (
+-- A job's start is its leased_at: the clock once this statement's snapshot is taken, after the
+-- end of every attempt it counted as over (so the recorded attempts of a type never overlap
+-- deeper than its limit). Under a rate limit the same time and the number started go into the
+-- type's rate log (entries that left the window go), in this statement.
+WITH clock AS MATERIALIZED (
+  SELECT clock_timestamp() AS at
+), running AS (
   SELECT coalesce(sum(n), 0) AS n
   FROM (SELECT n FROM forge.job_counts WHERE type = %(type)s AND status = 'PROCESSING'
         UNION ALL
@@ -107,25 +111,35 @@ WITH running AS (
   FROM running
 ), candidates AS (
   {candidates}
+), claimed AS (
+  UPDATE forge.jobs
+  SET status = 'PROCESSING',
+      attempts = attempts + 1,
+      worker_id = %(worker_id)s,
+      lease_token = gen_random_uuid(),
+      lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
+      leased_at = (SELECT at FROM clock),
+      updated_at = now()
+  WHERE id = ANY(ARRAY(
+          SELECT id FROM (
+            SELECT id FROM forge.jobs
+            WHERE id = ANY(ARRAY(SELECT id FROM candidates
+                                 ORDER BY priority DESC, run_at, id
+                                 LIMIT (SELECT n FROM room)))
+              AND status = 'PENDING'
+            FOR UPDATE SKIP LOCKED) AS chosen
+          WHERE pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))))
+  RETURNING {columns}
+), logged AS (
+  UPDATE forge.queues
+  SET rate_log_at = array(SELECT l.at FROM unnest(rate_log_at, rate_log_n) AS l(at, n)
+                          WHERE l.at > clock.at - rate_period ORDER BY l.at) || clock.at,
+      rate_log_n = array(SELECT l.n FROM unnest(rate_log_at, rate_log_n) AS l(at, n)
+                         WHERE l.at > clock.at - rate_period ORDER BY l.at) || started.n
+  FROM clock, (SELECT count(*)::int AS n FROM claimed) AS started
+  WHERE type = %(type)s AND rate_limit > 0 AND started.n > 0
 )
-UPDATE forge.jobs
-SET status = 'PROCESSING',
-    attempts = attempts + 1,
-    worker_id = %(worker_id)s,
-    lease_token = gen_random_uuid(),
-    lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
-    leased_at = coalesce(%(at)s::timestamptz, now()),
-    updated_at = now()
-WHERE id = ANY(ARRAY(
-        SELECT id FROM (
-          SELECT id FROM forge.jobs
-          WHERE id = ANY(ARRAY(SELECT id FROM candidates
-                               ORDER BY priority DESC, run_at, id
-                               LIMIT (SELECT n FROM room)))
-            AND status = 'PENDING'
-          FOR UPDATE SKIP LOCKED) AS chosen
-        WHERE pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))))
-RETURNING {columns};
+SELECT * FROM claimed;
 
 -- name: by_type
 -- claim_limited_jobs's candidates without a key limit: the type's best runnable jobs.
@@ -167,16 +181,6 @@ UNION ALL
  WHERE type = %(type)s AND status = 'PENDING' AND run_at <= now() AND concurrency_key IS NULL
  ORDER BY priority DESC, run_at, id
  LIMIT %(limit)s)
-
--- name: log_rate_starts
--- A limited claim's starts, added to the rate log of its type (in the claim's transaction);
--- entries that left the window go.
-UPDATE forge.queues
-SET rate_log_at = array(SELECT l.at FROM unnest(rate_log_at, rate_log_n) AS l(at, n)
-                        WHERE l.at > %(at)s - rate_period ORDER BY l.at) || %(at)s::timestamptz,
-    rate_log_n = array(SELECT l.n FROM unnest(rate_log_at, rate_log_n) AS l(at, n)
-                       WHERE l.at > %(at)s - rate_period ORDER BY l.at) || %(started)s::int
-WHERE type = %(type)s;
 
 -- name: queue_settings
 -- Every configured type's settings (the broker's copy, and ListQueues).

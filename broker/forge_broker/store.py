@@ -11,7 +11,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, LiteralString, TypeVar
 
@@ -64,7 +64,7 @@ _LEASED_ROWS = rows_by_name(LeasedRow)
 _WORKER_ROWS = rows_by_name(WorkerRow)
 
 # lock_queue's answer for a type with no row: no longer configured, so nothing limits it.
-_UNCONFIGURED: tuple[Any, ...] = (False, 0, 0, 0, 0.0, 0, None, None)
+_UNCONFIGURED: tuple[Any, ...] = (False, 0, 0, 0, 0.0, 0, None)
 
 Claimed = list[JobRow] | list[LeasedRow]
 """One claim's rows, in the view the stream asked for."""
@@ -218,27 +218,23 @@ class Store:
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(q("lock_queue"), {"type": type_})
             row = await cur.fetchone()
-            paused, concurrency, key_limit, rate, period, used, frees_at, at = (
-                row or _UNCONFIGURED)
+            paused, concurrency, key_limit, rate, period, used, frees_at = row or _UNCONFIGURED
             room = min(limit, rate - used) if rate else limit
             if paused or room <= 0:
                 return LimitedClaim([], None if paused else frees_at)
             params = {"type": type_, "worker_id": worker_id, "limit": room,
                       "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE,
-                      "concurrency_limit": concurrency, "key_limit": key_limit, "at": at}
+                      "concurrency_limit": concurrency, "key_limit": key_limit}
             factory: AsyncRowFactory[Any] = _LEASED_ROWS if lean else _JOB_ROWS
             async with conn.cursor(row_factory=factory) as rows:
                 await rows.execute(limited_claim_statement(lean, keyed=bool(key_limit)), params,
                                    binary=True)
                 claimed: Claimed = await rows.fetchall()
-            if not (rate and claimed):
-                return LimitedClaim(claimed, None)
-            await conn.execute(q("log_rate_starts"),
-                               {"type": type_, "at": at, "started": len(claimed)})
-        if used + len(claimed) < rate:
+        if not rate or used + len(claimed) < rate:
             return LimitedClaim(claimed, None)
-        # The window is full: it frees when its oldest entry (this one, if it is alone) leaves.
-        return LimitedClaim(claimed, frees_at or at + timedelta(seconds=period))
+        # The window is full: it frees when its oldest entry (this claim's, if it is alone)
+        # leaves it; this broker's clock stands in for the database's when it is this claim's.
+        return LimitedClaim(claimed, frees_at or datetime.now(UTC) + timedelta(seconds=period))
 
     # -- queues --------------------------------------------------------------------------------
 

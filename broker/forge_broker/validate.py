@@ -290,7 +290,10 @@ def queue_update(req: pb.UpdateQueueRequest) -> tuple[str, Change]:
     """The type an UpdateQueueRequest names and its change. Every field is checked first, so a
     refusal changes nothing."""
     queue = req.queue
-    type_ = check_type("queue.type", queue.type)
+    if req.type and queue.type and req.type != queue.type:
+        raise InvalidArgument("queue.type", f"{echo(queue.type)} differs from type "
+                                            f"{echo(req.type)}; give one, or the same")
+    type_ = check_type("type", req.type or queue.type)
     if req.HasField("update_mask") and req.update_mask.paths:
         paths = [_queue_path(p) for p in req.update_mask.paths]
     else:
