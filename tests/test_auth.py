@@ -129,6 +129,34 @@ def test_producer_may_enqueue_and_read_but_not_lease_settle_cancel_or_touch_the_
     assert stub.GetJob(pb.GetJobRequest(id=job.id), timeout=5, metadata=md).status == pb.Job.PENDING
 
 
+def test_queues_are_read_by_producers_and_admins_and_changed_by_admins_only(
+        stub: pb_grpc.BrokerStub) -> None:
+    admin, producer, worker = (bearer(t) for t in (TOKENS.admin, TOKENS.producer, TOKENS.worker))
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    changes = [
+        lambda md: stub.PauseQueue(pb.PauseQueueRequest(type="auth.queue"), timeout=5, metadata=md),
+        lambda md: stub.ResumeQueue(pb.ResumeQueueRequest(type="auth.queue"), timeout=5,
+                                    metadata=md),
+        lambda md: stub.UpdateQueue(pb.UpdateQueueRequest(queue=pb.Queue(
+            type="auth.queue", concurrency_limit=9)), timeout=5, metadata=md),
+    ]
+    for change in changes:
+        assert code_of(lambda: change(producer)) == denied  # noqa: B023 (called at once)
+        assert code_of(lambda: change(worker)) == denied  # noqa: B023
+    for change in changes:
+        change(admin)
+    reads = [
+        lambda md: stub.GetQueue(pb.GetQueueRequest(type="auth.queue"), timeout=5, metadata=md),
+        lambda md: stub.ListQueues(pb.ListQueuesRequest(), timeout=5, metadata=md),
+    ]
+    for read in reads:
+        assert code_of(lambda: read(worker)) == denied  # noqa: B023
+        read(admin)
+    queue = stub.GetQueue(pb.GetQueueRequest(type="auth.queue"), timeout=5, metadata=producer)
+    # The producer's and worker's refused changes changed nothing.
+    assert not queue.paused and queue.concurrency_limit == 9
+
+
 def test_permission_denied_names_the_role_needed(stub: pb_grpc.BrokerStub) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.CancelJob(pb.CancelJobRequest(id="x"), timeout=5, metadata=bearer(TOKENS.producer))

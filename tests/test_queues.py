@@ -428,3 +428,33 @@ def test_pause_during_a_drain_stops_leases_within_a_second_and_resume_restarts_t
                            (resumed_at,)).fetchone()
         assert row is not None
     assert row[0] - resumed_at < timedelta(seconds=1)
+
+
+def test_metrics_show_each_queues_pause_and_limits(dsn: str) -> None:
+    from tests.support import free_port
+    from tests.test_metrics import scrape, value
+
+    port = free_port()
+    broker = start_broker(dsn, FORGE_METRICS_PORT=str(port))
+    try:
+        with grpc.insecure_channel(broker.target) as channel:
+            stub = Stub(channel)
+            stub.PauseQueue(pb.PauseQueueRequest(type="held"), timeout=10)
+            stub.UpdateQueue(pb.UpdateQueueRequest(queue=pb.Queue(
+                type="limited", concurrency_limit=3, key_concurrency_limit=1,
+                rate_limit=rate(10, 2))), timeout=10)
+            enqueue(stub, "plain")
+
+        def shown() -> bool:
+            samples = scrape(port)
+            return (value(samples, "forge_queue_paused", type="held") == 1
+                    and value(samples, "forge_queue_concurrency_limit", type="limited") == 3)
+
+        assert wait_until(shown, timeout=10)
+        samples = scrape(port)
+        assert value(samples, "forge_queue_paused", type="limited") == 0
+        assert value(samples, "forge_queue_key_concurrency_limit", type="limited") == 1
+        assert value(samples, "forge_queue_rate_limit", type="limited") == 5
+        assert value(samples, "forge_queue_concurrency_limit", type="plain") == 0
+    finally:
+        broker.stop()

@@ -19,7 +19,7 @@ from typing import Literal
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from forge_broker.loops import every
-from forge_broker.models import JobRow, LeasedRow, Snapshot
+from forge_broker.models import JobRow, LeasedRow, QueueSettings, Snapshot
 from forge_common.tally import CounterTally, HistogramTally
 
 log = logging.getLogger("forge.metrics")
@@ -75,6 +75,19 @@ class Metrics:
         self.oldest_pending_age = Gauge(
             "forge_queue_oldest_pending_age_seconds", "Age of the oldest runnable job per type "
             "(global).", ["type"], registry=r)
+        self.queue_paused = Gauge(
+            "forge_queue_paused", "1 while the type is paused, else 0 (global).", ["type"],
+            registry=r)
+        self.queue_concurrency_limit = Gauge(
+            "forge_queue_concurrency_limit", "The type's concurrency limit, 0 for unlimited "
+            "(global); what it bounds is forge_queue_depth{status=\"processing\"}.", ["type"],
+            registry=r)
+        self.queue_key_concurrency_limit = Gauge(
+            "forge_queue_key_concurrency_limit", "The type's limit per concurrency key, 0 for "
+            "unlimited (global).", ["type"], registry=r)
+        self.queue_rate_limit = Gauge(
+            "forge_queue_rate_limit", "The type's rate limit in starts per second (limit / "
+            "period), 0 for none (global).", ["type"], registry=r)
         self.lease_streams = Gauge(
             "forge_lease_streams", "Lease streams open on this broker.", registry=r)
         self.worker_in_flight = Gauge(
@@ -150,10 +163,18 @@ class Metrics:
                 depth.add((counts.type, status))
             self.oldest_pending_age.labels(counts.type).set(counts.oldest_pending_age_seconds)
             ages.add(counts.type)
+            queue = counts.queue or QueueSettings(counts.type)
+            self.queue_paused.labels(counts.type).set(int(queue.paused))
+            self.queue_concurrency_limit.labels(counts.type).set(queue.concurrency_limit)
+            self.queue_key_concurrency_limit.labels(counts.type).set(queue.key_concurrency_limit)
+            self.queue_rate_limit.labels(counts.type).set(
+                queue.rate_limit / queue.rate_period if queue.rate_limit else 0)
         for labels in self._depth_labels - depth:
             self.queue_depth.remove(*labels)
         for type_ in self._age_labels - ages:
-            self.oldest_pending_age.remove(type_)
+            for gauge in (self.oldest_pending_age, self.queue_paused, self.queue_concurrency_limit,
+                          self.queue_key_concurrency_limit, self.queue_rate_limit):
+                gauge.remove(type_)
         self._depth_labels, self._age_labels = depth, ages
 
     def observe_streams(self, streams: Iterable[tuple[str, int]]) -> None:
