@@ -6,6 +6,9 @@
   by a worker that was SIGKILLed after the run started and before it could acknowledge it.
 - **Never held twice at once**: two executions of one job overlap in time only if the earlier
   one's worker was killed.
+- **The limit held**: the limited type never had more than its concurrency limit PROCESSING,
+  neither in the driver's samples nor in the attempts recorded on its jobs (each COMPLETED
+  job's last attempt, from leased_at to its ack).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from tests.chaos.handlers import FAIL_MESSAGE, JOB_TYPE
+from tests.chaos.handlers import FAIL_MESSAGE, LIMIT, LIMITED_TYPE, TYPES
 
 EXAMPLES = 5
 
@@ -34,16 +37,21 @@ class Findings:
     lost: int = 0
     missing_effects: int = 0
     overlaps: int = 0
+    limited_running_max: int = 0
+    """The most jobs of the limited type PROCESSING at once: sampled, or recorded on its jobs."""
     violations: list[str] = field(default_factory=list)
 
 
-def check(dsn: str, *, killed: dict[str, datetime], expected_jobs: int, fail_every: int) -> Findings:
-    """``killed`` maps each SIGKILLed worker id to when it was killed."""
+def check(dsn: str, *, killed: dict[str, datetime], expected_jobs: int, fail_every: int,
+          limited_sampled_max: int) -> Findings:
+    """``killed`` maps each SIGKILLed worker id to when it was killed; ``limited_sampled_max`` is
+    the most jobs of the limited type the driver saw PROCESSING at once."""
     f = Findings()
     with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
         cur.execute("SELECT status, (payload->>'fail')::boolean IS TRUE AS fail,"
                     " last_error = %s AS own_error, count(*) AS n"
-                    " FROM forge.jobs WHERE type = %s GROUP BY 1, 2, 3", (FAIL_MESSAGE, JOB_TYPE))
+                    " FROM forge.jobs WHERE type = ANY(%s) GROUP BY 1, 2, 3",
+                    (FAIL_MESSAGE, list(TYPES)))
         for row in cur.fetchall():
             n = int(row["n"])
             f.jobs += n
@@ -57,18 +65,18 @@ def check(dsn: str, *, killed: dict[str, datetime], expected_jobs: int, fail_eve
             f.violations.append(f"{f.jobs} jobs in the database, {expected_jobs} enqueued")
         if f.lost:
             cur.execute("SELECT id, status, attempts, payload, left(last_error, 200) AS last_error"
-                        " FROM forge.jobs WHERE type = %s AND NOT ("
+                        " FROM forge.jobs WHERE type = ANY(%s) AND NOT ("
                         " (status = 'COMPLETED' AND (payload->>'fail') IS NULL)"
                         " OR (status = 'DEAD' AND (payload->>'fail')::boolean AND last_error = %s))"
-                        " LIMIT %s", (JOB_TYPE, FAIL_MESSAGE, EXAMPLES))
+                        " LIMIT %s", (list(TYPES), FAIL_MESSAGE, EXAMPLES))
             f.violations.append(f"{f.lost} jobs lost (not COMPLETED, nor DEAD by their handler's "
                                 f"choice), e.g. {_rows(cur.fetchall())}")
         expected_dead = expected_jobs // fail_every if fail_every else 0
         if f.dead_by_choice != expected_dead:
             f.violations.append(f"{f.dead_by_choice} jobs DEAD by choice, {expected_dead} expected")
 
-        cur.execute("SELECT count(*) AS n FROM forge.jobs j WHERE type = %s AND NOT EXISTS"
-                    " (SELECT 1 FROM chaos_effects e WHERE e.job_id = j.id)", (JOB_TYPE,))
+        cur.execute("SELECT count(*) AS n FROM forge.jobs j WHERE type = ANY(%s) AND NOT EXISTS"
+                    " (SELECT 1 FROM chaos_effects e WHERE e.job_id = j.id)", (list(TYPES),))
         f.missing_effects = int(_one(cur)["n"])
         if f.missing_effects:
             f.violations.append(f"{f.missing_effects} jobs have no side-effect row: never ran")
@@ -105,7 +113,26 @@ def check(dsn: str, *, killed: dict[str, datetime], expected_jobs: int, fail_eve
         if bad:
             f.violations.append(f"{len(bad)} pairs of executions of one job overlapped on live "
                                 f"workers, e.g. {_rows(bad)}")
+
+        cur.execute("SELECT leased_at, updated_at FROM forge.jobs"
+                    " WHERE type = %s AND status = 'COMPLETED'", (LIMITED_TYPE,))
+        recorded = deepest_overlap([(r["leased_at"], r["updated_at"]) for r in cur.fetchall()])
+        f.limited_running_max = max(recorded, limited_sampled_max)
+        if f.limited_running_max > LIMIT:
+            f.violations.append(f"{LIMITED_TYPE} ran {f.limited_running_max} jobs at once "
+                                f"(sampled {limited_sampled_max}, recorded {recorded}); its "
+                                f"concurrency limit is {LIMIT}")
     return f
+
+
+def deepest_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
+    """How many intervals overlap at most at one moment (an end meeting a start is no overlap)."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    depth = deepest = 0
+    for _, step in events:  # at equal times, ends (-1) sort first
+        depth += step
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _explained(rows: list[dict[str, Any]], killed: dict[str, datetime]) -> bool:

@@ -22,6 +22,10 @@ import psycopg
 from forge_workerd import Fail, JobContext, handler
 
 JOB_TYPE = "chaos"
+LIMITED_TYPE = "chaos.limited"
+"""A share of the jobs has this type, whose queue has a concurrency limit of LIMIT."""
+LIMIT = 3
+TYPES = (JOB_TYPE, LIMITED_TYPE)
 FAIL_MESSAGE = "chaos: this job fails by its own choice"
 WRITE_PATIENCE = 120.0
 """Seconds a handler keeps retrying its write while the database is away, then fails."""
@@ -67,6 +71,7 @@ def record(job: JobContext, exec_id: uuid.UUID, started: datetime) -> None:
             time.sleep(0.2)
 
 
+@handler(LIMITED_TYPE)
 @handler(JOB_TYPE)
 def chaos_job(job: JobContext) -> dict[str, Any]:
     """Works ``ms`` milliseconds, records its side effect, then succeeds (or, with ``fail``,

@@ -5,7 +5,9 @@ Its own PostgreSQL cluster (which it stops and starts), ``brokers`` broker proce
 drain a driver SIGKILLs random workers at random intervals (starting a replacement each time),
 restarts a broker, crash-restarts PostgreSQL, and stops PostgreSQL for ``pg_stop_seconds``
 (asking every broker for a job and to enqueue one meanwhile: each must answer UNAVAILABLE).
-A sampler records the age of the oldest open transaction every second. At the end the checks
+One job in ``limited_every`` has a type whose queue has a concurrency limit.
+A sampler records the age of the oldest open transaction every second, and how many jobs of
+the limited type are PROCESSING five times a second. At the end the checks
 in ``chaos.checks`` decide whether anything was lost, run twice without cause, or held by two
 live workers at once.
 """
@@ -31,7 +33,7 @@ from forge.client import Client, enqueue_request
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
 from tests.chaos.checks import Findings, check
-from tests.chaos.handlers import JOB_TYPE, TABLE_DDL
+from tests.chaos.handlers import JOB_TYPE, LIMIT, LIMITED_TYPE, TABLE_DDL, TYPES
 from tests.chaos.postgres import PgCluster
 from tests.chaos.procs import Broker, Worker
 from tests.support import free_port
@@ -53,6 +55,8 @@ class Settings:
     fail_every: int = 100
     """Every Nth job fails permanently by its handler's choice (0: none)."""
     max_retries: int = 10
+    limited_every: int = 10
+    """Every Nth job (never one that fails) is of the limited type (0: none)."""
     kill_interval: tuple[float, float] = (1.0, 4.0)
     max_kills: int | None = None
     kill_until: float = 0.9
@@ -111,6 +115,7 @@ class Record:
     xact_samples: int = 0
     xact_missed: int = 0
     max_xact_age: float = 0.0
+    limited_max: int = 0  # the most jobs of the limited type seen PROCESSING at once
     max_xact_query: str = ""
     enqueue_seconds: float = 0.0
     drain_seconds: float = 0.0
@@ -193,6 +198,8 @@ class Run:
             self.say(f"{s.workers} workers connected (concurrency {s.concurrency}, "
                      f"lease {self.lease_seconds}s)")
 
+            with Client(self.brokers[0].target) as client:
+                client.update_queue(LIMITED_TYPE, concurrency_limit=LIMIT)
             self.enqueue()
             threads = [threading.Thread(target=self.sample, name="sampler", daemon=True),
                        threading.Thread(target=self.kill_loop, name="killer", daemon=True)]
@@ -212,7 +219,8 @@ class Run:
                     cur.executemany("INSERT INTO chaos_kills VALUES (%s, %s, %s)",
                                     [(k.worker_id, k.pid, k.at) for k in self.rec.kills])
             findings = check(self.dsn, killed={k.worker_id: k.at for k in self.rec.kills},
-                             expected_jobs=s.jobs, fail_every=s.fail_every)
+                             expected_jobs=s.jobs, fail_every=s.fail_every,
+                             limited_sampled_max=self.rec.limited_max)
         finally:
             for w in self.workers:
                 w.stop()
@@ -241,9 +249,12 @@ class Run:
                 reqs = []
                 for n in range(start, min(s.jobs, start + ENQUEUE_BATCH)):
                     payload: dict[str, Any] = {"n": n, "ms": s.job_ms}
+                    type_ = JOB_TYPE
                     if s.fail_every and n % s.fail_every == s.fail_every - 1:
                         payload["fail"] = True
-                    reqs.append(enqueue_request(JOB_TYPE, payload, max_retries=s.max_retries))
+                    elif s.limited_every and n % s.limited_every == s.limited_every // 2:
+                        type_ = LIMITED_TYPE
+                    reqs.append(enqueue_request(type_, payload, max_retries=s.max_retries))
                 self.job_ids += [j.id for j in client.enqueue_batch(reqs)]
         self.rec.enqueue_seconds = time.monotonic() - t0
         self.drain_started = t0
@@ -261,8 +272,8 @@ class Run:
         """Jobs in a final state, or None while the database is away."""
         try:
             with self.connect() as conn:
-                row = conn.execute("SELECT count(*) FROM forge.jobs WHERE type = %s AND status IN "
-                                   "('COMPLETED', 'DEAD', 'CANCELLED')", (JOB_TYPE,)).fetchone()
+                row = conn.execute("SELECT count(*) FROM forge.jobs WHERE type = ANY(%s) AND status IN "
+                                   "('COMPLETED', 'DEAD', 'CANCELLED')", (list(TYPES),)).fetchone()
                 return int(row[0]) if row else 0
         except psycopg.OperationalError:
             return None
@@ -371,13 +382,21 @@ class Run:
                      f"{self.workers[slot].worker_id}")
 
     def sample(self) -> None:
-        """Every second: the age of the oldest transaction that is not idle and not ours."""
+        """Every second: the age of the oldest transaction that is not idle and not ours; every
+        fifth of a second: how many jobs of the limited type are PROCESSING."""
         conn: psycopg.Connection[Any] | None = None
-        while not self.finished.wait(1.0):
+        tick = 0
+        while not self.finished.wait(0.2):
             try:
                 if conn is None or conn.closed or conn.broken:
                     conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=1,
                                            application_name=APP_NAME)
+                running = conn.execute("SELECT count(*) FROM forge.jobs WHERE type = %s"
+                                       " AND status = 'PROCESSING'", (LIMITED_TYPE,)).fetchone()
+                self.rec.limited_max = max(self.rec.limited_max, int(running[0]) if running else 0)
+                tick += 1
+                if tick % 5:
+                    continue
                 row = conn.execute(
                     "SELECT extract(epoch FROM clock_timestamp() - xact_start)::float8,"
                     " coalesce(application_name, '') || ' [' || coalesce(state, '') || '] '"
@@ -452,6 +471,7 @@ def summary(result: Result) -> str:
         f"  lost                {f.lost:>8}",
         f"  without side effect {f.missing_effects:>8}",
         f"  overlapping leases  {f.overlaps:>8}",
+        f"  {LIMITED_TYPE} running {f.limited_running_max:>4} at most (limit {LIMIT})",
         f"  oldest transaction  {rec.max_xact_age:>8.2f}s max over {rec.xact_samples} samples "
         f"({rec.xact_missed} missed while PostgreSQL was down; limit {s.max_xact_age:g}s)",
     ]
