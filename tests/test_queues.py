@@ -3,7 +3,9 @@ real workerd processes, sampled from the database while they run."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
@@ -18,6 +20,8 @@ from google.protobuf.struct_pb2 import Struct
 
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
+from forge_broker.models import NewJob, QueueSettings
+from forge_broker.store import Store
 from tests.support import BrokerProcess, WorkerdProcess, start_broker, wait_until, workers
 from tests.workerd_support import create_effects_table
 
@@ -458,3 +462,24 @@ def test_metrics_show_each_queues_pause_and_limits(dsn: str) -> None:
         assert value(samples, "forge_queue_concurrency_limit", type="plain") == 0
     finally:
         broker.stop()
+
+
+async def test_changes_of_different_fields_at_once_all_land_even_on_a_new_type(
+        store: Store) -> None:
+    changes = [lambda q: dataclasses.replace(q, paused=True),
+               lambda q: dataclasses.replace(q, concurrency_limit=4),
+               lambda q: dataclasses.replace(q, key_concurrency_limit=2),
+               lambda q: dataclasses.replace(q, rate_limit=7, rate_period=3.0)]
+    await asyncio.gather(*(store.update_queue("fresh", change) for change in changes))
+    [settings] = await store.queue_settings()
+    assert settings == QueueSettings("fresh", paused=True, concurrency_limit=4,
+                                     key_concurrency_limit=2, rate_limit=7, rate_period=3.0)
+
+
+async def test_claims_racing_on_many_connections_never_pass_the_limit(store: Store) -> None:
+    await store.update_queue("capped", lambda q: dataclasses.replace(q, concurrency_limit=5))
+    await store.enqueue([NewJob("capped", "{}") for _ in range(50)])
+    # Sixteen claimers at once, as many brokers' streams would be: five jobs in all.
+    claims = await asyncio.gather(*(store.claim_limited(f"w{i}", "capped", 4, 60, lean=True)
+                                    for i in range(16)))
+    assert sum(len(c.rows) for c in claims) == 5

@@ -207,6 +207,11 @@ SET paused = excluded.paused, concurrency_limit = excluded.concurrency_limit,
 -- looks for work (a resume, a raised limit).
 SELECT pg_notify('forge_queues', %(type)s);
 
+-- name: add_queue
+-- UpdateQueue's first statement: the type's row, with the defaults if it has none yet, so that
+-- there is a row to lock even for a type's first change.
+INSERT INTO forge.queues (type) VALUES (%(type)s) ON CONFLICT (type) DO NOTHING;
+
 -- name: lock_queue_for_update
 -- UpdateQueue reads the settings it changes under the row's lock, so two changes of different
 -- fields at once both land.

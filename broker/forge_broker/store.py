@@ -250,10 +250,11 @@ class Store:
         store the result and tell every broker (NOTIFY forge_queues); return it. ``change`` may
         raise (InvalidArgument): then nothing is stored."""
         async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(q("add_queue"), {"type": type_})
             cur = await conn.execute(q("lock_queue_for_update"), {"type": type_})
             row = await cur.fetchone()
-            current = QueueSettings(*row) if row is not None else QueueSettings(type_)
-            new = change(current)
+            assert row is not None  # add_queue made it, and rows are never deleted
+            new = change(QueueSettings(*row))
             await conn.execute(q("upsert_queue"), dataclasses.asdict(new))
             await conn.execute(q("notify_queues"), {"type": type_})
         return new
