@@ -9,7 +9,7 @@ fresh database, interleaving systems within a repeat so machine noise spreads ev
 one table (medians over repeats, and Forge ÷ each peer) and writes ``bench/results/latest.json``
 with the machine, versions, server settings, every median and every raw run.
 
-The scenarios gateway, scheduled, backlog, steady and footprint are Forge's alone (the peers'
+The scenarios gateway, scheduled, backlog, steady, footprint and limits are Forge's alone (the peers'
 cells show "—"); steady runs once whatever ``--repeats`` says.
 
 Forge runs as a real broker subprocess and real ``workerd`` processes; the peers run in their
@@ -41,7 +41,7 @@ QUICK = forge_bench.Params(jobs=1_000, single_jobs=200, latency_jobs=50, warmup=
                            backlog_large=20_000, backlog_completed=20_000, backlog_claims=5,
                            backlog_warmup_claims=2, backlog_drain=1_000, steady_seconds=12, steady_rate=200,
                            steady_sample=3, steady_retention=3, footprint_workers=2,
-                           footprint_concurrency=100)
+                           footprint_concurrency=100, limits_jobs=200)
 
 
 def _csv(raw: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:

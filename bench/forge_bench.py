@@ -28,6 +28,7 @@ import psycopg
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from bench.handlers import LIMITED_SECONDS
 from bench.report import percentile
 from forge.client import wait_ready
 from forge.v1 import broker_pb2 as pb
@@ -76,6 +77,10 @@ class Params:
     backlog_warmup_claims: int = 5
     """Claims of 100 before those, not counted: psycopg prepares a statement on its 5th run, and
     the broker's claims run prepared."""
+    limits_jobs: int = 2_000
+    """Jobs of the limited type in the limits scenario (beside ``jobs`` unlimited ones)."""
+    limits_concurrency: int = 10
+    """The limited type's concurrency_limit in the limits scenario."""
     backlog_drain: int = 50_000
     """Jobs of each backlog drained by ``workers`` workerd (at most the backlog)."""
     steady_seconds: float = 600.0
@@ -243,6 +248,54 @@ async def _drain(dsn: str, target: str, procs: Procs, p: Params) -> dict[str, An
             "worker_start_skew_s": firsts[-1] - firsts[0]}
 
 
+async def _limits(dsn: str, target: str, procs: Procs, p: Params) -> dict[str, Any]:
+    """The drain of ``jobs`` unlimited jobs while queue settings are in force (a paused type
+    with a backlog, and a type with a concurrency limit draining beside it, both leased by the
+    same workers), then the limited type's own drain and the most of it seen running."""
+    async with channel(target) as ch:
+        stub = pb_grpc.BrokerStub(ch)
+        await stub.PauseQueue(pb.PauseQueueRequest(type="bench.paused"), timeout=30)
+        await stub.UpdateQueue(pb.UpdateQueueRequest(type="bench.limited", queue=pb.Queue(
+            concurrency_limit=p.limits_concurrency)), timeout=30)
+        await enqueue_batches(stub, "bench.paused", p.batch, p.batch)
+        await enqueue_batches(stub, "bench.limited", p.limits_jobs, p.batch)
+        await enqueue_batches(stub, "bench.noop", p.jobs, p.batch)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("ANALYZE forge.jobs")
+        names = [f"bench-workerd-{i}" for i in range(p.workers)]
+        for name in names:
+            start_workerd(procs, target, name, "bench.noop,bench.limited,bench.paused",
+                          p.concurrency, p.prefetch)
+        deadline = time.monotonic() + p.timeout
+        noop_done_at = limited_done_at = 0.0
+        peak = 0
+        while not limited_done_at:
+            if time.monotonic() > deadline:
+                raise TimeoutError("Forge limits drain did not finish")
+            procs.check_alive()
+            row = await (await conn.execute(PROCESSING_COUNT, {"type": "bench.limited"})).fetchone()
+            peak = max(peak, int(row[0]) if row else 0)
+            if not noop_done_at and await _completed(conn, "bench.noop") >= p.jobs:
+                noop_done_at = time.time()
+            if await _completed(conn, "bench.limited") >= p.limits_jobs:
+                limited_done_at = time.time()
+            await asyncio.sleep(POLL_SECONDS)
+        row = await (await conn.execute(
+            "SELECT count(*) FROM forge.jobs WHERE type = 'bench.paused' AND status = 'PENDING'"
+        )).fetchone()
+    procs.stop(names)
+    if not row or row[0] != p.batch:
+        raise RuntimeError("limits: jobs of the paused type ran")
+    noop_first = min(float(f.read_text()) for f in procs.workdir.glob("first-[0-9]*"))
+    limited_first = min(float(f.read_text()) for f in procs.workdir.glob("first-limited-*"))
+    ideal = p.limits_concurrency / LIMITED_SECONDS
+    limited_rate = p.limits_jobs / (limited_done_at - limited_first)
+    return {"limits_drain": p.jobs / (noop_done_at - noop_first),
+            "limits_limited_drain": limited_rate, "limits_limited_share": limited_rate / ideal,
+            "limits_limited_peak": peak, "jobs": p.jobs, "limited_jobs": p.limits_jobs,
+            "concurrency_limit": p.limits_concurrency}
+
+
 def _records(workdir: Path, kind: str) -> list[str]:
     """The lines the handlers of every workerd wrote to ``<kind>-<pid>`` files."""
     lines: list[str] = []
@@ -304,6 +357,7 @@ SELECT coalesce((SELECT sum(n) FROM forge.job_counts WHERE type = %(type)s AND s
      + coalesce((SELECT sum(n) FROM forge.job_count_deltas WHERE type = %(type)s AND status = 'COMPLETED'), 0)
 """
 """COMPLETED jobs of a type from the trigger-maintained counters: cheap at any table size."""
+PROCESSING_COUNT = COMPLETED_COUNT.replace("'COMPLETED'", "'PROCESSING'")
 
 
 async def _completed(conn: psycopg.AsyncConnection[Any], type_: str) -> int:
@@ -659,6 +713,13 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
                            f"100 ms for {p.steady_seconds:g} s, sampled every {p.steady_sample:g} s")
         out["workerd"] = (f"{p.workers} processes × --concurrency {p.concurrency} "
                           f"--prefetch {p.prefetch}")
+    elif scenario == "limits":
+        out["workerd"] = (f"{p.workers} processes × --concurrency {p.concurrency} "
+                          f"--prefetch {p.prefetch}, leasing bench.noop, bench.limited and "
+                          "bench.paused")
+        out["queues"] = (f"bench.paused paused with {p.batch:,} jobs; bench.limited "
+                         f"(concurrency_limit {p.limits_concurrency}, "
+                         f"{LIMITED_SECONDS * 1000:g} ms per job) with {p.limits_jobs:,}")
     elif scenario == "footprint":
         out["workerd"] = (f"{p.footprint_workers} processes × --concurrency {p.footprint_concurrency} "
                           "--prefetch 0, handlers holding their slot")
@@ -688,6 +749,8 @@ def run(scenario: str, dsn: str, p: Params) -> dict[str, Any]:
                 result = asyncio.run(_scheduled(target, procs, p))
             elif scenario == "footprint":
                 result = asyncio.run(_footprint(dsn, target, procs, p))
+            elif scenario == "limits":
+                result = asyncio.run(_limits(dsn, target, procs, p))
             else:
                 raise ValueError(f"unknown scenario {scenario!r}")
     result["settings"] = settings(scenario, p)

@@ -8,6 +8,9 @@
   job was scheduled for, epoch seconds, to this handler's start) to ``scheduled-<pid>``.
 - ``bench.steady`` appends ``"<sent_at> <waited>"`` (epoch seconds of the enqueue call, and
   seconds from it to this handler's start) to ``steady-<pid>``, so a run can be cut by minute.
+- ``bench.limited`` works LIMITED_SECONDS (an asyncio sleep); the first call in each process
+  writes its start time to ``first-limited-<pid>``. The limits scenario gives its type a
+  concurrency limit. ``bench.paused`` never runs there: its type is paused.
 - ``bench.hold`` holds its slot until ``$FORGE_BENCH_DIR/release`` exists (checked by one
   task per process every 50 ms) or ``payload["max_seconds"]`` (default 300) have passed;
   the footprint scenario uses it to keep jobs in flight.
@@ -51,6 +54,25 @@ async def noop(job: JobContext) -> None:
         _first_written = True
         if BENCH_DIR is not None:
             (BENCH_DIR / f"first-{os.getpid()}").write_text(repr(time.time()))
+
+
+LIMITED_SECONDS = 0.05
+_first_limited = False
+
+
+@handler("bench.limited")
+async def limited(job: JobContext) -> None:
+    global _first_limited
+    if not _first_limited:
+        _first_limited = True
+        if BENCH_DIR is not None:
+            (BENCH_DIR / f"first-limited-{os.getpid()}").write_text(repr(time.time()))
+    await asyncio.sleep(LIMITED_SECONDS)
+
+
+@handler("bench.paused")
+async def paused(job: JobContext) -> None:
+    """Its type is paused in the limits scenario: never called there."""
 
 
 @handler("bench.latency")

@@ -44,12 +44,19 @@ METRICS = (
     Metric("steady_size_ratio", "steady", "steady: jobs size, end ÷ 30 % mark", "×", False, 1.3),
     Metric("steady_size_end", "steady", "steady: jobs table + indexes at end", "MiB", False),
     Metric("steady_p99_max", "steady", "steady: worst per-interval p99", "ms", False),
+    Metric("limits_drain", "limits", "limits: unlimited drain, queue settings in force", "jobs/s",
+           True),
+    Metric("limits_limited_drain", "limits", "limits: limited type's drain", "jobs/s", True),
+    Metric("limits_limited_share", "limits", "limits: limited drain ÷ its limit's ceiling", "×",
+           True),
+    Metric("limits_limited_peak", "limits", "limits: limited type's most running", "jobs", False),
     Metric("footprint_broker", "footprint", "footprint: broker RSS", "MiB", False, 200.0),
     Metric("footprint_workerd_max", "footprint", "footprint: workerd RSS, max", "MiB", False),
     Metric("footprint_workerd_mean", "footprint", "footprint: workerd RSS, mean", "MiB", False),
 )
-SCENARIOS = ("drain", "enqueue", "latency", "gateway", "scheduled", "backlog", "steady", "footprint")
-FORGE_ONLY = frozenset({"gateway", "scheduled", "backlog", "steady", "footprint"})
+SCENARIOS = ("drain", "enqueue", "latency", "gateway", "scheduled", "backlog", "steady", "footprint",
+             "limits")
+FORGE_ONLY = frozenset({"gateway", "scheduled", "backlog", "steady", "footprint", "limits"})
 """Scenarios only Forge runs (the peers' cells show "—")."""
 SINGLE_RUN = frozenset({"steady"})
 """Scenarios run once whatever --repeats says (a long run whose figure is a series)."""

@@ -18,7 +18,8 @@ METRICS = ("drain", "enqueue_batch", "enqueue_single", "latency_p50", "latency_p
            "backlog_lease_small", "backlog_lease_large", "backlog_lease_ratio",
            "backlog_drain_small", "backlog_drain_large", "backlog_drain_ratio",
            "steady_size_ratio", "steady_size_end", "steady_p99_max",
-           "footprint_broker", "footprint_workerd_max", "footprint_workerd_mean")
+           "footprint_broker", "footprint_workerd_max", "footprint_workerd_mean",
+           "limits_drain", "limits_limited_drain", "limits_limited_share", "limits_limited_peak")
 
 
 def test_bench_quick_run_measures_every_forge_scenario(tmp_path: Path) -> None:
@@ -28,7 +29,8 @@ def test_bench_quick_run_measures_every_forge_scenario(tmp_path: Path) -> None:
                           timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for label in ("drain", "idle latency p50", "POST /v1/jobs", "scheduled start delay p99",
-                  "backlog: claim large ÷ small", "steady: jobs size", "footprint: broker RSS"):
+                  "backlog: claim large ÷ small", "steady: jobs size", "footprint: broker RSS",
+                  "limits: unlimited drain"):
         assert label in proc.stdout, label
     result = json.loads(out.read_text())
     for metric in METRICS:
