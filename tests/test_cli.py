@@ -58,6 +58,7 @@ def test_cli_enqueue_get_stats_and_dlq(broker: BrokerProcess, tmp_path: Path) ->
     assert bad.returncode == 1 and "type:" in bad.stderr
 
 
+@pytest.mark.slow
 def test_cli_queue_pause_set_get_list_and_resume(broker: BrokerProcess) -> None:
     paused = json.loads(forge(broker, "queue", "pause", "mail").stdout)
     assert paused["type"] == "mail" and paused["paused"] is True
