@@ -44,6 +44,8 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "ListJobs": frozenset({PRODUCER, ADMIN}),
     "Stats": frozenset({PRODUCER, ADMIN}),
     "WatchStats": frozenset({PRODUCER, ADMIN}),
+    "GetSchedule": frozenset({PRODUCER, ADMIN}),
+    "ListSchedules": frozenset({PRODUCER, ADMIN}),
     # workers: take work out, report on it
     "Lease": frozenset({WORKER, ADMIN}),
     "Ack": frozenset({WORKER, ADMIN}),
@@ -54,6 +56,9 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "CancelJob": frozenset({ADMIN}),
     "ListDeadJobs": frozenset({ADMIN}),
     "RetryDeadJob": frozenset({ADMIN}),
+    # a schedule enqueues jobs forever after: who may set one up is an operator's decision
+    "PutSchedule": frozenset({ADMIN}),
+    "DeleteSchedule": frozenset({ADMIN}),
 }
 ADMIN_ONLY = frozenset({ADMIN})
 OPEN_SERVICES = ("grpc.health.v1.Health",)

@@ -58,7 +58,7 @@ class Config:
     broker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     tick_seconds: float = 1.0
     """Stats snapshot period, health check and metrics gauges. from_env makes it the default
-    of the four intervals after rescue_interval, so FORGE_STATS_INTERVAL alone paces all upkeep
+    of the five intervals after rescue_interval, so FORGE_STATS_INTERVAL alone paces all upkeep
     but the rescue."""
     rescue_interval: float = 1.0
     """Seconds between sweeps for expired leases."""
@@ -71,6 +71,10 @@ class Config:
     """Seconds between checks of full lease streams for jobs settled on another broker."""
     retention_interval: float = 1.0
     """Seconds between retention sweeps."""
+    schedule_interval: float = 1.0
+    """Longest the scheduler sleeps: it wakes at the next fire time when that is sooner, and at
+    once when a PutSchedule reaches this broker; this bounds how late a broker sees a schedule
+    put through another one."""
     backoff_base: float = 5.0
     """Retry delay after the first failed attempt; doubles each attempt, capped at an hour."""
     retention_seconds: float = 24 * 3600.0
@@ -126,6 +130,7 @@ class Config:
             workers_interval=_float(e, "FORGE_WORKERS_INTERVAL", tick),
             reconcile_interval=_float(e, "FORGE_RECONCILE_INTERVAL", tick),
             retention_interval=_float(e, "FORGE_RETENTION_INTERVAL", tick),
+            schedule_interval=_float(e, "FORGE_SCHEDULE_INTERVAL", tick),
             backoff_base=_float(e, "FORGE_BACKOFF_BASE", defaults.backoff_base),
             retention_seconds=_float(e, "FORGE_RETENTION", defaults.retention_seconds),
             pool_min=_int(e, "FORGE_POOL_MIN", defaults.pool_min),

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from forge.v1 import broker_pb2 as pb
-from forge_broker.models import JobRow, JobStatus, LeasedRow, NewJob, Snapshot
+from forge_broker.models import JobRow, JobStatus, LeasedRow, NewJob, ScheduleRow, Snapshot
+from forge_broker.schedules import schedule_of
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATUS = {status: pb.Job.Status.Value(status) for status in JobStatus}
@@ -61,6 +62,7 @@ def fill_job(msg: pb.Job, row: JobRow) -> None:
         msg.worker_id = row.worker_id
     if row.idempotency_key:
         msg.idempotency_key = row.idempotency_key
+        msg.schedule = schedule_of(row.idempotency_key) or ""
     msg.payload.update(row.payload)
     set_ts(msg.run_at, row.run_at)
     set_ts(msg.created_at, row.created_at)
@@ -83,6 +85,7 @@ def draft_enqueued(out: pb.EnqueueBatchResponse, sent: Sequence[pb.EnqueueReques
         msg.max_retries = job.max_retries
         if job.idempotency_key:
             msg.idempotency_key = job.idempotency_key
+            msg.schedule = schedule_of(job.idempotency_key) or ""
         if req.HasField("payload"):
             msg.payload.CopyFrom(req.payload)
 
@@ -156,3 +159,20 @@ def stats(snap: Snapshot) -> pb.QueueStats:
                                last_seen=ts(w.last_seen), broker_id=w.broker_id)
                  for w in snap.workers],
     )
+
+
+def schedule(row: ScheduleRow) -> pb.Schedule:
+    msg = pb.Schedule(name=row.name, cron=row.cron or "", timezone=row.timezone,
+                      paused=row.paused, last_job_id=str(row.last_job_id or ""))
+    if row.every is not None:
+        msg.every.FromTimedelta(row.every)
+    job = msg.job
+    job.type = row.type
+    job.payload.update(row.payload)
+    job.priority = row.priority
+    job.max_retries = row.max_retries
+    for field, value in (("next_run_at", row.next_run_at), ("last_run_at", row.last_run_at),
+                         ("created_at", row.created_at), ("updated_at", row.updated_at)):
+        if value is not None:
+            set_ts(getattr(msg, field), value)
+    return msg

@@ -77,7 +77,8 @@ class Broker:
         add_to_server(BrokerServicer(self.store, self.dispatcher, self.stats, self.metrics,
                                      Completer(self.store, self.dispatcher.settled),
                                      max_in_flight=cfg.max_in_flight,
-                                     max_lease_streams=cfg.max_lease_streams), server)
+                                     max_lease_streams=cfg.max_lease_streams,
+                                     schedules_changed=self.maintenance.scheduler.wake), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

@@ -74,7 +74,8 @@ def unary(fn: Callable[[Any, Req, Ctx], Awaitable[Resp]]) -> Callable[[Any, Req,
 class BrokerServicer(pb_grpc.BrokerServicer):
     def __init__(self, store: Store, dispatcher: Dispatcher, stats: StatsHub,
                  metrics: Metrics, completer: Completer, *, max_in_flight: int = 1000,
-                 max_lease_streams: int = 0) -> None:
+                 max_lease_streams: int = 0,
+                 schedules_changed: Callable[[], None] = lambda: None) -> None:
         self.store = store
         # Enqueue and EnqueueBatch calls that arrive together share one INSERT (group commit);
         # each call is still all or nothing. One flush at a time, lingering 2 ms under load:
@@ -91,6 +92,8 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         self.max_lease_streams = max_lease_streams
         """Most Lease streams open at once on this broker, 0 for no limit (FORGE_MAX_LEASE_STREAMS)."""
         self._lease_streams = 0
+        self.schedules_changed = schedules_changed
+        """Called after a PutSchedule: wakes this broker's scheduler (its next fire may be sooner)."""
 
     @unary
     async def Enqueue(self, request: pb.EnqueueRequest, context: Ctx) -> pb.EnqueueResponse:
@@ -270,6 +273,33 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                 yield convert.stats(snap)
         except Exception as exc:
             await context.abort(*_status_for(exc, "WatchStats"))
+
+    @unary
+    async def PutSchedule(self, request: pb.PutScheduleRequest, context: Ctx) -> pb.Schedule:
+        row = await self.store.put_schedule(validate.schedule(request))
+        self.schedules_changed()
+        return convert.schedule(row)
+
+    @unary
+    async def GetSchedule(self, request: pb.GetScheduleRequest, context: Ctx) -> pb.Schedule:
+        return convert.schedule(await self.store.get_schedule(validate.check_type("name",
+                                                                                  request.name)))
+
+    @unary
+    async def ListSchedules(self, request: pb.ListSchedulesRequest,
+                            context: Ctx) -> pb.ListSchedulesResponse:
+        limit = validate.page_size(request.page_size)
+        rows = await self.store.list_schedules(validate.schedule_page_token(request.page_token),
+                                               limit + 1)
+        token = rows[limit - 1].name if len(rows) > limit else ""
+        return pb.ListSchedulesResponse(schedules=[convert.schedule(r) for r in rows[:limit]],
+                                        next_page_token=token)
+
+    @unary
+    async def DeleteSchedule(self, request: pb.DeleteScheduleRequest,
+                             context: Ctx) -> pb.DeleteScheduleResponse:
+        await self.store.delete_schedule(validate.check_type("name", request.name))
+        return pb.DeleteScheduleResponse()
 
     async def _page(self, status: JobStatus | None, type_: str | None, size: int,
                     token: str) -> tuple[list[pb.Job], str]:

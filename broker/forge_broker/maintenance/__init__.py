@@ -13,13 +13,14 @@ from forge_broker.maintenance.cleaner import RETENTION_BATCH, RETENTION_BATCHES_
 from forge_broker.maintenance.counters import CounterFolder
 from forge_broker.maintenance.reconciler import Reconciler
 from forge_broker.maintenance.rescuer import Rescuer
+from forge_broker.maintenance.scheduler import Scheduler
 from forge_broker.maintenance.service import Service
 from forge_broker.maintenance.workers import WorkerRegistry
 from forge_broker.metrics import Metrics
 from forge_broker.store import Store
 
 __all__ = ["RETENTION_BATCH", "RETENTION_BATCHES_PER_TICK", "Cleaner", "CounterFolder",
-           "Maintenance", "Reconciler", "Rescuer", "Service", "WorkerRegistry"]
+           "Maintenance", "Reconciler", "Rescuer", "Scheduler", "Service", "WorkerRegistry"]
 
 
 class Maintenance:
@@ -27,17 +28,20 @@ class Maintenance:
 
     def __init__(self, store: Store, dispatcher: Dispatcher, config: Config,
                  metrics: Metrics | None = None) -> None:
+        self.scheduler = Scheduler(store, config.schedule_interval)
         self.services: list[Service] = [
             Rescuer(store, dispatcher, metrics or Metrics(), config.rescue_interval),
             CounterFolder(store, config.fold_interval),
             WorkerRegistry(store, dispatcher, config.workers_interval),
             Reconciler(dispatcher, config.reconcile_interval),
             Cleaner(store, config.retention_seconds, config.retention_interval),
+            self.scheduler,
         ]
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(every(s.interval, s.run, s.log, s.name), name=s.name)
+        self._tasks = [asyncio.create_task(every(s.interval, s.run, s.log, s.name, pause=s.pause),
+                                           name=s.name)
                        for s in self.services]
 
     async def stop(self) -> None:

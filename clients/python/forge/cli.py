@@ -6,6 +6,9 @@
     forge cancel JOB_ID
     forge stats
     forge dlq list | forge dlq retry JOB_ID
+    forge schedule put nightly --cron '0 3 * * *' --timezone Europe/Berlin --type report
+    forge schedule put ping --every 30s --type ping --payload '{"url": "https://x.y"}'
+    forge schedule get NAME | forge schedule list | forge schedule delete NAME
     forge --version
     forge migrate            (with forge-broker installed: DATABASE_URL, or the embedded
                               PostgreSQL in ./.forge)
@@ -24,8 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from typing import Any, NoReturn, Protocol
 
@@ -96,6 +100,26 @@ def _run_at(text: str) -> datetime:
     return when
 
 
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_PERIOD = re.compile(rf"({_NUMBER})(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _every(text: str) -> timedelta:
+    """A period such as ``30s``, ``5m``, ``1h30m``, ``1.5s`` or ``2d``; a bare number is seconds.
+    Whether it is long enough is the broker's to say."""
+    spec = text.strip().lower()
+    if re.fullmatch(_NUMBER, spec):
+        spec += "s"
+    if not spec or _PERIOD.sub("", spec):
+        raise argparse.ArgumentTypeError(f"not a period: {text!r}; e.g. 30s, 5m, 1h30m, 2d")
+    try:
+        return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u]
+                                     for n, u in _PERIOD.findall(spec)))
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"period too long: {text!r}") from None
+
+
 def _version() -> str:
     try:
         return version("forge-client")
@@ -153,6 +177,27 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     dr = dsub.add_parser("retry", help="send a dead job back to the queue")
     dr.add_argument("id")
 
+    s = sub.add_parser("schedule", help="periodic schedules: a job enqueued at each fire time")
+    ssub = s.add_subparsers(dest="schedule_command", required=True)
+    sp = ssub.add_parser("put", help="create or replace a schedule")
+    sp.add_argument("name")
+    timing = sp.add_mutually_exclusive_group(required=True)
+    timing.add_argument("--cron", help="five-field cron expression, or @hourly, @daily, "
+                                       "@weekly, @monthly, @yearly")
+    timing.add_argument("--every", type=_every, help="fixed period: 30s, 5m, 1h30m, 2d")
+    sp.add_argument("--timezone", default="", help="IANA zone the cron expression is read in "
+                                                   "(default UTC)")
+    sp.add_argument("--type", required=True, help="job type of each fire")
+    sp.add_argument("--payload", default="{}", help="JSON object, the payload of each job")
+    sp.add_argument("--priority", type=int)
+    sp.add_argument("--max-retries", type=int)
+    sp.add_argument("--paused", action="store_true", help="store it without firing")
+    for verb, what in (("get", "show a schedule"), ("delete", "delete a schedule")):
+        ssub.add_parser(verb, help=what).add_argument("name")
+    sl = ssub.add_parser("list", help="list schedules by name")
+    sl.add_argument("--page-size", type=int, default=0)
+    sl.add_argument("--page-token", default="")
+
     for name, command in sorted(commands.items()):
         command.configure(sub.add_parser(name, help=command.help))
     return p
@@ -196,6 +241,8 @@ def _main(argv: list[str] | None) -> int:
                 _print(client.cancel(args.id, args.reason))
             elif args.command == "stats":
                 _print(client.stats())
+            elif args.command == "schedule":
+                _schedule(client, args)
             elif args.dlq_command == "list":
                 _print(client.dead(type=args.type, page_size=args.page_size,
                                    page_token=args.page_token))
@@ -205,6 +252,20 @@ def _main(argv: list[str] | None) -> int:
         print(f"forge: {_explain(exc, client.target, security)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _schedule(client: Client, args: argparse.Namespace) -> None:
+    if args.schedule_command == "put":
+        _print(client.put_schedule(args.name, args.type, _payload(args.payload), cron=args.cron,
+                                   every=args.every, timezone=args.timezone,
+                                   priority=args.priority, max_retries=args.max_retries,
+                                   paused=args.paused))
+    elif args.schedule_command == "get":
+        _print(client.get_schedule(args.name))
+    elif args.schedule_command == "list":
+        _print(client.list_schedules(page_size=args.page_size, page_token=args.page_token))
+    else:
+        client.delete_schedule(args.name)
 
 
 def _explain(exc: ForgeClientError, target: str, security: ChannelSecurity) -> str:
