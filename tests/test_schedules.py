@@ -3,8 +3,8 @@ and real brokers firing each time exactly once, however many of them run."""
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,7 +29,6 @@ from forge_broker.schedules import (
     schedule_of,
 )
 from tests.support import BrokerProcess, WorkerdProcess, start_broker, start_gateway, wait_until
-from tests.workerd_support import create_effects_table
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -102,7 +101,7 @@ def test_the_fire_key_names_the_schedule_and_the_time_in_rfc3339_utc() -> None:
 # -- the API against a real broker ---------------------------------------------------------------
 
 def put(stub: broker_pb2_grpc.BrokerStub, schedule: pb.Schedule) -> pb.Schedule:
-    resp: pb.Schedule = stub.PutSchedule(pb.PutScheduleRequest(schedule=schedule), timeout=10)
+    resp: pb.Schedule = stub.PutSchedule(schedule, timeout=10)
     return resp
 
 
@@ -168,7 +167,7 @@ def test_put_get_list_and_delete_round_trip_ignoring_read_only_fields(broker: Br
                                     timezone="Europe/Berlin", priority=5, max_retries=1)
         schedule.last_job_id = "made-up"  # read-only: ignored
         schedule.next_run_at.FromDatetime(datetime(2001, 1, 1))
-        stored = client.stub.PutSchedule(pb.PutScheduleRequest(schedule=schedule), timeout=10)
+        stored = client.stub.PutSchedule(schedule, timeout=10)
         assert stored.last_job_id == "" and not stored.HasField("last_run_at")
         next_run = stored.next_run_at.ToDatetime(tzinfo=UTC)
         assert next_run > datetime.now(UTC) and next_run.astimezone(BERLIN).hour == 3
@@ -224,8 +223,7 @@ def test_rest_routes_put_get_list_delete_and_answer_400_and_404(broker: BrokerPr
             assert http.delete("/v1/schedules/nightly:eu").status_code == 200
             assert http.get("/v1/schedules").json()["schedules"] == []
             routes = http.get("/openapi.json").json()["paths"]
-            assert set(routes["/v1/schedules/{name}"]) == {"get", "delete"}
-            assert set(routes["/v1/schedules/{schedule.name}"]) == {"put"}
+            assert set(routes["/v1/schedules/{name}"]) == {"get", "put", "delete"}
             assert set(routes["/v1/schedules"]) == {"get"}
     finally:
         gw.stop()
@@ -297,7 +295,7 @@ def test_two_brokers_fire_an_every_second_schedule_exactly_once_per_second(
     times = fired(dsn, "tick")
     assert 9 <= len(times) <= 11, times
     # One job per fire time, and no fire time skipped: each a second after the one before.
-    assert [b - a for a, b in zip(times, times[1:], strict=False)] == [timedelta(seconds=1)] * (len(times) - 1)
+    assert {b - a for a, b in itertools.pairwise(times)} == {timedelta(seconds=1)}
 
 
 @pytest.mark.slow
@@ -319,3 +317,31 @@ def test_a_broker_stopped_across_three_fire_times_catches_up_with_one_job(
     # ...and made one job, for the first of them; the next fire is the first time after that.
     assert caught_up == last_before + timedelta(seconds=1)
     assert caught_up_at < following <= caught_up_at + timedelta(seconds=1)
+
+
+@pytest.mark.slow
+def test_schedules_declared_by_a_handler_module_are_put_when_workerd_starts(
+        broker: BrokerProcess, dsn: str) -> None:
+    worker = WorkerdProcess(broker.target, "scheduling-worker", effects_dsn=dsn,
+                            handlers="tests.handlers.scheduled")
+    try:
+        worker.start()
+        worker.wait_log("schedule ping-every-second put")
+        worker.wait_log("schedule nightly_report put")
+        with Client(broker.target) as client:
+            nightly = client.get_schedule("nightly_report")
+            assert (nightly.cron, nightly.timezone, nightly.job.type, dict(nightly.job.payload),
+                    nightly.job.max_retries) == ("0 3 * * *", "Europe/Berlin", "nightly_report",
+                                                 {"kind": "nightly"}, 1)
+            # The every-second one fires, and workerd runs what it enqueues.
+            assert wait_until(lambda: client.list(status="COMPLETED",
+                                                  type="heartbeat_ping").jobs != [], timeout=10)
+            # An operator's pause outlives a workerd restart.
+            client.put_schedule("nightly_report", "nightly_report", cron="0 3 * * *",
+                                paused=True)
+            worker.stop()
+            worker.start()
+            worker.wait_log("schedule nightly_report put: next run never: paused")
+            assert client.get_schedule("nightly_report").paused
+    finally:
+        worker.stop()

@@ -275,7 +275,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             await context.abort(*_status_for(exc, "WatchStats"))
 
     @unary
-    async def PutSchedule(self, request: pb.PutScheduleRequest, context: Ctx) -> pb.Schedule:
+    async def PutSchedule(self, request: pb.Schedule, context: Ctx) -> pb.Schedule:
         row = await self.store.put_schedule(validate.schedule(request))
         self.schedules_changed()
         return convert.schedule(row)

@@ -258,10 +258,8 @@ def page_token(value: str) -> uuid.UUID | None:
     return parsed
 
 
-def schedule(req: pb.PutScheduleRequest) -> NewSchedule:
-    """Validate a PutSchedule; its read-only fields (next_run_at, last_run_at, ...) are ignored.
-    Fields are named as in the Schedule (``cron``, ``job.type``), the REST body."""
-    s = req.schedule
+def schedule(s: pb.Schedule) -> NewSchedule:
+    """Validate a PutSchedule; its read-only fields (next_run_at, last_run_at, ...) are ignored."""
     check_type("name", s.name)
     timezone = s.timezone or "UTC"
     try:

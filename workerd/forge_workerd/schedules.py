@@ -68,5 +68,4 @@ async def _put_once(link: Link, name: str, type_: str, schedule: Schedule) -> pb
                                every=schedule.every, timezone=schedule.timezone,
                                priority=schedule.priority, max_retries=schedule.max_retries,
                                paused=paused)
-    return await link.stub.PutSchedule(pb.PutScheduleRequest(schedule=message),
-                                       timeout=RPC_TIMEOUT)
+    return await link.stub.PutSchedule(message, timeout=RPC_TIMEOUT)

@@ -131,7 +131,7 @@ class AsyncClient:
         schedule = schedule_message(name, type, payload, cron=cron, every=every,
                                     timezone=timezone, priority=priority,
                                     max_retries=max_retries, paused=paused)
-        return await self._call(self.stub.PutSchedule, pb.PutScheduleRequest(schedule=schedule))
+        return await self._call(self.stub.PutSchedule, schedule)
 
     async def get_schedule(self, name: str) -> pb.Schedule:
         """The schedule called ``name``; ForgeClientError NOT_FOUND when there is none."""
