@@ -8,6 +8,11 @@ from typing import Any
 from forge_workerd import JobContext, Schedule, handler
 
 
+@handler("misdeclared", schedule=Schedule(cron="61 * * * *"))
+def misdeclared(job: JobContext) -> None:
+    """Its schedule is refused (a minute 61): workerd logs that and runs on."""
+
+
 @handler("nightly_report", schedule=Schedule(cron="0 3 * * *", timezone="Europe/Berlin",
                                              payload={"kind": "nightly"}, max_retries=1))
 def nightly_report(job: JobContext) -> dict[str, Any]:

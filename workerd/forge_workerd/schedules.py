@@ -44,8 +44,10 @@ async def _put(link: Link, name: str, type_: str, schedule: Schedule) -> None:
                 log.error("schedule %s not put: %s: %s", name, exc.code().name, exc.details())
                 return
             delay = backoff.next()
-            log.warning("schedule %s not put yet (%s); retrying in %.1fs", name, exc.code().name,
-                        delay)
+            # Once at WARNING: an outage's later retries are the lease loop's news as well.
+            level = logging.WARNING if delay <= backoff.initial else logging.DEBUG
+            log.log(level, "schedule %s not put yet (%s); retrying with backoff", name,
+                    exc.code().name)
             await asyncio.sleep(delay)
             continue
         when = (stored.next_run_at.ToDatetime().isoformat() + "Z"
