@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from forge.v1 import broker_pb2 as pb
 from forge_broker.models import JobRow, JobStatus, LeasedRow, NewJob, ScheduleRow, Snapshot
 from forge_broker.schedules import schedule_of
+from forge_common import structs
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATUS = {status: pb.Job.Status.Value(status) for status in JobStatus}
@@ -63,14 +66,20 @@ def fill_job(msg: pb.Job, row: JobRow) -> None:
     if row.idempotency_key:
         msg.idempotency_key = row.idempotency_key
         msg.schedule = schedule_of(row.idempotency_key) or ""
-    msg.payload.update(row.payload)
+    _set_struct(msg.payload, row.payload)
     set_ts(msg.run_at, row.run_at)
     set_ts(msg.created_at, row.created_at)
     set_ts(msg.updated_at, row.updated_at)
     if row.result is not None:
-        msg.result.update(row.result)
+        _set_struct(msg.result, row.result)
     if row.lease_expires_at is not None:
         set_ts(msg.lease_expires_at, row.lease_expires_at)
+
+
+def _set_struct(field: Struct, value: dict[str, Any]) -> None:
+    """Fill ``field`` from ``value``; a value stored deeper than the limit (before it existed)
+    is sent ``structs.clipped``, so that the answer holding it still decodes."""
+    field.update(structs.clipped(value) if structs.deeper_than(value) else value)
 
 
 def draft_enqueued(out: pb.EnqueueBatchResponse, sent: Sequence[pb.EnqueueRequest],
@@ -110,10 +119,21 @@ def finish_enqueued(out: pb.EnqueueBatchResponse, results: Sequence[tuple[JobRow
             set_ts(msg.run_at, row.run_at)
 
 
-def lease_response(rows: Sequence[JobRow] | Sequence[LeasedRow]) -> pb.LeaseResponse:
+UNDELIVERABLE_DEPTH = (
+    f"payload nests objects and arrays more than {structs.MAX_DEPTH} levels deep (stored before "
+    "that limit): a full-view lease (JOB_VIEW_FULL) cannot carry it, and a handler must not get "
+    "it cut; a JOB_VIEW_LEAN worker can take it after RetryDeadJob")
+
+Refused = list[tuple[JobRow, str]]
+"""Leased rows a LeaseResponse cannot carry, each with the reason."""
+
+
+def lease_response(rows: Sequence[JobRow] | Sequence[LeasedRow]) -> tuple[pb.LeaseResponse, Refused]:
     """Leased rows as one LeaseResponse, each job with the token of its lease; LeasedRows in
-    the lean view (JOB_VIEW_LEAN)."""
+    the lean view (JOB_VIEW_LEAN). Full-view rows that it cannot carry are left out and
+    returned with the reason, so that they fail alone instead of with their batch."""
     resp = pb.LeaseResponse()
+    refused: Refused = []
     add = resp.jobs.add
     processing = pb.Job.PROCESSING
     for row in rows:
@@ -126,10 +146,16 @@ def lease_response(rows: Sequence[JobRow] | Sequence[LeasedRow]) -> pb.LeaseResp
             job.attempts = row.attempts
             job.max_retries = row.max_retries
             job.status = processing
+        elif structs.deeper_than(row.payload):
+            refused.append((row, UNDELIVERABLE_DEPTH))
         else:
             leased = add(lease_token=str(row.lease_token))
-            fill_job(leased.job, row)
-    return resp
+            try:
+                fill_job(leased.job, row)
+            except Exception as exc:  # whatever a stored row holds, it fails alone
+                del resp.jobs[-1]
+                refused.append((row, f"could not be encoded for a lease stream: {exc!r}"))
+    return resp, refused
 
 
 def stats(snap: Snapshot) -> pb.QueueStats:
@@ -168,7 +194,7 @@ def schedule(row: ScheduleRow) -> pb.Schedule:
         msg.every.FromTimedelta(row.every)
     job = msg.job
     job.type = row.type
-    job.payload.update(row.payload)
+    _set_struct(job.payload, row.payload)
     job.priority = row.priority
     job.max_retries = row.max_retries
     for field, value in (("next_run_at", row.next_run_at), ("last_run_at", row.last_run_at),

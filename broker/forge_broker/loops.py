@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from forge_broker.errors import DATABASE_ERRORS
 
@@ -57,7 +58,7 @@ async def every(seconds: float, job: Callable[[], Awaitable[object]], log: loggi
             outage.succeeded()
 
 
-async def cancel(tasks: Iterable[asyncio.Task[None] | None]) -> None:
+async def cancel(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
     """Cancel these tasks and wait until each has ended."""
     running = [t for t in tasks if t is not None]
     for task in running:

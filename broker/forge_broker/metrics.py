@@ -184,7 +184,7 @@ class Metrics:
 async def publish_gauges(metrics: Metrics, snapshot: Callable[[], Awaitable[Snapshot]],
                          streams: Callable[[], Iterable[tuple[str, int]]], seconds: float) -> None:
     """Every ``seconds``, refresh the gauges from the stats snapshot (the StatsHub's cached one,
-    shared with Stats callers) and from this broker's open streams. Runs until cancelled."""
+    shared with WatchStats streams) and from this broker's open streams. Runs until cancelled."""
 
     async def publish() -> None:
         metrics.observe_streams(streams())

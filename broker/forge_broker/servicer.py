@@ -27,7 +27,7 @@ from forge_broker.errors import (
     ResourceExhausted,
 )
 from forge_broker.metrics import Metrics
-from forge_broker.models import JobRow, JobStatus, NackOutcome, NewJob
+from forge_broker.models import JobRow, JobStatus, Lease, NackItem, NackOutcome, NewJob
 from forge_broker.stats import StatsHub
 from forge_broker.store import Store
 
@@ -152,10 +152,34 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         try:
             async for rows in stream.batches():
                 self.metrics.delivered(rows)
-                yield convert.lease_response(rows)
+                resp, refused = convert.lease_response(rows)
+                if resp.jobs:
+                    yield resp
+                # After the others are on their way: if the stream ends meanwhile, only these
+                # wait out their leases.
+                if refused:
+                    await self._dead_letter(refused)
         finally:
             self._lease_streams -= 1
             await self.dispatcher.close(stream)
+
+    async def _dead_letter(self, refused: convert.Refused) -> None:
+        """Leased jobs a stream cannot carry go to the dead-letter queue at once, each on its
+        own, with the reason as last_error: sent, they would break the stream for their whole
+        batch (then expire, and be leased again, at every neighbour's cost)."""
+        nacks = [NackItem(Lease(str(row.id), str(row.lease_token)), validate.error_text(why),
+                          permanent=True) for row, why in refused]
+        _, outcomes = await self.completer.settle([], nacks)
+        dead = []
+        for item, outcome in zip(nacks, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning("could not dead-letter job %s (%s); its lease will expire instead",
+                            item.lease.job_id, outcome)
+            else:
+                dead.append(item.lease.job_id)
+                log.warning("dead-lettered job %s, which a lease stream cannot carry: %s",
+                            item.lease.job_id, item.error)
+        self.metrics.settled_jobs(dead, "dead", by_worker=False)
 
     @unary
     async def Ack(self, request: pb.AckRequest, context: Ctx) -> pb.AckResponse:
@@ -258,7 +282,9 @@ class BrokerServicer(pb_grpc.BrokerServicer):
 
     @unary
     async def Stats(self, request: pb.StatsRequest, context: Ctx) -> pb.QueueStats:
-        return convert.stats(await self.stats.current())
+        # Read fresh, not from the watchers' cache: the counters are cheap to read, and a
+        # caller who just enqueued expects to see the job.
+        return convert.stats(await self.store.snapshot())
 
     async def WatchStats(self, request: pb.WatchStatsRequest,
                          context: Ctx) -> AsyncIterator[pb.QueueStats]:

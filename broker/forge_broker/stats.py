@@ -1,4 +1,5 @@
-"""Stats snapshots: computed at most once per tick and shared by every caller and watcher."""
+"""Stats snapshots for WatchStats and the metrics gauges: read at most once per tick and
+shared by every watcher. Unary Stats does not come here: it reads the counters fresh."""
 
 from __future__ import annotations
 
@@ -22,19 +23,32 @@ class StatsHub:
         self.tick = tick_seconds
         self._latest: Snapshot | None = None
         self._latest_at = -math.inf
-        self._lock = asyncio.Lock()
+        self._reading: asyncio.Task[Snapshot] | None = None
         self._changed = asyncio.Condition()
         self._watchers = 0
         self._task: asyncio.Task[None] | None = None
 
     async def current(self, *, fresh: bool = False) -> Snapshot:
-        """A snapshot no older than one tick (a new one when ``fresh``)."""
-        loop = asyncio.get_running_loop()
-        async with self._lock:
-            if fresh or self._latest is None or loop.time() - self._latest_at >= self.tick:
-                self._latest = await self.store.snapshot()
-                self._latest_at = loop.time()
+        """A snapshot no older than one tick; with ``fresh``, a new one (or the one being read).
+
+        Callers at the same moment share the read under way. One that fails fails only its
+        own callers: the next caller starts a read of its own, so during a database outage
+        callers fail side by side, each within the pool timeout, not one after the other."""
+        age = asyncio.get_running_loop().time() - self._latest_at
+        if not fresh and self._latest is not None and age < self.tick:
             return self._latest
+        if self._reading is None:
+            self._reading = asyncio.create_task(self._read(), name="stats read")
+        # Shielded: a watcher that leaves does not cancel the read for the others.
+        return await asyncio.shield(self._reading)
+
+    async def _read(self) -> Snapshot:
+        try:
+            snap = await self.store.snapshot()
+        finally:
+            self._reading = None
+        self._latest, self._latest_at = snap, asyncio.get_running_loop().time()
+        return snap
 
     async def watch(self, interval: float) -> AsyncIterator[Snapshot]:
         """A snapshot now, then one every ``interval`` (rounded up to whole ticks)."""
@@ -64,4 +78,4 @@ class StatsHub:
             self._changed.notify_all()
 
     async def stop(self) -> None:
-        await cancel((self._task,))
+        await cancel((self._task, self._reading))

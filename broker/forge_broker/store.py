@@ -52,6 +52,11 @@ LOCK_SPACE = 0x466F72  # "For"
 # order their plans visit them, so two of them touching the same rows can deadlock. PostgreSQL
 # then aborts one, which leaves nothing half written, and running it again is its remedy.
 DEADLOCK_RETRIES = 3
+# How long the pool keeps retrying a failed connection (with doubling delays) before it drops
+# the attempt; callers that find no connection then start a fresh one. With psycopg_pool's
+# default (300 s) the delay grows past a minute, and a broker whose database is back would
+# answer UNAVAILABLE until its next attempt.
+RECONNECT_TIMEOUT = 10.0
 
 QUEUE_WAIT_WINDOW_SECONDS = 300
 
@@ -85,6 +90,7 @@ class Store:
             # A caller waits this long for a connection, then gets UNAVAILABLE, never a hang.
             timeout=pool_timeout,
             configure=_configure,
+            reconnect_timeout=RECONNECT_TIMEOUT,
             kwargs={
                 "connect_timeout": max(1, int(pool_timeout)),
                 "autocommit": True,

@@ -56,7 +56,8 @@ def clean_text(value: str) -> str:
 
 
 def struct_json(field: str, value: Struct) -> str:
-    """``value`` as compact JSON text, at most 1 MiB, with no NUL characters."""
+    """``value`` as compact JSON text, at most 1 MiB and ``structs.MAX_DEPTH`` levels deep, with
+    no NUL characters."""
     return struct_payload(field, value)[1]
 
 
@@ -66,6 +67,10 @@ def struct_payload(field: str, value: Struct) -> tuple[dict[str, Any], str]:
         obj = structs.to_python(value)
     except ValueError:
         raise InvalidArgument(field, "numbers must be finite") from None
+    # Deeper would be stored, then fail to decode wherever a Job carries it (a lease, a listing).
+    if structs.deeper_than(obj):
+        raise InvalidArgument(field, f"nests objects and arrays more than {structs.MAX_DEPTH} "
+                                     "levels deep (the object itself is level 1)")
     # orjson: a tenth of the json module's cost per payload, and the same compact UTF-8 text.
     raw = orjson.dumps(obj)
     if len(raw) > MAX_PAYLOAD_BYTES:

@@ -7,9 +7,17 @@ is one raises ValueError.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from google.protobuf import struct_pb2
+
+MAX_DEPTH = 20
+"""Most levels of objects and arrays a payload or result may nest, the object itself being level
+1. Protobuf decoders (upb in Python; C++, Java and C# by default) stop at 100 levels of message
+nesting, and one JSON level costs up to three of them (Struct, its map entry, Value): inside
+LeaseResponse → LeasedJob → Job, 32 levels is the most that decodes. 20 leaves room for other
+wrappers and for decoders that count differently."""
 
 
 def to_python(struct: struct_pb2.Struct) -> dict[str, Any]:
@@ -39,3 +47,31 @@ def _value(value: struct_pb2.Value) -> Any:
     if kind == "list_value":
         return [_value(v) for v in value.list_value.values]
     return None
+
+
+def deeper_than(value: dict[str, Any] | list[Any], limit: int = MAX_DEPTH) -> bool:
+    """True when ``value`` nests objects and arrays more than ``limit`` levels deep, ``value``
+    being level 1. The recursion stops at ``limit``, so a row stored thousands of levels deep is
+    measured as safely as a flat one."""
+    for child in value.values() if isinstance(value, dict) else value:
+        if isinstance(child, (dict, list)) and (limit <= 1 or deeper_than(child, limit - 1)):
+            return True
+    return False
+
+
+def clipped(value: dict[str, Any], limit: int = MAX_DEPTH) -> dict[str, Any]:
+    """``value`` cut to ``limit`` levels: an object or array below the last level is replaced
+    by its JSON text. How a job stored deeper than the limit (before it existed) is shown, whole
+    and still decodable."""
+    out: dict[str, Any] = _clip(value, limit)
+    return out
+
+
+def _clip(value: Any, room: int) -> Any:
+    if not isinstance(value, (dict, list)):
+        return value
+    if room == 0:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, dict):
+        return {k: _clip(v, room - 1) for k, v in value.items()}
+    return [_clip(v, room - 1) for v in value]

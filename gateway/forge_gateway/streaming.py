@@ -24,6 +24,9 @@ log = logging.getLogger("gateway")
 # End-of-stream marker of UnaryStreamCall.read() (missing from grpc-stubs).
 EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 
+UNDECODABLE = ("the gateway could not decode a message from the broker (nested deeper than "
+               "protobuf's limit?); the stream is ended")
+
 NDJSON = "application/x-ndjson"
 SSE = "text/event-stream"
 
@@ -115,6 +118,12 @@ class StreamResponse(Response):
                 await self._send(send, self.frame("error", body))
                 break
             if message is EOF:
+                break
+            if message is None:
+                # grpc.aio's read() answers None for a message the deserializer refused (grpc
+                # logs why), and the call goes on: end it, and say so in-band.
+                await self._send(send, self.frame("error", errors.status_json(
+                    grpc.StatusCode.INTERNAL, UNDECODABLE)))
                 break
             await self._send(send, self.frame("result", self.render_message(message)))
             pending = asyncio.ensure_future(self.call.read())
