@@ -18,7 +18,7 @@ from tests.support import BrokerProcess, GatewayProcess, start_gateway, wait_unt
 pytest_plugins = ["tests.gateway_fixtures"]
 
 PARTIAL_REQUEST = b"GET /v1/stats HTTP/1.1\r\nHost: flood\r\nX-Slow: "
-HEADER_TIMEOUT = 4.0
+HEADER_TIMEOUT = 5.0
 
 
 def connect(url: str) -> socket.socket:
@@ -91,7 +91,7 @@ def test_idle_sockets_past_the_default_open_file_limit_do_not_stop_a_normal_clie
             started = time.monotonic()
             r = httpx.get(gw.url + "/v1/stats", timeout=10)
             assert r.status_code == 200, r.text
-            assert time.monotonic() - started < 5.0
+            assert time.monotonic() - started < 8.0
     finally:
         gw.stop()
 
@@ -116,7 +116,7 @@ def test_a_slowloris_flood_past_the_cap_does_not_stop_a_normal_client(
         assert still_open(socks)
         # Every stalled socket is closed by the header timeout (the oldest earlier, to make room).
         assert wait_until(lambda: not still_open(socks), timeout=HEADER_TIMEOUT + 10)
-    assert "connection" in guarded.log_text()  # the evictions are logged
+    assert "closed to make room" in guarded.log_text()  # the evictions are logged
 
 
 def test_a_request_whose_headers_never_finish_is_closed_after_the_header_timeout(
@@ -200,13 +200,13 @@ def rss_bytes(pid: int) -> int:
 
 
 def test_a_chunked_body_far_past_the_limit_gets_413_and_is_not_buffered(
-    guarded: GatewayProcess,
+    gateway: GatewayProcess,
 ) -> None:
     chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
-    before = rss_bytes(guarded.pid)
+    before = rss_bytes(gateway.pid)
     sent = 0
     answer = b""
-    s = connect(guarded.url)
+    s = connect(gateway.url)
     with s:
         s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n")
@@ -223,4 +223,4 @@ def test_a_chunked_body_far_past_the_limit_gets_413_and_is_not_buffered(
                     assert sent < 32 * 1024 * 1024
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     # 96 MiB pushed; neither buffered nor kept.
-    assert rss_bytes(guarded.pid) - before < 32 * 1024 * 1024
+    assert rss_bytes(gateway.pid) - before < 32 * 1024 * 1024
