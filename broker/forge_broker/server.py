@@ -68,7 +68,7 @@ class Broker:
 
         server = grpc.aio.server(interceptors=_interceptors(cfg), options=[
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
-            ("grpc.max_send_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", cfg.max_send_message_bytes),
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),

@@ -11,6 +11,7 @@ from forge_broker.dispatch import Dispatcher
 from forge_broker.loops import cancel, every
 from forge_broker.maintenance.cleaner import RETENTION_BATCH, RETENTION_BATCHES_PER_TICK, Cleaner
 from forge_broker.maintenance.counters import CounterFolder
+from forge_broker.maintenance.memory import MemoryTrimmer
 from forge_broker.maintenance.reconciler import Reconciler
 from forge_broker.maintenance.rescuer import Rescuer
 from forge_broker.maintenance.service import Service
@@ -19,7 +20,7 @@ from forge_broker.metrics import Metrics
 from forge_broker.store import Store
 
 __all__ = ["RETENTION_BATCH", "RETENTION_BATCHES_PER_TICK", "Cleaner", "CounterFolder",
-           "Maintenance", "Reconciler", "Rescuer", "Service", "WorkerRegistry"]
+           "Maintenance", "MemoryTrimmer", "Reconciler", "Rescuer", "Service", "WorkerRegistry"]
 
 
 class Maintenance:
@@ -33,6 +34,7 @@ class Maintenance:
             WorkerRegistry(store, dispatcher, config.workers_interval),
             Reconciler(dispatcher, config.reconcile_interval),
             Cleaner(store, config.retention_seconds, config.retention_interval),
+            MemoryTrimmer(),
         ]
         self._tasks: list[asyncio.Task[None]] = []
 
