@@ -103,6 +103,13 @@ class Config:
     """Most jobs one Lease stream may hold at once (its request's max_in_flight)."""
     max_lease_streams: int = 1000
     """Most Lease streams open on this broker at once; 0 means no limit."""
+    max_streams_per_peer: int = 200
+    """Most Lease and WatchStats streams one caller holds on this broker at once (a caller is
+    an address, and with auth on a token at an address); 0 means no limit. Above what one big
+    worker host opens (a workerd per core), a fifth of max_lease_streams."""
+    stream_stall_timeout: float | None = None
+    """Seconds a lease stream may wait on a client that reads nothing, settling and
+    heartbeating none of its jobs, before it is closed; None: each stream's lease time."""
 
     def check(self) -> None:
         """What from_env cannot see alone: TLS settings that only make sense together."""
@@ -154,4 +161,8 @@ class Config:
             max_in_flight=_at_least(e, "FORGE_MAX_IN_FLIGHT", defaults.max_in_flight, 1),
             max_lease_streams=_at_least(e, "FORGE_MAX_LEASE_STREAMS",
                                         defaults.max_lease_streams, 0),
+            max_streams_per_peer=_at_least(e, "FORGE_MAX_STREAMS_PER_PEER",
+                                           defaults.max_streams_per_peer, 0),
+            stream_stall_timeout=_read(e, "FORGE_STREAM_STALL_TIMEOUT", None,
+                                       settings.positive_number),
         )

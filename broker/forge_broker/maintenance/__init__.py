@@ -15,12 +15,14 @@ from forge_broker.maintenance.memory import MemoryTrimmer
 from forge_broker.maintenance.reconciler import Reconciler
 from forge_broker.maintenance.rescuer import Rescuer
 from forge_broker.maintenance.service import Service
+from forge_broker.maintenance.stalls import StallWatch
 from forge_broker.maintenance.workers import WorkerRegistry
 from forge_broker.metrics import Metrics
 from forge_broker.store import Store
 
 __all__ = ["RETENTION_BATCH", "RETENTION_BATCHES_PER_TICK", "Cleaner", "CounterFolder",
-           "Maintenance", "MemoryTrimmer", "Reconciler", "Rescuer", "Service", "WorkerRegistry"]
+           "Maintenance", "MemoryTrimmer", "Reconciler", "Rescuer", "Service", "StallWatch",
+           "WorkerRegistry"]
 
 
 class Maintenance:
@@ -33,6 +35,7 @@ class Maintenance:
             CounterFolder(store, config.fold_interval),
             WorkerRegistry(store, dispatcher, config.workers_interval),
             Reconciler(dispatcher, config.reconcile_interval),
+            StallWatch(dispatcher, config.tick_seconds),
             Cleaner(store, config.retention_seconds, config.retention_interval),
             MemoryTrimmer(),
         ]
