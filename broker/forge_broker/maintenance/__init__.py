@@ -11,16 +11,19 @@ from forge_broker.dispatch import Dispatcher
 from forge_broker.loops import cancel, every
 from forge_broker.maintenance.cleaner import RETENTION_BATCH, RETENTION_BATCHES_PER_TICK, Cleaner
 from forge_broker.maintenance.counters import CounterFolder
+from forge_broker.maintenance.memory import MemoryTrimmer
 from forge_broker.maintenance.reconciler import Reconciler
 from forge_broker.maintenance.rescuer import Rescuer
 from forge_broker.maintenance.scheduler import Scheduler
 from forge_broker.maintenance.service import Service
+from forge_broker.maintenance.stalls import StallWatch
 from forge_broker.maintenance.workers import WorkerRegistry
 from forge_broker.metrics import Metrics
 from forge_broker.store import Store
 
 __all__ = ["RETENTION_BATCH", "RETENTION_BATCHES_PER_TICK", "Cleaner", "CounterFolder",
-           "Maintenance", "Reconciler", "Rescuer", "Scheduler", "Service", "WorkerRegistry"]
+           "Maintenance", "MemoryTrimmer", "Reconciler", "Rescuer", "Scheduler", "Service",
+           "StallWatch", "WorkerRegistry"]
 
 
 class Maintenance:
@@ -34,8 +37,10 @@ class Maintenance:
             CounterFolder(store, config.fold_interval),
             WorkerRegistry(store, dispatcher, config.workers_interval),
             Reconciler(dispatcher, config.reconcile_interval),
+            StallWatch(dispatcher, config.tick_seconds),
             Cleaner(store, config.retention_seconds, config.retention_interval),
             self.scheduler,
+            MemoryTrimmer(),
         ]
         self._tasks: list[asyncio.Task[None]] = []
 
