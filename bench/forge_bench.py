@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 import httpx
 import psycopg
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -91,8 +92,7 @@ class Params:
     footprint_concurrency: int = 1_000
     """workerd processes and --concurrency of each in the footprint scenario."""
     schedules: int = 1_000
-    """Schedules put with cron ``* * * * *`` by ``clients`` gRPC clients, all due at the same
-    minute boundary."""
+    """Schedules put by ``clients`` gRPC clients, then all made due at the same instant."""
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -630,10 +630,15 @@ async def _footprint(dsn: str, target: str, procs: Procs, p: Params) -> dict[str
             "workers": p.footprint_workers, "concurrency": p.footprint_concurrency}
 
 
-EVERY_MINUTE = "* * * * *"
-PUT_MARGIN = 5.0
-"""Seconds kept free before the minute boundary beyond what the puts take at 100 a second (they
-run at several hundred): every schedule must be put before the boundary it is due at."""
+ONCE_A_YEAR = "0 0 1 1 *"
+"""The schedules' cron: never due on its own while the scenario runs."""
+DUE_IN = "2 seconds"
+"""How far ahead of the database's clock the harness makes every schedule due: the same instant
+for all, as at a minute boundary, without waiting up to a minute for one."""
+MAKE_DUE = f"""
+UPDATE forge.schedules SET next_run_at = date_trunc('second', now()) + interval '{DUE_IN}'
+WHERE starts_with(name, 'bench-')
+"""
 SCHEDULE_JOBS = """
 SELECT idempotency_key, extract(epoch FROM created_at)::float8 FROM forge.jobs
 WHERE starts_with(idempotency_key, 'schedule:')
@@ -641,7 +646,7 @@ WHERE starts_with(idempotency_key, 'schedule:')
 
 
 async def _put_schedules(target: str, n: int, clients: int) -> float:
-    """PutSchedule of ``n`` every-minute schedules from ``clients`` channels; seconds taken."""
+    """PutSchedule of ``n`` yearly schedules from ``clients`` channels; seconds taken."""
     channels = [channel(target) for _ in range(clients)]
     try:
         for ch in channels:
@@ -652,7 +657,7 @@ async def _put_schedules(target: str, n: int, clients: int) -> float:
             stub = pb_grpc.BrokerStub(ch)
             for i in numbers:
                 await stub.PutSchedule(pb.Schedule(
-                    name=f"bench-{i:05d}", cron=EVERY_MINUTE,
+                    name=f"bench-{i:05d}", cron=ONCE_A_YEAR,
                     job=pb.EnqueueRequest(type="bench.noop", payload=payload({"n": i}))), timeout=30)
 
         t0 = time.perf_counter()
@@ -681,23 +686,27 @@ async def _committed_at(conn: psycopg.AsyncConnection[Any], count: psycopg.Async
 
 
 async def _schedules(dsn: str, target: str, p: Params) -> dict[str, Any]:
-    """``schedules`` cron schedules due at the same minute boundary: how long after it the broker
+    """``schedules`` cron schedules due at the same instant: how long after it the broker
     has enqueued all their jobs, one per schedule."""
     n = p.schedules
-    # Every schedule must be due at the same boundary: put them all well before it.
-    if 60 - time.time() % 60 < PUT_MARGIN + n / 100:
-        await asyncio.sleep(60 - time.time() % 60 + 0.1)
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listen, \
             await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await listen.execute("LISTEN forge_jobs")
         put_seconds = await _put_schedules(target, n, p.clients)
+        # All due at one instant, as cron schedules are at a boundary they share; then one more put
+        # (a paused schedule, which never fires) so the scheduler looks at the new times at once.
+        await conn.execute(MAKE_DUE)
+        async with channel(target) as ch:
+            await pb_grpc.BrokerStub(ch).PutSchedule(pb.Schedule(
+                name="wake", every=Duration(seconds=3600), paused=True,
+                job=pb.EnqueueRequest(type="bench.noop")), timeout=30)
         row = await (await conn.execute(
             "SELECT count(DISTINCT next_run_at), min(next_run_at), now() FROM forge.schedules")).fetchone()
         assert row is not None
         distinct, due, now = row
         if distinct != 1 or due <= now:
-            raise RuntimeError(f"schedules: the puts took {put_seconds:.1f}s and crossed a minute "
-                               f"boundary ({distinct} fire times, the first {due}, now {now})")
+            raise RuntimeError(f"schedules: not all due at one instant ({distinct} fire times, "
+                               f"the first {due}, now {now})")
         fire_at = due.timestamp()
         committed, commits = await _committed_at(listen, conn, n, fire_at + 30)
         rows = await (await conn.execute(SCHEDULE_JOBS)).fetchall()
@@ -753,8 +762,8 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
         out["workerd"] = (f"{p.footprint_workers} processes × --concurrency {p.footprint_concurrency} "
                           "--prefetch 0, handlers holding their slot")
     elif scenario == "schedules":
-        out["schedules"] = (f"{p.schedules:,} schedules, cron '{EVERY_MINUTE}', put by {p.clients} "
-                            "gRPC clients before a minute boundary, all due at it; no workerd")
+        out["schedules"] = (f"{p.schedules:,} schedules, cron '{ONCE_A_YEAR}', put by {p.clients} "
+                            f"gRPC clients, then all made due {DUE_IN} ahead; no workerd")
     else:
         out["clients"] = f"1 channel for EnqueueBatch; {p.clients} channels (own connections) for Enqueue"
     return out

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import REPO
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 METRICS = ("drain", "enqueue_batch", "enqueue_single", "latency_p50", "latency_p99",
            "enqueue_gateway", "scheduled_p50", "scheduled_p99", "scheduled_max",
@@ -26,7 +26,7 @@ def test_bench_quick_run_measures_every_forge_scenario(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--systems", "forge",
                            "--json", str(out)], cwd=REPO, capture_output=True, text=True,
-                          timeout=360)  # the schedules scenario waits up to a minute for its boundary
+                          timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for label in ("drain", "idle latency p50", "POST /v1/jobs", "scheduled start delay p99",
                   "backlog: claim large ÷ small", "steady: jobs size", "footprint: broker RSS",
