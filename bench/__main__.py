@@ -9,8 +9,8 @@ fresh database, interleaving systems within a repeat so machine noise spreads ev
 one table (medians over repeats, and Forge ÷ each peer) and writes ``bench/results/latest.json``
 with the machine, versions, server settings, every median and every raw run.
 
-The scenarios gateway, scheduled, backlog, steady, footprint and limits are Forge's alone (the peers'
-cells show "—"); steady runs once whatever ``--repeats`` says.
+The scenarios gateway, scheduled, backlog, steady, footprint, limits and schedules are Forge's
+alone (the peers' cells show "—"); steady runs once whatever ``--repeats`` says.
 
 Forge runs as a real broker subprocess and real ``workerd`` processes; the peers run in their
 own venv (``bench/.venv-peers``, created on first use) as subprocesses. See docs/benchmarks.md.
@@ -41,7 +41,7 @@ QUICK = forge_bench.Params(jobs=1_000, single_jobs=200, latency_jobs=50, warmup=
                            backlog_large=20_000, backlog_completed=20_000, backlog_claims=5,
                            backlog_warmup_claims=2, backlog_drain=1_000, steady_seconds=12, steady_rate=200,
                            steady_sample=3, steady_retention=3, footprint_workers=2,
-                           footprint_concurrency=100, limits_jobs=200)
+                           footprint_concurrency=100, limits_jobs=200, schedules=200)
 
 
 def _csv(raw: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -77,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--footprint-workers", type=int, help="workerd processes in footprint (default 10)")
     ap.add_argument("--footprint-concurrency", type=int,
                     help="each footprint workerd's --concurrency (default 1,000)")
+    ap.add_argument("--schedules", type=int,
+                    help="schedules due at the same minute in the schedules scenario (default 1,000)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="db_settings",
                     help="a PostgreSQL setting for every benchmark database (ALTER DATABASE … SET), "
                          "e.g. --set synchronous_commit=off; repeatable")
@@ -89,7 +91,7 @@ def params(args: argparse.Namespace) -> forge_bench.Params:
     overrides: dict[str, Any] = {}
     for name in ("jobs", "single_jobs", "latency_jobs", "concurrency", "prefetch", "gateway_jobs",
                  "scheduled_jobs", "backlog_small", "steady_rate", "footprint_workers",
-                 "footprint_concurrency"):
+                 "footprint_concurrency", "schedules"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.backlog_large is not None:

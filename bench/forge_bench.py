@@ -19,12 +19,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 import psycopg
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -34,6 +36,7 @@ from forge.client import wait_ready
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
 from forge_broker.migrate import migrate
+from forge_broker.schedules import fire_key
 from forge_broker.store import LOCK_SPACE, claim_statement
 from tests.support import free_port
 
@@ -93,6 +96,8 @@ class Params:
     footprint_workers: int = 10
     footprint_concurrency: int = 1_000
     """workerd processes and --concurrency of each in the footprint scenario."""
+    schedules: int = 1_000
+    """Schedules put by ``clients`` gRPC clients, then all made due at the same instant."""
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -679,6 +684,100 @@ async def _footprint(dsn: str, target: str, procs: Procs, p: Params) -> dict[str
             "workers": p.footprint_workers, "concurrency": p.footprint_concurrency}
 
 
+ONCE_A_YEAR = "0 0 1 1 *"
+"""The schedules' cron: never due on its own while the scenario runs."""
+DUE_IN = "2 seconds"
+"""How far ahead of the database's clock the harness makes every schedule due: the same instant
+for all, as at a minute boundary, without waiting up to a minute for one."""
+MAKE_DUE = f"""
+UPDATE forge.schedules SET next_run_at = date_trunc('second', now()) + interval '{DUE_IN}'
+WHERE starts_with(name, 'bench-')
+"""
+SCHEDULE_JOBS = """
+SELECT idempotency_key, extract(epoch FROM created_at)::float8 FROM forge.jobs
+WHERE starts_with(idempotency_key, 'schedule:')
+"""
+
+
+async def _put_schedules(target: str, n: int, clients: int) -> float:
+    """PutSchedule of ``n`` yearly schedules from ``clients`` channels; seconds taken."""
+    channels = [channel(target) for _ in range(clients)]
+    try:
+        for ch in channels:
+            await ch.channel_ready()
+        numbers = iter(range(n))
+
+        async def client(ch: grpc.aio.Channel) -> None:
+            stub = pb_grpc.BrokerStub(ch)
+            for i in numbers:
+                await stub.PutSchedule(pb.Schedule(
+                    name=f"bench-{i:05d}", cron=ONCE_A_YEAR,
+                    job=pb.EnqueueRequest(type="bench.noop", payload=payload({"n": i}))), timeout=30)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(ch) for ch in channels))
+        return time.perf_counter() - t0
+    finally:
+        for ch in channels:
+            await ch.close(None)
+
+
+async def _committed_at(conn: psycopg.AsyncConnection[Any], count: psycopg.AsyncConnection[Any],
+                        n: int, until: float) -> tuple[float, int]:
+    """When the commit that made the ``n``-th scheduled job visible reached ``conn`` (which
+    LISTENs to the jobs' insert NOTIFY, sent at commit), and how many commits it took."""
+    commits = 0
+    while (left := until - time.time()) > 0:
+        async for _ in conn.notifies(timeout=left, stop_after=1):
+            at = time.time()
+            commits += 1
+            row = await (await count.execute(
+                "SELECT count(*) FROM forge.jobs WHERE starts_with(idempotency_key, 'schedule:')"
+            )).fetchone()
+            if row is not None and row[0] >= n:
+                return at, commits
+    raise TimeoutError(f"the schedules' {n} jobs were not all enqueued in time")
+
+
+async def _schedules(dsn: str, target: str, p: Params) -> dict[str, Any]:
+    """``schedules`` cron schedules due at the same instant: how long after it the broker
+    has enqueued all their jobs, one per schedule."""
+    n = p.schedules
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listen, \
+            await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await listen.execute("LISTEN forge_jobs")
+        put_seconds = await _put_schedules(target, n, p.clients)
+        # All due at one instant, as cron schedules are at a boundary they share; then one more put
+        # (a paused schedule, which never fires) so the scheduler looks at the new times at once.
+        await conn.execute(MAKE_DUE)
+        async with channel(target) as ch:
+            await pb_grpc.BrokerStub(ch).PutSchedule(pb.Schedule(
+                name="wake", every=Duration(seconds=3600), paused=True,
+                job=pb.EnqueueRequest(type="bench.noop")), timeout=30)
+        row = await (await conn.execute(
+            "SELECT count(DISTINCT next_run_at), min(next_run_at), now() FROM forge.schedules")).fetchone()
+        assert row is not None
+        distinct, due, now = row
+        if distinct != 1 or due <= now:
+            raise RuntimeError(f"schedules: not all due at one instant ({distinct} fire times, "
+                               f"the first {due}, now {now})")
+        fire_at = due.timestamp()
+        committed, commits = await _committed_at(listen, conn, n, fire_at + 30)
+        rows = await (await conn.execute(SCHEDULE_JOBS)).fetchall()
+    keys = [key for key, _ in rows]
+    expected = {fire_key(f"bench-{i:05d}", due) for i in range(n)}
+    if len(keys) != n or set(keys) != expected:
+        raise RuntimeError(f"schedules: {len(keys)} jobs ({len(set(keys))} keys, "
+                           f"{len(set(keys) & expected)} of the {n} expected), not one per schedule")
+    created = [at for _, at in rows]
+    return {"schedules_fire": 1000 * (committed - fire_at),
+            "schedules_created": 1000 * (max(created) - fire_at),
+            "first_created_ms": 1000 * (min(created) - fire_at), "jobs": len(keys),
+            "commits": commits, "schedules": n, "put_seconds": put_seconds,
+            "puts_per_second": n / put_seconds,
+            "fire_time": datetime.fromtimestamp(fire_at, UTC).isoformat()}
+
+
 def settings(scenario: str, p: Params) -> dict[str, Any]:
     """How Forge was set up for ``scenario``: what a reader needs to reproduce the figure."""
     tuned = {k: v for k, v in os.environ.items() if k.startswith("FORGE_")}
@@ -723,6 +822,9 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
     elif scenario == "footprint":
         out["workerd"] = (f"{p.footprint_workers} processes × --concurrency {p.footprint_concurrency} "
                           "--prefetch 0, handlers holding their slot")
+    elif scenario == "schedules":
+        out["schedules"] = (f"{p.schedules:,} schedules, cron '{ONCE_A_YEAR}', put by {p.clients} "
+                            f"gRPC clients, then all made due {DUE_IN} ahead; no workerd")
     else:
         out["clients"] = f"1 channel for EnqueueBatch; {p.clients} channels (own connections) for Enqueue"
     return out
@@ -751,6 +853,8 @@ def run(scenario: str, dsn: str, p: Params) -> dict[str, Any]:
                 result = asyncio.run(_footprint(dsn, target, procs, p))
             elif scenario == "limits":
                 result = asyncio.run(_limits(dsn, target, procs, p))
+            elif scenario == "schedules":
+                result = asyncio.run(_schedules(dsn, target, p))
             else:
                 raise ValueError(f"unknown scenario {scenario!r}")
     result["settings"] = settings(scenario, p)

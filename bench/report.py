@@ -53,10 +53,14 @@ METRICS = (
     Metric("footprint_broker", "footprint", "footprint: broker RSS", "MiB", False, 200.0),
     Metric("footprint_workerd_max", "footprint", "footprint: workerd RSS, max", "MiB", False),
     Metric("footprint_workerd_mean", "footprint", "footprint: workerd RSS, mean", "MiB", False),
+    Metric("schedules_fire", "schedules", "schedules: due → all their jobs committed", "ms", False,
+           1000.0),
+    Metric("schedules_created", "schedules", "schedules: due → last job's created_at", "ms", False),
 )
 SCENARIOS = ("drain", "enqueue", "latency", "gateway", "scheduled", "backlog", "steady", "footprint",
-             "limits")
-FORGE_ONLY = frozenset({"gateway", "scheduled", "backlog", "steady", "footprint", "limits"})
+             "limits", "schedules")
+FORGE_ONLY = frozenset({"gateway", "scheduled", "backlog", "steady", "footprint", "limits",
+                        "schedules"})
 """Scenarios only Forge runs (the peers' cells show "—")."""
 SINGLE_RUN = frozenset({"steady"})
 """Scenarios run once whatever --repeats says (a long run whose figure is a series)."""

@@ -375,6 +375,27 @@ def test_token_configuration_accepts_a_list_and_a_file_and_refuses_bad_entries(t
         load_tokens({"FORGE_TOKENS_FILE": str(f)})
 
 
+def test_only_admin_may_put_or_delete_a_schedule_and_producers_may_read_them(
+        stub: pb_grpc.BrokerStub) -> None:
+    put = pb.Schedule(name="auth.nightly", cron="0 3 * * *",
+                      job=pb.EnqueueRequest(type="auth.report"))
+    get = pb.GetScheduleRequest(name="auth.nightly")
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    for role in (TOKENS.producer, TOKENS.worker):
+        md = bearer(role)
+        assert code_of(lambda md=md: stub.PutSchedule(put, timeout=5, metadata=md)) == denied
+    admin = bearer(TOKENS.admin)
+    assert stub.PutSchedule(put, timeout=5, metadata=admin).name == "auth.nightly"
+    producer = bearer(TOKENS.producer)
+    assert stub.GetSchedule(get, timeout=5, metadata=producer).cron == "0 3 * * *"
+    assert stub.ListSchedules(pb.ListSchedulesRequest(), timeout=5, metadata=producer).schedules
+    delete = pb.DeleteScheduleRequest(name="auth.nightly")
+    assert code_of(lambda: stub.DeleteSchedule(delete, timeout=5, metadata=producer)) == denied
+    assert code_of(lambda: stub.GetSchedule(get, timeout=5, metadata=bearer(TOKENS.worker))) \
+        == denied
+    stub.DeleteSchedule(delete, timeout=5, metadata=admin)
+
+
 # -- the role table ------------------------------------------------------------------------------
 
 def test_every_broker_rpc_has_an_explicit_role_entry() -> None:

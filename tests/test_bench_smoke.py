@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 METRICS = ("drain", "enqueue_batch", "enqueue_single", "latency_p50", "latency_p99",
            "enqueue_gateway", "scheduled_p50", "scheduled_p99", "scheduled_max",
@@ -19,7 +19,8 @@ METRICS = ("drain", "enqueue_batch", "enqueue_single", "latency_p50", "latency_p
            "backlog_drain_small", "backlog_drain_large", "backlog_drain_ratio",
            "steady_size_ratio", "steady_size_end", "steady_p99_max",
            "footprint_broker", "footprint_workerd_max", "footprint_workerd_mean",
-           "limits_drain", "limits_limited_drain", "limits_limited_share", "limits_limited_peak")
+           "limits_drain", "limits_limited_drain", "limits_limited_share", "limits_limited_peak",
+           "schedules_fire", "schedules_created")
 
 
 def test_bench_quick_run_measures_every_forge_scenario(tmp_path: Path) -> None:
@@ -30,7 +31,7 @@ def test_bench_quick_run_measures_every_forge_scenario(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for label in ("drain", "idle latency p50", "POST /v1/jobs", "scheduled start delay p99",
                   "backlog: claim large ÷ small", "steady: jobs size", "footprint: broker RSS",
-                  "limits: unlimited drain"):
+                  "limits: unlimited drain", "schedules: due → all their jobs committed"):
         assert label in proc.stdout, label
     result = json.loads(out.read_text())
     for metric in METRICS:
@@ -40,4 +41,5 @@ def test_bench_quick_run_measures_every_forge_scenario(tmp_path: Path) -> None:
     steady = result["runs"]["forge"]["steady"]
     assert len(steady) == 1 and len(steady[0]["series"]) >= 2, steady
     assert {t["metric"] for t in result["targets"]} >= {"scheduled_p99", "backlog_lease_ratio",
-                                                       "steady_size_ratio", "footprint_broker"}
+                                                       "steady_size_ratio", "footprint_broker",
+                                                       "schedules_fire"}

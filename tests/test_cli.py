@@ -110,3 +110,38 @@ def test_broker_without_database_url_runs_embedded_postgres_and_keeps_data(tmp_p
             assert client.get(job.id).payload["to"] == "x@y.z"
     finally:
         broker.stop(30)
+
+
+@pytest.mark.slow
+def test_cli_schedule_put_get_list_delete(broker: BrokerProcess) -> None:
+    put = forge(broker, "schedule", "put", "nightly", "--cron", "0 3 * * *", "--timezone",
+                "Europe/Berlin", "--type", "report", "--payload", '{"kind": "daily"}',
+                "--priority", "5", "--max-retries", "1")
+    assert put.returncode == 0, put.stderr
+    stored = json.loads(put.stdout)
+    assert (stored["name"], stored["cron"], stored["timezone"]) == ("nightly", "0 3 * * *",
+                                                                    "Europe/Berlin")
+    assert stored["job"] == {"type": "report", "payload": {"kind": "daily"}, "priority": 5,
+                             "maxRetries": 1}
+    assert "nextRunAt" in stored
+    ping = forge(broker, "schedule", "put", "ping", "--every", "1m30s", "--type", "ping",
+                 "--paused")
+    assert ping.returncode == 0, ping.stderr
+    assert json.loads(ping.stdout)["every"] == "90s" and json.loads(ping.stdout)["paused"]
+
+    assert json.loads(forge(broker, "schedule", "get", "nightly").stdout) == stored
+    listed = json.loads(forge(broker, "schedule", "list").stdout)
+    assert [s["name"] for s in listed["schedules"]] == ["nightly", "ping"]
+    deleted = forge(broker, "schedule", "delete", "nightly")
+    assert deleted.returncode == 0 and deleted.stdout == ""
+    missing = forge(broker, "schedule", "get", "nightly")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "forge: NOT_FOUND: schedule nightly not found"
+
+    bad_cron = forge(broker, "schedule", "put", "x", "--cron", "61 * * * *", "--type", "t")
+    assert bad_cron.returncode == 1
+    assert bad_cron.stderr.strip() == "forge: INVALID_ARGUMENT: cron: Bad minute in '61 * * * *'"
+    both = forge(broker, "schedule", "put", "x", "--cron", "@daily", "--every", "1m", "--type", "t")
+    assert both.returncode == 2 and len(both.stderr.splitlines()) == 1
+    bad_every = forge(broker, "schedule", "put", "x", "--every", "soon", "--type", "t")
+    assert bad_every.returncode == 2 and "not a period: 'soon'" in bad_every.stderr

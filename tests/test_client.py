@@ -3,6 +3,7 @@ and the blocking client is the one clients/python/sync_client.py writes from the
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -146,3 +147,17 @@ except SystemExit as exc:
 else:
     raise AssertionError("a lost rename went unnoticed")
 """
+
+
+def test_a_batch_whose_answer_is_over_grpcs_4_mb_default_comes_back_to_both_clients(
+        broker: BrokerProcess) -> None:
+    # 2,500 jobs of 2 KB: a 5 MB request (under the broker's 16 MiB limit) whose answer echoes
+    # every job, past the 4 MB a gRPC channel receives by default.
+    jobs = [enqueue_request("client.big", {"blob": "x" * 2000, "i": i}) for i in range(2500)]
+    with Client(broker.target) as client:
+        assert len(client.enqueue_batch(jobs)) == 2500
+
+    async def enqueue() -> int:
+        async with AsyncClient(broker.target) as aclient:
+            return len(await aclient.enqueue_batch(jobs))
+    assert asyncio.run(enqueue()) == 2500

@@ -4,7 +4,9 @@ header (unary and streaming calls alike) and maps the broker's refusals to 401 a
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -113,3 +115,43 @@ def test_gateway_refuses_blank_short_or_placeholder_tokens_naming_the_variable_n
         assert out.returncode == 2, token
         assert message in out.stderr
         assert token not in out.stderr + out.stdout
+
+
+@pytest.fixture(scope="module")
+def checking_gateway(gw_broker: BrokerProcess) -> Iterator[GatewayProcess]:
+    """A gateway given the broker's tokens, so it checks them itself before reading a body."""
+    gw = GatewayProcess(gw_broker.target, FORGE_TOKENS=TOKENS.env)
+    gw.start()
+    yield gw
+    gw.stop()
+
+
+def assert_401(r: httpx.Response) -> None:
+    assert r.status_code == 401, r.text
+    assert r.json() == {"code": 16, "message": r.json()["message"], "details": []}
+    assert "Bearer" in r.json()["message"]
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_gateway_with_tokens_refuses_a_request_without_a_valid_token_before_its_body(
+    checking_gateway: GatewayProcess,
+) -> None:
+    url = checking_gateway.url
+    malformed = b'{"type": "gw.auth", "payload": {"n": NaN'
+    for headers in ({}, auth("wrong-token-wrong-token"), {"Authorization": "Basic abc"}):
+        r = httpx.post(url + "/v1/jobs", content=malformed, headers=headers, timeout=10)
+        assert_401(r)
+    # Past the size limit: still 401, the token is checked first.
+    huge = b'{"type": "gw.auth", "payload": {"blob": "' + b"x" * (3 * 1024 * 1024) + b'"}}'
+    assert_401(httpx.post(url + "/v1/jobs", content=huge, timeout=10))
+    # A body announced but never sent: answered at once, without waiting to read it.
+    with socket.create_connection(("127.0.0.1", checking_gateway.port), timeout=5) as s:
+        s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 401")
+    # With a valid token the body is read and judged.
+    r = httpx.post(url + "/v1/jobs", content=malformed, headers=auth(TOKENS.producer), timeout=10)
+    assert r.status_code == 400, r.text
+    r = httpx.get(url + "/v1/stats", headers=auth(TOKENS.producer), timeout=10)
+    assert r.status_code == 200, r.text
+    # The role check stays with the broker.
+    assert httpx.get(url + "/v1/dlq", headers=auth(TOKENS.producer), timeout=10).status_code == 403

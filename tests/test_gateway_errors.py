@@ -86,6 +86,57 @@ def test_unknown_fields_are_400_naming_them(http: httpx.Client) -> None:
     assert_status(r, 400, 3, "no request body")
 
 
+def post_raw(http: httpx.Client, path: str, body: bytes) -> httpx.Response:
+    return http.post(path, content=body, headers={"content-type": "application/json"})
+
+
+def test_an_integer_past_the_range_of_a_double_is_400_naming_the_field(
+    http: httpx.Client,
+) -> None:
+    for digits in (310, 309, 5000):  # overflows a double; silently 1e308; past int() limits
+        body = b'{"type": "gw.numbers", "payload": {"n": ' + b"1" * digits + b"}}"
+        assert_status(post_raw(http, "/v1/jobs", body), 400, 3, "payload.n", f"{digits} digits")
+    batch = (b'{"jobs": [' + b'{"type": "gw.numbers"}, ' * 3
+             + b'{"type": "gw.numbers", "payload": {"n": -' + b"9" * 310 + b"}}]}")
+    assert_status(post_raw(http, "/v1/jobs:batch", batch), 400, 3, "jobs[3].payload.n")
+    body = b'{"type": "gw.numbers", "priority": ' + b"9" * 310 + b"}"
+    assert_status(post_raw(http, "/v1/jobs", body), 400, 3, "priority")
+
+
+def test_nan_infinity_and_numbers_that_overflow_are_400_naming_the_field(
+    http: httpx.Client,
+) -> None:
+    for literal in (b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-2.5E+999"):
+        body = b'{"type": "gw.numbers", "payload": {"list": [1, ' + literal + b"]}}"
+        assert_status(post_raw(http, "/v1/jobs", body), 400, 3, "payload.list[1]")
+        body = b'{"type": "gw.numbers", "priority": ' + literal + b"}"
+        assert_status(post_raw(http, "/v1/jobs", body), 400, 3, "priority")
+
+
+def test_an_integer_field_given_a_fraction_or_a_value_out_of_range_is_400_naming_it(
+    http: httpx.Client,
+) -> None:
+    for value in (1.5, 2**31, -(2**63) - 1):
+        r = http.post("/v1/jobs", json={"type": "gw.numbers", "priority": value})
+        assert_status(r, 400, 3, "priority")
+
+
+def test_a_key_given_twice_is_400_naming_it(http: httpx.Client) -> None:
+    body = b'{"type": "gw.numbers", "payload": {"a": 1, "a": 2}}'
+    assert_status(post_raw(http, "/v1/jobs", body), 400, 3, "payload", "'a'")
+    body = b'{"type": "gw.numbers", "priority": 1, "priority": 9}'
+    assert_status(post_raw(http, "/v1/jobs", body), 400, 3, "'priority'")
+
+
+def test_numbers_a_double_holds_still_pass(http: httpx.Client) -> None:
+    body = (b'{"type": "gw.numbers", "payload": {"big": 1e308, "small": -4.9e-324, '
+            b'"whole": 9007199254740991, "u64": 18446744073709551615}}')
+    r = post_raw(http, "/v1/jobs", body)
+    assert r.status_code == 200, r.text
+    payload = r.json()["job"]["payload"]
+    assert payload["big"] == 1e308 and payload["whole"] == 9007199254740991
+
+
 def test_unknown_route_is_404_and_wrong_method_405(http: httpx.Client) -> None:
     assert_status(http.get("/v1/nothing-here"), 404, 5, "/v1/nothing-here")
     r = http.delete("/v1/jobs")

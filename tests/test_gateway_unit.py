@@ -6,6 +6,7 @@ the gateway has never seen, annotated with every HttpRule feature.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import grpc
@@ -332,13 +333,31 @@ def test_config_flags_beat_environment_beats_defaults(tmp_path: Path) -> None:
     assert (c.broker, c.port, c.static_dir) == ("x:2", 1, None)
 
 
+def test_config_reads_the_connection_limits_and_the_token_digests() -> None:
+    c = Config.from_args([], env={})
+    assert (c.max_connections, c.header_timeout, c.body_timeout, c.keep_alive_timeout,
+            c.token_digests) == (1000, 10.0, 30.0, 5, ())
+    env = {"FORGE_GATEWAY_MAX_CONNECTIONS": "7", "FORGE_GATEWAY_HEADER_TIMEOUT": "1.5",
+           "FORGE_GATEWAY_BODY_TIMEOUT": "2", "FORGE_GATEWAY_KEEP_ALIVE_TIMEOUT": "3",
+           "FORGE_TOKENS": "ops:admin:0123456789abcdef0123"}
+    c = Config.from_args(["--max-connections", "8"], env=env)
+    assert (c.max_connections, c.header_timeout, c.body_timeout, c.keep_alive_timeout) == (
+        8, 1.5, 2.0, 3)
+    assert c.token_digests == (hashlib.sha256(b"0123456789abcdef0123").digest(),)
+    assert "0123456789abcdef0123" not in repr(c) and "token_digests" not in repr(c)
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "named"),
     [(["--port", "http"], {}, "--port"), (["--port", "70000"], {}, "--port"),
      (["--max-body", "0"], {}, "--max-body"), (["--timeout", "-1"], {}, "--timeout"),
      (["--timeout", "inf"], {}, "--timeout"), (["--static-dir", "/nonexistent/dir"], {}, "--static-dir"),
      (["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], {}, "--tls-cert"),
-     ([], {"PORT": "http"}, "--port"), ([], {"FORGE_GATEWAY_MAX_BODY": "-5"}, "--max-body")],
+     ([], {"PORT": "http"}, "--port"), ([], {"FORGE_GATEWAY_MAX_BODY": "-5"}, "--max-body"),
+     (["--max-connections", "0"], {}, "--max-connections"),
+     ([], {"FORGE_GATEWAY_HEADER_TIMEOUT": "0"}, "--header-timeout"),
+     (["--body-timeout", "nan"], {}, "--body-timeout"),
+     (["--keep-alive-timeout", "0.5"], {}, "--keep-alive-timeout")],
 )
 def test_config_refuses_bad_values_naming_the_option(
     argv: list[str], env: dict[str, str], named: str, capsys: pytest.CaptureFixture[str]

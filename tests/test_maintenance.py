@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any, LiteralString
 
 import psycopg
@@ -23,10 +25,12 @@ from forge_broker.maintenance import (
     Maintenance,
     Reconciler,
     Rescuer,
+    Scheduler,
     WorkerRegistry,
 )
 from forge_broker.metrics import Metrics
-from forge_broker.models import AckItem, Lease, NewJob
+from forge_broker.models import AckItem, Lease, NewJob, NewSchedule
+from forge_broker.schedules import fire_key
 from forge_broker.store import Store
 
 
@@ -206,6 +210,98 @@ async def test_a_round_that_raises_a_bug_is_logged_with_its_traceback_and_run_ag
 
 def test_maintenance_intervals_follow_the_stats_interval_unless_set() -> None:
     cfg = Config.from_env({"FORGE_STATS_INTERVAL": "0.5", "FORGE_RETENTION_INTERVAL": "60"})
-    assert (cfg.fold_interval, cfg.workers_interval, cfg.reconcile_interval) == (0.5, 0.5, 0.5)
+    assert (cfg.fold_interval, cfg.workers_interval, cfg.reconcile_interval,
+            cfg.schedule_interval) == (0.5, 0.5, 0.5, 0.5)
     assert cfg.retention_interval == 60
     assert cfg.rescue_interval == 1  # FORGE_RESCUE_INTERVAL's own default
+
+
+def every_ten_minutes(name: str = "ten") -> NewSchedule:
+    return NewSchedule(name, None, timedelta(minutes=10), "UTC", job("report"), paused=False)
+
+
+async def test_scheduler_fires_an_overdue_schedule_once_and_moves_it_to_its_first_time_after_now(
+        store: Store, dsn: str) -> None:
+    await store.put_schedule(every_ten_minutes())
+    # 35 minutes overdue, as after an outage: the fires at +10, +20 and +30 were missed.
+    await sql(dsn, "UPDATE forge.schedules SET next_run_at = now() - interval '35 minutes'")
+    [(was_due,)] = await sql(dsn, "SELECT next_run_at FROM forge.schedules")
+    scheduler = Scheduler(store, interval=1)
+    await scheduler.run()
+    await scheduler.run()  # nothing is due any more
+    [(job_id, key, type_)] = await sql(dsn, "SELECT id, idempotency_key, type FROM forge.jobs")
+    assert (key, type_) == (fire_key("ten", was_due), "report")
+    [(next_run, last_run, last_job)] = await sql(
+        dsn, "SELECT next_run_at, last_run_at, last_job_id FROM forge.schedules")
+    assert next_run == was_due + timedelta(minutes=40)  # on its period, the first after now
+    assert (last_run, last_job) == (was_due, job_id)
+
+
+async def test_scheduler_fires_a_thousand_schedules_due_in_the_same_second_within_a_second(
+        store: Store, dsn: str) -> None:
+    # Half on a period, half on cron expressions of many kinds and zones: each computed in Python.
+    await sql(dsn, "INSERT INTO forge.schedules (name, every, type, next_run_at) "
+                   "SELECT 'every-' || i, i * interval '1 second', 'bulk', now() "
+                   "FROM generate_series(1, 500) i")
+    await sql(dsn, "INSERT INTO forge.schedules (name, cron, timezone, type, next_run_at) "
+                   "SELECT 'cron-' || i, (i % 60) || ' ' || (i % 24) || ' * * ' || (i % 7), "
+                   "(ARRAY['UTC', 'Europe/Berlin', 'America/New_York', 'Asia/Tokyo'])[i % 4 + 1], "
+                   "'bulk', now() FROM generate_series(1, 500) i")
+    started = time.perf_counter()
+    await Scheduler(store, interval=1).run()
+    took = time.perf_counter() - started
+    assert await sql(dsn, "SELECT count(*), count(DISTINCT idempotency_key) FROM forge.jobs") == [
+        (1000, 1000)]
+    assert await sql(dsn, "SELECT count(*) FROM forge.schedules WHERE next_run_at > now()") == [
+        (1000,)]
+    assert took < 1.0, f"1,000 due schedules took {took:.2f}s"
+
+
+async def test_jobs_a_schedule_fires_wake_a_lease_stream_at_once(store: Store, dsn: str) -> None:
+    # Polling once a minute: only the NOTIFY of the insert can bring the job within seconds.
+    dispatcher = Dispatcher(store, broker_id="notify-test", poll_seconds=60)
+    await dispatcher.start()
+    try:
+        stream = await dispatcher.open("w", ["report"], 10, 30)
+        await store.put_schedule(every_ten_minutes())
+        await sql(dsn, "UPDATE forge.schedules SET next_run_at = now()")
+        await Scheduler(store, interval=1).run()
+        [row] = await asyncio.wait_for(anext(stream.batches()), 5)
+        assert row.type == "report"
+    finally:
+        await dispatcher.stop()
+
+
+async def test_scheduler_wakes_on_a_put_and_sleeps_only_until_the_next_fire_time(
+        store: Store, dsn: str) -> None:
+    scheduler = Scheduler(store, interval=30)
+    loop = asyncio.create_task(every(scheduler.interval, scheduler.run, scheduler.log,
+                                     scheduler.name, pause=scheduler.pause))
+    try:
+        await asyncio.sleep(0.3)  # the first round found nothing, and sleeps its 30 s interval
+        await store.put_schedule(NewSchedule("tick", None, timedelta(seconds=1), "UTC",
+                                             job("tick"), paused=False))
+        scheduler.wake()
+
+        async def three_fired() -> bool:
+            return await sql(dsn, "SELECT count(*) FROM forge.jobs") >= [(3,)]
+
+        assert await eventually(three_fired, seconds=6)
+    finally:
+        loop.cancel()
+
+
+async def test_scheduler_pauses_a_schedule_it_cannot_compute_and_fires_the_others(
+        store: Store, dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    await store.put_schedule(every_ten_minutes("fine"))
+    # Put before its zone left the tz database, say: the row is there, the zone is not.
+    await sql(dsn, "INSERT INTO forge.schedules (name, cron, timezone, type, next_run_at) "
+                   "VALUES ('lost', '0 3 * * *', 'Mars/Olympus', 'report', now())")
+    await sql(dsn, "UPDATE forge.schedules SET next_run_at = now()")
+    with caplog.at_level(logging.ERROR, logger="forge.maintenance.scheduler"):
+        await Scheduler(store, interval=1).run()
+    assert await sql(dsn, "SELECT name, paused, next_run_at IS NULL FROM forge.schedules "
+                          "ORDER BY name") == [("fine", False, False), ("lost", True, True)]
+    assert await sql(dsn, "SELECT idempotency_key LIKE 'schedule:fine:%' FROM forge.jobs") == [
+        (True,)]
+    assert any("schedule lost paused" in m and "Mars/Olympus" in m for m in caplog.messages)

@@ -16,8 +16,6 @@ a token. With no tokens configured the interceptor is not installed: auth is off
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +24,14 @@ from typing import Any
 import grpc
 
 from forge_broker.errors import InvalidArgument
-from forge_common.tokens import ROLES, TokenConfigError, parse_tokens
+from forge_common.tokens import (
+    ROLES,
+    TokenConfigError,
+    bearer_credential,
+    digest,
+    matching_digest,
+    parse_tokens,
+)
 
 log = logging.getLogger("forge.auth")
 
@@ -47,6 +52,8 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = {
     # queue settings and counts are read like Stats; changing them is the operators'
     "GetQueue": frozenset({PRODUCER, ADMIN}),
     "ListQueues": frozenset({PRODUCER, ADMIN}),
+    "GetSchedule": frozenset({PRODUCER, ADMIN}),
+    "ListSchedules": frozenset({PRODUCER, ADMIN}),
     # workers: take work out, report on it
     "Lease": frozenset({WORKER, ADMIN}),
     "Ack": frozenset({WORKER, ADMIN}),
@@ -60,6 +67,9 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "UpdateQueue": frozenset({ADMIN}),
     "PauseQueue": frozenset({ADMIN}),
     "ResumeQueue": frozenset({ADMIN}),
+    # a schedule enqueues jobs forever after: who may set one up is an operator's decision
+    "PutSchedule": frozenset({ADMIN}),
+    "DeleteSchedule": frozenset({ADMIN}),
 }
 ADMIN_ONLY = frozenset({ADMIN})
 OPEN_SERVICES = ("grpc.health.v1.Health",)
@@ -79,10 +89,6 @@ def required_roles(method: str) -> frozenset[str] | None:
     return ADMIN_ONLY
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("ascii", "replace")).digest()
-
-
 @dataclass(frozen=True)
 class ApiToken:
     """One configured token. The secret itself is not kept, only its digest."""
@@ -96,7 +102,7 @@ class ApiToken:
 
     @classmethod
     def create(cls, name: str, role: str, token: str) -> ApiToken:
-        return cls(name=name, role=role, digest=_digest(token))
+        return cls(name=name, role=role, digest=digest(token))
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -116,14 +122,8 @@ def load_tokens(env: Mapping[str, str]) -> tuple[ApiToken, ...]:
 def _bearer(metadata: Iterable[Any] | None) -> str | None:
     """The credential of the first ``authorization: Bearer ...`` metadata entry."""
     for key, value in metadata or ():
-        if key != "authorization":
-            continue
-        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-        scheme, _, credential = text.strip().partition(" ")
-        credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential:
-            return None
-        return credential
+        if key == "authorization":
+            return bearer_credential(value)
     return None
 
 
@@ -152,19 +152,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if not tokens:
             raise ValueError("AuthInterceptor needs at least one token")
         self.tokens = tuple(tokens)
+        self.digests = tuple(t.digest for t in self.tokens)
 
     def identify(self, metadata: Iterable[Any] | None) -> ApiToken | None:
-        """The configured token the call presents, or None. Compares against every token,
-        always, in constant time for each: how long it takes does not say which matched."""
-        credential = _bearer(metadata)
-        if credential is None:
-            return None
-        presented = _digest(credential)
-        found = None
-        for tok in self.tokens:
-            if hmac.compare_digest(tok.digest, presented):
-                found = tok
-        return found
+        """The configured token the call presents, or None (compared in constant time)."""
+        found = matching_digest(self.digests, _bearer(metadata))
+        return None if found is None else self.tokens[found]
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],

@@ -58,7 +58,7 @@ class Config:
     broker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     tick_seconds: float = 1.0
     """Stats snapshot period, health check and metrics gauges. from_env makes it the default
-    of the four intervals after rescue_interval, so FORGE_STATS_INTERVAL alone paces all upkeep
+    of the five intervals after rescue_interval, so FORGE_STATS_INTERVAL alone paces all upkeep
     but the rescue."""
     rescue_interval: float = 1.0
     """Seconds between sweeps for expired leases."""
@@ -71,6 +71,10 @@ class Config:
     """Seconds between checks of full lease streams for jobs settled on another broker."""
     retention_interval: float = 1.0
     """Seconds between retention sweeps."""
+    schedule_interval: float = 1.0
+    """Longest the scheduler sleeps: it wakes at the next fire time when that is sooner, and at
+    once when a PutSchedule reaches this broker; this bounds how late a broker sees a schedule
+    put through another one."""
     backoff_base: float = 5.0
     """Retry delay after the first failed attempt; doubles each attempt, capped at an hour."""
     retention_seconds: float = 24 * 3600.0
@@ -92,12 +96,24 @@ class Config:
     """Certificate chain and key (PEM) to serve gRPC over TLS; None serves plain text."""
     tls_client_ca: Path | None = None
     """CA (PEM) that client certificates must chain to: mutual TLS, required when set."""
-    max_message_bytes: int = 64 * 1024 * 1024
-    """Largest gRPC message received or sent; larger ones fail with RESOURCE_EXHAUSTED."""
+    max_message_bytes: int = 16 * 1024 * 1024
+    """Largest gRPC message received; gRPC refuses a larger one (RESOURCE_EXHAUSTED) before
+    the broker builds anything from it. 16 MiB holds a full batch of 10,000 jobs with payloads
+    of about 1.5 KB (typical ones, 100 to 300 bytes, make 2 to 4 MB); bigger batches are split
+    by their sender."""
+    max_send_message_bytes: int = 64 * 1024 * 1024
+    """Largest gRPC message sent: a page of ListJobs or a batch of leased jobs with big payloads."""
     max_in_flight: int = 1000
     """Most jobs one Lease stream may hold at once (its request's max_in_flight)."""
     max_lease_streams: int = 1000
     """Most Lease streams open on this broker at once; 0 means no limit."""
+    max_streams_per_peer: int = 200
+    """Most Lease and WatchStats streams one caller holds on this broker at once (a caller is
+    an address, and with auth on a token at an address); 0 means no limit. Above what one big
+    worker host opens (a workerd per core), a fifth of max_lease_streams."""
+    stream_stall_timeout: float | None = None
+    """Seconds a lease stream may wait on a client that reads nothing, settling and
+    heartbeating none of its jobs, before it is closed; None: each stream's lease time."""
 
     def check(self) -> None:
         """What from_env cannot see alone: TLS settings that only make sense together."""
@@ -114,6 +130,7 @@ class Config:
         e = dict(os.environ if env is None else env)
         defaults = cls()
         tick = _float(e, "FORGE_STATS_INTERVAL", defaults.tick_seconds)
+        received = _at_least(e, "FORGE_MAX_MESSAGE_BYTES", defaults.max_message_bytes, 1024 * 1024)
         return cls(
             database_url=e.get("DATABASE_URL") or None,
             data_dir=Path(e.get("FORGE_DATA_DIR") or defaults.data_dir),
@@ -126,6 +143,7 @@ class Config:
             workers_interval=_float(e, "FORGE_WORKERS_INTERVAL", tick),
             reconcile_interval=_float(e, "FORGE_RECONCILE_INTERVAL", tick),
             retention_interval=_float(e, "FORGE_RETENTION_INTERVAL", tick),
+            schedule_interval=_float(e, "FORGE_SCHEDULE_INTERVAL", tick),
             backoff_base=_float(e, "FORGE_BACKOFF_BASE", defaults.backoff_base),
             retention_seconds=_float(e, "FORGE_RETENTION", defaults.retention_seconds),
             pool_min=_int(e, "FORGE_POOL_MIN", defaults.pool_min),
@@ -139,9 +157,17 @@ class Config:
             tls_cert=_file(e, "FORGE_TLS_CERT"),
             tls_key=_file(e, "FORGE_TLS_KEY"),
             tls_client_ca=_file(e, "FORGE_TLS_CLIENT_CA"),
-            max_message_bytes=_at_least(e, "FORGE_MAX_MESSAGE_BYTES", defaults.max_message_bytes,
-                                        1024 * 1024),
+            max_message_bytes=received,
+            # Never below the received limit by default: a broker told to take bigger messages
+            # is told to hold bigger jobs, and its pages and lease pushes grow with them.
+            max_send_message_bytes=_at_least(e, "FORGE_MAX_SEND_MESSAGE_BYTES",
+                                             max(defaults.max_send_message_bytes, received),
+                                             1024 * 1024),
             max_in_flight=_at_least(e, "FORGE_MAX_IN_FLIGHT", defaults.max_in_flight, 1),
             max_lease_streams=_at_least(e, "FORGE_MAX_LEASE_STREAMS",
                                         defaults.max_lease_streams, 0),
+            max_streams_per_peer=_at_least(e, "FORGE_MAX_STREAMS_PER_PEER",
+                                           defaults.max_streams_per_peer, 0),
+            stream_stall_timeout=_read(e, "FORGE_STREAM_STALL_TIMEOUT", None,
+                                       settings.positive_number),
         )

@@ -16,9 +16,11 @@ from forge_broker.models import (
     LeasedRow,
     NewJob,
     QueueSettings,
+    ScheduleRow,
     Snapshot,
     TypeCounts,
 )
+from forge_broker.schedules import schedule_of
 from forge_common import structs
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -72,6 +74,7 @@ def fill_job(msg: pb.Job, row: JobRow) -> None:
         msg.worker_id = row.worker_id
     if row.idempotency_key:
         msg.idempotency_key = row.idempotency_key
+        msg.schedule = schedule_of(row.idempotency_key) or ""
     if row.concurrency_key:
         msg.concurrency_key = row.concurrency_key
     _set_struct(msg.payload, row.payload)
@@ -102,6 +105,7 @@ def draft_enqueued(out: pb.EnqueueBatchResponse, sent: Sequence[pb.EnqueueReques
         msg.max_retries = job.max_retries
         if job.idempotency_key:
             msg.idempotency_key = job.idempotency_key
+            msg.schedule = schedule_of(job.idempotency_key) or ""
         if job.concurrency_key:
             msg.concurrency_key = job.concurrency_key
         if req.HasField("payload"):
@@ -215,3 +219,20 @@ def queue(counts: TypeCounts) -> pb.Queue:
                     concurrency_limit=settings.concurrency_limit,
                     key_concurrency_limit=settings.key_concurrency_limit,
                     rate_limit=rate_limit(settings), stats=type_stats(counts))
+
+
+def schedule(row: ScheduleRow) -> pb.Schedule:
+    msg = pb.Schedule(name=row.name, cron=row.cron or "", timezone=row.timezone,
+                      paused=row.paused, last_job_id=str(row.last_job_id or ""))
+    if row.every is not None:
+        msg.every.FromTimedelta(row.every)
+    job = msg.job
+    job.type = row.type
+    _set_struct(job.payload, row.payload)
+    job.priority = row.priority
+    job.max_retries = row.max_retries
+    for field, value in (("next_run_at", row.next_run_at), ("last_run_at", row.last_run_at),
+                         ("created_at", row.created_at), ("updated_at", row.updated_at)):
+        if value is not None:
+            set_ts(getattr(msg, field), value)
+    return msg

@@ -13,6 +13,12 @@ locks the type's settings row and counts what runs (``Store.claim_limited``); pa
 not claimed at all. Which types those are is this broker's copy of ``forge.queues``, loaded
 before the first stream is fed and again whenever a change is notified (channel
 ``forge_queues``), so every broker follows a change within the time a notification takes.
+
+A stream is stalled while a push of its jobs waits for the transport (its client reads nothing,
+so HTTP/2 flow control holds the push) and no job of it is acked, nacked or heartbeated through
+this broker. One stalled for its stall timeout (FORGE_STREAM_STALL_TIMEOUT, by default its lease
+time) is closed: a worker that keeps up with its jobs settles or heartbeats one within every
+lease, or loses its leases anyway, and a client reading its stream is never stalled for long.
 """
 
 from __future__ import annotations
@@ -20,15 +26,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
-from forge_broker.errors import DATABASE_ERRORS
+from forge_broker.errors import DATABASE_ERRORS, ResourceExhausted
 from forge_broker.loops import Outage
 from forge_broker.models import JobRow, Lease, LeasedRow, QueueSettings
 from forge_broker.store import Store
@@ -63,17 +70,31 @@ class LeaseStream:
     lean: bool = False  # JOB_VIEW_LEAN: claimed as LeasedRow
     settles: int = 0  # jobs of this stream settled through this broker, ever
     settles_seen: int = 0  # ``settles`` when reconcile last looked
+    stall_seconds: float = 30.0  # how long it may stay stalled (see the module docstring)
+    on_stall: Callable[[str], None] | None = None  # told why, once it is closed for stalling
+    # time.monotonic() when the push being sent was handed over, None between pushes
+    sending_since: float | None = None
+    # time.monotonic() of the last ack, nack or heartbeat of one of its jobs through this broker
+    worked_at: float = field(default_factory=time.monotonic)
 
     def capacity(self) -> int:
         return 0 if self.closed else self.max_in_flight - len(self.in_flight)
 
+    def stalled_for(self, now: float) -> float:
+        if self.sending_since is None:
+            return 0.0
+        return now - max(self.sending_since, self.worked_at)
+
     async def batches(self) -> AsyncIterator[Claimed]:
-        """Leased jobs as they arrive, until the stream is closed by the broker."""
+        """Leased jobs as they arrive, until the stream is closed by the broker. The RPC asks
+        for the next push only once the transport has taken the last one."""
         while True:
             rows = await self.outbox.get()
             if rows is None:
                 return
+            self.sending_since = time.monotonic()
             yield rows
+            self.sending_since = None
 
     def undelivered(self) -> list[Lease]:
         """Leases of jobs still waiting in the outbox (drains it)."""
@@ -89,11 +110,17 @@ class LeaseStream:
 class Dispatcher:
     """Owns this broker's lease streams and the loop that feeds them."""
 
-    def __init__(self, store: Store, *, broker_id: str, poll_seconds: float = 5.0) -> None:
+    def __init__(self, store: Store, *, broker_id: str, poll_seconds: float = 5.0,
+                 max_streams: int = 0, stall_timeout: float | None = None) -> None:
         self.store = store
         self.broker_id = broker_id
         self.poll_seconds = poll_seconds
+        self.max_streams = max_streams
+        """Most streams open at once, 0 for no limit (FORGE_MAX_LEASE_STREAMS)."""
+        self.stall_timeout = stall_timeout
+        """Every stream's stall timeout; None: each its lease time (FORGE_STREAM_STALL_TIMEOUT)."""
         self._streams: dict[uuid.UUID, LeaseStream] = {}
+        self._opening = 0  # streams being registered, counted against max_streams already
         self._by_job: dict[str, LeaseStream] = {}  # by job id (canonical text)
         self._wake = asyncio.Event()
         self._next_at: float | None = None  # loop time of the next scheduled run_at
@@ -147,15 +174,27 @@ class Dispatcher:
         self._wake.set()
 
     async def open(self, worker_id: str, types: Sequence[str], max_in_flight: int,
-                   lease_seconds: int, *, lean: bool = False) -> LeaseStream:
-        """Register a new stream (in memory and in forge.workers) and look for work for it."""
+                   lease_seconds: int, *, lean: bool = False,
+                   on_stall: Callable[[str], None] | None = None) -> LeaseStream:
+        """Register a new stream (in memory and in forge.workers) and look for work for it;
+        ResourceExhausted when this broker already serves ``max_streams``."""
+        open_now = len(self._streams) + self._opening
+        if self.max_streams and open_now >= self.max_streams:
+            raise ResourceExhausted(
+                f"this broker already serves {open_now} lease streams, its limit "
+                "(FORGE_MAX_LEASE_STREAMS); retry later or use another broker")
         stream = LeaseStream(worker_id=worker_id, types=tuple(sorted(set(types))),
-                             max_in_flight=max_in_flight, lease_seconds=lease_seconds, lean=lean)
-        if self._listener is None:
-            # Not listening, so the settings may be stale: read them before the first claim.
-            await self.load_queues()
-        await self.store.register_stream(stream.stream_id, worker_id, self.broker_id,
-                                         stream.types, max_in_flight)
+                             max_in_flight=max_in_flight, lease_seconds=lease_seconds, lean=lean,
+                             stall_seconds=self.stall_timeout or lease_seconds, on_stall=on_stall)
+        self._opening += 1
+        try:
+            if self._listener is None:
+                # Not listening, so the settings may be stale: read them before the first claim.
+                await self.load_queues()
+            await self.store.register_stream(stream.stream_id, worker_id, self.broker_id,
+                                             stream.types, max_in_flight)
+        finally:
+            self._opening -= 1
         self._streams[stream.stream_id] = stream
         if self._listener is None and not self._stopping:
             self._listener = asyncio.create_task(self._listen(), name="listen")
@@ -184,17 +223,44 @@ class Dispatcher:
         if not self._streams:
             await self._stop_listening()
 
-    def settled(self, job_ids: Sequence[str]) -> None:
-        """These jobs are no longer held (acked, nacked, rescued, cancelled): free capacity."""
+    def settled(self, job_ids: Sequence[str], *, by_worker: bool = False) -> None:
+        """These jobs are no longer held (acked, nacked, rescued, cancelled): free capacity.
+        ``by_worker``: a worker's ack or nack ended them, so their streams are not stalled."""
         freed = False
+        now = time.monotonic()
         for job_id in job_ids:
             stream = self._by_job.pop(job_id, None)
             if stream is not None:
                 stream.in_flight.pop(job_id, None)
                 stream.settles += 1
+                if by_worker:
+                    stream.worked_at = now
                 freed = True
         if freed:
             self.wake()
+
+    def heartbeated(self, job_ids: Iterable[str]) -> None:
+        """A worker extended the leases of these jobs: their streams are not stalled."""
+        now = time.monotonic()
+        for job_id in job_ids:
+            stream = self._by_job.get(job_id)
+            if stream is not None:
+                stream.worked_at = now
+
+    async def close_stalled(self) -> None:
+        """Close every stream stalled for its stall timeout (see the module docstring) and tell
+        its RPC why. Its unsent jobs are released; the sent ones keep their leases."""
+        now = time.monotonic()
+        for stream in [s for s in self._streams.values() if s.stalled_for(now) >= s.stall_seconds]:
+            if stream.closed:  # its RPC ended while another was being closed
+                continue
+            why = (f"for {stream.stall_seconds:g} s its client read nothing of the jobs pushed "
+                   "to it and acked, nacked or heartbeated none")
+            log.warning("closing the lease stream of worker %s: %s", stream.worker_id, why)
+            await self.close(stream)
+            if stream.on_stall is not None:
+                stream.on_stall(f"lease stream closed: {why} (FORGE_STREAM_STALL_TIMEOUT, "
+                                "by default the stream's lease time); reconnect and read it")
 
     async def reconcile(self) -> None:
         """Drop in-flight jobs whose lease ended elsewhere (an ack that reached another broker).

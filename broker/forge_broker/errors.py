@@ -32,7 +32,7 @@ def echo(value: str) -> str:
 
 
 class NotFound(ForgeError):
-    """No job has the given id."""
+    """No job has the given id (or no schedule the given name)."""
 
 
 class FailedPrecondition(ForgeError):

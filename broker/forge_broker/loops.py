@@ -38,15 +38,17 @@ class Outage:
 
 async def every(seconds: float, job: Callable[[], Awaitable[object]], log: logging.Logger,
                 name: str, *, at_once: bool = False,
-                until: Callable[[], bool] | None = None) -> None:
+                until: Callable[[], bool] | None = None,
+                pause: Callable[[], Awaitable[object]] | None = None) -> None:
     """Run ``job`` every ``seconds`` (the first time after one interval, or at once), until
-    cancelled or ``until()`` says so. A round that raises, whatever the exception, is logged
-    (see Outage) and the next round runs on time: one bad round never ends the loop."""
+    cancelled or ``until()`` says so; or, given ``pause``, whenever it returns instead of
+    after ``seconds``. A round that raises, whatever the exception, is logged (see Outage) and
+    the next round runs on time: one bad round never ends the loop."""
     outage = Outage(log, name)
     wait = not at_once
     while until is None or not until():
         if wait:
-            await asyncio.sleep(seconds)
+            await (asyncio.sleep(seconds) if pause is None else pause())
         wait = True
         try:
             await job()

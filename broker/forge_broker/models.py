@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -167,3 +167,66 @@ class Snapshot:
     @property
     def oldest_pending_age_seconds(self) -> float:
         return max((t.oldest_pending_age_seconds for t in self.types), default=0.0)
+
+
+@dataclass(frozen=True)
+class NewSchedule:
+    """A validated PutSchedule: exactly one of ``cron`` and ``every``; ``timezone`` an IANA
+    name ("UTC" by default); the job template as ``NewJob`` holds it (no run_at, no key)."""
+
+    name: str
+    cron: str | None
+    every: timedelta | None
+    timezone: str
+    job: NewJob
+    paused: bool
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """One row of ``forge.schedules``, exactly as stored."""
+
+    name: str
+    cron: str | None
+    every: timedelta | None
+    timezone: str
+    type: str
+    payload: dict[str, Any]
+    priority: int
+    max_retries: int
+    paused: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_job_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DueSchedule:
+    """A schedule whose fire time has come, as the scheduler locked it; ``now`` is the
+    database's time of the round."""
+
+    name: str
+    cron: str | None
+    every: timedelta | None
+    timezone: str
+    next_run_at: datetime
+    now: datetime
+
+
+class Fire(NamedTuple):
+    """One fire of a due schedule: the job's idempotency key, and the schedule's next fire time."""
+
+    name: str
+    key: str
+    next_run_at: datetime
+
+
+class FiredRound(NamedTuple):
+    """What one scheduler round did: schedules fired, jobs created (fewer when a key was taken),
+    and schedules paused because their next fire time could not be computed, with why."""
+
+    fired: int
+    created: int
+    paused: list[tuple[str, str]]

@@ -444,3 +444,84 @@ DELETE FROM forge.workers WHERE last_seen < now() - %(stale_seconds)s * interval
 
 -- name: list_workers
 SELECT * FROM forge.workers ORDER BY worker_id, connected_at;
+
+-- name: lock_schedule
+-- PutSchedule: the schedule as stored, locked until the Put commits, so that two Puts of one
+-- name take turns deciding its next fire time (see upsert_schedule).
+SELECT * FROM forge.schedules WHERE name = %(name)s FOR UPDATE;
+
+-- name: upsert_schedule
+-- Create or replace a schedule whole; next_run_at was decided by the broker from the row
+-- lock_schedule read. created_at, last_run_at and last_job_id survive a replacement.
+INSERT INTO forge.schedules AS s
+  (name, cron, every, timezone, type, payload, priority, max_retries, paused, next_run_at)
+VALUES (%(name)s, %(cron)s, %(every)s, %(timezone)s, %(type)s, %(payload)s::text::jsonb,
+        %(priority)s, %(max_retries)s, %(paused)s, %(next_run_at)s)
+ON CONFLICT (name) DO UPDATE
+SET cron = excluded.cron, every = excluded.every, timezone = excluded.timezone,
+    type = excluded.type, payload = excluded.payload, priority = excluded.priority,
+    max_retries = excluded.max_retries, paused = excluded.paused,
+    next_run_at = excluded.next_run_at, updated_at = now()
+RETURNING *;
+
+-- name: get_schedule
+SELECT * FROM forge.schedules WHERE name = %(name)s;
+
+-- name: list_schedules
+-- By name, keyset-paged: names are never empty, so '' starts at the first.
+SELECT * FROM forge.schedules WHERE name > %(after)s ORDER BY name LIMIT %(limit)s;
+
+-- name: delete_schedule
+DELETE FROM forge.schedules WHERE name = %(name)s RETURNING name;
+
+-- name: lock_due_schedules
+-- The schedules due now, the longest overdue first, locked until fire_schedules (in the same
+-- transaction) has enqueued their jobs. SKIP LOCKED shares them out between brokers firing at
+-- the same moment, each schedule to exactly one; a row that another broker fired after this
+-- statement's snapshot is judged on its new version, no longer due, and skipped.
+SELECT name, cron, every, timezone, next_run_at, now() AS now
+FROM forge.schedules
+WHERE NOT paused AND next_run_at <= now()
+ORDER BY next_run_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: fire_schedules
+-- One job per schedule lock_due_schedules locked, and each schedule moved on to the next fire
+-- time the broker computed, in one statement: the job exists if and only if its schedule moved
+-- on. The job's idempotency key (schedule:NAME:FIRE-TIME) is the second guard: a key that
+-- is already taken (a schedule deleted and put again, a job enqueued by hand with that key)
+-- inserts nothing, and last_job_id names the job that holds it. The jobs' insert trigger wakes
+-- the lease streams, as for any enqueue.
+WITH fired AS (
+  SELECT f.name, f.key, f.next_run_at, s.next_run_at AS fire_at,
+         s.type, s.payload, s.priority, s.max_retries
+  FROM jsonb_to_recordset(%(fires)s::text::jsonb)
+       AS f(name text, key text, next_run_at timestamptz)
+  JOIN forge.schedules s ON s.name = f.name
+), inserted AS (
+  INSERT INTO forge.jobs (type, payload, priority, max_retries, idempotency_key)
+  SELECT type, payload, priority, max_retries, key FROM fired
+  {skip_taken_keys}
+  RETURNING id, idempotency_key
+)
+UPDATE forge.schedules s
+SET next_run_at = f.next_run_at,
+    last_run_at = f.fire_at,
+    last_job_id = coalesce(i.id, (SELECT j.id FROM forge.jobs j WHERE j.idempotency_key = f.key))
+FROM fired f LEFT JOIN inserted i ON i.idempotency_key = f.key
+WHERE s.name = f.name
+RETURNING s.name, i.id IS NOT NULL AS created;
+
+-- name: pause_schedules
+-- Schedules whose next fire time cannot be computed any more (a time zone gone from the tz
+-- database, an expression a newer cron library reads otherwise): paused, so they stop coming
+-- up due, and the broker logs why.
+UPDATE forge.schedules SET paused = true, next_run_at = NULL, updated_at = now()
+WHERE name = ANY(%(names)s::text[]);
+
+-- name: next_schedule_in
+-- Seconds until the earliest fire time of any unpaused schedule, NULL when none: how long the
+-- scheduler may sleep.
+SELECT extract(epoch FROM min(next_run_at) - now())::float8 FROM forge.schedules
+WHERE NOT paused;

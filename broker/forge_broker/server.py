@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 
@@ -25,6 +26,7 @@ from forge_broker.migrate import latest_version, migrate, schema_version
 from forge_broker.servicer import BrokerServicer, add_to_server
 from forge_broker.stats import StatsHub
 from forge_broker.store import Store
+from forge_broker.streams import StreamCaps
 from forge_common.exporter import Exporter
 
 log = logging.getLogger("forge.broker")
@@ -62,22 +64,27 @@ class Broker:
                            backoff_base=cfg.backoff_base, pool_timeout=cfg.pool_timeout)
         await self.store.open()
         self.dispatcher = Dispatcher(self.store, broker_id=cfg.broker_id,
-                                     poll_seconds=cfg.poll_seconds)
+                                     poll_seconds=cfg.poll_seconds,
+                                     max_streams=cfg.max_lease_streams,
+                                     stall_timeout=cfg.stream_stall_timeout)
         self.stats = StatsHub(self.store, cfg.tick_seconds)
         self.maintenance = Maintenance(self.store, self.dispatcher, cfg, self.metrics)
 
-        server = grpc.aio.server(interceptors=_interceptors(cfg), options=[
+        auth = _auth(cfg)
+        server = grpc.aio.server(interceptors=[auth] if auth else [], options=[
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
-            ("grpc.max_send_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", cfg.max_send_message_bytes),
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
         ])
+        settled = functools.partial(self.dispatcher.settled, by_worker=True)
+        streams = StreamCaps(cfg.max_streams_per_peer, auth.identify if auth else None)
         add_to_server(BrokerServicer(self.store, self.dispatcher, self.stats, self.metrics,
-                                     Completer(self.store, self.dispatcher.settled),
-                                     max_in_flight=cfg.max_in_flight,
-                                     max_lease_streams=cfg.max_lease_streams), server)
+                                     Completer(self.store, settled),
+                                     max_in_flight=cfg.max_in_flight, streams=streams,
+                                     schedules_changed=self.maintenance.scheduler.wake), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -168,9 +175,9 @@ class Broker:
         log.info("broker stopped")
 
 
-def _interceptors(cfg: Config) -> list[grpc.aio.ServerInterceptor]:  # type: ignore[type-arg]
+def _auth(cfg: Config) -> AuthInterceptor | None:
     """Auth when tokens are configured; with none, no interceptor at all (auth off)."""
-    return [AuthInterceptor(cfg.tokens)] if cfg.tokens else []
+    return AuthInterceptor(cfg.tokens) if cfg.tokens else None
 
 
 def _server_credentials(cfg: Config) -> grpc.ServerCredentials | None:

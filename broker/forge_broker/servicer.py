@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 import psycopg
@@ -39,6 +40,7 @@ from forge_broker.models import (
 )
 from forge_broker.stats import StatsHub
 from forge_broker.store import Store
+from forge_broker.streams import StreamCaps
 
 log = logging.getLogger("forge.servicer")
 
@@ -74,8 +76,14 @@ def unary(fn: Callable[[Any, Req, Ctx], Awaitable[Resp]]) -> Callable[[Any, Req,
         try:
             return await fn(self, request, context)
         except Exception as exc:
-            await context.abort(*_status_for(exc, fn.__name__))
-            raise  # abort() always raises; this keeps type checkers content
+            code, details = _status_for(exc, fn.__name__)
+        # Not context.abort(): the exception it raises stays in the call's state, whose frames
+        # hold the request (and the failed call's own, through the exception's context) in a
+        # reference cycle until the next full collection: a refused 16 MB batch stayed in memory.
+        # With a code set, gRPC sends the status and drops the response.
+        context.set_code(code)
+        context.set_details(details)
+        return cast(Resp, None)
 
     return wrapper
 
@@ -83,7 +91,8 @@ def unary(fn: Callable[[Any, Req, Ctx], Awaitable[Resp]]) -> Callable[[Any, Req,
 class BrokerServicer(pb_grpc.BrokerServicer):
     def __init__(self, store: Store, dispatcher: Dispatcher, stats: StatsHub,
                  metrics: Metrics, completer: Completer, *, max_in_flight: int = 1000,
-                 max_lease_streams: int = 0) -> None:
+                 streams: StreamCaps | None = None,
+                 schedules_changed: Callable[[], None] = lambda: None) -> None:
         self.store = store
         # Enqueue and EnqueueBatch calls that arrive together share one INSERT (group commit);
         # each call is still all or nothing. One flush at a time, lingering 2 ms under load:
@@ -97,9 +106,11 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         self.metrics = metrics
         self.max_in_flight = max_in_flight
         """Most jobs a Lease request may ask to hold (FORGE_MAX_IN_FLIGHT)."""
-        self.max_lease_streams = max_lease_streams
-        """Most Lease streams open at once on this broker, 0 for no limit (FORGE_MAX_LEASE_STREAMS)."""
-        self._lease_streams = 0
+        self.streams = streams or StreamCaps(0)
+        """Lease and WatchStats streams per caller (FORGE_MAX_STREAMS_PER_PEER)."""
+        self._aborting: set[asyncio.Task[None]] = set()
+        self.schedules_changed = schedules_changed
+        """Called after a PutSchedule: wakes this broker's scheduler (its next fire may be sooner)."""
 
     @unary
     async def Enqueue(self, request: pb.EnqueueRequest, context: Ctx) -> pb.EnqueueResponse:
@@ -142,20 +153,15 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             max_in_flight = validate.max_in_flight(request.max_in_flight, self.max_in_flight)
             lease_seconds = validate.lease_seconds(request.lease_seconds)
             lean = validate.lean_view(request.job_view)
-            if self.max_lease_streams and self._lease_streams >= self.max_lease_streams:
-                raise ResourceExhausted(
-                    f"this broker already serves {self._lease_streams} lease streams, its limit "
-                    "(FORGE_MAX_LEASE_STREAMS); retry later or use another broker")
-            self._lease_streams += 1
-            try:
-                stream = await self.dispatcher.open(request.worker_id, list(request.types),
-                                                    max_in_flight, lease_seconds, lean=lean)
-            except BaseException:
-                self._lease_streams -= 1
-                raise
+            stream = await self.dispatcher.open(
+                request.worker_id, list(request.types), max_in_flight, lease_seconds, lean=lean,
+                on_stall=functools.partial(self._abort_stalled, context))
         except Exception as exc:
             await context.abort(*_status_for(exc, "Lease"))
         try:
+            # Headers now rather than with the first push: an abort while that push is stuck
+            # would send them a second time, which gRPC refuses (see _abort_stalled).
+            await context.send_initial_metadata(())
             async for rows in stream.batches():
                 self.metrics.delivered(rows)
                 resp, refused = convert.lease_response(rows)
@@ -166,7 +172,6 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                 if refused:
                     await self._dead_letter(refused)
         finally:
-            self._lease_streams -= 1
             await self.dispatcher.close(stream)
 
     async def _dead_letter(self, refused: convert.Refused) -> None:
@@ -186,6 +191,21 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                 log.warning("dead-lettered job %s, which a lease stream cannot carry: %s",
                             item.lease.job_id, item.error)
         self.metrics.settled_jobs(dead, "dead", by_worker=False)
+
+    def _abort_stalled(self, context: Ctx, details: str) -> None:
+        """End a lease stream the dispatcher closed while its RPC is stuck in a write that the
+        client never takes. The status goes out after what is queued: a client that reads again
+        learns why, and the call is gone once its client is."""
+
+        async def abort() -> None:
+            if context.done():
+                return
+            with contextlib.suppress(Exception):  # abort() raises, always
+                await context.abort(grpc.StatusCode.ABORTED, details)
+
+        task = asyncio.create_task(abort(), name="abort stalled lease stream")
+        self._aborting.add(task)
+        task.add_done_callback(self._aborting.discard)
 
     @unary
     async def Ack(self, request: pb.AckRequest, context: Ctx) -> pb.AckResponse:
@@ -240,9 +260,10 @@ class BrokerServicer(pb_grpc.BrokerServicer):
     @unary
     async def Heartbeat(self, request: pb.HeartbeatRequest,
                         context: Ctx) -> pb.HeartbeatResponse:
-        deadline, lost = await self.store.extend(validate.leases(request),
-                                                 validate.lease_seconds(request.lease_seconds))
+        leases = validate.leases(request)
+        deadline, lost = await self.store.extend(leases, validate.lease_seconds(request.lease_seconds))
         self.dispatcher.settled(lost)
+        self.dispatcher.heartbeated(le.job_id for le in leases)
         self.metrics.forget(lost)
         if deadline is None:
             raise FailedPrecondition(
@@ -341,6 +362,33 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         found = next((t for t in snap.types if t.type == type_), TypeCounts(type_))
         return convert.queue(found)
 
+    @unary
+    async def PutSchedule(self, request: pb.Schedule, context: Ctx) -> pb.Schedule:
+        row = await self.store.put_schedule(validate.schedule(request))
+        self.schedules_changed()
+        return convert.schedule(row)
+
+    @unary
+    async def GetSchedule(self, request: pb.GetScheduleRequest, context: Ctx) -> pb.Schedule:
+        return convert.schedule(await self.store.get_schedule(validate.check_type("name",
+                                                                                  request.name)))
+
+    @unary
+    async def ListSchedules(self, request: pb.ListSchedulesRequest,
+                            context: Ctx) -> pb.ListSchedulesResponse:
+        limit = validate.page_size(request.page_size)
+        rows = await self.store.list_schedules(validate.schedule_page_token(request.page_token),
+                                               limit + 1)
+        token = rows[limit - 1].name if len(rows) > limit else ""
+        return pb.ListSchedulesResponse(schedules=[convert.schedule(r) for r in rows[:limit]],
+                                        next_page_token=token)
+
+    @unary
+    async def DeleteSchedule(self, request: pb.DeleteScheduleRequest,
+                             context: Ctx) -> pb.DeleteScheduleResponse:
+        await self.store.delete_schedule(validate.check_type("name", request.name))
+        return pb.DeleteScheduleResponse()
+
     async def _page(self, status: JobStatus | None, type_: str | None, size: int,
                     token: str) -> tuple[list[pb.Job], str]:
         limit = validate.page_size(size)
@@ -394,7 +442,10 @@ def add_to_server(servicer: BrokerServicer, server: grpc.aio.Server) -> None:
     for method in service.methods:
         request = _parser(getattr(pb, method.input_type.name))
         response = getattr(pb, method.output_type.name).SerializeToString
-        fn = _refusing_malformed(getattr(servicer, method.name), method.server_streaming)
+        fn = getattr(servicer, method.name)
+        if method.server_streaming:
+            fn = servicer.streams.counted(fn)
+        fn = _refusing_malformed(fn, method.server_streaming)
         make = (grpc.unary_stream_rpc_method_handler if method.server_streaming
                 else grpc.unary_unary_rpc_method_handler)
         handlers[method.name] = make(fn, request_deserializer=request, response_serializer=response)

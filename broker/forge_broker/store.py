@@ -22,10 +22,13 @@ from psycopg.rows import AsyncRowFactory
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
+from forge_broker import schedules
 from forge_broker.errors import FailedPrecondition, ForgeError, NotFound
 from forge_broker.ids import uuid7s
 from forge_broker.models import (
     AckItem,
+    DueSchedule,
+    FiredRound,
     JobRow,
     JobStatus,
     Lease,
@@ -33,7 +36,9 @@ from forge_broker.models import (
     NackItem,
     NackOutcome,
     NewJob,
+    NewSchedule,
     QueueSettings,
+    ScheduleRow,
     Snapshot,
     TypeCounts,
     WorkerRow,
@@ -62,6 +67,8 @@ R = TypeVar("R")
 _JOB_ROWS = rows_by_name(JobRow, status={s.value: s for s in JobStatus}.__getitem__)
 _LEASED_ROWS = rows_by_name(LeasedRow)
 _WORKER_ROWS = rows_by_name(WorkerRow)
+_SCHEDULE_ROWS = rows_by_name(ScheduleRow)
+_DUE_ROWS = rows_by_name(DueSchedule)
 
 # lock_queue's answer for a type with no row: no longer configured, so nothing limits it.
 _UNCONFIGURED: tuple[Any, ...] = (False, 0, 0, 0, 0.0, 0, None)
@@ -410,6 +417,74 @@ class Store:
                 await conn.execute(q("drop_empty_counts"))
         return True
 
+    # -- schedules -----------------------------------------------------------------------------
+
+    async def put_schedule(self, new: NewSchedule) -> ScheduleRow:
+        """Create or replace the schedule ``new.name``; its next fire time follows
+        ``schedules.next_after_put``, decided on the database's clock."""
+        async with self.pool.connection() as conn, conn.transaction():
+            now = await _db_now(conn)
+            async with conn.cursor(row_factory=_SCHEDULE_ROWS) as cur:
+                await cur.execute(q("lock_schedule"), {"name": new.name})
+                old = await cur.fetchone()
+                job = new.job
+                await cur.execute(q("upsert_schedule"), {
+                    "name": new.name, "cron": new.cron, "every": new.every,
+                    "timezone": new.timezone, "type": job.type, "payload": job.payload_json,
+                    "priority": job.priority, "max_retries": job.max_retries,
+                    "paused": new.paused,
+                    "next_run_at": schedules.next_after_put(old, new, now)})
+                row = await cur.fetchone()
+        assert row is not None  # an upsert always returns its row
+        return row
+
+    async def get_schedule(self, name: str) -> ScheduleRow:
+        async with self.pool.connection() as conn, conn.cursor(row_factory=_SCHEDULE_ROWS) as cur:
+            await cur.execute(q("get_schedule"), {"name": name})
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"schedule {name} not found")
+        return row
+
+    async def list_schedules(self, after: str, limit: int) -> list[ScheduleRow]:
+        """Up to ``limit`` schedules by name, those after ``after`` ("" for the first)."""
+        async with self.pool.connection() as conn, conn.cursor(row_factory=_SCHEDULE_ROWS) as cur:
+            await cur.execute(q("list_schedules"), {"after": after, "limit": limit})
+            return await cur.fetchall()
+
+    async def delete_schedule(self, name: str) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("delete_schedule"), {"name": name})
+            if cur.rowcount == 0:
+                raise NotFound(f"schedule {name} not found")
+
+    async def fire_schedules(self, limit: int) -> FiredRound:
+        """Fire up to ``limit`` due schedules in one transaction: lock them, compute each next
+        fire time (``schedules.plan``), insert their jobs and move them on in one statement.
+        A schedule whose next time cannot be computed is paused instead of fired."""
+        async with self.pool.connection() as conn, conn.transaction():
+            async with conn.cursor(row_factory=_DUE_ROWS) as cur:
+                await cur.execute(q("lock_due_schedules"), {"limit": limit})
+                due = await cur.fetchall()
+            fires, broken = schedules.plan(due)
+            created = 0
+            if fires:
+                cur2 = await conn.execute(_fire_schedules(), {"fires": json.dumps(
+                    [{"name": f.name, "key": f.key, "next_run_at": f.next_run_at.isoformat()}
+                     for f in fires])})
+                created = sum(1 for _, new in await cur2.fetchall() if new)
+            if broken:
+                await conn.execute(q("pause_schedules"), {"names": [name for name, _ in broken]})
+        return FiredRound(len(fires), created, broken)
+
+    async def next_schedule_in(self) -> float | None:
+        """Seconds until the earliest fire time of any unpaused schedule (negative when one is
+        due), None when there is none."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q("next_schedule_in"))
+            row = await cur.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     # -- workers registry ----------------------------------------------------------------------
 
     async def register_stream(self, stream_id: uuid.UUID, worker_id: str, broker_id: str,
@@ -529,6 +604,21 @@ def limited_claim_statement(lean: bool, keyed: bool) -> LiteralString:
     candidates = sql.SQL(q("by_key") if keyed else q("by_type"))
     return sql.SQL(q("claim_limited_jobs")).format(columns=columns,
                                                    candidates=candidates).as_string()
+
+
+@cache
+def _fire_schedules() -> LiteralString:
+    """fire_schedules with insert_jobs's conflict clause composed in: one text for both."""
+    return sql.SQL(q("fire_schedules")).format(skip_taken_keys=sql.SQL(q("skip_taken_keys"))
+                                               ).as_string()
+
+
+async def _db_now(conn: psycopg.AsyncConnection[Any]) -> datetime:
+    """The database's now(): in a transaction, its start, the time every statement in it sees."""
+    row = await (await conn.execute(q("db_now"))).fetchone()
+    assert row is not None
+    now: datetime = row[0]
+    return now
 
 
 @cache

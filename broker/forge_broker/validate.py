@@ -7,16 +7,25 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 import orjson
 from google.protobuf.struct_pb2 import Struct
 
 from forge.v1 import broker_pb2 as pb
+from forge_broker import schedules
 from forge_broker.errors import InvalidArgument, echo
 from forge_broker.ids import all_canonical, canonical, parse_id
-from forge_broker.models import AckItem, JobStatus, Lease, NackItem, NewJob, QueueSettings
+from forge_broker.models import (
+    AckItem,
+    JobStatus,
+    Lease,
+    NackItem,
+    NewJob,
+    NewSchedule,
+    QueueSettings,
+)
 from forge_common import structs
 from forge_common.names import TYPE_NAME, TYPE_NAME_RULE
 
@@ -29,6 +38,7 @@ MAX_ERROR_CHARS = 8 * 1024
 MAX_KEY_CHARS = 255
 MAX_WORKER_ID_CHARS = 128
 PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 50, 500
+MAX_EVERY = timedelta(days=366)
 
 
 def check_type(field: str, value: str) -> str:
@@ -345,3 +355,42 @@ def rate_limit(rate: pb.RateLimit) -> tuple[int, float]:
         raise InvalidArgument("queue.rate_limit.limit", "must be at least 1 with a period "
                                                         "(a limit of 0 and no period: no limit)")
     return rate.limit, period
+
+
+def schedule(s: pb.Schedule) -> NewSchedule:
+    """Validate a PutSchedule; its read-only fields (next_run_at, last_run_at, ...) are ignored."""
+    check_type("name", s.name)
+    timezone = s.timezone or "UTC"
+    try:
+        tz = schedules.zone(timezone)
+    except schedules.TimingError as exc:
+        raise InvalidArgument("timezone", str(exc)) from None
+    if bool(s.cron) == s.HasField("every"):
+        raise InvalidArgument("cron", "set exactly one of cron and every")
+    every = None
+    if s.HasField("every"):
+        every = timedelta(seconds=s.every.seconds, microseconds=s.every.nanos // 1000)
+        if not schedules.MIN_EVERY <= every <= MAX_EVERY:
+            raise InvalidArgument("every", f"must be from 1s to {MAX_EVERY.days} days, got "
+                                           f"{s.every.seconds + s.every.nanos / 1e9:g}s")
+    else:
+        try:
+            schedules.check_cron(s.cron, tz)
+        except schedules.TimingError as exc:
+            raise InvalidArgument("cron", str(exc)) from None
+    if s.job.HasField("run_at"):
+        raise InvalidArgument("job.run_at", "must be empty: each fire sets it")
+    if s.job.idempotency_key:
+        raise InvalidArgument("job.idempotency_key", "must be empty: each fire sets it")
+    try:
+        job = new_job(s.job)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"job.{exc.field}", exc.problem) from None
+    return NewSchedule(s.name, s.cron or None, every, timezone, job, s.paused)
+
+
+def schedule_page_token(value: str) -> str:
+    """A ListSchedules page token: the last name of the previous page, or "" for the first."""
+    if value and not TYPE_NAME.fullmatch(value):
+        raise InvalidArgument("page_token", "not a token returned by a previous page")
+    return value

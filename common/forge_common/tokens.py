@@ -1,16 +1,20 @@
-"""The API token variables, ``FORGE_TOKENS`` and ``FORGE_TOKENS_FILE``, read in one place.
+"""The API token variables, ``FORGE_TOKENS`` and ``FORGE_TOKENS_FILE``, read in one place, and
+the check of a presented token against them.
 
-The broker enforces the tokens; the gateway only forwards them, but must know whether auth is
-on before it listens beyond loopback. Both read them here, so a list the broker would refuse (a
-blank entry, a short token, a placeholder from ``deploy/secret.yaml``) stops the gateway too
-instead of counting as "configured". Messages name the variable, the entry's position and its
-name, never the token (nor a field that might be one, such as a role written in its place).
+The broker enforces the tokens and their roles; the gateway checks only that a request carries
+one of them (so a stranger's body is never read), and must know whether auth is on before it
+listens beyond loopback. Both read them here, so a list the broker would refuse (a blank entry, a
+short token, a placeholder from ``deploy/secret.yaml``) stops the gateway too instead of counting
+as "configured". Messages name the variable, the entry's position and its name, never the token
+(nor a field that might be one, such as a role written in its place).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 ENV_TOKENS = "FORGE_TOKENS"
@@ -125,3 +129,36 @@ def _check_unique(entries: list[TokenEntry]) -> None:
                                         f"{tokens[e.token]}; give each token one role")
         names[e.name] = e.where
         tokens[e.token] = e.where
+
+
+# -- checking a presented token ------------------------------------------------------------------
+
+def digest(token: str) -> bytes:
+    """The SHA-256 of a token: what a service keeps instead of the token itself."""
+    return hashlib.sha256(token.encode("ascii", "replace")).digest()
+
+
+def bearer_credential(value: str | bytes | None) -> str | None:
+    """The credential of an ``authorization`` value ``Bearer <credential>`` (the scheme in any
+    case), or None for anything else."""
+    if value is None:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    scheme, _, credential = text.strip().partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        return None
+    return credential
+
+
+def matching_digest(digests: Sequence[bytes], credential: str | None) -> int | None:
+    """The index of the digest ``credential`` matches, or None. Compares against every digest,
+    always, in constant time for each: how long it takes does not say which matched."""
+    if credential is None:
+        return None
+    presented = digest(credential)
+    found = None
+    for i, known in enumerate(digests):
+        if hmac.compare_digest(known, presented):
+            found = i
+    return found

@@ -327,6 +327,68 @@ try {
     await page.getByTestId("job-status").getByText("COMPLETED", { exact: true }).waitFor();
   });
 
+  await scenario("a schedule fires, links to its last job, is paused and deleted from its page", async () => {
+    const name = "e2e-every-second";
+    const path = `/v1/schedules/${name}`;
+    const put = await apiCall("PUT", path, { every: "1s", job: { type: "email", payload: { to: "cron@example.com", subject: "every second" } } });
+    check(put.status === 200, `PUT ${path} answered ${put.status}: ${JSON.stringify(put.body)}`);
+    // Two cron schedules beside it, for the screenshot: not due during the test.
+    const others = {
+      "nightly-report": { cron: "0 3 * * *", timezone: "Europe/Berlin", job: { type: "report", payload: { rows: 1000 } } },
+      "weekday-digest": { cron: "30 8 * * MON-FRI", timezone: "America/New_York", job: { type: "email", payload: { to: "team@example.com" } } },
+    };
+    for (const [other, body] of Object.entries(others)) {
+      const r = await apiCall("PUT", `/v1/schedules/${other}`, body);
+      check(r.status === 200, `PUT /v1/schedules/${other} answered ${r.status}: ${JSON.stringify(r.body)}`);
+    }
+    await go("/schedules");
+    const row = page.locator(`tr[data-schedule="${name}"]`);
+    await row.waitFor();
+    check((await row.getByTestId("schedule-timing").textContent()).trim() === "every 1 s", "the period in words");
+    check((await row.getByTestId("schedule-state").textContent()) === "Active", "a new schedule is active");
+    const nightly = page.locator('tr[data-schedule="nightly-report"]');
+    check((await nightly.getByTestId("schedule-timing").textContent()).startsWith("At 03:00"), "a cron expression in words");
+    check((await nightly.textContent()).includes("Europe/Berlin"), "the time zone is shown");
+    // It fires every second and the page lists again every 2 s: the last job shows up by itself.
+    const lastJob = row.getByTestId("last-job");
+    await lastJob.waitFor({ timeout: 10_000 });
+    await page.mouse.move(0, 0); // no row under the pointer in the picture
+    await shot("schedules");
+
+    await lastJob.click();
+    await page.waitForURL(/#\/jobs\/[^/]+$/);
+    const jobId = jobIdFromUrl();
+    await page.getByTestId("job-schedule").waitFor();
+    check((await page.getByTestId("job-schedule").textContent()).trim() === name, "the job page names its schedule");
+    const job = await getJob(jobId);
+    check(job.schedule === name && job.idempotencyKey.startsWith(`schedule:${name}:`), `the job came from the schedule: ${JSON.stringify(job)}`);
+    // And its link leads back to the schedule's row.
+    await page.getByTestId("job-schedule").getByRole("link").click();
+    await page.locator(`tr.selected[data-schedule="${name}"]`).waitFor();
+
+    await row.getByTestId("toggle-pause").click();
+    await page.locator(`tr[data-schedule="${name}"][data-paused="true"]`).waitFor();
+    check((await row.getByTestId("schedule-state").textContent()) === "Paused", "the row says Paused");
+    check((await page.getByTestId("schedules-outcome").textContent()).includes(`Schedule ${name} paused`), "the outcome is shown");
+    const paused = await apiCall("GET", path);
+    check(paused.body.paused === true && !paused.body.nextRunAt, `the broker has it paused: ${JSON.stringify(paused.body)}`);
+    // Nothing fires while it is paused: the last job stays the same, in the API and on the page
+    // (which lists again meanwhile).
+    await page.waitForTimeout(2500);
+    const later = await apiCall("GET", path);
+    check(later.body.lastJobId === paused.body.lastJobId, `a paused schedule fired: ${paused.body.lastJobId} → ${later.body.lastJobId}`);
+    check((await row.getByTestId("last-job").getAttribute("title")) === paused.body.lastJobId, "the page shows the last job");
+
+    await row.getByTestId("delete-schedule").click();
+    await row.getByTestId("delete-schedule-yes").click();
+    await row.waitFor({ state: "detached" });
+    check((await page.getByTestId("schedules-outcome").textContent()).includes(`Schedule ${name} deleted`), "the outcome is shown");
+    const list = await apiCall("GET", "/v1/schedules");
+    check(!list.body.schedules.some((s) => s.name === name), "the broker still has the schedule");
+    for (const other of Object.keys(others)) check((await apiCall("DELETE", `/v1/schedules/${other}`)).status === 200, `DELETE ${other}`);
+    check((await page.getByTestId("schedules-empty").textContent()).includes("forge schedule put"), "the empty page shows how to create one");
+  });
+
   await scenario("overview counters move as jobs complete", async () => {
     await go("/");
     await page.getByTestId("connection").and(page.locator('[data-state="live"]')).waitFor();
@@ -360,7 +422,7 @@ try {
     await page.waitForTimeout(800);
     await shot("overview-dark");
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const view of ["/", "/jobs", "/dlq", "/enqueue"]) {
+    for (const view of ["/", "/jobs", "/dlq", "/schedules", "/enqueue"]) {
       await go(view);
       await page.locator("main h1").first().waitFor();
       await page.waitForTimeout(300);
@@ -481,6 +543,21 @@ try {
     check(text.includes("your token's role cannot view the dead-letter queue") && text.includes("PERMISSION_DENIED"), `403 shown as: ${text}`);
     check((await page.getByTestId("signin").count()) === 0, "a 403 must not ask to sign in");
     await shot("auth-forbidden");
+    // Schedules: a producer may look but not change them; the page says so and turns read-only.
+    const name = "e2e-auth-paused";
+    const put = await apiCall("PUT", `/v1/schedules/${name}`, { cron: "0 3 * * *", paused: true, job: { type: "email", payload: { to: "x@example.com" } } });
+    check(put.status === 200, `PUT /v1/schedules/${name} with the admin token answered ${put.status}`);
+    await go("/schedules");
+    const row = page.locator(`tr[data-schedule="${name}"]`);
+    await row.getByTestId("toggle-pause").click();
+    const readOnly = page.getByRole("alert").filter({ hasText: "Read-only" });
+    await readOnly.waitFor();
+    const refusal = await readOnly.textContent();
+    check(refusal.includes("your token's role cannot change schedules") && refusal.includes("PERMISSION_DENIED"), `403 shown as: ${refusal}`);
+    check((await row.getByTestId("toggle-pause").isDisabled()) && (await row.getByTestId("delete-schedule").isDisabled()), "the page turns read-only");
+    check((await row.getByTestId("schedule-state").textContent()) === "Paused", "the schedule is unchanged");
+    check((await page.getByTestId("signin").count()) === 0, "a 403 must not ask to sign in");
+    check((await apiCall("DELETE", `/v1/schedules/${name}`)).status === 200, "the admin token deletes the schedule");
     // A producer may watch the stats.
     await go("/");
     await page.getByTestId("connection").and(page.locator('[data-state="live"]')).waitFor({ timeout: 20_000 });

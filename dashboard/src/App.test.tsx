@@ -32,7 +32,7 @@ function prefersDark(dark: boolean) {
 describe("App", () => {
   beforeEach(() => {
     FakeFeed.reset();
-    mockFetch({ "GET /v1/stats": () => ({ body: rawStats() }), "GET /v1/jobs": () => ({ body: {} }), "GET /v1/dlq": () => ({ body: {} }) });
+    mockFetch({ "GET /v1/stats": () => ({ body: rawStats() }), "GET /v1/jobs": () => ({ body: {} }), "GET /v1/dlq": () => ({ body: {} }), "GET /v1/schedules": () => ({ body: {} }) });
   });
 
   it("defaults to the system's color scheme", () => {
@@ -65,6 +65,8 @@ describe("App", () => {
     expect(screen.getByTestId("nav-dead-count")).toHaveTextContent("4");
     await userEvent.click(screen.getByRole("link", { name: /Dead letters/ }));
     expect(await screen.findByRole("heading", { name: "Dead-letter queue" })).toBeInTheDocument();
+    await userEvent.click(screen.getByRole("link", { name: "Schedules" }));
+    expect(await screen.findByRole("heading", { name: "Schedules" })).toBeInTheDocument();
     await userEvent.click(screen.getByRole("link", { name: "Enqueue" }));
     expect(screen.getByRole("heading", { name: "Enqueue a job" })).toBeInTheDocument();
     await userEvent.click(screen.getByRole("link", { name: "Jobs" }));

@@ -9,6 +9,7 @@ import { JobDetail } from "./views/JobDetail";
 import { Jobs } from "./views/Jobs";
 import { NotFound } from "./views/NotFound";
 import { Overview } from "./views/Overview";
+import { Schedules } from "./views/Schedules";
 import { SignIn, SignOutButton } from "./views/SignIn";
 
 function DeadCount() {
@@ -41,6 +42,7 @@ export function App() {
           <NavLink to="/dlq">
             Dead letters <DeadCount />
           </NavLink>
+          <NavLink to="/schedules">Schedules</NavLink>
           <NavLink to="/enqueue">Enqueue</NavLink>
         </nav>
         <div className="topbar-right">
@@ -67,6 +69,7 @@ export function App() {
             <Route path="/jobs" element={<Jobs />} />
             <Route path="/jobs/:id" element={<JobDetail />} />
             <Route path="/dlq" element={<DeadLetters />} />
+            <Route path="/schedules" element={<Schedules />} />
             <Route path="/enqueue" element={<Enqueue />} />
             <Route path="*" element={<NotFound />} />
           </Routes>

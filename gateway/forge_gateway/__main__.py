@@ -12,6 +12,7 @@ import uvicorn
 from forge_common import jsonlog
 from forge_gateway.app import create_app
 from forge_gateway.config import Config
+from forge_gateway.connections import fit_open_files, guarded_protocol
 from forge_gateway.routes import TemplateError
 
 
@@ -29,6 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             app,
             host=config.host,
             port=config.port,
+            # Pinned to h11 (not "auto") because the connection cap and header deadline live
+            # in a subclass of its protocol; websockets are not part of the API.
+            http=guarded_protocol(fit_open_files(config.max_connections), config.header_timeout),
+            ws="none",
+            timeout_keep_alive=config.keep_alive_timeout,
             log_level=config.log_level,
             # Streams (SSE, NDJSON) are cancelled on disconnect; give them no grace to linger.
             timeout_graceful_shutdown=5,

@@ -1,7 +1,8 @@
 """The gateway's Starlette application: API routes first, then the dashboard's files.
 
 Request flow for an API route: match the raw path against the bindings (404 / 405 when none
-fits), read the body up to the limit (413), transcode it with the path and query into the
+fits), check the bearer token when tokens are configured (401), read the body up to the limit
+(413) within the body timeout (408), transcode it with the path and query into the
 request message (400), call the broker over one shared ``grpc.aio`` channel with a deadline,
 and answer the response as JSON, or stream it (see :mod:`gateway.streaming`). Every error is a
 ``google.rpc.Status`` JSON body.
@@ -26,6 +27,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from forge_common.tokens import bearer_credential, matching_digest
 from forge_gateway import comments, errors, openapi, streaming, transcode
 from forge_gateway.config import Config
 from forge_gateway.routes import Binding, Match, Router, bindings_for_files, describe
@@ -121,7 +123,7 @@ class Gateway:
             try:
                 return await self.call(found, request, echo)
             except errors.GatewayError as e:
-                return error_response(e, echo)
+                return error_response(e, {**echo, **e.headers})
             except Exception:
                 log.exception("gateway failure on %s %s", request.method, raw_path)
                 return error_response(
@@ -145,6 +147,7 @@ class Gateway:
     async def call(self, match: Match, request: Request, echo: dict[str, str]) -> Response:
         """Transcode the request, call the broker and answer; GatewayError for refusals."""
         binding = match.binding
+        self.check_token(request)
         body = await self.read_body(request)
         try:
             message = transcode.build_request(
@@ -226,9 +229,22 @@ class Gateway:
                 pass
         return json_response(200 if status == "SERVING" else 503, {"status": status})
 
+    def check_token(self, request: Request) -> None:
+        """401 unless the request carries a configured token (when any is): a stranger's body
+        is never read, let alone parsed. Which role may call what is the broker's to say."""
+        digests = self.config.token_digests
+        credential = bearer_credential(request.headers.get("authorization"))
+        if digests and matching_digest(digests, credential) is None:
+            raise errors.GatewayError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing or unknown API token: send the header 'Authorization: Bearer <token>'",
+                headers={"www-authenticate": "Bearer"},
+            )
+
     async def read_body(self, request: Request) -> bytes:
         """The request body, or 413 as soon as it is known to exceed the limit (from
-        Content-Length before reading anything, else while reading)."""
+        Content-Length before reading anything, else while reading), or 408 when it takes
+        longer than the body timeout to arrive."""
         limit = self.config.max_body
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -236,14 +252,22 @@ class Gateway:
         chunks: list[bytes] = []
         size = 0
         try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                chunks.append(chunk)
+            async with asyncio.timeout(self.config.body_timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _too_large(limit)
+                    chunks.append(chunk)
         except ClientDisconnect:
             raise errors.GatewayError(
                 grpc.StatusCode.CANCELLED, "client disconnected while sending the body"
+            ) from None
+        except TimeoutError:
+            # A client this slow is not worth keeping: the 408 ends the connection (RFC 9110).
+            raise errors.GatewayError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"request body not received within {self.config.body_timeout:g} s",
+                http=408, headers={"connection": "close"},
             ) from None
         return b"".join(chunks)
 

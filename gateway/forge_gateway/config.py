@@ -15,9 +15,10 @@ from pathlib import Path
 from forge.security import ChannelSecurity, SecurityConfigError
 from forge_common import jsonlog, settings
 from forge_common.exposure import exposure_problem
-from forge_common.tokens import TokenConfigError
+from forge_common.tokens import TokenConfigError, digest, parse_tokens
 
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
+DEFAULT_MAX_CONNECTIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,19 @@ class Config:
     """Largest request body accepted, in bytes; larger ones get 413."""
     timeout: float = 10.0
     """Deadline of every unary gRPC call, in seconds. Streams have none."""
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Client connections held open at once, streams included; past it the connection waiting
+    longest for a request is closed to make room, or, with none waiting, the new one gets 503."""
+    header_timeout: float = 10.0
+    """Seconds a connection may take to send a request's headers, counted from when it opened
+    or its previous response ended; then it is closed."""
+    body_timeout: float = 30.0
+    """Seconds a request may take to send its whole body; then 408."""
+    keep_alive_timeout: int = 5
+    """Seconds an idle connection is kept open after a response."""
+    token_digests: tuple[bytes, ...] = field(default=(), repr=False)
+    """Digests of the API tokens (FORGE_TOKENS, FORGE_TOKENS_FILE). When there are any, an API
+    request without one of them gets 401 before its body is read."""
     static_dir: Path | None = None
     """Where the dashboard's built files are served from at ``/``; None serves none."""
     log_level: str = "info"
@@ -79,6 +93,7 @@ class Config:
         ns = parser.parse_args(argv)
         try:
             problem = exposure_problem(ns.host, "--host", e)
+            token_digests = tuple(digest(t.token) for t in parse_tokens(e))
         except TokenConfigError as err:
             parser.error(str(err))
         if problem is not None:
@@ -97,7 +112,10 @@ class Config:
         return cls(broker=ns.broker, host=ns.host, port=ns.port, max_body=ns.max_body,
                    timeout=ns.timeout, static_dir=_static_dir(ns.static_dir),
                    log_level=ns.log_level, log_json=ns.log_json, tls_cert=ns.tls_cert,
-                   tls_key=ns.tls_key, broker_security=broker_security)
+                   tls_key=ns.tls_key, broker_security=broker_security,
+                   max_connections=ns.max_connections, header_timeout=ns.header_timeout,
+                   body_timeout=ns.body_timeout, keep_alive_timeout=ns.keep_alive_timeout,
+                   token_digests=token_digests)
 
 
 def _static_dir(raw: str | None) -> Path | None:
@@ -118,6 +136,17 @@ OPTIONS = (
                     "largest request body in bytes", partial(settings.integer, low=1)),
     settings.Option("--timeout", "FORGE_GATEWAY_TIMEOUT", Config.timeout,
                     "deadline of unary calls in seconds", settings.positive_number),
+    settings.Option("--max-connections", "FORGE_GATEWAY_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS,
+                    "client connections open at once, streams included",
+                    partial(settings.integer, low=1)),
+    settings.Option("--header-timeout", "FORGE_GATEWAY_HEADER_TIMEOUT", Config.header_timeout,
+                    "seconds a connection may take to send a request's headers",
+                    settings.positive_number),
+    settings.Option("--body-timeout", "FORGE_GATEWAY_BODY_TIMEOUT", Config.body_timeout,
+                    "seconds a request may take to send its body", settings.positive_number),
+    settings.Option("--keep-alive-timeout", "FORGE_GATEWAY_KEEP_ALIVE_TIMEOUT",
+                    Config.keep_alive_timeout, "seconds an idle connection is kept after a "
+                    "response", partial(settings.integer, low=1)),
     settings.Option("--tls-cert", "FORGE_GATEWAY_TLS_CERT", None,
                     "certificate chain (PEM) to serve HTTPS", settings.existing_file),
     settings.Option("--tls-key", "FORGE_GATEWAY_TLS_KEY", None, "the certificate's private key",

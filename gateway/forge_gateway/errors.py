@@ -63,13 +63,17 @@ class GatewayError(Exception):
     """An error the gateway answers itself, before or instead of calling the broker."""
 
     def __init__(
-        self, code: grpc.StatusCode, message: str, http: int | None = None
+        self, code: grpc.StatusCode, message: str, http: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.http = http if http is not None else http_status(code)
-        """HTTP status; differs from the table only where HTTP has a sharper answer (405, 413)."""
+        """HTTP status; differs from the table only where HTTP has a sharper answer (405, 408,
+        413)."""
+        self.headers = headers or {}
+        """Headers the answer needs besides the echoed ones (``www-authenticate`` on a 401)."""
 
     def body(self) -> dict[str, Any]:
         return status_json(self.code, self.message)

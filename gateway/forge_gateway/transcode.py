@@ -5,11 +5,18 @@ or one field), then the query string (only when the rule has no ``body: "*"``), 
 variables, which win. Field names are accepted as written in the proto or in lowerCamelCase;
 output is lowerCamelCase with every scalar, enum and repeated field present even at its default,
 so clients never guess at defaults (unset message fields, such as timestamps, are absent).
+
+The body is read as strict JSON (RFC 8259): ``NaN`` and ``Infinity`` are not numbers, a number
+past the range of a double is not silently infinite, an integer past 64 bits (which no number
+field holds, and a Struct would round) is not silently 1e308, and an object may not give a key
+twice. Each is a TranscodeError naming where it is (``jobs[3].payload.n``).
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,6 +39,10 @@ from forge_gateway.routes import (
 # json_format raises these for input it cannot map (besides its own ParseError): e.g. a list
 # where an object belongs, or a Struct nested deeper than the recursion limit.
 _PARSE_ERRORS = (json_format.ParseError, TypeError, ValueError, AttributeError, RecursionError)
+
+# The integers some proto number field holds (int64's least to uint64's most).
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_INT_DIGITS = len(str(_INT_MAX))  # more digits are past the range: no need to convert them
 
 _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
 _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
@@ -65,7 +76,8 @@ def build_request(
     message = message_class(desc)()
     body_field = binding.body
     if body_field:
-        value = _parse_json(body) if body.strip() else None
+        root = "" if body_field == "*" else body_field
+        value = _parse_json(body, root) if body.strip() else None
         if value is not None:
             if body_field == "*":
                 if not isinstance(value, dict):
@@ -76,7 +88,7 @@ def build_request(
                 _merge(value, message, "request body")
             else:
                 _merge({body_field: value}, message, "request body")
-    elif body.strip() and _parse_json(body) != {}:
+    elif body.strip() and _parse_json(body, "") != {}:
         # A route without a body reads everything from the path and query; silently dropping a
         # body the caller took the trouble to send would hide a mistake.
         raise TranscodeError(
@@ -102,17 +114,81 @@ def build_request(
     return message
 
 
-def _parse_json(body: bytes) -> Any:
+class _Refused:
+    """A value the JSON reader refused, reported with its place once the whole body is read."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _parse_json(body: bytes, root: str) -> Any:
+    """The body as strict JSON; TranscodeError naming the place (under ``root``, the field the
+    body fills, "" for the whole message) of a value no field can hold as sent."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
         raise TranscodeError(f"request body is not UTF-8: {e}") from None
+    refused: list[_Refused] = []
+
+    def refuse(problem: str) -> _Refused:
+        refused.append(marker := _Refused(problem))
+        return marker
+
+    def integer(literal: str) -> int | _Refused:
+        if len(literal.lstrip("-")) <= _INT_DIGITS and _INT_MIN <= (n := int(literal)) <= _INT_MAX:
+            return n
+        return refuse(f"the integer {_abbreviate(literal)} is past the 64-bit range of every "
+                      "number field (send it as a string)")
+
+    def number(literal: str) -> float | _Refused:
+        n = float(literal)
+        return n if math.isfinite(n) else refuse(
+            f"{_abbreviate(literal)} is past the range of a double")
+
+    def obj(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Refused:
+        value = dict(pairs)
+        if len(value) == len(pairs):
+            return value
+        twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        return refuse(f"the key {_abbreviate(twice)!r} is given twice")
+
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_int=integer, parse_float=number, object_pairs_hook=obj,
+                           parse_constant=lambda name: refuse(f"{name} is not a JSON number"))
     except json.JSONDecodeError as e:
         raise TranscodeError(f"malformed JSON in request body: {e}") from None
     except RecursionError:
         raise TranscodeError("malformed JSON in request body: nested too deeply") from None
+    if refused:
+        _report_refused(value, root)
+    return value
+
+
+def _report_refused(value: Any, root: str) -> None:
+    """Raise TranscodeError for the first refused value in document order, with its path."""
+    stack = [(value, root)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, _Refused):
+            where = f"{path}: " if path else ""
+            raise TranscodeError(f"invalid request body: {where}{item.problem}")
+        if isinstance(item, dict):
+            keys = [(v, f"{path}.{_abbreviate(k)}" if path else _abbreviate(k))
+                    for k, v in item.items()]
+            stack.extend(reversed(keys))
+        elif isinstance(item, list):
+            stack.extend(reversed([(v, f"{path}[{i}]") for i, v in enumerate(item)]))
+
+
+def _abbreviate(text: str, most: int = 40) -> str:
+    """``text``, or its ends and its length when it is longer than ``most`` characters."""
+    if len(text) <= most:
+        return text
+    digits = text.lstrip("-")
+    size = f"{len(digits)} digits" if digits.isdigit() else f"{len(text)} characters"
+    return f"{text[:12]}…{text[-12:]} ({size})"
 
 
 def _merge(value: dict[str, Any], message: Message, where: str) -> None:

@@ -137,3 +137,10 @@ def times_out_sync(job: JobContext) -> None:
 async def payload_timeout(job: JobContext) -> dict[str, Any]:
     await asyncio.sleep(float(job.payload.get("seconds", 10)))
     return {"finished": True}
+
+
+@handler("big_result")
+async def big_result(job: JobContext) -> dict[str, Any]:
+    # A pause, so that jobs leased together finish together and settle in one call.
+    await asyncio.sleep(0.3)
+    return {"blob": "x" * int(job.payload["bytes"])}

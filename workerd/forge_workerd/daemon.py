@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 
 from forge.v1 import broker_pb2 as pb
+from forge_workerd import schedules
 from forge_workerd.config import Config
 from forge_workerd.context import JobContext
 from forge_workerd.errors import ConfigError
@@ -80,6 +81,8 @@ class Worker:
         leasing = asyncio.create_task(LeaseLoop(link, request, self._accept).run(), name="lease")
         beats = Heartbeats(link, self.inflight, cfg.lease_seconds, self._lost)
         beating = asyncio.create_task(beats.run(), name="heartbeat")
+        declaring = asyncio.create_task(schedules.put_all(link, self.registry.schedules),
+                                        name="schedules")
         log.info("workerd %s: leasing %s from %s, concurrency %d, prefetch %d, lease %ds, grace %gs",
                  cfg.worker_id, ",".join(self.types), cfg.broker, cfg.concurrency, cfg.prefetch,
                  cfg.lease_seconds, cfg.grace)
@@ -93,7 +96,7 @@ class Worker:
             stopping.cancel()
             for slot in self._slots:
                 slot.cancel()  # not awaited: a handler that ignores cancellation is left behind
-            for task in (leasing, beating):
+            for task in (leasing, beating, declaring):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

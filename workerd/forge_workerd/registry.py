@@ -6,6 +6,7 @@ import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from forge_common.names import TYPE_NAME, TYPE_NAME_RULE
@@ -33,11 +34,31 @@ class Handler:
         return f"{getattr(self.fn, '__module__', '?')}.{getattr(self.fn, '__qualname__', '?')}"
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """A periodic schedule declared with a handler (``@handler("report", schedule=...)``):
+    workerd puts it on the broker when it starts, to enqueue a job of the handler's type at each
+    fire time. Exactly one of ``cron`` (five fields, read in ``timezone``, default UTC) and
+    ``every`` (a timedelta or seconds, at least 1 s); the broker checks them. ``name`` defaults
+    to the job type."""
+
+    cron: str | None = None
+    every: timedelta | float | None = None
+    timezone: str = ""
+    payload: Mapping[str, Any] | None = None
+    priority: int | None = None
+    max_retries: int | None = None
+    name: str | None = None
+
+
 class Registry:
-    """Handlers by job type. The daemon leases exactly the types registered here."""
+    """Handlers by job type, and the schedules declared with them. The daemon leases exactly the
+    types registered here, and puts the schedules when it starts."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self.schedules: dict[str, tuple[str, Schedule]] = {}
+        """Declared schedules by name: (job type, schedule)."""
 
     def register(self, name: str, fn: HandlerFn, *, timeout: float | None = None) -> Handler:
         """Add ``fn`` as the handler of ``name``; HandlerError for a bad name or a second handler."""
@@ -53,6 +74,15 @@ class Registry:
         self._handlers[name] = new
         return new
 
+    def add_schedule(self, type: str, schedule: Schedule) -> None:
+        """Declare ``schedule`` for jobs of ``type``; HandlerError for a second, different
+        schedule of the same name."""
+        name = schedule.name or type
+        old = self.schedules.get(name)
+        if old is not None and old != (type, schedule):
+            raise HandlerError(f"schedule {name!r} is declared twice")
+        self.schedules[name] = (type, schedule)
+
     def get(self, name: str) -> Handler | None:
         return self._handlers.get(name)
 
@@ -67,18 +97,21 @@ REGISTRY = Registry()
 """Where ``@handler`` registers unless told otherwise; the daemon runs what is in it."""
 
 
-def handler(name: str, *, timeout: float | None = None,
+def handler(name: str, *, timeout: float | None = None, schedule: Schedule | None = None,
             registry: Registry | None = None) -> Callable[[F], F]:
     """Register the decorated function (sync or async, taking a JobContext) for job type ``name``.
 
     It returns a JSON object (a dict) stored as the job's result, or None. Raise ``Retry`` to try
     again later, ``Fail`` to give up for good; any other exception is a failed attempt retried
     with backoff. ``timeout`` bounds each attempt in seconds (a job's payload may override it
-    with ``_timeout``).
+    with ``_timeout``). ``schedule`` also enqueues such a job periodically (see ``Schedule``).
     """
 
     def register(fn: F) -> F:
-        (REGISTRY if registry is None else registry).register(name, fn, timeout=timeout)
+        target = REGISTRY if registry is None else registry
+        target.register(name, fn, timeout=timeout)
+        if schedule is not None:
+            target.add_schedule(name, schedule)
         return fn
 
     return register

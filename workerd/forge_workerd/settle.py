@@ -25,6 +25,13 @@ log = logging.getLogger("workerd.settle")
 
 MAX_BATCH = 1000
 """Most outcomes in one Settle call (the broker takes up to 10,000)."""
+MAX_BATCH_BYTES = 3 * 1024 * 1024
+"""Most bytes of results and errors in one Settle call. Under gRPC's 4 MiB default, the
+smallest receive limit a broker is likely to run with (its default is 16 MiB): a call over the
+limit is refused whole, and retrying it would be refused again until every lease in it ran out.
+One outcome goes alone whatever its size (a result is at most 1 MiB)."""
+# Bytes an outcome costs besides its result or error: ids, token, framing.
+_ITEM_BYTES = 128
 
 _OK = grpc.StatusCode.OK.value[0]
 _GONE = frozenset({grpc.StatusCode.FAILED_PRECONDITION.value[0], grpc.StatusCode.NOT_FOUND.value[0]})
@@ -39,6 +46,14 @@ class _Pending:
         self.held = held
         self.outcome = outcome
         self.ambiguous = False  # an earlier try may have landed although it timed out
+
+    @property
+    def size(self) -> int:
+        """About what this outcome adds to a Settle request, in bytes."""
+        outcome = self.outcome
+        if isinstance(outcome, Succeeded):
+            return _ITEM_BYTES + (outcome.result.ByteSize() if outcome.result is not None else 0)
+        return _ITEM_BYTES + len(outcome.error)
 
     @property
     def verb(self) -> str:
@@ -92,7 +107,8 @@ class Settler:
 
     async def _send_all(self) -> None:
         while self._queue:
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            batch = _take(self._queue)
+            self._queue = self._queue[len(batch):]
             try:
                 retry = await self._send(batch)
             except Exception:  # a bug, not the network: the leases expire and the broker retries
@@ -171,3 +187,14 @@ class Settler:
                           result.message)
                 self._done(p, False)
         return retry
+
+
+def _take(queue: list[_Pending]) -> list[_Pending]:
+    """The outcomes at the head of ``queue`` that fit one Settle call: at least one, at most
+    MAX_BATCH, and no more than MAX_BATCH_BYTES of them after the first."""
+    size = 0
+    for n, p in enumerate(queue[:MAX_BATCH]):
+        size += p.size
+        if n and size > MAX_BATCH_BYTES:
+            return queue[:n]
+    return queue[:MAX_BATCH]

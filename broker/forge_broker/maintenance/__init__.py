@@ -11,15 +11,19 @@ from forge_broker.dispatch import Dispatcher
 from forge_broker.loops import cancel, every
 from forge_broker.maintenance.cleaner import RETENTION_BATCH, RETENTION_BATCHES_PER_TICK, Cleaner
 from forge_broker.maintenance.counters import CounterFolder
+from forge_broker.maintenance.memory import MemoryTrimmer
 from forge_broker.maintenance.reconciler import Reconciler
 from forge_broker.maintenance.rescuer import Rescuer
+from forge_broker.maintenance.scheduler import Scheduler
 from forge_broker.maintenance.service import Service
+from forge_broker.maintenance.stalls import StallWatch
 from forge_broker.maintenance.workers import WorkerRegistry
 from forge_broker.metrics import Metrics
 from forge_broker.store import Store
 
 __all__ = ["RETENTION_BATCH", "RETENTION_BATCHES_PER_TICK", "Cleaner", "CounterFolder",
-           "Maintenance", "Reconciler", "Rescuer", "Service", "WorkerRegistry"]
+           "Maintenance", "MemoryTrimmer", "Reconciler", "Rescuer", "Scheduler", "Service",
+           "StallWatch", "WorkerRegistry"]
 
 
 class Maintenance:
@@ -27,17 +31,22 @@ class Maintenance:
 
     def __init__(self, store: Store, dispatcher: Dispatcher, config: Config,
                  metrics: Metrics | None = None) -> None:
+        self.scheduler = Scheduler(store, config.schedule_interval)
         self.services: list[Service] = [
             Rescuer(store, dispatcher, metrics or Metrics(), config.rescue_interval),
             CounterFolder(store, config.fold_interval),
             WorkerRegistry(store, dispatcher, config.workers_interval),
             Reconciler(dispatcher, config.reconcile_interval),
+            StallWatch(dispatcher, config.tick_seconds),
             Cleaner(store, config.retention_seconds, config.retention_interval),
+            self.scheduler,
+            MemoryTrimmer(),
         ]
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(every(s.interval, s.run, s.log, s.name), name=s.name)
+        self._tasks = [asyncio.create_task(every(s.interval, s.run, s.log, s.name, pause=s.pause),
+                                           name=s.name)
                        for s in self.services]
 
     async def stop(self) -> None:

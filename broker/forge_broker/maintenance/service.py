@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from typing import ClassVar
@@ -18,3 +19,7 @@ class Service(ABC):
     @abstractmethod
     async def run(self) -> None:
         """One round. What it raises is logged by the runner, and the next round comes on time."""
+
+    async def pause(self) -> None:
+        """Wait until the next round is due: one interval, unless the service knows better."""
+        await asyncio.sleep(self.interval)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -64,6 +64,21 @@ def enqueue_request(type: str, payload: Mapping[str, Any] | None = None, *,
         ts.FromDatetime(run_at)
         req.run_at.CopyFrom(ts)
     return req
+
+
+def schedule_message(name: str, type: str, payload: Mapping[str, Any] | None = None, *,
+                     cron: str | None = None, every: timedelta | float | None = None,
+                     timezone: str = "", priority: int | None = None,
+                     max_retries: int | None = None, paused: bool = False) -> pb.Schedule:
+    """Build a Schedule to put: exactly one of ``cron`` and ``every`` (a timedelta or seconds);
+    the broker judges the rest (unset options take its defaults)."""
+    schedule = pb.Schedule(name=name, cron=cron or "", timezone=timezone, paused=paused,
+                           job=enqueue_request(type, payload, priority=priority,
+                                               max_retries=max_retries))
+    if every is not None:
+        schedule.every.FromTimedelta(every if isinstance(every, timedelta)
+                                     else timedelta(seconds=every))
+    return schedule
 
 
 def status_value(name: str | None) -> pb.Job.Status.ValueType:

@@ -8,6 +8,9 @@
     forge dlq list | forge dlq retry JOB_ID
     forge queue list | get TYPE | pause TYPE | resume TYPE
     forge queue set TYPE [--concurrency N] [--key-concurrency N] [--rate N/PERIOD]
+    forge schedule put nightly --cron '0 3 * * *' --timezone Europe/Berlin --type report
+    forge schedule put ping --every 30s --type ping --payload '{"url": "https://x.y"}'
+    forge schedule get NAME | forge schedule list | forge schedule delete NAME
     forge --version
     forge migrate            (with forge-broker installed: DATABASE_URL, or the embedded
                               PostgreSQL in ./.forge)
@@ -28,7 +31,7 @@ import json
 import os
 import re
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from typing import Any, NoReturn, Protocol
 
@@ -99,8 +102,24 @@ def _run_at(text: str) -> datetime:
     return when
 
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PERIOD = re.compile(r"^(\d+(?:\.\d+)?)?(ms|s|m|h)$")
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_PERIOD = re.compile(rf"({_NUMBER})(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _every(text: str) -> timedelta:
+    """A period such as ``30s``, ``5m``, ``1h30m``, ``1.5s`` or ``2d``; a bare number is seconds.
+    Whether it is long enough is the broker's to say."""
+    spec = text.strip().lower()
+    if re.fullmatch(_NUMBER, spec):
+        spec += "s"
+    if not spec or _PERIOD.sub("", spec):
+        raise argparse.ArgumentTypeError(f"not a period: {text!r}; e.g. 30s, 5m, 1h30m, 2d")
+    try:
+        return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u]
+                                     for n, u in _PERIOD.findall(spec)))
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"period too long: {text!r}") from None
 
 
 def _rate(text: str) -> tuple[int, float]:
@@ -109,12 +128,13 @@ def _rate(text: str) -> tuple[int, float]:
     if text.strip().lower() in ("0", "none"):
         return 0, 0.0
     count, _, period = text.partition("/")
-    match = _PERIOD.match(period.strip())
-    if not count.strip().isdigit() or match is None:
+    period = period.strip()
+    if not count.strip().isdigit() or not period:
         raise argparse.ArgumentTypeError(
             f"not a rate: {text!r}; N/PERIOD such as 20/s, 100/1m or 5/500ms (0: none)")
-    seconds = float(match.group(1) or 1) * _UNITS[match.group(2)]
-    return int(count), seconds
+    # "20/s" means 20 per one second.
+    seconds = _every(period if period[0].isdigit() or period[0] == "." else "1" + period)
+    return int(count), seconds.total_seconds()
 
 
 def _version() -> str:
@@ -189,6 +209,26 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
                     help="jobs of one concurrency key running at once")
     qs.add_argument("--rate", type=_rate, help="starts per period: N/PERIOD, e.g. 20/s, "
                                                 "100/1m, 5/500ms; 0 for none")
+    s = sub.add_parser("schedule", help="periodic schedules: a job enqueued at each fire time")
+    ssub = s.add_subparsers(dest="schedule_command", required=True)
+    sp = ssub.add_parser("put", help="create or replace a schedule")
+    sp.add_argument("name")
+    timing = sp.add_mutually_exclusive_group(required=True)
+    timing.add_argument("--cron", help="five-field cron expression, or @hourly, @daily, "
+                                       "@weekly, @monthly, @yearly")
+    timing.add_argument("--every", type=_every, help="fixed period: 30s, 5m, 1h30m, 2d")
+    sp.add_argument("--timezone", default="", help="IANA zone the cron expression is read in "
+                                                   "(default UTC)")
+    sp.add_argument("--type", required=True, help="job type of each fire")
+    sp.add_argument("--payload", default="{}", help="JSON object, the payload of each job")
+    sp.add_argument("--priority", type=int)
+    sp.add_argument("--max-retries", type=int)
+    sp.add_argument("--paused", action="store_true", help="store it without firing")
+    for verb, what in (("get", "show a schedule"), ("delete", "delete a schedule")):
+        ssub.add_parser(verb, help=what).add_argument("name")
+    sl = ssub.add_parser("list", help="list schedules by name")
+    sl.add_argument("--page-size", type=int, default=0)
+    sl.add_argument("--page-token", default="")
 
     for name, command in sorted(commands.items()):
         command.configure(sub.add_parser(name, help=command.help))
@@ -236,6 +276,8 @@ def _main(argv: list[str] | None) -> int:
                 _print(client.stats())
             elif args.command == "queue":
                 _print(_queue_command(client, args))
+            elif args.command == "schedule":
+                _schedule(client, args)
             elif args.dlq_command == "list":
                 _print(client.dead(type=args.type, page_size=args.page_size,
                                    page_token=args.page_token))
@@ -258,6 +300,20 @@ def _queue_command(client: Client, args: argparse.Namespace) -> Message:
         return client.resume_queue(args.type)
     return client.update_queue(args.type, concurrency_limit=args.concurrency,
                                key_concurrency_limit=args.key_concurrency, rate=args.rate)
+
+
+def _schedule(client: Client, args: argparse.Namespace) -> None:
+    if args.schedule_command == "put":
+        _print(client.put_schedule(args.name, args.type, _payload(args.payload), cron=args.cron,
+                                   every=args.every, timezone=args.timezone,
+                                   priority=args.priority, max_retries=args.max_retries,
+                                   paused=args.paused))
+    elif args.schedule_command == "get":
+        _print(client.get_schedule(args.name))
+    elif args.schedule_command == "list":
+        _print(client.list_schedules(page_size=args.page_size, page_token=args.page_token))
+    else:
+        client.delete_schedule(args.name)
 
 
 def _explain(exc: ForgeClientError, target: str, security: ChannelSecurity) -> str:

@@ -17,7 +17,7 @@ built (``clients/python/sync_client.py``, run by ``make setup`` and by ``pip ins
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -33,6 +33,7 @@ from forge._calls import (
     enqueue_request,
     error_from,
     queue_update,
+    schedule_message,
     security_for,
     status_value,
     wait_ready,
@@ -42,7 +43,7 @@ from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
 
 __all__ = ["DEFAULT_TARGET", "DEFAULT_TIMEOUT", "AsyncClient", "Client", "ForgeClientError",
-           "default_target", "enqueue_request", "wait_ready"]
+           "default_target", "enqueue_request", "schedule_message", "wait_ready"]
 
 
 class AsyncClient:
@@ -146,6 +147,35 @@ class AsyncClient:
     async def resume_queue(self, type: str) -> pb.Queue:
         """Lease jobs of a paused ``type`` again."""
         return await self._call(self.stub.ResumeQueue, pb.ResumeQueueRequest(type=type))
+
+
+    async def put_schedule(
+        self, name: str, type: str, payload: Mapping[str, Any] | None = None, *,
+        cron: str | None = None, every: timedelta | float | None = None, timezone: str = "",
+        priority: int | None = None, max_retries: int | None = None, paused: bool = False,
+    ) -> pb.Schedule:
+        """Create or replace the schedule ``name``: a job of ``type`` with ``payload`` at each
+        fire time of ``cron`` (five fields, in ``timezone``, default UTC) or ``every`` period
+        (a timedelta or seconds, at least 1 s). Returns it as stored, with its next_run_at."""
+        schedule = schedule_message(name, type, payload, cron=cron, every=every,
+                                    timezone=timezone, priority=priority,
+                                    max_retries=max_retries, paused=paused)
+        return await self._call(self.stub.PutSchedule, schedule)
+
+    async def get_schedule(self, name: str) -> pb.Schedule:
+        """The schedule called ``name``; ForgeClientError NOT_FOUND when there is none."""
+        return await self._call(self.stub.GetSchedule, pb.GetScheduleRequest(name=name))
+
+    async def list_schedules(
+        self, *, page_size: int = 0, page_token: str = "",
+    ) -> pb.ListSchedulesResponse:
+        """One page of schedules, by name."""
+        req = pb.ListSchedulesRequest(page_size=page_size, page_token=page_token)
+        return await self._call(self.stub.ListSchedules, req)
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete the schedule called ``name`` (the jobs it enqueued stay)."""
+        await self._call(self.stub.DeleteSchedule, pb.DeleteScheduleRequest(name=name))
 
 
 from forge._sync import Client  # noqa: E402  (generated from AsyncClient, which it needs first)

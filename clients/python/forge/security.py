@@ -28,6 +28,10 @@ ENV_CLIENT_CERT = "FORGE_TLS_CLIENT_CERT"
 ENV_CLIENT_KEY = "FORGE_TLS_CLIENT_KEY"
 
 Options = Sequence[tuple[str, Any]]
+# What a channel accepts in one answer: the broker's default send limit
+# (FORGE_MAX_SEND_MESSAGE_BYTES). gRPC's own 4 MB default refuses the answer to a batch it has
+# already written, or a page of jobs with big payloads.
+MAX_RECEIVE_BYTES = 64 * 1024 * 1024
 
 
 class SecurityConfigError(ValueError):
@@ -111,7 +115,7 @@ class ChannelSecurity:
     def channel(self, target: str, options: Options | None = None) -> grpc.Channel:
         """A blocking channel to ``target``."""
         creds = self.credentials()
-        opts = list(options or [])
+        opts = _with_defaults(options)
         ch = (grpc.secure_channel(target, creds, options=opts) if creds is not None
               else grpc.insecure_channel(target, options=opts))
         if not self.token:
@@ -121,7 +125,7 @@ class ChannelSecurity:
     def aio_channel(self, target: str, options: Options | None = None) -> grpc.aio.Channel:
         """An asyncio channel to ``target``."""
         creds = self.credentials()
-        opts = list(options or [])
+        opts = _with_defaults(options)
         interceptors: Any = [_AioUnaryBearer(self.metadata()), _AioStreamBearer(self.metadata())] \
             if self.token else None
         if creds is not None:
@@ -199,3 +203,11 @@ class _AioStreamBearer(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[t
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
                                      request: Any) -> Any:
         return await continuation(_aio_details(client_call_details, self.extra), request)
+
+
+def _with_defaults(options: Options | None) -> list[tuple[str, Any]]:
+    """``options`` with the receive limit added unless the caller set one."""
+    opts = list(options or [])
+    if not any(name == "grpc.max_receive_message_length" for name, _ in opts):
+        opts.append(("grpc.max_receive_message_length", MAX_RECEIVE_BYTES))
+    return opts

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { mockFetch, rawJob } from "../test/fakes";
 import { auth } from "./auth";
-import { ApiError, api, errorMessage, fieldOf } from "./client";
+import { ApiError, actionOf, api, errorMessage, fieldOf } from "./client";
 
 describe("fieldOf", () => {
   it("finds the field an INVALID_ARGUMENT message names", () => {
@@ -10,6 +10,14 @@ describe("fieldOf", () => {
     expect(fieldOf("jobs[3].type: is required")).toBe("jobs[3].type");
     expect(fieldOf("broker unavailable: connection refused")).toBe(null);
     expect(fieldOf("job not found")).toBe(null);
+  });
+});
+
+describe("actionOf", () => {
+  it("says what the schedule routes do, for a 403's message", () => {
+    expect(actionOf("PUT", "/v1/schedules/nightly")).toBe("change schedules");
+    expect(actionOf("DELETE", "/v1/schedules/nightly")).toBe("delete schedules");
+    expect(actionOf("GET", "/v1/schedules?pageSize=100")).toBe("view schedules");
   });
 });
 

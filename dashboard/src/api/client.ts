@@ -8,8 +8,12 @@ import {
   type JobPage,
   type JobStatus,
   type QueueStats,
+  type Schedule,
+  type SchedulePage,
   normalizeJob,
   normalizeJobPage,
+  normalizeSchedule,
+  normalizeSchedulePage,
   normalizeStats,
 } from "./types";
 
@@ -66,6 +70,9 @@ export function actionOf(method: string, path: string): string | null {
   if (method === "GET" && p.startsWith("/v1/stats")) return "view the queue's stats";
   if (method === "GET" && p.startsWith("/v1/dlq")) return "view the dead-letter queue";
   if (method === "GET" && p.startsWith("/v1/jobs")) return "view jobs";
+  if (method === "PUT" && p.startsWith("/v1/schedules/")) return "change schedules";
+  if (method === "DELETE" && p.startsWith("/v1/schedules/")) return "delete schedules";
+  if (method === "GET" && p.startsWith("/v1/schedules")) return "view schedules";
   return null;
 }
 
@@ -134,6 +141,10 @@ export interface ListJobsParams {
   pageToken?: string;
 }
 
+function schedulePath(name: string): string {
+  return `/v1/schedules/${encodeURIComponent(name)}`;
+}
+
 export const api = {
   /** Whether the gateway accepts `token` (GET /v1/stats with it); throws the ApiError if not. */
   async checkToken(token: string, signal?: AbortSignal): Promise<void> {
@@ -167,6 +178,27 @@ export const api = {
 
   async retryDead(id: string): Promise<Job> {
     return normalizeJob(await request("POST", `/v1/dlq/${encodeURIComponent(id)}:retry`, {}));
+  },
+
+  async listSchedules(p: { pageSize?: number; pageToken?: string }, signal?: AbortSignal): Promise<SchedulePage> {
+    return normalizeSchedulePage(
+      await request("GET", `/v1/schedules${query({ pageSize: p.pageSize, pageToken: p.pageToken })}`, undefined, { signal }),
+    );
+  },
+
+  /**
+   * Pause or resume a schedule. PutSchedule replaces the whole schedule, so it is read back
+   * first and sent as the broker has it now with only `paused` changed: a change someone made
+   * since the list was fetched survives, and the read-only fields in it are ignored by the API.
+   */
+  async setSchedulePaused(name: string, paused: boolean): Promise<Schedule> {
+    const current = await request("GET", schedulePath(name));
+    const body = { ...(current as Record<string, unknown>), paused };
+    return normalizeSchedule(await request("PUT", schedulePath(name), body));
+  },
+
+  async deleteSchedule(name: string): Promise<void> {
+    await request("DELETE", schedulePath(name));
   },
 
   async enqueue(req: EnqueueRequest): Promise<EnqueueResult> {

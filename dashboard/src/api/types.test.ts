@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { rawStats } from "../test/fakes";
-import { normalizeJob, normalizeJobPage, normalizeStats, num } from "./types";
+import { durationSeconds, normalizeJob, normalizeJobPage, normalizeSchedule, normalizeSchedulePage, normalizeStats, num } from "./types";
 
 describe("num", () => {
   it("reads int64 strings, numbers, and absent zeros", () => {
@@ -48,6 +48,11 @@ describe("normalizeJob", () => {
     expect(j).toMatchObject({ maxRetries: 5, lastError: "boom", status: "DEAD", workerId: "w" });
   });
 
+  it("reads the schedule that enqueued the job, empty for others", () => {
+    expect(normalizeJob({ schedule: "nightly" }).schedule).toBe("nightly");
+    expect(normalizeJob({}).schedule).toBe("");
+  });
+
   it("keeps result objects", () => {
     expect(normalizeJob({ result: { ok: true } }).result).toEqual({ ok: true });
   });
@@ -56,5 +61,36 @@ describe("normalizeJob", () => {
 describe("normalizeJobPage", () => {
   it("handles an empty page (no jobs key, no token)", () => {
     expect(normalizeJobPage({})).toEqual({ jobs: [], nextPageToken: "" });
+  });
+});
+
+describe("durationSeconds", () => {
+  it("reads proto3 JSON durations and the {seconds, nanos} form", () => {
+    expect(durationSeconds("30s")).toBe(30);
+    expect(durationSeconds("1.500s")).toBe(1.5);
+    expect(durationSeconds({ seconds: "90", nanos: 500_000_000 })).toBe(90.5);
+    expect(durationSeconds(undefined)).toBe(null);
+    expect(durationSeconds("30")).toBe(null);
+  });
+});
+
+describe("normalizeSchedule", () => {
+  it("fills in what proto3 JSON leaves out: no every, no run times, not paused", () => {
+    const s = normalizeSchedule({ name: "nightly", cron: "0 3 * * *", job: { type: "report", max_retries: 2 } });
+    expect(s).toEqual({
+      name: "nightly", cron: "0 3 * * *", everySeconds: null, timezone: "", paused: false,
+      job: { type: "report", payload: {}, priority: 0, maxRetries: 2 },
+      nextRunAt: null, lastRunAt: null, lastJobId: "", createdAt: null, updatedAt: null,
+    });
+  });
+
+  it("reads a periodic schedule with its run times and last job", () => {
+    const s = normalizeSchedule({ name: "ping", every: "30s", paused: true, lastRunAt: "2026-01-01T00:00:00Z", last_job_id: "j1" });
+    expect(s).toMatchObject({ cron: "", everySeconds: 30, paused: true, lastRunAt: "2026-01-01T00:00:00Z", lastJobId: "j1", nextRunAt: null });
+  });
+
+  it("reads a page of schedules", () => {
+    expect(normalizeSchedulePage({})).toEqual({ schedules: [], nextPageToken: "" });
+    expect(normalizeSchedulePage({ schedules: [{ name: "a" }], nextPageToken: "t" }).schedules[0].name).toBe("a");
   });
 });

@@ -24,6 +24,8 @@ export interface Job {
   workerId: string;
   leaseExpiresAt: string | null;
   idempotencyKey: string;
+  /** The schedule that enqueued the job; empty for any other job. */
+  schedule: string;
 }
 
 export interface JobPage {
@@ -80,6 +82,36 @@ export interface QueueStats extends Counts {
   throughput: ThroughputPoint[];
   queueWait: QueueWait;
   workers: WorkerInfo[];
+}
+
+/** The job a schedule enqueues at each fire time. */
+export interface ScheduleJob {
+  type: string;
+  payload: JsonObject;
+  priority: number;
+  maxRetries: number;
+}
+
+export interface Schedule {
+  name: string;
+  /** The cron expression, or "" for a schedule on a fixed period. */
+  cron: string;
+  /** The fixed period in seconds, or null for a cron schedule. */
+  everySeconds: number | null;
+  timezone: string;
+  job: ScheduleJob;
+  paused: boolean;
+  /** Absent while paused. */
+  nextRunAt: string | null;
+  lastRunAt: string | null;
+  lastJobId: string;
+  createdAt: string | null;
+  updatedAt: string | null;
+}
+
+export interface SchedulePage {
+  schedules: Schedule[];
+  nextPageToken: string;
 }
 
 /** What the enqueue form sends (POST /v1/jobs). Absent optional fields take the broker's defaults. */
@@ -145,6 +177,7 @@ export function normalizeJob(raw: unknown): Job {
     workerId: str(r.workerId ?? r.worker_id),
     leaseExpiresAt: time(r.leaseExpiresAt ?? r.lease_expires_at),
     idempotencyKey: str(r.idempotencyKey ?? r.idempotency_key),
+    schedule: str(r.schedule),
   };
 }
 
@@ -152,6 +185,54 @@ export function normalizeJobPage(raw: unknown): JobPage {
   const r = obj(raw);
   return {
     jobs: arr(r.jobs).map(normalizeJob),
+    nextPageToken: str(r.nextPageToken ?? r.next_page_token),
+  };
+}
+
+/**
+ * A google.protobuf.Duration in seconds: proto3 JSON writes it as "30s" or "1.500s"; the
+ * {seconds, nanos} object form is read too. Null when absent or unreadable.
+ */
+export function durationSeconds(v: unknown): number | null {
+  if (typeof v === "string") {
+    const m = /^(\d+(?:\.\d+)?)s$/.exec(v.trim());
+    return m ? Number(m[1]) : null;
+  }
+  if (v !== null && typeof v === "object" && !Array.isArray(v)) {
+    const o = v as Raw;
+    const total = num(o.seconds) + num(o.nanos) / 1e9;
+    return total > 0 ? total : null;
+  }
+  return null;
+}
+
+export function normalizeSchedule(raw: unknown): Schedule {
+  const r = obj(raw);
+  const job = obj(r.job);
+  return {
+    name: str(r.name),
+    cron: str(r.cron),
+    everySeconds: durationSeconds(r.every),
+    timezone: str(r.timezone),
+    job: {
+      type: str(job.type),
+      payload: obj(job.payload),
+      priority: num(job.priority),
+      maxRetries: num(job.maxRetries ?? job.max_retries),
+    },
+    paused: r.paused === true,
+    nextRunAt: time(r.nextRunAt ?? r.next_run_at),
+    lastRunAt: time(r.lastRunAt ?? r.last_run_at),
+    lastJobId: str(r.lastJobId ?? r.last_job_id),
+    createdAt: time(r.createdAt ?? r.created_at),
+    updatedAt: time(r.updatedAt ?? r.updated_at),
+  };
+}
+
+export function normalizeSchedulePage(raw: unknown): SchedulePage {
+  const r = obj(raw);
+  return {
+    schedules: arr(r.schedules).map(normalizeSchedule),
     nextPageToken: str(r.nextPageToken ?? r.next_page_token),
   };
 }

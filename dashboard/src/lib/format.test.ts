@@ -22,6 +22,8 @@ describe("format", () => {
     const now = Date.parse("2026-01-01T00:01:00Z");
     expect(formatRelative("2026-01-01T00:00:30Z", now)).toBe("30s ago");
     expect(formatRelative("2026-01-01T00:04:00Z", now)).toBe("in 3m 00s");
+    expect(formatRelative("2026-01-01T00:00:59.600Z", now)).toBe("just now");
+    expect(formatRelative("2026-01-01T00:01:00.400Z", now)).toBe("in a moment");
     expect(formatRelative(null, now)).toBe("—");
   });
 

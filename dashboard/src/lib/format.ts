@@ -26,7 +26,7 @@ export function formatRelative(iso: string | null, now: number = Date.now()): st
   const t = Date.parse(iso);
   if (Number.isNaN(t)) return iso;
   const diff = (now - t) / 1000;
-  if (Math.abs(diff) < 1) return "just now";
+  if (Math.abs(diff) < 1) return diff >= 0 ? "just now" : "in a moment";
   return diff > 0 ? `${formatDuration(diff)} ago` : `in ${formatDuration(-diff)}`;
 }
 

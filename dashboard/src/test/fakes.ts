@@ -174,3 +174,19 @@ export function rawStats(over: Record<string, unknown> = {}) {
     ...over,
   };
 }
+
+/** A schedule as the gateway answers it (every field present but the unset timestamps). */
+export function rawSchedule(over: Record<string, unknown> = {}) {
+  return {
+    name: "nightly",
+    cron: "0 3 * * *",
+    timezone: "Europe/Berlin",
+    job: { type: "report", payload: { kind: "daily" }, priority: 0, maxRetries: 3, idempotencyKey: "" },
+    paused: false,
+    nextRunAt: "2030-01-02T02:00:00Z",
+    lastJobId: "",
+    createdAt: "2026-01-01T00:00:00Z",
+    updatedAt: "2026-01-01T00:00:00Z",
+    ...over,
+  };
+}

@@ -71,6 +71,24 @@ describe("JobDetail", () => {
     expect(alert).toHaveTextContent(`job ${ID} not found`);
   });
 
+  it("names the schedule that enqueued the job, linking to the Schedules page", async () => {
+    mockFetch({
+      [`GET /v1/jobs/${ID}`]: () => ({ body: rawJob({ schedule: "nightly:eu", idempotencyKey: "schedule:nightly:eu:2030-01-02T02:00:00Z" }) }),
+    });
+    renderApp(<JobDetail />, { route: `/jobs/${ID}`, path: "/jobs/:id" });
+    const field = await screen.findByTestId("job-schedule");
+    expect(field).toHaveTextContent("nightly:eu");
+    expect(within(field).getByRole("link")).toHaveAttribute("href", "/schedules?name=nightly%3Aeu");
+    expect(field.closest(".field-row")).toHaveTextContent(/^Schedule/);
+  });
+
+  it("shows no schedule for a job enqueued by hand", async () => {
+    mockFetch({ [`GET /v1/jobs/${ID}`]: () => ({ body: rawJob() }) });
+    renderApp(<JobDetail />, { route: `/jobs/${ID}`, path: "/jobs/:id" });
+    await screen.findByTestId("job-status");
+    expect(screen.queryByTestId("job-schedule")).not.toBeInTheDocument();
+  });
+
   it("retries a dead job", async () => {
     mockFetch({
       [`GET /v1/jobs/${ID}`]: () => ({ body: rawJob({ status: "DEAD", attempts: 1, lastError: "boom" }) }),

@@ -160,6 +160,13 @@ export function JobDetail() {
                 <Field label="Updated">
                   {formatTime(job.updatedAt)} <span className="muted">({formatRelative(job.updatedAt, now)})</span>
                 </Field>
+                {job.schedule && (
+                  <Field label="Schedule" testId="job-schedule">
+                    <Link to={`/schedules?name=${encodeURIComponent(job.schedule)}`} className="mono">
+                      {job.schedule}
+                    </Link>
+                  </Field>
+                )}
                 {job.idempotencyKey && (
                   <Field label="Idempotency key">
                     <span className="mono">{job.idempotencyKey}</span>
