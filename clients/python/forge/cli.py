@@ -129,11 +129,14 @@ def _rate(text: str) -> tuple[int, float]:
         return 0, 0.0
     count, _, period = text.partition("/")
     period = period.strip()
-    if not count.strip().isdigit() or not period:
+    try:
+        if not count.strip().isdigit() or not period:
+            raise argparse.ArgumentTypeError
+        # "20/s" means 20 per one second.
+        seconds = _every(period if period[0].isdigit() or period[0] == "." else "1" + period)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"not a rate: {text!r}; N/PERIOD such as 20/s, 100/1m or 5/500ms (0: none)")
-    # "20/s" means 20 per one second.
-    seconds = _every(period if period[0].isdigit() or period[0] == "." else "1" + period)
+            f"not a rate: {text!r}; N/PERIOD such as 20/s, 100/1m or 5/500ms (0: none)") from None
     return int(count), seconds.total_seconds()
 
 
