@@ -29,6 +29,9 @@ ALTER TABLE forge.jobs
   -- interval of running.
   ADD COLUMN leased_at timestamptz;
 
+-- A schedule's job template carries a concurrency key too; each job it fires gets it.
+ALTER TABLE forge.schedules ADD COLUMN concurrency_key text;
+
 -- Both indexes hold keyed jobs only, so a type without keys writes no entry in them.
 -- A key-limited claim walks the distinct keys with pending jobs, and each key's best jobs.
 CREATE INDEX IF NOT EXISTS jobs_pending_key_idx

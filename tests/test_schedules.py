@@ -266,6 +266,17 @@ def test_a_fired_job_names_its_schedule(broker: BrokerProcess, dsn: str) -> None
         assert client.enqueue("plain").schedule == ""
 
 
+def test_a_schedules_concurrency_key_is_kept_and_given_to_each_job_it_fires(
+        broker: BrokerProcess) -> None:
+    with Client(broker.target) as client:
+        client.stub.PutSchedule(pb.Schedule(
+            name="keyed", every=Duration(seconds=1),
+            job=pb.EnqueueRequest(type="keyed", concurrency_key="tenant-7")), timeout=5)
+        assert client.get_schedule("keyed").job.concurrency_key == "tenant-7"
+        assert wait_until(lambda: client.get_schedule("keyed").last_job_id != "", timeout=10)
+        assert client.get(client.get_schedule("keyed").last_job_id).concurrency_key == "tenant-7"
+
+
 def test_a_paused_schedule_fires_nothing_and_resumes_from_the_next_time_after_now(
         broker: BrokerProcess, dsn: str) -> None:
     with Client(broker.target) as client:

@@ -231,6 +231,8 @@ def schedule(row: ScheduleRow) -> pb.Schedule:
     _set_struct(job.payload, row.payload)
     job.priority = row.priority
     job.max_retries = row.max_retries
+    if row.concurrency_key:
+        job.concurrency_key = row.concurrency_key
     for field, value in (("next_run_at", row.next_run_at), ("last_run_at", row.last_run_at),
                          ("created_at", row.created_at), ("updated_at", row.updated_at)):
         if value is not None:

@@ -200,6 +200,7 @@ class ScheduleRow:
     last_job_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
+    concurrency_key: str | None = None
 
 
 @dataclass(frozen=True)

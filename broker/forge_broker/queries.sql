@@ -454,13 +454,15 @@ SELECT * FROM forge.schedules WHERE name = %(name)s FOR UPDATE;
 -- Create or replace a schedule whole; next_run_at was decided by the broker from the row
 -- lock_schedule read. created_at, last_run_at and last_job_id survive a replacement.
 INSERT INTO forge.schedules AS s
-  (name, cron, every, timezone, type, payload, priority, max_retries, paused, next_run_at)
+  (name, cron, every, timezone, type, payload, priority, max_retries, concurrency_key, paused,
+   next_run_at)
 VALUES (%(name)s, %(cron)s, %(every)s, %(timezone)s, %(type)s, %(payload)s::text::jsonb,
-        %(priority)s, %(max_retries)s, %(paused)s, %(next_run_at)s)
+        %(priority)s, %(max_retries)s, %(concurrency_key)s, %(paused)s, %(next_run_at)s)
 ON CONFLICT (name) DO UPDATE
 SET cron = excluded.cron, every = excluded.every, timezone = excluded.timezone,
     type = excluded.type, payload = excluded.payload, priority = excluded.priority,
-    max_retries = excluded.max_retries, paused = excluded.paused,
+    max_retries = excluded.max_retries, concurrency_key = excluded.concurrency_key,
+    paused = excluded.paused,
     next_run_at = excluded.next_run_at, updated_at = now()
 RETURNING *;
 
@@ -495,13 +497,13 @@ FOR UPDATE SKIP LOCKED;
 -- the lease streams, as for any enqueue.
 WITH fired AS (
   SELECT f.name, f.key, f.next_run_at, s.next_run_at AS fire_at,
-         s.type, s.payload, s.priority, s.max_retries
+         s.type, s.payload, s.priority, s.max_retries, s.concurrency_key
   FROM jsonb_to_recordset(%(fires)s::text::jsonb)
        AS f(name text, key text, next_run_at timestamptz)
   JOIN forge.schedules s ON s.name = f.name
 ), inserted AS (
-  INSERT INTO forge.jobs (type, payload, priority, max_retries, idempotency_key)
-  SELECT type, payload, priority, max_retries, key FROM fired
+  INSERT INTO forge.jobs (type, payload, priority, max_retries, concurrency_key, idempotency_key)
+  SELECT type, payload, priority, max_retries, concurrency_key, key FROM fired
   {skip_taken_keys}
   RETURNING id, idempotency_key
 )

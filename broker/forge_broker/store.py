@@ -432,7 +432,7 @@ class Store:
                     "name": new.name, "cron": new.cron, "every": new.every,
                     "timezone": new.timezone, "type": job.type, "payload": job.payload_json,
                     "priority": job.priority, "max_retries": job.max_retries,
-                    "paused": new.paused,
+                    "concurrency_key": job.concurrency_key, "paused": new.paused,
                     "next_run_at": schedules.next_after_put(old, new, now)})
                 row = await cur.fetchone()
         assert row is not None  # an upsert always returns its row
