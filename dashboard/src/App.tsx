@@ -9,6 +9,7 @@ import { JobDetail } from "./views/JobDetail";
 import { Jobs } from "./views/Jobs";
 import { NotFound } from "./views/NotFound";
 import { Overview } from "./views/Overview";
+import { Queues } from "./views/Queues";
 import { Schedules } from "./views/Schedules";
 import { SignIn, SignOutButton } from "./views/SignIn";
 
@@ -42,6 +43,7 @@ export function App() {
           <NavLink to="/dlq">
             Dead letters <DeadCount />
           </NavLink>
+          <NavLink to="/queues">Queues</NavLink>
           <NavLink to="/schedules">Schedules</NavLink>
           <NavLink to="/enqueue">Enqueue</NavLink>
         </nav>
@@ -69,6 +71,7 @@ export function App() {
             <Route path="/jobs" element={<Jobs />} />
             <Route path="/jobs/:id" element={<JobDetail />} />
             <Route path="/dlq" element={<DeadLetters />} />
+            <Route path="/queues" element={<Queues />} />
             <Route path="/schedules" element={<Schedules />} />
             <Route path="/enqueue" element={<Enqueue />} />
             <Route path="*" element={<NotFound />} />

@@ -19,6 +19,12 @@ describe("actionOf", () => {
     expect(actionOf("DELETE", "/v1/schedules/nightly")).toBe("delete schedules");
     expect(actionOf("GET", "/v1/schedules?pageSize=100")).toBe("view schedules");
   });
+
+  it("says what the queue routes do", () => {
+    expect(actionOf("POST", "/v1/queues/email:pause")).toBe("change queues");
+    expect(actionOf("PATCH", "/v1/queues/email")).toBe("change queues");
+    expect(actionOf("GET", "/v1/queues")).toBe("view queues");
+  });
 });
 
 describe("api", () => {

@@ -7,11 +7,15 @@ import {
   type Job,
   type JobPage,
   type JobStatus,
+  type Queue,
+  type QueueChange,
   type QueueStats,
   type Schedule,
   type SchedulePage,
   normalizeJob,
   normalizeJobPage,
+  normalizeQueue,
+  normalizeQueues,
   normalizeSchedule,
   normalizeSchedulePage,
   normalizeStats,
@@ -73,6 +77,8 @@ export function actionOf(method: string, path: string): string | null {
   if (method === "PUT" && p.startsWith("/v1/schedules/")) return "change schedules";
   if (method === "DELETE" && p.startsWith("/v1/schedules/")) return "delete schedules";
   if (method === "GET" && p.startsWith("/v1/schedules")) return "view schedules";
+  if ((method === "PATCH" || method === "POST") && p.startsWith("/v1/queues/")) return "change queues";
+  if (method === "GET" && p.startsWith("/v1/queues")) return "view queues";
   return null;
 }
 
@@ -145,6 +151,22 @@ function schedulePath(name: string): string {
   return `/v1/schedules/${encodeURIComponent(name)}`;
 }
 
+function queuePath(type: string): string {
+  return `/v1/queues/${encodeURIComponent(type)}`;
+}
+
+/** A QueueChange as the PATCH body: proto3 JSON, the period as a Duration ("1.5s"). */
+function queueBody(change: QueueChange): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  if (change.concurrencyLimit !== undefined) body.concurrencyLimit = change.concurrencyLimit;
+  if (change.keyConcurrencyLimit !== undefined) body.keyConcurrencyLimit = change.keyConcurrencyLimit;
+  // Present but empty (limit 0, no period) is how the API removes a rate limit.
+  if (change.rateLimit !== undefined) {
+    body.rateLimit = change.rateLimit ? { limit: change.rateLimit.limit, period: `${Number(change.rateLimit.periodSeconds.toFixed(3))}s` } : {};
+  }
+  return body;
+}
+
 export const api = {
   /** Whether the gateway accepts `token` (GET /v1/stats with it); throws the ApiError if not. */
   async checkToken(token: string, signal?: AbortSignal): Promise<void> {
@@ -199,6 +221,19 @@ export const api = {
 
   async deleteSchedule(name: string): Promise<void> {
     await request("DELETE", schedulePath(name));
+  },
+
+  async listQueues(signal?: AbortSignal): Promise<Queue[]> {
+    return normalizeQueues(await request("GET", "/v1/queues", undefined, { signal }));
+  },
+
+  async setQueuePaused(type: string, paused: boolean): Promise<Queue> {
+    return normalizeQueue(await request("POST", `${queuePath(type)}:${paused ? "pause" : "resume"}`, {}));
+  },
+
+  /** Changes only the settings in `change` (a PATCH without a mask): the others stay as they are. */
+  async updateQueue(type: string, change: QueueChange): Promise<Queue> {
+    return normalizeQueue(await request("PATCH", queuePath(type), queueBody(change)));
   },
 
   async enqueue(req: EnqueueRequest): Promise<EnqueueResult> {

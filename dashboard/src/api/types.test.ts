@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { rawStats } from "../test/fakes";
-import { durationSeconds, normalizeJob, normalizeJobPage, normalizeSchedule, normalizeSchedulePage, normalizeStats, num } from "./types";
+import { durationSeconds, normalizeJob, normalizeJobPage, normalizeQueue, normalizeSchedule, normalizeSchedulePage, normalizeStats, num } from "./types";
 
 describe("num", () => {
   it("reads int64 strings, numbers, and absent zeros", () => {
@@ -19,7 +19,7 @@ describe("normalizeStats", () => {
     expect(s.pending).toBe(12);
     expect(s.cancelled).toBe(0); // omitted on the wire
     expect(s.types[0]).toEqual({
-      type: "email", pending: 12, scheduled: 0, processing: 2, completed: 40, dead: 1, cancelled: 0, oldestPendingAgeSeconds: 4.5,
+      type: "email", paused: false, pending: 12, scheduled: 0, processing: 2, completed: 40, dead: 1, cancelled: 0, oldestPendingAgeSeconds: 4.5,
     });
     expect(s.throughput[0]).toEqual({ minute: "2026-01-01T00:00:00Z", completed: 5, failed: 0 });
     expect(s.queueWait).toEqual({ p50Ms: 12, p90Ms: 40, p99Ms: 250, count: 9, windowSeconds: 300 });
@@ -71,6 +71,24 @@ describe("durationSeconds", () => {
     expect(durationSeconds({ seconds: "90", nanos: 500_000_000 })).toBe(90.5);
     expect(durationSeconds(undefined)).toBe(null);
     expect(durationSeconds("30")).toBe(null);
+  });
+});
+
+describe("normalizeQueue", () => {
+  it("reads a queue with its settings left out as unlimited, active and without a rate", () => {
+    expect(normalizeQueue({ type: "email", stats: { type: "email", processing: "2" } })).toEqual({
+      type: "email",
+      paused: false,
+      concurrencyLimit: 0,
+      keyConcurrencyLimit: 0,
+      rateLimit: null,
+      stats: { pending: 0, scheduled: 0, processing: 2, completed: 0, dead: 0, cancelled: 0, oldestPendingAgeSeconds: 0 },
+    });
+  });
+
+  it("reads the rate's period as a Duration", () => {
+    const q = normalizeQueue({ type: "sms", paused: true, concurrencyLimit: 3, keyConcurrencyLimit: 1, rateLimit: { limit: 20, period: "0.500s" } });
+    expect(q).toMatchObject({ paused: true, concurrencyLimit: 3, keyConcurrencyLimit: 1, rateLimit: { limit: 20, periodSeconds: 0.5 } });
   });
 });
 

@@ -50,6 +50,8 @@ export interface Counts {
 
 export interface TypeStats extends Counts {
   type: string;
+  /** Whether the type's queue is paused (nothing of it is leased). */
+  paused: boolean;
 }
 
 export interface ThroughputPoint {
@@ -112,6 +114,29 @@ export interface Schedule {
 export interface SchedulePage {
   schedules: Schedule[];
   nextPageToken: string;
+}
+
+/** A sliding-window rate: at most `limit` starts in any `periodSeconds`. */
+export interface RateLimit {
+  limit: number;
+  periodSeconds: number;
+}
+
+/** A job type's queue: its flow-control settings (0 or null: unlimited) and its counts. */
+export interface Queue {
+  type: string;
+  paused: boolean;
+  concurrencyLimit: number;
+  keyConcurrencyLimit: number;
+  rateLimit: RateLimit | null;
+  stats: Counts;
+}
+
+/** What a PATCH /v1/queues/{type} changes: only the fields given; a null rate limit removes it. */
+export interface QueueChange {
+  concurrencyLimit?: number;
+  keyConcurrencyLimit?: number;
+  rateLimit?: RateLimit | null;
 }
 
 /** What the enqueue form sends (POST /v1/jobs). Absent optional fields take the broker's defaults. */
@@ -237,6 +262,25 @@ export function normalizeSchedulePage(raw: unknown): SchedulePage {
   };
 }
 
+export function normalizeQueue(raw: unknown): Queue {
+  const r = obj(raw);
+  const rate = obj(r.rateLimit ?? r.rate_limit);
+  const limit = num(rate.limit);
+  const periodSeconds = durationSeconds(rate.period);
+  return {
+    type: str(r.type),
+    paused: r.paused === true,
+    concurrencyLimit: num(r.concurrencyLimit ?? r.concurrency_limit),
+    keyConcurrencyLimit: num(r.keyConcurrencyLimit ?? r.key_concurrency_limit),
+    rateLimit: limit > 0 && periodSeconds !== null ? { limit, periodSeconds } : null,
+    stats: counts(obj(r.stats)),
+  };
+}
+
+export function normalizeQueues(raw: unknown): Queue[] {
+  return arr(obj(raw).queues).map(normalizeQueue);
+}
+
 function counts(r: Raw): Counts {
   return {
     pending: num(r.pending),
@@ -257,7 +301,7 @@ export function normalizeStats(raw: unknown): QueueStats {
   return {
     ...counts(r),
     computedAt: time(r.computedAt ?? r.computed_at),
-    types: arr(r.types).map((t) => ({ type: str(obj(t).type), ...counts(obj(t)) })),
+    types: arr(r.types).map((t) => ({ type: str(obj(t).type), paused: obj(t).paused === true, ...counts(obj(t)) })),
     throughput: arr(r.throughput).map((p) => {
       const o = obj(p);
       return { minute: str(o.minute), completed: num(o.completed), failed: num(o.failed) };

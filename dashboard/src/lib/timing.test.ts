@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { describeCron, describeTiming, formatEvery } from "./timing";
+import { describeCron, describeTiming, formatEvery, formatPeriod } from "./timing";
 
 describe("timing", () => {
   it("says a period in its largest whole unit", () => {
@@ -10,6 +10,8 @@ describe("timing", () => {
     expect(formatEvery(7200)).toBe("every 2 h");
     expect(formatEvery(2 * 86_400)).toBe("every 2 d");
     expect(formatEvery(1.5)).toBe("every 1.5 s");
+    expect(formatPeriod(60)).toBe("1 min");
+    expect(formatPeriod(0.5)).toBe("0.5 s");
   });
 
   it("puts cron expressions and their shorthands into words", () => {

@@ -1,4 +1,4 @@
-// A schedule's timing in words: a cron expression through cronstrue, a fixed period as "every 30 s".
+// Periods and schedule timings in words: a cron expression through cronstrue, a period as "30 s".
 import { toString as cronToString } from "cronstrue";
 
 const UNITS: [seconds: number, unit: string][] = [
@@ -7,12 +7,17 @@ const UNITS: [seconds: number, unit: string][] = [
   [60, "min"],
 ];
 
-/** A period as "every 30 s", "every 5 min", "every 2 h", "every 1.5 s": the largest whole unit. */
-export function formatEvery(seconds: number): string {
+/** A period as "30 s", "5 min", "2 h", "1.5 s": the largest whole unit. */
+export function formatPeriod(seconds: number): string {
   for (const [size, unit] of UNITS) {
-    if (seconds >= size && seconds % size === 0) return `every ${seconds / size} ${unit}`;
+    if (seconds >= size && seconds % size === 0) return `${seconds / size} ${unit}`;
   }
-  return `every ${Number(seconds.toFixed(6))} s`;
+  return `${Number(seconds.toFixed(6))} s`;
+}
+
+/** A period as "every 30 s", "every 5 min", ... */
+export function formatEvery(seconds: number): string {
+  return `every ${formatPeriod(seconds)}`;
 }
 
 /** "0 3 * * *" as "At 03:00"; the expression itself when cronstrue cannot read it. */

@@ -31,6 +31,8 @@ describe("Overview", () => {
     const types = screen.getByTestId("types-table");
     expect(within(types).getByText("email")).toBeInTheDocument();
     expect(within(types).getByText("4.5s")).toBeInTheDocument();
+    expect(within(types).getByTestId("queue-link")).toHaveAttribute("href", "/queues?type=email");
+    expect(within(types).getByTestId("queue-link")).toHaveTextContent("queue");
     expect(within(screen.getByTestId("queue-wait")).getByText("250 ms")).toBeInTheDocument();
     const workers = screen.getByTestId("workers-table");
     expect(within(workers).getByText("w-1")).toBeInTheDocument();
@@ -41,6 +43,10 @@ describe("Overview", () => {
     await act(() => FakeFeed.last.emit(rawStats({ completed: "41", pending: "11" })));
     expect(within(screen.getByTestId("count-completed")).getByText("41")).toBeInTheDocument();
     expect(within(screen.getByTestId("count-pending")).getByText("11")).toBeInTheDocument();
+
+    // A paused type says so, on its link to the Queues page.
+    await act(() => FakeFeed.last.emit(rawStats({ types: [{ type: "email", pending: "11", paused: true }] })));
+    expect(within(screen.getByTestId("types-table")).getByTestId("queue-link")).toHaveTextContent("Paused");
   });
 
   it("says so when the stream drops, and falls back to polling /v1/stats", async () => {

@@ -1,4 +1,5 @@
 import { Link } from "react-router-dom";
+import { Badge } from "../components/Badge";
 import { ThroughputChart } from "../components/ThroughputChart";
 import { useLiveStats } from "../hooks/stats";
 import { useNow } from "../hooks/useNow";
@@ -128,6 +129,9 @@ export function Overview() {
                     <td>
                       <Link to={`/jobs?type=${encodeURIComponent(t.type)}`} className="mono">
                         {t.type}
+                      </Link>{" "}
+                      <Link to={`/queues?type=${encodeURIComponent(t.type)}`} className="queue-link" data-testid="queue-link" title={`The ${t.type} queue: pause, resume, limits`}>
+                        {t.paused ? <Badge tone="warn">Paused</Badge> : "queue"}
                       </Link>
                     </td>
                     <td className="num">{formatCount(t.pending)}</td>
