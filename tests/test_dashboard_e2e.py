@@ -7,15 +7,19 @@ workerd (demo handlers plus ``tests/handlers/dashboard_handlers.py``) run as pro
 failing job reaches the dead-letter queue and is retried from it, several are retried at once,
 the overview's counters move live, a schedule put through the API is listed on the Schedules
 page, fires, links to its last job (whose page names it), is paused there (and fires no more)
-and deleted, and the live feed reconnects by itself when the gateway and then the broker
+and deleted, a job type is paused from the Queues page (a job enqueued meanwhile stays PENDING),
+resumed (the job completes) and given a concurrency limit there (a refused value is shown by
+the API's field name), and the live feed reconnects by itself when the gateway and then the broker
 restart (the script asks for the restarts on stdout; this test performs them).
 A second test runs the script's API-token scenarios against a stack whose broker has
 ``FORGE_TOKENS`` (an admin, a producer and the worker's token): sign in, live overview, a 403
-(on the dead-letter queue, and on pausing a schedule, which turns the Schedules page read-only).
+(on the dead-letter queue, and on pausing a schedule or a queue, which turns the Schedules and
+Queues pages read-only).
 
 Screenshots of each view land in ``dashboard/e2e/screenshots/``; with
 ``FORGE_DASHBOARD_SCREENSHOT=docs/dashboard.png`` the overview is copied there too, and the
-Schedules page beside it as ``docs/dashboard-schedules.png`` (``make screenshot``).
+Schedules and Queues pages beside it as ``docs/dashboard-schedules.png`` and
+``docs/dashboard-queues.png`` (``make screenshot``).
 
 Needs Node (``npm ci`` is run in ``dashboard/`` when ``node_modules`` is missing, and the build is
 redone when the sources are newer than it) and ``/usr/bin/chromium``
@@ -182,14 +186,15 @@ def test_dashboard_in_a_real_browser(stack: Stack) -> None:
                        "DASHBOARD_E2E_FIX_FILE": str(stack.fix_file), "E2E_CONTROL": "1",
                        "E2E_WORKER_ID": WORKER_ID, "CHROMIUM": str(CHROMIUM)})
     for name in ("overview", "overview-dark", "overview-narrow", "jobs", "job", "dlq", "enqueue",
-                 "schedules"):
+                 "schedules", "queues"):
         assert (SCREENSHOTS / f"{name}.png").is_file(), f"no screenshot of {name}"
     target = os.environ.get("FORGE_DASHBOARD_SCREENSHOT")
     if target:
         overview = REPO / target
         shutil.copyfile(SCREENSHOTS / "overview.png", overview)
-        shutil.copyfile(SCREENSHOTS / "schedules.png",
-                        overview.with_name(f"{overview.stem}-schedules{overview.suffix}"))
+        for page in ("schedules", "queues"):
+            shutil.copyfile(SCREENSHOTS / f"{page}.png",
+                            overview.with_name(f"{overview.stem}-{page}{overview.suffix}"))
 
 
 def test_dashboard_sign_in_with_an_api_token(dsn: str, dashboard_build: Path, tmp_path: Path) -> None:
@@ -207,7 +212,7 @@ def test_dashboard_sign_in_with_an_api_token(dsn: str, dashboard_build: Path, tm
                                        "E2E_AUTH_TOKEN": admin, "E2E_PRODUCER_TOKEN": producer,
                                        "E2E_WORKER_ID": WORKER_ID, "CHROMIUM": str(CHROMIUM)})
         assert "sign in with the admin token" in text
-        for name in ("auth-signin", "auth-overview", "auth-forbidden"):
+        for name in ("auth-signin", "auth-overview", "auth-forbidden", "auth-queues-readonly"):
             assert (SCREENSHOTS / f"{name}.png").is_file(), f"no screenshot of {name}"
         # Tokens are secrets: neither the broker nor the gateway may log them.
         logs = auth_stack.logs()

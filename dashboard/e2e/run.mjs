@@ -389,6 +389,70 @@ try {
     check((await page.getByTestId("schedules-empty").textContent()).includes("forge schedule put"), "the empty page shows how to create one");
   });
 
+  await scenario("a type is paused from the Queues page and leases nothing until resumed; its limit is set there", async () => {
+    const type = "report";
+    const path = `/v1/queues/${type}`;
+    // A rate and a key limit on a type with no jobs, beside it: listed, and in the screenshot.
+    const webhook = await apiCall("PATCH", "/v1/queues/webhook", { rateLimit: { limit: 20, period: "1s" }, keyConcurrencyLimit: 1 });
+    check(webhook.status === 200, `PATCH /v1/queues/webhook answered ${webhook.status}: ${JSON.stringify(webhook.body)}`);
+    const batch = await apiCall("POST", "/v1/jobs:batch", { jobs: [1, 2, 3].map((n) => ({ type, payload: { rows: 1000 * n } })) });
+    check(batch.status === 200, `batch enqueue answered ${batch.status}: ${JSON.stringify(batch.body)}`);
+    await waitFor("the first reports to complete", async () => {
+      for (const j of batch.body.jobs) if ((await getJob(j.id)).status !== "COMPLETED") return false;
+      return true;
+    });
+
+    await go("/queues");
+    const row = page.locator(`tr[data-type="${type}"]`);
+    await row.waitFor();
+    check((await row.getByTestId("queue-state").textContent()) === "Active", "a type is active until paused");
+    check((await row.getByTestId("queue-running").textContent()) === "0 / ∞", "no limit: ∞");
+    const hook = page.locator('tr[data-type="webhook"]');
+    check((await hook.getByTestId("queue-rate").textContent()) === "20 / 1 s", "the rate is shown");
+    check((await hook.getByTestId("queue-key-limit").textContent()) === "1", "the key limit is shown");
+
+    await row.getByTestId("toggle-pause").click();
+    await page.locator(`tr[data-type="${type}"][data-paused="true"]`).waitFor();
+    check((await row.getByTestId("queue-state").textContent()) === "Paused", "the row says Paused");
+    check((await page.getByTestId("queues-outcome").textContent()).includes(`Queue ${type} paused`), "the outcome is shown");
+    const paused = await apiCall("GET", path);
+    check(paused.status === 200 && paused.body.paused === true, `the broker has it paused: ${JSON.stringify(paused.body)}`);
+    // Enqueue still works, but nothing of the type is leased while it is paused.
+    const held = await apiCall("POST", "/v1/jobs", { type, payload: { rows: 1000 } });
+    check(held.status === 200, `enqueue into a paused type answered ${held.status}`);
+    const heldId = held.body.job.id;
+    await page.waitForTimeout(2000);
+    const still = await getJob(heldId);
+    check(still.status === "PENDING" && !still.attempts, `a job of a paused type was leased: ${JSON.stringify(still)}`);
+    // The page lists again every 2 s: the held job shows up in the pending count by itself.
+    await waitFor("the pending count to show the held job", async () => (await row.locator("td").nth(1).textContent()) === "1", 10_000);
+    await page.mouse.move(0, 0); // no row under the pointer in the picture
+    await shot("queues");
+
+    await row.getByTestId("toggle-pause").click();
+    await page.locator(`tr[data-type="${type}"][data-paused="false"]`).waitFor();
+    check((await page.getByTestId("queues-outcome").textContent()).includes(`Queue ${type} resumed`), "the outcome is shown");
+    await waitFor("the held job to complete once resumed", async () => (await getJob(heldId)).status === "COMPLETED", 20_000);
+
+    // Limits: a value the API refuses is shown under its field, by the API's name for it.
+    await row.getByTestId("edit-limits").click();
+    const form = page.getByTestId("limits-form");
+    refusalExpected = true;
+    await form.getByTestId("input-concurrency").fill("2000000");
+    await form.getByTestId("save-limits").click();
+    await form.getByTestId("error-concurrency").waitFor();
+    const refusal = await form.getByTestId("error-concurrency").textContent();
+    check(refusal.includes("queue.concurrency_limit") && refusal.includes("INVALID_ARGUMENT"), `400 shown as: ${refusal}`);
+    refusalExpected = false;
+    await form.getByTestId("input-concurrency").fill("2");
+    await form.getByTestId("save-limits").click();
+    await form.waitFor({ state: "detached" });
+    await waitFor("the row to show the limit", async () => (await row.getByTestId("queue-running").textContent()).endsWith("/ 2"));
+    const limited = await apiCall("GET", path);
+    check(limited.body.concurrencyLimit === 2 && limited.body.paused !== true, `the broker has the limit: ${JSON.stringify(limited.body)}`);
+    check(limited.body.rateLimit === undefined || !limited.body.rateLimit.limit, "only the limit changed");
+  });
+
   await scenario("overview counters move as jobs complete", async () => {
     await go("/");
     await page.getByTestId("connection").and(page.locator('[data-state="live"]')).waitFor();
@@ -422,7 +486,7 @@ try {
     await page.waitForTimeout(800);
     await shot("overview-dark");
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const view of ["/", "/jobs", "/dlq", "/schedules", "/enqueue"]) {
+    for (const view of ["/", "/jobs", "/dlq", "/queues", "/schedules", "/enqueue"]) {
       await go(view);
       await page.locator("main h1").first().waitFor();
       await page.waitForTimeout(300);
@@ -558,6 +622,18 @@ try {
     check((await row.getByTestId("schedule-state").textContent()) === "Paused", "the schedule is unchanged");
     check((await page.getByTestId("signin").count()) === 0, "a 403 must not ask to sign in");
     check((await apiCall("DELETE", `/v1/schedules/${name}`)).status === 200, "the admin token deletes the schedule");
+    // Queues likewise: a producer may read them, but its pause is refused and the page says so.
+    await go("/queues");
+    const queue = page.locator('tr[data-type="email"]');
+    await queue.getByTestId("toggle-pause").click();
+    const queuesReadOnly = page.getByRole("alert").filter({ hasText: "Read-only" });
+    await queuesReadOnly.waitFor();
+    const queueRefusal = await queuesReadOnly.textContent();
+    check(queueRefusal.includes("your token's role cannot change queues") && queueRefusal.includes("PERMISSION_DENIED"), `403 shown as: ${queueRefusal}`);
+    check((await queue.getByTestId("toggle-pause").isDisabled()) && (await queue.getByTestId("edit-limits").isDisabled()), "the Queues page turns read-only");
+    check((await queue.getByTestId("queue-state").textContent()) === "Active", "the queue is unchanged on the page");
+    check((await apiCall("GET", "/v1/queues/email")).body.paused !== true, "the queue is unchanged in the broker");
+    await shot("auth-queues-readonly");
     // A producer may watch the stats.
     await go("/");
     await page.getByTestId("connection").and(page.locator('[data-state="live"]')).waitFor({ timeout: 20_000 });
