@@ -115,7 +115,7 @@ $(NODE_DEPS): $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
 
 node-client: $(NODE_DEPS)
 
-# Regenerates docs/dashboard.png (the overview) and docs/dashboard-schedules.png, from the browser test's run.
+# Regenerates docs/dashboard.png (the overview), docs/dashboard-schedules.png and docs/dashboard-queues.png, from the browser test's run.
 screenshot: setup dashboard chromium
 	FORGE_DASHBOARD_SCREENSHOT=docs/dashboard.png $(BIN)/python -m pytest tests/test_dashboard_e2e.py
 
