@@ -186,7 +186,7 @@ def test_dashboard_in_a_real_browser(stack: Stack) -> None:
                        "DASHBOARD_E2E_FIX_FILE": str(stack.fix_file), "E2E_CONTROL": "1",
                        "E2E_WORKER_ID": WORKER_ID, "CHROMIUM": str(CHROMIUM)})
     for name in ("overview", "overview-dark", "overview-narrow", "jobs", "job", "dlq", "enqueue",
-                 "schedules", "queues"):
+                 "schedules", "queues", "queues-limits"):
         assert (SCREENSHOTS / f"{name}.png").is_file(), f"no screenshot of {name}"
     target = os.environ.get("FORGE_DASHBOARD_SCREENSHOT")
     if target:

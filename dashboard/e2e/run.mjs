@@ -445,6 +445,7 @@ try {
     check(refusal.includes("queue.concurrency_limit") && refusal.includes("INVALID_ARGUMENT"), `400 shown as: ${refusal}`);
     refusalExpected = false;
     await form.getByTestId("input-concurrency").fill("2");
+    await shot("queues-limits");
     await form.getByTestId("save-limits").click();
     await form.waitFor({ state: "detached" });
     await waitFor("the row to show the limit", async () => (await row.getByTestId("queue-running").textContent()).endsWith("/ 2"));

@@ -100,6 +100,7 @@ describe("Queues", () => {
     await userEvent.click(within(row("email")).getByTestId("edit-limits"));
     const form = screen.getByRole("form", { name: "Limits of email" });
     expect(within(form).getByTestId("input-concurrency")).toHaveValue("5");
+    expect(within(form).getByTestId("input-concurrency")).toHaveFocus();
     expect(within(form).getByTestId("input-ratePeriod")).toHaveValue("1");
     await userEvent.clear(within(form).getByTestId("input-concurrency"));
     await userEvent.type(within(form).getByTestId("input-concurrency"), "3");

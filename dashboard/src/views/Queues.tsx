@@ -115,7 +115,7 @@ function LimitsEditor({ base, busy, onSave, onClose }: {
     }
   }
 
-  function input(field: LimitField, label: string, hint: string) {
+  function input(field: LimitField, label: string, hint: string, focus = false) {
     const id = `${uid}-${field}`;
     return (
       <label className="field" htmlFor={id}>
@@ -130,6 +130,8 @@ function LimitsEditor({ base, busy, onSave, onClose }: {
           }}
           inputMode="decimal"
           autoComplete="off"
+          // The form opens below the table: focusing its first field brings it into view.
+          autoFocus={focus}
           aria-invalid={errors[field] ? true : undefined}
           aria-describedby={errors[field] ? `${id}-error` : undefined}
           data-testid={`input-${field}`}
@@ -155,7 +157,7 @@ function LimitsEditor({ base, busy, onSave, onClose }: {
         </div>
       )}
       <div className="field-grid">
-        {input("concurrency", "Concurrency", "Jobs running at once, fleet-wide; 0: unlimited")}
+        {input("concurrency", "Concurrency", "Jobs running at once, fleet-wide; 0: unlimited", true)}
         {input("keyConcurrency", "Key concurrency", "Jobs of one concurrency key running at once; 0: unlimited")}
       </div>
       <div className="field-grid">
