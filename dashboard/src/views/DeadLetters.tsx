@@ -3,6 +3,7 @@ import { useEffect, useMemo, useState } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { api, errorMessage } from "../api/client";
 import { ErrorBanner } from "../components/ErrorBanner";
+import { Pager } from "../components/Pager";
 import { useDebounced } from "../hooks/useDebounced";
 import { useNow } from "../hooks/useNow";
 import { usePaging } from "../hooks/usePaging";
@@ -201,15 +202,7 @@ export function DeadLetters() {
       )}
       {!q.data && q.isPending && <p className="muted">Loading…</p>}
       {q.data && (paging.page > 1 || q.data.nextPageToken) && (
-        <nav className="pager" aria-label="Pages">
-          <button type="button" className="btn" onClick={paging.prev} disabled={paging.page === 1}>
-            Previous
-          </button>
-          <span className="muted">Page {paging.page}</span>
-          <button type="button" className="btn" onClick={() => q.data && paging.next(q.data.nextPageToken)} disabled={!q.data.nextPageToken}>
-            Next
-          </button>
-        </nav>
+        <Pager paging={paging} nextToken={q.data.nextPageToken} />
       )}
     </section>
   );

@@ -4,6 +4,7 @@ import { Link, useSearchParams } from "react-router-dom";
 import { api } from "../api/client";
 import { type JobStatus, STATUSES } from "../api/types";
 import { ErrorBanner } from "../components/ErrorBanner";
+import { Pager } from "../components/Pager";
 import { StatusBadge } from "../components/StatusBadge";
 import { useDebounced } from "../hooks/useDebounced";
 import { useNow } from "../hooks/useNow";
@@ -144,26 +145,7 @@ export function Jobs() {
               </table>
             </div>
           )}
-          <nav className="pager" aria-label="Pages">
-            <button type="button" className="btn" onClick={paging.first} disabled={paging.page === 1}>
-              First
-            </button>
-            <button type="button" className="btn" onClick={paging.prev} disabled={paging.page === 1}>
-              Previous
-            </button>
-            <span className="muted" data-testid="page-number">
-              Page {paging.page}
-            </span>
-            <button
-              type="button"
-              className="btn"
-              onClick={() => q.data && paging.next(q.data.nextPageToken)}
-              disabled={!q.data.nextPageToken || q.isPlaceholderData}
-              data-testid="next-page"
-            >
-              Next
-            </button>
-          </nav>
+          <Pager paging={paging} nextToken={q.data.nextPageToken} loading={q.isPlaceholderData} withFirst />
         </>
       )}
       {!q.data && q.isPending && <p className="muted">Loading jobs…</p>}

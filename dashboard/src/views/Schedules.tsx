@@ -8,6 +8,7 @@ import { ConfirmButton } from "../components/ConfirmButton";
 import { type Column, DataTable } from "../components/DataTable";
 import { EmptyState } from "../components/EmptyState";
 import { ErrorBanner } from "../components/ErrorBanner";
+import { Pager } from "../components/Pager";
 import { RelativeTime } from "../components/RelativeTime";
 import { useNow } from "../hooks/useNow";
 import { usePaging } from "../hooks/usePaging";
@@ -183,15 +184,7 @@ export function Schedules() {
       )}
       {!q.data && q.isPending && <p className="muted">Loading…</p>}
       {q.data && (paging.page > 1 || q.data.nextPageToken) && (
-        <nav className="pager" aria-label="Pages">
-          <button type="button" className="btn" onClick={paging.prev} disabled={paging.page === 1}>
-            Previous
-          </button>
-          <span className="muted">Page {paging.page}</span>
-          <button type="button" className="btn" onClick={() => q.data && paging.next(q.data.nextPageToken)} disabled={!q.data.nextPageToken || q.isPlaceholderData}>
-            Next
-          </button>
-        </nav>
+        <Pager paging={paging} nextToken={q.data.nextPageToken} loading={q.isPlaceholderData} />
       )}
     </section>
   );
