@@ -3,6 +3,7 @@ caller's own transaction, on a real PostgreSQL, with a real broker leasing what 
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -19,12 +20,18 @@ from psycopg.conninfo import make_conninfo
 from forge.sql import ForgeSQLError, enqueue, enqueue_async
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
-from tests.support import BrokerProcess, start_broker
+from tests.support import REPO, BrokerProcess, start_broker
 
 ORDERS = "CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL)"
-GRANTS = """GRANT USAGE ON SCHEMA forge TO {role};
-GRANT EXECUTE ON FUNCTION forge.enqueue(text, jsonb, integer, integer, timestamptz, text, text)
-  TO {role};"""
+
+
+def documented_grants() -> str:
+    """The GRANT statements docs/operations.md gives for an application role named ``app``, with
+    ``{role}`` in its place."""
+    text = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    block = re.search(r"```sql\n(GRANT USAGE ON SCHEMA forge TO app;\n.*?)```", text, re.S)
+    assert block, "docs/operations.md gives no GRANT for the application role"
+    return block.group(1).replace(" TO app;", " TO {role};")
 
 
 @pytest.fixture
@@ -230,13 +237,16 @@ def test_a_payload_at_the_limits_is_taken(dsn: str, conn: psycopg.Connection[Any
 
 @pytest.fixture
 def app_role(pg_admin_dsn: str, dsn: str) -> Iterator[str]:
-    """A login role (cluster-wide, so named for this test alone) given the documented grants on
-    this test's database; dropped after."""
+    """A login role (cluster-wide, so named for this test alone) given the grants
+    docs/operations.md documents on this test's database, and the application's orders table;
+    dropped after."""
     role = f"forge_app_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
         admin.execute(pgsql.SQL("CREATE ROLE {} LOGIN").format(pgsql.Identifier(role)))
     with psycopg.connect(dsn, autocommit=True) as owner:
-        owner.execute(pgsql.SQL(GRANTS).format(role=pgsql.Identifier(role)))
+        grants = documented_grants()
+        assert grants.count("{role}") == 2
+        owner.execute(pgsql.SQL(grants).format(role=pgsql.Identifier(role)))  # type: ignore[arg-type]
         owner.execute(ORDERS.replace("orders", "public.orders"))
         owner.execute(pgsql.SQL("GRANT ALL ON public.orders, public.orders_id_seq TO {}")
                       .format(pgsql.Identifier(role)))
