@@ -12,28 +12,6 @@
 -- SECURITY DEFINER, run as its owner (the role that migrates, which owns forge.jobs), with a
 -- fixed search_path: a role granted USAGE on the schema and EXECUTE on this function can
 -- enqueue without any privilege on the tables (docs/operations.md, "Transactional enqueue").
--- True when ``value`` nests objects and arrays more than ``depth_limit`` levels deep, ``value``
--- being level 1 (forge_common.structs.deeper_than). The walk goes no further than one level
--- past the limit, so a deep document costs no more than one at the limit.
-CREATE FUNCTION forge.json_deeper_than(value jsonb, depth_limit integer) RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp AS $$
-  WITH RECURSIVE containers(v, depth) AS (
-    SELECT value, 1 WHERE jsonb_typeof(value) IN ('object', 'array')
-    UNION ALL
-    SELECT child.v, c.depth + 1
-    FROM containers c,
-         LATERAL (SELECT e.value FROM jsonb_each(CASE WHEN jsonb_typeof(c.v) = 'object'
-                                                      THEN c.v ELSE '{}' END) AS e
-                  UNION ALL
-                  SELECT a.value FROM jsonb_array_elements(CASE WHEN jsonb_typeof(c.v) = 'array'
-                                                                THEN c.v ELSE '[]' END) AS a
-                 ) AS child(v)
-    WHERE c.depth <= depth_limit AND jsonb_typeof(child.v) IN ('object', 'array')
-  )
-  SELECT EXISTS (SELECT 1 FROM containers WHERE depth > depth_limit)
-$$;
-
 CREATE FUNCTION forge.enqueue(
   type            text,
   payload         jsonb       DEFAULT '{}',
@@ -67,8 +45,10 @@ BEGIN
   ELSIF jsonb_typeof(coalesce(enqueue.payload, '{}')) <> 'object' THEN
     field := 'payload';
     problem := format('must be a JSON object, got %s', jsonb_typeof(enqueue.payload));
-  ELSIF forge.json_deeper_than(enqueue.payload, 20) THEN
-    -- forge_common.structs.MAX_DEPTH
+  ELSIF jsonb_path_exists(enqueue.payload,
+                          'strict $.**{20} ? (@.type() == "object" || @.type() == "array")') THEN
+    -- forge_common.structs.MAX_DEPTH: an object or array 20 levels below the payload (which is
+    -- level 1) is at level 21. The walk goes no deeper than that.
     field := 'payload';
     problem := 'nests objects and arrays more than 20 levels deep (the object itself is level 1)';
   ELSIF octet_length(enqueue.payload::text) > 1048576 THEN
