@@ -308,3 +308,16 @@ async def test_an_async_connection_enqueues_in_its_own_transaction(dsn: str) -> 
             job_id = await enqueue_async(aconn, "email", {"n": 2}, idempotency_key="a-1")
             assert await enqueue_async(aconn, "email", idempotency_key="a-1") == job_id
     assert [(str(j[0]), j[2]) for j in jobs(dsn)] == [(job_id, {"n": 2})]
+
+
+def test_the_readme_sql_example_enqueues_with_its_commit_and_not_with_a_rollback(
+        dsn: str, conn: psycopg.Connection[Any]) -> None:
+    [example] = re.findall(r"```sql\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    rolled_back = example.replace("COMMIT;", "ROLLBACK;")
+    assert rolled_back != example
+    with psycopg.connect(dsn, autocommit=True) as app:
+        app.execute(rolled_back.encode())
+        assert jobs(dsn) == []
+        app.execute(example.encode())
+    assert [(j[1], j[2]) for j in jobs(dsn)] == [("receipt", {"item": "lamp"})]
+    assert conn.execute("SELECT item FROM orders").fetchall() == [("lamp",)]
