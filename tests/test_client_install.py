@@ -100,6 +100,18 @@ def test_the_installed_client_enqueues_and_reads_a_job_back_from_a_real_broker(
     assert got["id"] == job["id"] and got["type"] == "email" and got["payload"] == {"to": "a@b.c"}
 
 
+def test_forge_sql_without_psycopg_names_the_extra_that_brings_it(client_bin: Path,
+                                                                  tmp_path: Path) -> None:
+    imported = run(client_bin / "python", "-c", "import forge.sql", cwd=tmp_path, timeout=60)
+    assert imported.returncode == 1
+    assert "forge.sql needs psycopg: pip install 'forge-client[sql]'" in imported.stderr
+    requires = run(client_bin / "python", "-c",
+                   "import importlib.metadata as m; print(m.requires('forge-client'))",
+                   cwd=tmp_path, timeout=60)
+    assert requires.returncode == 0, requires.stderr
+    assert "psycopg>=3.1; extra == \"sql\"" in requires.stdout
+
+
 def test_the_installed_forge_command_offers_no_migrate(client_bin: Path, tmp_path: Path) -> None:
     out = run(client_bin / "forge", "migrate", cwd=tmp_path, timeout=60)
     assert out.returncode == 2
