@@ -105,6 +105,16 @@ class NackOutcome:
 
 
 @dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a bulk call acts on: those matching every field that is not None."""
+
+    type: str | None = None
+    ids: list[uuid.UUID] | None = None
+    older_than: float | None = None
+    """Seconds a job has gone unchanged (PurgeDeadJobs only)."""
+
+
+@dataclass(frozen=True)
 class QueueSettings:
     """One type's flow control (a row of ``forge.queues``); 0 means unlimited."""
 

@@ -332,6 +332,77 @@ SET status = 'PENDING', attempts = 0, run_at = now(), updated_at = now()
 WHERE id = %(id)s AND status = 'DEAD'
 RETURNING *;
 
+-- name: retry_dead_jobs
+-- RetryDeadJobs, one batch: up to %(limit)s DEAD jobs matching the filter (a NULL type or ids
+-- matches any), after %(after)s in id order, back to PENDING as retry_dead_job does one. The
+-- broker runs it again from the last id it changed until a batch changes none: each batch is its
+-- own short transaction, rows another statement holds are skipped rather than waited for, and
+-- the keyset walks jobs_by_status_idx once over the whole call, never again over the entries
+-- (dead tuples) of the jobs earlier batches moved. The update trigger keeps the counters and
+-- wakes the lease streams (NOTIFY) as for any job that becomes runnable. The last id is the
+-- greatest as text, which orders as the uuid does (PostgreSQL 16 has no max(uuid)).
+WITH changed AS (
+  UPDATE forge.jobs
+  SET status = 'PENDING', attempts = 0, run_at = now(), updated_at = now()
+  WHERE id = ANY(ARRAY(
+          SELECT id FROM forge.jobs
+          WHERE status = 'DEAD' AND id > %(after)s::uuid
+            AND (%(type)s::text IS NULL OR type = %(type)s::text)
+            AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+          ORDER BY id
+          LIMIT %(limit)s
+          FOR UPDATE SKIP LOCKED))
+    AND status = 'DEAD'
+  RETURNING id
+)
+SELECT count(*), max(id::text)::uuid FROM changed;
+
+-- name: purge_dead_jobs
+-- PurgeDeadJobs, one batch, walked as retry_dead_jobs: DEAD jobs matching the filter and, with
+-- %(older_than)s seconds, dead (unchanged since) for longer than that. The delete trigger keeps
+-- the counters.
+WITH gone AS (
+  DELETE FROM forge.jobs
+  WHERE id = ANY(ARRAY(
+          SELECT id FROM forge.jobs
+          WHERE status = 'DEAD' AND id > %(after)s::uuid
+            AND (%(type)s::text IS NULL OR type = %(type)s::text)
+            AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+            AND (%(older_than)s::float8 IS NULL
+                 OR updated_at < now() - %(older_than)s::float8 * interval '1 second')
+          ORDER BY id
+          LIMIT %(limit)s
+          FOR UPDATE SKIP LOCKED))
+    AND status = 'DEAD'
+  RETURNING id
+)
+SELECT count(*), max(id::text)::uuid FROM gone;
+
+-- name: cancel_jobs
+-- CancelJobs, one batch, walked as retry_dead_jobs: jobs matching the filter cancelled as
+-- cancel_job does one (PENDING, PROCESSING or DEAD; a running job's lease is dropped, so its
+-- worker learns at its next heartbeat and its ack is refused). Also answers the ids of the jobs
+-- that were PROCESSING, whose lease streams the broker frees.
+WITH chosen AS MATERIALIZED (
+  SELECT id, status FROM forge.jobs
+  WHERE status IN ('PENDING', 'PROCESSING', 'DEAD') AND id > %(after)s::uuid
+    AND (%(type)s::text IS NULL OR type = %(type)s::text)
+    AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+  ORDER BY id
+  LIMIT %(limit)s
+  FOR UPDATE SKIP LOCKED
+), changed AS (
+  UPDATE forge.jobs
+  SET status = 'CANCELLED', last_error = coalesce(%(reason)s, last_error),
+      lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+  WHERE id = ANY(ARRAY(SELECT id FROM chosen))
+    AND status IN ('PENDING', 'PROCESSING', 'DEAD')
+  RETURNING id
+)
+SELECT count(*), max(c.id::text)::uuid,
+       array_agg(c.id::text) FILTER (WHERE chosen.status = 'PROCESSING')
+FROM changed c JOIN chosen USING (id);
+
 -- name: delete_finished_jobs
 -- Retention: remove COMPLETED and CANCELLED jobs older than the retention period, a batch at a
 -- time. Ids are time-ordered (UUIDv7: the first 48 bits are the creation time in ms), and a job
