@@ -90,6 +90,16 @@ def test_a_traceback_names_files_from_their_package_not_the_machine_s_paths(stac
     assert str(REPO) not in error and "site-packages" not in error, error
 
 
+def test_each_failed_attempt_of_a_handler_is_in_the_job_s_errors(stack: Stack) -> None:
+    """An exception and a timeout, each a nack from workerd: one entry each, by this worker."""
+    for type_, starts in (("boom", "ValueError: boom on attempt 1\nTraceback"),
+                          ("times_out", "timed out after 0.5s")):
+        row = run(stack, type_, max_retries=0)
+        [entry] = stack.client.get(str(row["id"])).errors
+        assert (entry.attempt, entry.worker_id) == (1, "api-worker")
+        assert entry.error.startswith(starts) and entry.error == row["last_error"]
+
+
 def test_exception_on_the_last_attempt_sends_the_job_dead(stack: Stack) -> None:
     row = run(stack, "boom", max_retries=0)
     assert row["status"] == "DEAD" and row["attempts"] == 1

@@ -42,6 +42,10 @@ class JobRow:
     idempotency_key: str | None
     concurrency_key: str | None = None
     leased_at: datetime | None = None
+    errors: list[dict[str, Any]] | None = None
+    """The attempt history, oldest first: {"attempt", "at", "error", "worker_id",
+    "started_at"} per failed attempt, the times as JSON text (forge.attempt_error)."""
+    finished_at: datetime | None = None
 
 
 @dataclass(slots=True)

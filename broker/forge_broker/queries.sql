@@ -51,6 +51,7 @@ SET status = 'PROCESSING',
     lease_token = gen_random_uuid(),
     lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
     leased_at = now(),
+    finished_at = NULL,
     updated_at = now()
 WHERE id = ANY(ARRAY(
         SELECT id FROM (
@@ -119,6 +120,7 @@ WITH clock AS MATERIALIZED (
       lease_token = gen_random_uuid(),
       lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
       leased_at = (SELECT at FROM clock),
+      finished_at = NULL,
       updated_at = now()
   WHERE id = ANY(ARRAY(
           SELECT id FROM (
@@ -249,7 +251,7 @@ WHERE j.id = l.id AND j.lease_token = l.token;
 -- cost that grows with every job acked since the last vacuum.
 UPDATE forge.jobs j
 SET status = 'COMPLETED', result = a.r,
-    lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+    lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
 FROM jsonb_to_recordset(%(acks)s::text::jsonb) AS a(i uuid, t uuid, r jsonb)
 WHERE j.id = a.i AND j.lease_token = a.t
 RETURNING j.id::text;
@@ -257,13 +259,16 @@ RETURNING j.id::text;
 -- name: nack_jobs
 -- Failed attempts: back to PENDING after a delay (retry_after, else the backoff), or DEAD when
 -- permanent or out of retries. Same lease rule (the token alone) and batching as ack_jobs.
+-- Each failure is appended to the job's attempt history in the same statement (see
+-- attempt_error).
 UPDATE forge.jobs j
 SET status = CASE WHEN n.p OR j.attempts > j.max_retries THEN 'DEAD' ELSE 'PENDING' END,
     run_at = CASE WHEN n.p OR j.attempts > j.max_retries THEN j.run_at
                   ELSE now() + coalesce(n.a * interval '1 second',
                                         forge.backoff(j.attempts, %(backoff_base)s)) END,
     last_error = n.e,
-    lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+    errors = forge.attempt_error(j.errors, j.attempts, n.e, j.worker_id, j.leased_at),
+    lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
 FROM jsonb_to_recordset(%(nacks)s::text::jsonb)
      AS n(i uuid, t uuid, e text, a double precision, p boolean)
 WHERE j.id = n.i AND j.lease_token = n.t
@@ -291,21 +296,26 @@ JOIN unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS l(id, token)
 
 -- name: rescue_expired_leases
 -- Expired leases are failed attempts: retry with backoff, or DEAD. Safe with several brokers:
--- each row is locked by exactly one sweeper.
-UPDATE forge.jobs
-SET status = CASE WHEN attempts > max_retries THEN 'DEAD' ELSE 'PENDING' END,
-    run_at = CASE WHEN attempts > max_retries THEN run_at
-                  ELSE now() + forge.backoff(attempts, %(backoff_base)s) END,
-    last_error = 'lease expired: worker ' || coalesce(worker_id, '?')
-                 || ' did not ack, nack or heartbeat in time',
-    lease_token = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE id = ANY(ARRAY(
-        SELECT id FROM forge.jobs
-        WHERE status = 'PROCESSING' AND lease_expires_at < now()
-        ORDER BY lease_expires_at
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED))
-RETURNING id::text, status;
+-- each row is locked by exactly one sweeper. The error (whose worker let the lease lapse) is
+-- written as last_error and appended to the attempt history, so it is made once, in the join.
+UPDATE forge.jobs j
+SET status = CASE WHEN j.attempts > j.max_retries THEN 'DEAD' ELSE 'PENDING' END,
+    run_at = CASE WHEN j.attempts > j.max_retries THEN j.run_at
+                  ELSE now() + forge.backoff(j.attempts, %(backoff_base)s) END,
+    last_error = x.error,
+    errors = forge.attempt_error(j.errors, j.attempts, x.error, j.worker_id, j.leased_at),
+    lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+FROM (SELECT id, 'lease expired: worker ' || coalesce(worker_id, '?')
+                 || ' did not ack, nack or heartbeat in time' AS error
+      FROM forge.jobs
+      WHERE id = ANY(ARRAY(
+              SELECT id FROM forge.jobs
+              WHERE status = 'PROCESSING' AND lease_expires_at < now()
+              ORDER BY lease_expires_at
+              LIMIT %(limit)s
+              FOR UPDATE SKIP LOCKED))) AS x
+WHERE j.id = x.id
+RETURNING j.id::text, j.status;
 
 -- name: get_job
 SELECT * FROM forge.jobs WHERE id = %(id)s;
@@ -320,8 +330,10 @@ ORDER BY id DESC
 LIMIT %(limit)s;
 
 -- name: cancel_job
+-- A running job's attempt ends with the cancel (finished_at); it is no failed attempt.
 UPDATE forge.jobs
 SET status = 'CANCELLED', last_error = coalesce(%(reason)s, last_error),
+    finished_at = CASE WHEN status = 'PROCESSING' THEN now() ELSE finished_at END,
     lease_token = NULL, lease_expires_at = NULL, updated_at = now()
 WHERE id = %(id)s AND status IN ('PENDING', 'PROCESSING', 'DEAD')
 RETURNING *;
@@ -394,6 +406,7 @@ WITH chosen AS MATERIALIZED (
 ), changed AS (
   UPDATE forge.jobs
   SET status = 'CANCELLED', last_error = coalesce(%(reason)s, last_error),
+      finished_at = CASE WHEN status = 'PROCESSING' THEN now() ELSE finished_at END,
       lease_token = NULL, lease_expires_at = NULL, updated_at = now()
   WHERE id = ANY(ARRAY(SELECT id FROM chosen))
     AND status IN ('PENDING', 'PROCESSING', 'DEAD')

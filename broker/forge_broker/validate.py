@@ -35,7 +35,9 @@ Item = TypeVar("Item")
 
 MAX_PAYLOAD_BYTES = 1 << 20
 MAX_BATCH = 10_000
-MAX_ERROR_CHARS = 8 * 1024
+MAX_ERROR_CHARS = 4 * 1024
+"""Longest error text kept (a nack's, a cancel's reason), as last_error and in each attempt's
+entry of Job.errors, which holds one per failed attempt: longer text is cut, and marked."""
 MAX_KEY_CHARS = 255
 MAX_WORKER_ID_CHARS = 128
 PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 50, 500
