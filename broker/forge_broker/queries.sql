@@ -51,7 +51,6 @@ SET status = 'PROCESSING',
     lease_token = gen_random_uuid(),
     lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
     leased_at = now(),
-    finished_at = NULL,
     updated_at = now()
 WHERE id = ANY(ARRAY(
         SELECT id FROM (
@@ -120,7 +119,6 @@ WITH clock AS MATERIALIZED (
       lease_token = gen_random_uuid(),
       lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
       leased_at = (SELECT at FROM clock),
-      finished_at = NULL,
       updated_at = now()
   WHERE id = ANY(ARRAY(
           SELECT id FROM (
@@ -251,7 +249,7 @@ WHERE j.id = l.id AND j.lease_token = l.token;
 -- cost that grows with every job acked since the last vacuum.
 UPDATE forge.jobs j
 SET status = 'COMPLETED', result = a.r,
-    lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+    lease_token = NULL, lease_expires_at = NULL, updated_at = now()
 FROM jsonb_to_recordset(%(acks)s::text::jsonb) AS a(i uuid, t uuid, r jsonb)
 WHERE j.id = a.i AND j.lease_token = a.t
 RETURNING j.id::text;

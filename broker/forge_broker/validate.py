@@ -317,8 +317,8 @@ def cancel_filter(req: pb.CancelJobsRequest) -> JobFilter:
 def _not_everything(where: JobFilter, everything: bool) -> JobFilter:
     """An empty filter matches every job: refused unless the caller says so with ``all``."""
     if where == JobFilter() and not everything:
-        raise InvalidArgument("filter", "is empty, which would match every job: give a type, "
-                                        "ids or older_than, or set all to true")
+        raise InvalidArgument("filter", "is empty, which would match every job: give a type "
+                                        "or ids (or older_than, to purge), or set all to true")
     return where
 
 
