@@ -396,6 +396,20 @@ def test_only_admin_may_put_or_delete_a_schedule_and_producers_may_read_them(
     stub.DeleteSchedule(delete, timeout=5, metadata=admin)
 
 
+def test_only_admin_may_retry_purge_or_cancel_in_bulk(stub: pb_grpc.BrokerStub) -> None:
+    only = pb.JobFilter(type="auth.bulk")
+    calls = [(stub.RetryDeadJobs, pb.RetryDeadJobsRequest(filter=only)),
+             (stub.PurgeDeadJobs, pb.PurgeDeadJobsRequest(filter=only)),
+             (stub.CancelJobs, pb.CancelJobsRequest(filter=only))]
+    admin = bearer(TOKENS.admin)
+    for method, request in calls:
+        for role in (TOKENS.producer, TOKENS.worker):
+            md = bearer(role)
+            assert code_of(lambda m=method, r=request, md=md: m(r, timeout=5, metadata=md)) \
+                == grpc.StatusCode.PERMISSION_DENIED
+        assert method(request, timeout=5, metadata=admin).count == 0
+
+
 # -- the role table ------------------------------------------------------------------------------
 
 def test_every_broker_rpc_has_an_explicit_role_entry() -> None:

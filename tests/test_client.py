@@ -21,7 +21,8 @@ from tests.support import REPO, BrokerProcess
 TYPE = "client.same"
 PAYLOAD = {"n": 1}
 # What differs between two otherwise identical jobs made one after the other.
-VOLATILE = {"id", "idempotencyKey", "createdAt", "updatedAt", "runAt", "errors"}
+VOLATILE = {"id", "idempotencyKey", "createdAt", "updatedAt", "runAt", "errors",
+            "leasedAt", "finishedAt"}
 
 
 def shape(msg: Message) -> dict[str, object]:

@@ -14,7 +14,7 @@ import pytest
 
 from forge import Client
 from tests.conftest import drop_database, new_database
-from tests.support import BrokerProcess, WorkerdProcess, start_broker, wait_until, workers
+from tests.support import REPO, BrokerProcess, WorkerdProcess, start_broker, wait_until, workers
 from tests.workerd_support import create_effects_table, effects, job_row
 
 
@@ -80,6 +80,24 @@ def test_exception_is_a_nack_with_the_error_and_a_trimmed_traceback(stack: Stack
     assert row["last_error"].startswith("ValueError: boom on attempt 1")
     assert "Traceback" in row["last_error"] and "in inner" in row["last_error"]
     assert row["run_in"] > 1.0, "the broker's backoff (5 s base) applies"
+
+
+def test_a_traceback_names_files_from_their_package_not_the_machine_s_paths(stack: Stack) -> None:
+    error = run(stack, "boom", max_retries=0)["last_error"]
+    # The handler's frames, and workerd's own, as their packages' paths.
+    assert 'File "tests/handlers/jobs.py", line' in error, error
+    assert 'File "forge_workerd/runner.py", line' in error, error
+    assert str(REPO) not in error and "site-packages" not in error, error
+
+
+def test_each_failed_attempt_of_a_handler_is_in_the_job_s_errors(stack: Stack) -> None:
+    """An exception and a timeout, each a nack from workerd: one entry each, by this worker."""
+    for type_, starts in (("boom", "ValueError: boom on attempt 1\nTraceback"),
+                          ("times_out", "timed out after 0.5s")):
+        row = run(stack, type_, max_retries=0)
+        [entry] = stack.client.get(str(row["id"])).errors
+        assert (entry.attempt, entry.worker_id) == (1, "api-worker")
+        assert entry.error.startswith(starts) and entry.error == row["last_error"]
 
 
 def test_exception_on_the_last_attempt_sends_the_job_dead(stack: Stack) -> None:

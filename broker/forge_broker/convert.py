@@ -85,6 +85,31 @@ def fill_job(msg: pb.Job, row: JobRow) -> None:
         _set_struct(msg.result, row.result)
     if row.lease_expires_at is not None:
         set_ts(msg.lease_expires_at, row.lease_expires_at)
+    if row.leased_at is not None:
+        set_ts(msg.leased_at, row.leased_at)
+    finished = _attempt_end(row)
+    if finished is not None:
+        set_ts(msg.finished_at, finished)
+    for entry in row.errors or ():
+        _add_attempt_error(msg.errors.add(), entry)
+
+
+def _attempt_end(row: JobRow) -> datetime | None:
+    """When the job's last attempt ended: none while one runs; an acked one at the ack, the
+    COMPLETED job's last change; any other in finished_at (see migration 011)."""
+    if row.status is JobStatus.PROCESSING:
+        return None
+    return row.updated_at if row.status is JobStatus.COMPLETED else row.finished_at
+
+
+def _add_attempt_error(out: pb.AttemptError, entry: dict[str, Any]) -> None:
+    """One entry of the attempt history (see forge.attempt_error) into ``out``."""
+    out.attempt = entry["attempt"]
+    out.error = entry["error"] or ""
+    out.worker_id = entry["worker_id"] or ""
+    set_ts(out.at, datetime.fromisoformat(entry["at"]))
+    if entry["started_at"] is not None:
+        set_ts(out.started_at, datetime.fromisoformat(entry["started_at"]))
 
 
 def _set_struct(field: Struct, value: dict[str, Any]) -> None:

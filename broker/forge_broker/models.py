@@ -42,6 +42,10 @@ class JobRow:
     idempotency_key: str | None
     concurrency_key: str | None = None
     leased_at: datetime | None = None
+    errors: list[dict[str, Any]] | None = None
+    """The attempt history, oldest first: {"attempt", "at", "error", "worker_id",
+    "started_at"} per failed attempt, the times as JSON text (forge.attempt_error)."""
+    finished_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -102,6 +106,16 @@ class NackItem(NamedTuple):
 class NackOutcome:
     status: JobStatus
     run_at: datetime
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a bulk call acts on: those matching every field that is not None."""
+
+    type: str | None = None
+    ids: list[uuid.UUID] | None = None
+    older_than: float | None = None
+    """Seconds a job has gone unchanged (PurgeDeadJobs only)."""
 
 
 @dataclass(frozen=True)

@@ -257,13 +257,16 @@ RETURNING j.id::text;
 -- name: nack_jobs
 -- Failed attempts: back to PENDING after a delay (retry_after, else the backoff), or DEAD when
 -- permanent or out of retries. Same lease rule (the token alone) and batching as ack_jobs.
+-- Each failure is appended to the job's attempt history in the same statement (see
+-- attempt_error).
 UPDATE forge.jobs j
 SET status = CASE WHEN n.p OR j.attempts > j.max_retries THEN 'DEAD' ELSE 'PENDING' END,
     run_at = CASE WHEN n.p OR j.attempts > j.max_retries THEN j.run_at
                   ELSE now() + coalesce(n.a * interval '1 second',
                                         forge.backoff(j.attempts, %(backoff_base)s)) END,
     last_error = n.e,
-    lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+    errors = forge.attempt_error(j.errors, j.attempts, n.e, j.worker_id, j.leased_at),
+    lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
 FROM jsonb_to_recordset(%(nacks)s::text::jsonb)
      AS n(i uuid, t uuid, e text, a double precision, p boolean)
 WHERE j.id = n.i AND j.lease_token = n.t
@@ -291,21 +294,26 @@ JOIN unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) AS l(id, token)
 
 -- name: rescue_expired_leases
 -- Expired leases are failed attempts: retry with backoff, or DEAD. Safe with several brokers:
--- each row is locked by exactly one sweeper.
-UPDATE forge.jobs
-SET status = CASE WHEN attempts > max_retries THEN 'DEAD' ELSE 'PENDING' END,
-    run_at = CASE WHEN attempts > max_retries THEN run_at
-                  ELSE now() + forge.backoff(attempts, %(backoff_base)s) END,
-    last_error = 'lease expired: worker ' || coalesce(worker_id, '?')
-                 || ' did not ack, nack or heartbeat in time',
-    lease_token = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE id = ANY(ARRAY(
-        SELECT id FROM forge.jobs
-        WHERE status = 'PROCESSING' AND lease_expires_at < now()
-        ORDER BY lease_expires_at
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED))
-RETURNING id::text, status;
+-- each row is locked by exactly one sweeper. The error (whose worker let the lease lapse) is
+-- written as last_error and appended to the attempt history, so it is made once, in the join.
+UPDATE forge.jobs j
+SET status = CASE WHEN j.attempts > j.max_retries THEN 'DEAD' ELSE 'PENDING' END,
+    run_at = CASE WHEN j.attempts > j.max_retries THEN j.run_at
+                  ELSE now() + forge.backoff(j.attempts, %(backoff_base)s) END,
+    last_error = x.error,
+    errors = forge.attempt_error(j.errors, j.attempts, x.error, j.worker_id, j.leased_at),
+    lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+FROM (SELECT id, 'lease expired: worker ' || coalesce(worker_id, '?')
+                 || ' did not ack, nack or heartbeat in time' AS error
+      FROM forge.jobs
+      WHERE id = ANY(ARRAY(
+              SELECT id FROM forge.jobs
+              WHERE status = 'PROCESSING' AND lease_expires_at < now()
+              ORDER BY lease_expires_at
+              LIMIT %(limit)s
+              FOR UPDATE SKIP LOCKED))) AS x
+WHERE j.id = x.id
+RETURNING j.id::text, j.status;
 
 -- name: get_job
 SELECT * FROM forge.jobs WHERE id = %(id)s;
@@ -320,8 +328,10 @@ ORDER BY id DESC
 LIMIT %(limit)s;
 
 -- name: cancel_job
+-- A running job's attempt ends with the cancel (finished_at); it is no failed attempt.
 UPDATE forge.jobs
 SET status = 'CANCELLED', last_error = coalesce(%(reason)s, last_error),
+    finished_at = CASE WHEN status = 'PROCESSING' THEN now() ELSE finished_at END,
     lease_token = NULL, lease_expires_at = NULL, updated_at = now()
 WHERE id = %(id)s AND status IN ('PENDING', 'PROCESSING', 'DEAD')
 RETURNING *;
@@ -331,6 +341,78 @@ UPDATE forge.jobs
 SET status = 'PENDING', attempts = 0, run_at = now(), updated_at = now()
 WHERE id = %(id)s AND status = 'DEAD'
 RETURNING *;
+
+-- name: retry_dead_jobs
+-- RetryDeadJobs, one batch: up to %(limit)s DEAD jobs matching the filter (a NULL type or ids
+-- matches any), after %(after)s in id order, back to PENDING as retry_dead_job does one. The
+-- broker runs it again from the last id it changed until a batch changes none: each batch is its
+-- own short transaction, rows another statement holds are skipped rather than waited for, and
+-- the keyset walks jobs_by_status_idx once over the whole call, never again over the entries
+-- (dead tuples) of the jobs earlier batches moved. The update trigger keeps the counters and
+-- wakes the lease streams (NOTIFY) as for any job that becomes runnable. The last id is the
+-- greatest as text, which orders as the uuid does (PostgreSQL 16 has no max(uuid)).
+WITH changed AS (
+  UPDATE forge.jobs
+  SET status = 'PENDING', attempts = 0, run_at = now(), updated_at = now()
+  WHERE id = ANY(ARRAY(
+          SELECT id FROM forge.jobs
+          WHERE status = 'DEAD' AND id > %(after)s::uuid
+            AND (%(type)s::text IS NULL OR type = %(type)s::text)
+            AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+          ORDER BY id
+          LIMIT %(limit)s
+          FOR UPDATE SKIP LOCKED))
+    AND status = 'DEAD'
+  RETURNING id
+)
+SELECT count(*), max(id::text)::uuid FROM changed;
+
+-- name: purge_dead_jobs
+-- PurgeDeadJobs, one batch, walked as retry_dead_jobs: DEAD jobs matching the filter and, with
+-- %(older_than)s seconds, dead (unchanged since) for longer than that. The delete trigger keeps
+-- the counters.
+WITH gone AS (
+  DELETE FROM forge.jobs
+  WHERE id = ANY(ARRAY(
+          SELECT id FROM forge.jobs
+          WHERE status = 'DEAD' AND id > %(after)s::uuid
+            AND (%(type)s::text IS NULL OR type = %(type)s::text)
+            AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+            AND (%(older_than)s::float8 IS NULL
+                 OR updated_at < now() - %(older_than)s::float8 * interval '1 second')
+          ORDER BY id
+          LIMIT %(limit)s
+          FOR UPDATE SKIP LOCKED))
+    AND status = 'DEAD'
+  RETURNING id
+)
+SELECT count(*), max(id::text)::uuid FROM gone;
+
+-- name: cancel_jobs
+-- CancelJobs, one batch, walked as retry_dead_jobs: jobs matching the filter cancelled as
+-- cancel_job does one (PENDING, PROCESSING or DEAD; a running job's lease is dropped, so its
+-- worker learns at its next heartbeat and its ack is refused). Also answers the ids of the jobs
+-- that were PROCESSING, whose lease streams the broker frees.
+WITH chosen AS MATERIALIZED (
+  SELECT id, status FROM forge.jobs
+  WHERE status IN ('PENDING', 'PROCESSING', 'DEAD') AND id > %(after)s::uuid
+    AND (%(type)s::text IS NULL OR type = %(type)s::text)
+    AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+  ORDER BY id
+  LIMIT %(limit)s
+  FOR UPDATE SKIP LOCKED
+), changed AS (
+  UPDATE forge.jobs
+  SET status = 'CANCELLED', last_error = coalesce(%(reason)s, last_error),
+      finished_at = CASE WHEN status = 'PROCESSING' THEN now() ELSE finished_at END,
+      lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+  WHERE id = ANY(ARRAY(SELECT id FROM chosen))
+    AND status IN ('PENDING', 'PROCESSING', 'DEAD')
+  RETURNING id
+)
+SELECT count(*), max(c.id::text)::uuid,
+       array_agg(c.id::text) FILTER (WHERE chosen.status = 'PROCESSING')
+FROM changed c JOIN chosen USING (id);
 
 -- name: delete_finished_jobs
 -- Retention: remove COMPLETED and CANCELLED jobs older than the retention period, a batch at a

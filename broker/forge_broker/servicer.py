@@ -288,7 +288,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
     @unary
     async def CancelJob(self, request: pb.CancelJobRequest, context: Ctx) -> pb.Job:
         job_id = validate.job_id("id", request.id)
-        reason = validate.error_text(f"cancelled: {request.reason}") if request.reason else None
+        reason = validate.cancel_reason(request.reason)
         row = await self.store.cancel(job_id, reason)
         self.dispatcher.settled([str(job_id)])
         self.metrics.forget([str(job_id)])
@@ -306,6 +306,27 @@ class BrokerServicer(pb_grpc.BrokerServicer):
     @unary
     async def RetryDeadJob(self, request: pb.RetryDeadJobRequest, context: Ctx) -> pb.Job:
         return convert.job(await self.store.retry_dead(validate.job_id("id", request.id)))
+
+    @unary
+    async def RetryDeadJobs(self, request: pb.RetryDeadJobsRequest,
+                            context: Ctx) -> pb.BulkResponse:
+        return pb.BulkResponse(count=await self.store.retry_dead_many(
+            validate.job_filter(request.filter)))
+
+    @unary
+    async def PurgeDeadJobs(self, request: pb.PurgeDeadJobsRequest,
+                            context: Ctx) -> pb.BulkResponse:
+        return pb.BulkResponse(count=await self.store.purge_dead_many(
+            validate.purge_filter(request)))
+
+    @unary
+    async def CancelJobs(self, request: pb.CancelJobsRequest, context: Ctx) -> pb.BulkResponse:
+        where = validate.cancel_filter(request)
+        reason = validate.cancel_reason(request.reason)
+        count, running = await self.store.cancel_many(where, reason)
+        self.dispatcher.settled(running)
+        self.metrics.forget(running)
+        return pb.BulkResponse(count=count)
 
     @unary
     async def Stats(self, request: pb.StatsRequest, context: Ctx) -> pb.QueueStats:

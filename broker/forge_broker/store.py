@@ -29,6 +29,7 @@ from forge_broker.models import (
     AckItem,
     DueSchedule,
     FiredRound,
+    JobFilter,
     JobRow,
     JobStatus,
     Lease,
@@ -61,6 +62,10 @@ DEADLOCK_RETRIES = 3
 RECONNECT_TIMEOUT = 10.0
 
 QUEUE_WAIT_WINDOW_SECONDS = 300
+# Rows per statement of a bulk call (RetryDeadJobs, PurgeDeadJobs, CancelJobs): each batch is a
+# transaction of a few tens of milliseconds, so none nears the statement timeout or holds many
+# row locks for long, whatever the call matches.
+BULK_BATCH = 1000
 
 # Statuses by value: a dict lookup costs a tenth of calling JobStatus.
 R = TypeVar("R")
@@ -392,6 +397,44 @@ class Store:
             current = await self.get(job_id)
             raise FailedPrecondition(f"job {job_id} is {current.status}, not DEAD")
         return row
+
+    async def retry_dead_many(self, where: JobFilter) -> int:
+        """RetryDeadJobs: every DEAD job ``where`` matches back to PENDING, in batches; how
+        many."""
+        changed, _ = await self._in_batches(q("retry_dead_jobs"), where, {})
+        return changed
+
+    async def purge_dead_many(self, where: JobFilter) -> int:
+        """PurgeDeadJobs: delete every DEAD job ``where`` matches, in batches; how many."""
+        changed, _ = await self._in_batches(q("purge_dead_jobs"), where,
+                                            {"older_than": where.older_than})
+        return changed
+
+    async def cancel_many(self, where: JobFilter, reason: str | None) -> tuple[int, list[str]]:
+        """CancelJobs: cancel every unfinished job ``where`` matches, in batches; how many,
+        and the ids of those that were PROCESSING."""
+        return await self._in_batches(q("cancel_jobs"), where, {"reason": reason})
+
+    async def _in_batches(self, statement: LiteralString, where: JobFilter,
+                          params: dict[str, Any]) -> tuple[int, list[str]]:
+        """Run a bulk statement (see retry_dead_jobs) batch after batch, each in its own
+        transaction, from the last id the previous one changed, until one changes nothing.
+        Returns the rows changed in all and the ids a batch reported (cancel_jobs's running
+        jobs). Cancelled between batches, what earlier batches did stays done."""
+        args = {**params, "type": where.type, "ids": where.ids, "limit": BULK_BATCH,
+                "after": uuid.UUID(int=0)}
+        total, reported = 0, list[str]()
+        while True:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(statement, args)
+                row = await cur.fetchone()
+            assert row is not None  # an aggregate always answers one row
+            if not row[0]:
+                return total, reported
+            total += row[0]
+            args["after"] = row[1]
+            if len(row) > 2 and row[2]:
+                reported.extend(row[2])
 
     # -- maintenance ---------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from forge_broker.errors import InvalidArgument, echo
 from forge_broker.ids import all_canonical, canonical, parse_id
 from forge_broker.models import (
     AckItem,
+    JobFilter,
     JobStatus,
     Lease,
     NackItem,
@@ -34,11 +35,14 @@ Item = TypeVar("Item")
 
 MAX_PAYLOAD_BYTES = 1 << 20
 MAX_BATCH = 10_000
-MAX_ERROR_CHARS = 8 * 1024
+MAX_ERROR_CHARS = 4 * 1024
+"""Longest error text kept (a nack's, a cancel's reason), as last_error and in each attempt's
+entry of Job.errors, which holds one per failed attempt: longer text is cut, and marked."""
 MAX_KEY_CHARS = 255
 MAX_WORKER_ID_CHARS = 128
 PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 50, 500
 MAX_EVERY = timedelta(days=366)
+MAX_OLDER_THAN = 100 * 366 * 86400.0
 
 
 def check_type(field: str, value: str) -> str:
@@ -191,6 +195,11 @@ def error_text(value: str) -> str:
     return value if len(value) <= MAX_ERROR_CHARS else value[: MAX_ERROR_CHARS - 15] + "... (truncated)"
 
 
+def cancel_reason(value: str) -> str | None:
+    """A cancel's reason as the jobs' last_error; None (keep theirs) when none was given."""
+    return error_text(f"cancelled: {value}") if value else None
+
+
 def retry_after(req: pb.NackRequest) -> float | None:
     if not req.HasField("retry_after"):
         return None
@@ -278,6 +287,39 @@ def page_token(value: str) -> uuid.UUID | None:
     if parsed is None:
         raise InvalidArgument("page_token", "not a token returned by a previous page")
     return parsed
+
+
+# -- bulk operations ---------------------------------------------------------------------------
+
+def job_filter(f: pb.JobFilter) -> JobFilter:
+    """A bulk call's filter; a refusal names the field under ``filter``."""
+    type_ = check_type("filter.type", f.type) if f.type else None
+    if len(f.ids) > MAX_BATCH:
+        raise InvalidArgument("filter.ids", f"at most {MAX_BATCH} ids, got {len(f.ids)}")
+    ids = [job_id(f"filter.ids[{i}]", v) for i, v in enumerate(f.ids)] or None
+    return JobFilter(type_, ids)
+
+
+def purge_filter(req: pb.PurgeDeadJobsRequest) -> JobFilter:
+    where = job_filter(req.filter)
+    if req.HasField("older_than"):
+        seconds = req.older_than.seconds + req.older_than.nanos / 1e9
+        if not 0 <= seconds <= MAX_OLDER_THAN:
+            raise InvalidArgument("older_than", "must be from 0 to 100 years")
+        where = dataclasses.replace(where, older_than=seconds)
+    return _not_everything(where, req.all)
+
+
+def cancel_filter(req: pb.CancelJobsRequest) -> JobFilter:
+    return _not_everything(job_filter(req.filter), req.all)
+
+
+def _not_everything(where: JobFilter, everything: bool) -> JobFilter:
+    """An empty filter matches every job: refused unless the caller says so with ``all``."""
+    if where == JobFilter() and not everything:
+        raise InvalidArgument("filter", "is empty, which would match every job: give a type "
+                                        "or ids (or older_than, to purge), or set all to true")
+    return where
 
 
 # -- queues --------------------------------------------------------------------------------------

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import traceback
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, cast
 
 from google.protobuf.struct_pb2 import Struct
@@ -23,7 +25,7 @@ log = logging.getLogger("workerd.runner")
 TIMEOUT_KEY = "_timeout"
 """Payload key that sets a per-job timeout in seconds, overriding the handler's."""
 MAX_ERROR_CHARS = 4000
-"""Longest error text sent with a nack (the broker keeps 8 KiB); the traceback's tail is kept."""
+"""Longest error text sent with a nack (the broker keeps 4 KiB); the traceback's tail is kept."""
 TRACEBACK_FRAMES = 8
 CANCEL_WAIT = 1.0
 """How long a cancelled async handler gets to unwind before it is left behind."""
@@ -60,9 +62,14 @@ def job_timeout(handler: Handler, payload: Mapping[str, Any]) -> float | None:
 
 
 def describe(exc: BaseException) -> str:
-    """The exception and the last frames of its traceback, at most MAX_ERROR_CHARS."""
+    """The exception and the last frames of its traceback, at most MAX_ERROR_CHARS, each file
+    named as ``package_path`` says."""
     head = f"{type(exc).__name__}: {exc}"
-    frames = "".join(traceback.format_tb(exc.__traceback__)[-TRACEBACK_FRAMES:])
+    walked = list(traceback.walk_tb(exc.__traceback__))[-TRACEBACK_FRAMES:]
+    stack = traceback.StackSummary.extract(walked)
+    for summary, (frame, _) in zip(stack, walked, strict=True):
+        summary.filename = package_path(summary.filename, frame.f_globals.get("__name__"))
+    frames = "".join(traceback.format_list(stack))
     tb = "\nTraceback (most recent call last, trimmed):\n" + frames
     text = head + tb
     if len(text) > MAX_ERROR_CHARS:
@@ -70,6 +77,18 @@ def describe(exc: BaseException) -> str:
         tail = tb if len(tb) <= MAX_ERROR_CHARS // 2 else "\n…" + tb[-(MAX_ERROR_CHARS // 2 - 2):]
         text = head[:MAX_ERROR_CHARS - len(tail) - 1] + "…" + tail
     return text.rstrip()
+
+
+def package_path(filename: str, module: str | None) -> str:
+    """``filename`` as a path within its top-level package, as many trailing parts as the
+    module's dotted name has (``myapp/jobs.py`` for ``myapp.jobs``, ``asyncio/tasks.py``):
+    the same on every machine, and no home folder or virtualenv path in the errors the
+    dashboard shows. A file that is not a module's stays as it is."""
+    if not module or not os.path.isabs(filename):
+        return filename
+    depth = module.count(".") + 1 + (os.path.basename(filename) == "__init__.py")
+    parts = PurePath(filename).parts
+    return "/".join(parts[-depth:]) if len(parts) > depth else filename
 
 
 def as_result(value: object) -> Struct:

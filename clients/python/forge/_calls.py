@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
 
@@ -22,6 +22,10 @@ from forge.v1 import broker_pb2 as pb
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_TIMEOUT = 10.0
+# A bulk call (RetryDeadJobs...) works through every matching job in batches before it answers:
+# a hundred thousand jobs take seconds, a few million minutes. A call cut off by its deadline
+# has done part of the work, and calling again does the rest.
+BULK_TIMEOUT = 600.0
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -79,6 +83,11 @@ def schedule_message(name: str, type: str, payload: Mapping[str, Any] | None = N
         schedule.every.FromTimedelta(every if isinstance(every, timedelta)
                                      else timedelta(seconds=every))
     return schedule
+
+
+def bulk_filter(type: str | None, ids: Sequence[str]) -> pb.JobFilter:
+    """The JobFilter of a bulk call: jobs of ``type`` (None: any) among ``ids`` (empty: any)."""
+    return pb.JobFilter(type=type or "", ids=list(ids))
 
 
 def status_value(name: str | None) -> pb.Job.Status.ValueType:

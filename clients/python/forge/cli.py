@@ -3,9 +3,10 @@
     forge enqueue email '{"to": "a@b.c"}' --priority 10
     forge get JOB_ID
     forge list --status DEAD --type email
-    forge cancel JOB_ID
+    forge cancel JOB_ID | forge cancel --type TYPE | forge cancel --all
     forge stats
-    forge dlq list | forge dlq retry JOB_ID
+    forge dlq list | forge dlq retry JOB_ID | forge dlq retry --type TYPE | forge dlq retry --all
+    forge dlq purge --older-than 7d [--type TYPE] | forge dlq purge --all
     forge queue list | get TYPE | pause TYPE | resume TYPE
     forge queue set TYPE [--concurrency N] [--key-concurrency N] [--rate N/PERIOD]
     forge schedule put nightly --cron '0 3 * * *' --timezone Europe/Berlin --type report
@@ -184,8 +185,10 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     ls.add_argument("--page-size", type=int, default=0)
     ls.add_argument("--page-token", default="")
 
-    c = sub.add_parser("cancel", help="cancel a job")
-    c.add_argument("id")
+    c = sub.add_parser("cancel", help="cancel a job, or every unfinished job of a type")
+    c.add_argument("id", nargs="?")
+    c.add_argument("--type", help="cancel every PENDING, PROCESSING or DEAD job of this type")
+    c.add_argument("--all", action="store_true", help="cancel every unfinished job")
     c.add_argument("--reason", default="")
 
     sub.add_parser("stats", help="queue statistics")
@@ -196,8 +199,16 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     dl.add_argument("--type")
     dl.add_argument("--page-size", type=int, default=0)
     dl.add_argument("--page-token", default="")
-    dr = dsub.add_parser("retry", help="send a dead job back to the queue")
-    dr.add_argument("id")
+    dr = dsub.add_parser("retry", help="send a dead job, or every one of a type, back to the "
+                                       "queue")
+    dr.add_argument("id", nargs="?")
+    dr.add_argument("--type", help="retry every dead job of this type")
+    dr.add_argument("--all", action="store_true", help="retry every dead job")
+    dp = dsub.add_parser("purge", help="delete dead jobs")
+    dp.add_argument("--older-than", type=_every,
+                    help="only jobs dead for longer than this: 30m, 12h, 7d")
+    dp.add_argument("--type", help="only dead jobs of this type")
+    dp.add_argument("--all", action="store_true", help="required when no other filter is given")
 
     qp = sub.add_parser("queue", help="queues: per-type pause and limits")
     qsub = qp.add_subparsers(dest="queue_command", required=True)
@@ -274,7 +285,7 @@ def _main(argv: list[str] | None) -> int:
                 _print(client.list(status=args.status, type=args.type, page_size=args.page_size,
                                    page_token=args.page_token))
             elif args.command == "cancel":
-                _print(client.cancel(args.id, args.reason))
+                _print(_cancel(client, args))
             elif args.command == "stats":
                 _print(client.stats())
             elif args.command == "queue":
@@ -284,12 +295,37 @@ def _main(argv: list[str] | None) -> int:
             elif args.dlq_command == "list":
                 _print(client.dead(type=args.type, page_size=args.page_size,
                                    page_token=args.page_token))
+            elif args.dlq_command == "purge":
+                _print(client.purge_dead_jobs(type=args.type, older_than=args.older_than,
+                                              all=args.all))
             else:
-                _print(client.retry_dead(args.id))
+                _print(_retry(client, args))
     except ForgeClientError as exc:
         print(f"forge: {_explain(exc, client.target, security)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_or_many(args: argparse.Namespace, command: str) -> bool:
+    """Whether a cancel or a retry names one job (JOB_ID) rather than a filter (--type, --all);
+    exactly one of the two, or a usage error (exit status 2)."""
+    if (args.id is None) == (args.type is None and not args.all):
+        print(f"forge {command}: give JOB_ID, or --type or --all, not both "
+              f"(see forge {command} --help)", file=sys.stderr)
+        raise SystemExit(2)
+    return args.id is not None
+
+
+def _cancel(client: Client, args: argparse.Namespace) -> Message:
+    if _one_or_many(args, "cancel"):
+        return client.cancel(args.id, args.reason)
+    return client.cancel_jobs(type=args.type, all=args.all, reason=args.reason)
+
+
+def _retry(client: Client, args: argparse.Namespace) -> Message:
+    if _one_or_many(args, "dlq retry"):
+        return client.retry_dead(args.id)
+    return client.retry_dead_jobs(type=args.type)
 
 
 def _queue_command(client: Client, args: argparse.Namespace) -> Message:

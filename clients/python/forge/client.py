@@ -23,12 +23,14 @@ from typing import Any
 import grpc
 
 from forge._calls import (
+    BULK_TIMEOUT,
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
     AsyncUnary,
     ForgeClientError,
     Req,
     Resp,
+    bulk_filter,
     default_target,
     enqueue_request,
     error_from,
@@ -66,9 +68,13 @@ class AsyncClient:
     async def close(self) -> None:
         await self._channel.close(None)
 
-    async def _call(self, rpc: AsyncUnary[Req, Resp], request: Req) -> Resp:
+    async def _call(self, rpc: AsyncUnary[Req, Resp], request: Req, *,
+                    bulk: bool = False) -> Resp:
+        """``rpc(request)`` within the client's timeout, or BULK_TIMEOUT if that is longer for
+        a ``bulk`` call, which answers only once it has worked through every matching job."""
+        seconds = max(self.timeout, BULK_TIMEOUT) if bulk else self.timeout
         try:
-            return await rpc(request, timeout=self.timeout)
+            return await rpc(request, timeout=seconds)
         except grpc.RpcError as exc:
             raise error_from(exc) from None
 
@@ -120,6 +126,36 @@ class AsyncClient:
     async def retry_dead(self, job_id: str) -> pb.Job:
         """Send a DEAD job back to the queue; returns it, PENDING."""
         return await self._call(self.stub.RetryDeadJob, pb.RetryDeadJobRequest(id=job_id))
+
+    async def retry_dead_jobs(
+        self, *, type: str | None = None, ids: Sequence[str] = (),
+    ) -> pb.BulkResponse:
+        """Send every DEAD job of ``type`` and/or ``ids`` (neither: all of them) back to the
+        queue; ``count`` says how many."""
+        req = pb.RetryDeadJobsRequest(filter=bulk_filter(type, ids))
+        return await self._call(self.stub.RetryDeadJobs, req, bulk=True)
+
+    async def purge_dead_jobs(
+        self, *, type: str | None = None, ids: Sequence[str] = (),
+        older_than: timedelta | float | None = None, all: bool = False,
+    ) -> pb.BulkResponse:
+        """Delete every DEAD job of ``type`` and/or ``ids``, dead for longer than
+        ``older_than`` (a timedelta or seconds) if given; with none of them, ``all`` must be
+        True. ``count`` says how many went."""
+        req = pb.PurgeDeadJobsRequest(filter=bulk_filter(type, ids), all=all)
+        if older_than is not None:
+            req.older_than.FromTimedelta(older_than if isinstance(older_than, timedelta)
+                                         else timedelta(seconds=older_than))
+        return await self._call(self.stub.PurgeDeadJobs, req, bulk=True)
+
+    async def cancel_jobs(
+        self, *, type: str | None = None, ids: Sequence[str] = (), all: bool = False,
+        reason: str = "",
+    ) -> pb.BulkResponse:
+        """Cancel every PENDING, PROCESSING or DEAD job of ``type`` and/or ``ids``; with
+        neither, ``all`` must be True. ``count`` says how many."""
+        req = pb.CancelJobsRequest(filter=bulk_filter(type, ids), all=all, reason=reason)
+        return await self._call(self.stub.CancelJobs, req, bulk=True)
 
     async def list_queues(self) -> pb.ListQueuesResponse:
         """Every type that has jobs or queue settings, by type."""
