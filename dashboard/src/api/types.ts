@@ -26,6 +26,21 @@ export interface Job {
   idempotencyKey: string;
   /** The schedule that enqueued the job; empty for any other job. */
   schedule: string;
+  /** One entry per failed attempt, oldest first. */
+  errors: AttemptError[];
+  /** When the current or last attempt started. */
+  leasedAt: string | null;
+  /** When the last attempt ended; null while one runs. */
+  finishedAt: string | null;
+}
+
+/** A failed attempt: what it raised, which worker ran it, and when it started and ended. */
+export interface AttemptError {
+  attempt: number;
+  at: string | null;
+  error: string;
+  workerId: string;
+  startedAt: string | null;
 }
 
 export interface JobPage {
@@ -203,6 +218,20 @@ export function normalizeJob(raw: unknown): Job {
     leaseExpiresAt: time(r.leaseExpiresAt ?? r.lease_expires_at),
     idempotencyKey: str(r.idempotencyKey ?? r.idempotency_key),
     schedule: str(r.schedule),
+    errors: arr(r.errors).map(normalizeAttemptError),
+    leasedAt: time(r.leasedAt ?? r.leased_at),
+    finishedAt: time(r.finishedAt ?? r.finished_at),
+  };
+}
+
+function normalizeAttemptError(raw: unknown): AttemptError {
+  const r = obj(raw);
+  return {
+    attempt: num(r.attempt),
+    at: time(r.at),
+    error: str(r.error),
+    workerId: str(r.workerId ?? r.worker_id),
+    startedAt: time(r.startedAt ?? r.started_at),
   };
 }
 

@@ -99,3 +99,73 @@ describe("JobDetail", () => {
     await waitFor(() => expect(screen.getByTestId("job-status")).toHaveTextContent("PENDING"));
   });
 });
+
+describe("JobDetail attempt timeline", () => {
+  beforeEach(() => FakeFeed.reset());
+
+  it("shows each failed attempt with its worker, duration and error, and the attempt that succeeded", async () => {
+    mockFetch({
+      [`GET /v1/jobs/${ID}`]: () => ({
+        body: rawJob({
+          status: "COMPLETED", attempts: 3, workerId: "w-3", leasedAt: "2026-01-01T00:02:00Z", finishedAt: "2026-01-01T00:02:04Z",
+          errors: [
+            { attempt: 1, workerId: "w-1", startedAt: "2026-01-01T00:00:00Z", at: "2026-01-01T00:00:02.500Z", error: "ValueError: bad input\nTraceback (most recent call last):\n  File \"h.py\", line 3" },
+            { attempt: 2, workerId: "w-2", startedAt: "2026-01-01T00:01:00Z", at: "2026-01-01T00:01:30Z", error: "lease expired: worker w-2 did not ack, nack or heartbeat in time" },
+          ],
+        }),
+      }),
+    });
+    renderApp(<JobDetail />, { route: `/jobs/${ID}`, path: "/jobs/:id" });
+    await screen.findByTestId("attempt-timeline");
+    const rows = screen.getAllByTestId("attempt-row");
+    expect(rows).toHaveLength(3);
+    expect(rows[0]).toHaveTextContent("Attempt 1");
+    expect(within(rows[0]).getByTestId("attempt-worker")).toHaveTextContent("w-1");
+    expect(within(rows[0]).getByTestId("attempt-duration")).toHaveTextContent("took 2.50 s");
+    const first = within(rows[0]).getByTestId("attempt-error");
+    expect(first.querySelector(".error-text")).toHaveTextContent(/^ValueError: bad input$/);
+    expect(first.querySelector("details pre")).toHaveTextContent('File "h.py", line 3');
+    expect(within(rows[1]).getByTestId("attempt-duration")).toHaveTextContent("took 30.0 s");
+    expect(rows[1].querySelector("details")).toBeNull();
+    expect(rows[2]).toHaveTextContent("Attempt 3");
+    expect(rows[2]).toHaveTextContent("succeeded");
+    expect(within(rows[2]).getByTestId("attempt-worker")).toHaveTextContent("w-3");
+    expect(within(rows[2]).getByTestId("attempt-duration")).toHaveTextContent(/took 4.00 s$/);
+  });
+
+  it("adds no row for a dead job's last attempt, which its last error already records", async () => {
+    mockFetch({
+      [`GET /v1/jobs/${ID}`]: () => ({
+        body: rawJob({
+          status: "DEAD", attempts: 1, maxRetries: 0, leasedAt: "2026-01-01T00:00:00Z", finishedAt: "2026-01-01T00:00:01Z",
+          errors: [{ attempt: 1, workerId: "w-1", startedAt: "2026-01-01T00:00:00Z", at: "2026-01-01T00:00:01Z", error: "boom" }],
+        }),
+      }),
+    });
+    renderApp(<JobDetail />, { route: `/jobs/${ID}`, path: "/jobs/:id" });
+    await screen.findByTestId("attempt-timeline");
+    expect(screen.getAllByTestId("attempt-row")).toHaveLength(1);
+  });
+
+  it("says a job that never ran has no attempt", async () => {
+    mockFetch({ [`GET /v1/jobs/${ID}`]: () => ({ body: rawJob() }) });
+    renderApp(<JobDetail />, { route: `/jobs/${ID}`, path: "/jobs/:id" });
+    expect(await screen.findByTestId("attempt-timeline")).toHaveTextContent("No attempt yet");
+  });
+
+  it("copies commands that enqueue the same job, quoting the payload for a shell", async () => {
+    const user = userEvent.setup();
+    mockFetch({ [`GET /v1/jobs/${ID}`]: () => ({ body: rawJob({ type: "email", priority: 5, maxRetries: 2, payload: { to: "o'neil@example.com" } }) }) });
+    renderApp(<JobDetail />, { route: `/jobs/${ID}`, path: "/jobs/:id" });
+    await user.click(await screen.findByTestId("copy-forge"));
+    expect(await navigator.clipboard.readText()).toBe(
+      `forge enqueue 'email' '{"to":"o'\\''neil@example.com"}' --priority 5 --max-retries 2`,
+    );
+    expect(screen.getByTestId("copy-forge")).toHaveTextContent("Copied");
+    await user.click(screen.getByTestId("copy-curl"));
+    const curl = await navigator.clipboard.readText();
+    expect(curl).toContain(`'${window.location.origin}/v1/jobs'`);
+    expect(curl).toContain(`-H "Authorization: Bearer $FORGE_TOKEN"`);
+    expect(curl).toContain(`-d '{"type":"email","payload":{"to":"o'\\''neil@example.com"},"priority":5,"maxRetries":2}'`);
+  });
+});

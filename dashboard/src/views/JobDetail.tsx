@@ -3,11 +3,13 @@ import { useState } from "react";
 import { Link, useLocation, useParams } from "react-router-dom";
 import { ApiError, api } from "../api/client";
 import { CANCELLABLE, FINAL_STATUSES, type Job } from "../api/types";
+import { AttemptTimeline } from "../components/AttemptTimeline";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { JsonView } from "../components/JsonView";
 import { StatusBadge } from "../components/StatusBadge";
 import { useNow } from "../hooks/useNow";
 import { formatRelative, formatTime } from "../lib/format";
+import { curlCommand, forgeCommand } from "../lib/reenqueue";
 
 function Field({ label, children, testId }: { label: string; children: React.ReactNode; testId?: string }) {
   return (
@@ -15,6 +17,27 @@ function Field({ label, children, testId }: { label: string; children: React.Rea
       <dt>{label}</dt>
       <dd data-testid={testId}>{children}</dd>
     </div>
+  );
+}
+
+/** A button that puts `text` on the clipboard and says whether it could. */
+function CopyButton({ label, text, testId }: { label: string; text: string; testId: string }) {
+  const [state, setState] = useState<"" | "Copied" | "Copy failed">("");
+  const copy = () => {
+    // The clipboard exists only in a secure context (https or localhost); the text stays visible below.
+    if (!navigator.clipboard) {
+      setState("Copy failed");
+      return;
+    }
+    navigator.clipboard.writeText(text).then(
+      () => setState("Copied"),
+      () => setState("Copy failed"),
+    );
+  };
+  return (
+    <button type="button" className="btn" onClick={copy} data-testid={testId} title={text}>
+      {state || label}
+    </button>
   );
 }
 
@@ -196,6 +219,24 @@ export function JobDetail() {
                 <JsonView value={job.result} empty={job.status === "COMPLETED" ? "(empty)" : "No result yet"} testId="job-result" />
               </div>
             </div>
+          </div>
+
+          <div className="panel">
+            <h2>Attempts</h2>
+            <AttemptTimeline job={job} now={now} />
+          </div>
+
+          <div className="panel">
+            <h2>Enqueue a copy</h2>
+            <div className="confirm-actions">
+              <CopyButton label="Copy as curl" text={curlCommand(job, window.location.origin)} testId="copy-curl" />
+              <CopyButton label="Copy as forge" text={forgeCommand(job)} testId="copy-forge" />
+            </div>
+            <details>
+              <summary>Show the commands</summary>
+              <pre className="json" data-testid="curl-command">{curlCommand(job, window.location.origin)}</pre>
+              <pre className="json" data-testid="forge-command">{forgeCommand(job)}</pre>
+            </details>
           </div>
         </>
       )}
