@@ -12,6 +12,7 @@ import {
   type QueueStats,
   type Schedule,
   type SchedulePage,
+  normalizeCount,
   normalizeJob,
   normalizeJobPage,
   normalizeQueue,
@@ -68,7 +69,8 @@ export function fieldOf(message: string): string | null {
 /** What a call does, in words, for "your token's role cannot …". */
 export function actionOf(method: string, path: string): string | null {
   const p = path.split("?")[0];
-  if (method === "POST" && /^\/v1\/dlq\/[^/]+:retry$/.test(p)) return "retry dead jobs";
+  if (method === "POST" && (/^\/v1\/dlq\/[^/]+:retry$/.test(p) || p === "/v1/dlq:retry")) return "retry dead jobs";
+  if (method === "POST" && p === "/v1/dlq:purge") return "purge dead jobs";
   if (method === "POST" && /^\/v1\/jobs\/[^/]+:cancel$/.test(p)) return "cancel jobs";
   if (method === "POST" && (p === "/v1/jobs" || p === "/v1/jobs:batch")) return "enqueue jobs";
   if (method === "GET" && p.startsWith("/v1/stats")) return "view the queue's stats";
@@ -200,6 +202,16 @@ export const api = {
 
   async retryDead(id: string): Promise<Job> {
     return normalizeJob(await request("POST", `/v1/dlq/${encodeURIComponent(id)}:retry`, {}));
+  },
+
+  /** Retries every dead job of `type`; how many went back to PENDING. */
+  async retryDeadOfType(type: string): Promise<number> {
+    return normalizeCount(await request("POST", "/v1/dlq:retry", { filter: { type } }));
+  },
+
+  /** Deletes every dead job of `type`; how many were deleted. */
+  async purgeDeadOfType(type: string): Promise<number> {
+    return normalizeCount(await request("POST", "/v1/dlq:purge", { filter: { type } }));
   },
 
   async listSchedules(p: { pageSize?: number; pageToken?: string }, signal?: AbortSignal): Promise<SchedulePage> {

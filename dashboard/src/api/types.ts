@@ -235,6 +235,11 @@ function normalizeAttemptError(raw: unknown): AttemptError {
   };
 }
 
+/** The `{"count": "n"}` answer of a bulk call (retry, purge, cancel). */
+export function normalizeCount(raw: unknown): number {
+  return num(obj(raw).count);
+}
+
 export function normalizeJobPage(raw: unknown): JobPage {
   const r = obj(raw);
   return {
