@@ -5,6 +5,8 @@ workerd (demo handlers plus ``tests/handlers/dashboard_handlers.py``) run as pro
 ``dashboard/e2e/run.mjs`` drives headless Chromium (Debian's ``chromium`` through
 ``playwright-core``) through every view: enqueue from the form and watch the job complete, a
 failing job reaches the dead-letter queue and is retried from it, several are retried at once,
+a job that failed twice shows both attempts (worker, error) on its page, every dead job of one
+type (more than a page of them) is retried at once after a confirmation that states their count,
 the overview's counters move live, a schedule put through the API is listed on the Schedules
 page, fires, links to its last job (whose page names it), is paused there (and fires no more)
 and deleted, a job type is paused from the Queues page (a job enqueued meanwhile stays PENDING),
@@ -185,8 +187,8 @@ def test_dashboard_in_a_real_browser(stack: Stack) -> None:
     run_script(stack, {**os.environ, "SCREENSHOT_DIR": str(SCREENSHOTS),
                        "DASHBOARD_E2E_FIX_FILE": str(stack.fix_file), "E2E_CONTROL": "1",
                        "E2E_WORKER_ID": WORKER_ID, "CHROMIUM": str(CHROMIUM)})
-    for name in ("overview", "overview-dark", "overview-narrow", "jobs", "job", "dlq", "enqueue",
-                 "schedules", "queues", "queues-limits"):
+    for name in ("overview", "overview-dark", "overview-narrow", "jobs", "job", "job-attempts", "dlq",
+                 "dlq-retry-type", "enqueue", "schedules", "queues", "queues-limits"):
         assert (SCREENSHOTS / f"{name}.png").is_file(), f"no screenshot of {name}"
     target = os.environ.get("FORGE_DASHBOARD_SCREENSHOT")
     if target:

@@ -312,6 +312,69 @@ try {
     for (const id of ids) check((await page.locator(`tr[data-job-id="${id}"]`).count()) === 0, `${id} is back in the DLQ`);
   });
 
+  await scenario("the job page lists each failed attempt with its worker and error", async () => {
+    // max_retries 1: two attempts, both failing (the second after the 5 s backoff), then DEAD.
+    const r = await apiCall("POST", "/v1/jobs", { type: "always_fail", payload: { note: "fails twice" }, maxRetries: 1, priority: 3 });
+    check(r.status === 200, `enqueue answered ${r.status}: ${JSON.stringify(r.body)}`);
+    const id = r.body.job.id;
+    await go(`/jobs/${id}`);
+    await page.getByTestId("job-status").getByText("DEAD", { exact: true }).waitFor({ timeout: 30_000 });
+    const rows = page.getByTestId("attempt-row");
+    await waitFor("two attempts in the timeline", async () => (await rows.count()) === 2);
+    for (let n = 0; n < 2; n++) {
+      const row = rows.nth(n);
+      check((await row.textContent()).includes(`Attempt ${n + 1}`), `row ${n} names attempt ${n + 1}`);
+      if (WORKER_ID) check((await row.getByTestId("attempt-worker").textContent()) === WORKER_ID, `row ${n} names the worker`);
+      check((await row.getByTestId("attempt-error").textContent()).includes("boom"), `row ${n} shows the error`);
+      check((await row.getByTestId("attempt-duration").textContent()).startsWith("took "), `row ${n} shows how long it ran`);
+    }
+    const forge = await page.getByTestId("forge-command").textContent();
+    check(forge === `forge enqueue 'always_fail' '{"note":"fails twice"}' --priority 3 --max-retries 1`, `forge command: ${forge}`);
+    await shot("job-attempts");
+  });
+
+  await scenario("retry all dead jobs of one type, across pages, after a confirmation with their count", async () => {
+    // More than one page of the DLQ (50 a page), all of a type whose handler always fails.
+    const type = "always_fail";
+    const deadOfType = async () => Number(((await apiCall("GET", "/v1/stats")).body.types ?? []).find((x) => x.type === type)?.dead ?? 0);
+    // The earlier scenarios' jobs of the type are dead by now, and are retried too.
+    const already = await deadOfType();
+    const jobs = Array.from({ length: 60 }, (_, n) => ({ type, payload: { n }, maxRetries: 0 }));
+    const r = await apiCall("POST", "/v1/jobs:batch", { jobs });
+    check(r.status === 200, `batch enqueue answered ${r.status}: ${JSON.stringify(r.body)}`);
+    const ids = r.body.jobs.map((j) => j.id);
+    const total = already + ids.length;
+    await waitFor(`${total} ${type} jobs in DEAD`, async () => (await deadOfType()) === total, 30_000, 300);
+    const before = await Promise.all(ids.map((id) => getJob(id)));
+
+    await go(`/dlq?type=${type}`);
+    await page.getByTestId("dlq-table").waitFor();
+    await page.getByTestId("next-page").waitFor();
+    check(await page.getByTestId("next-page").isEnabled(), "the DLQ of the type spans more than one page");
+    // The live stats carry the type's dead count the question states.
+    await waitFor("the live stats to count them", async () => {
+      await page.getByTestId("retry-type").click();
+      const q = await page.getByRole("group").textContent();
+      if (q.includes(`Retry all ${total} dead jobs of type ${type}?`)) return true;
+      await page.getByTestId("retry-type-no").click();
+      return false;
+    }, 15_000, 500);
+    await shot("dlq-retry-type");
+    await page.getByTestId("retry-type-yes").click();
+    await page.getByTestId("dlq-outcome").waitFor();
+    const outcome = await page.getByTestId("dlq-outcome").textContent();
+    check(outcome.includes(`${total} jobs of type ${type} sent back to PENDING`), `outcome: ${outcome}`);
+    // Each left the DLQ: a new attempt ran after the retry (the handler fails again, so it may
+    // already be dead again, as a newer job version).
+    await waitFor("every retried job to run again", async () => {
+      for (let n = 0; n < ids.length; n++) {
+        const j = await getJob(ids[n]);
+        if (j.status === "DEAD" && Date.parse(j.updatedAt) <= Date.parse(before[n].updatedAt)) return false;
+      }
+      return true;
+    }, 30_000, 500);
+  });
+
   await scenario("jobs list filters and opens a job", async () => {
     await go("/jobs?status=COMPLETED");
     await page.getByTestId("jobs-table").waitFor();
