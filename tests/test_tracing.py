@@ -206,6 +206,43 @@ def test_each_job_of_a_batch_is_traced_as_a_child_of_the_batchs_enqueue(
         assert attempt.span.parent_span_id == batch.span.span_id
 
 
+def test_a_rest_enqueue_with_a_traceparent_header_continues_that_trace(
+        traced: Stack, receiver: Receiver) -> None:
+    trace_id, parent_id = os.urandom(16), os.urandom(8)
+    header = f"00-{trace_id.hex()}-{parent_id.hex()}-01"
+    r = httpx.post(f"{traced.gateway.url}/v1/jobs", json={"type": "echo"},
+                   headers={"traceparent": header}, timeout=10)
+    assert r.status_code == 200, r.text
+    job_id = r.json()["job"]["id"]
+    finished(traced, job_id)
+
+    http = child_of(receiver, "POST /v1/jobs", parent_id)
+    assert http.service == "forge-gateway"
+    assert http.attr("http.response.status_code") == 200
+    enqueue = child_of(receiver, "forge.v1.Broker/Enqueue", http.span.span_id)
+    [attempt] = attempts_of(receiver, job_id, 1)
+    assert {http.span.trace_id, enqueue.span.trace_id, attempt.span.trace_id} == {trace_id}
+    assert attempt.span.parent_span_id == enqueue.span.span_id
+
+
+def test_an_untraced_gateway_forwards_the_traceparent_header_to_the_broker(
+        traced: Stack, receiver: Receiver) -> None:
+    gateway = GatewayProcess(traced.broker.target)
+    gateway.env.update(no_otel())  # type: ignore[arg-type]
+    gateway.start()
+    try:
+        trace_id, parent_id = os.urandom(16), os.urandom(8)
+        r = httpx.post(f"{gateway.url}/v1/jobs", json={"type": "echo"}, timeout=10,
+                       headers={"traceparent": f"00-{trace_id.hex()}-{parent_id.hex()}-01"})
+    finally:
+        gateway.stop()
+    assert r.status_code == 200, r.text
+    enqueue = child_of(receiver, "forge.v1.Broker/Enqueue", parent_id)
+    assert enqueue.span.trace_id == trace_id
+    assert not [e for e in receiver.spans() if e.service == "forge-gateway"
+                and e.span.trace_id == trace_id]
+
+
 @pytest.mark.parametrize("setting", [{}, {"OTEL_TRACES_EXPORTER": "none"}],
                          ids=["no OTEL variables", "exporter none"])
 def test_without_tracing_configured_nothing_is_exported_and_jobs_still_run(
