@@ -14,7 +14,7 @@ from pathlib import Path
 from forge_broker.config import Config
 from forge_broker.errors import InvalidArgument
 from forge_broker.server import serve
-from forge_common import jsonlog, settings
+from forge_common import jsonlog, settings, tracing
 from forge_common.exposure import exposure_problem
 
 
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
                              "[FORGE_TLS_CLIENT_CA]")
     args = parser.parse_args(argv)
     jsonlog.setup(args.log_level, json_lines=args.log_json)
+    tracing.setup("forge-broker")
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it narrates every pg_ctl call
     try:
         config = _with_flags(Config.from_env(), args)

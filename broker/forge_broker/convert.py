@@ -77,6 +77,8 @@ def fill_job(msg: pb.Job, row: JobRow) -> None:
         msg.schedule = schedule_of(row.idempotency_key) or ""
     if row.concurrency_key:
         msg.concurrency_key = row.concurrency_key
+    if row.trace_context:
+        msg.trace_context.update(row.trace_context)
     _set_struct(msg.payload, row.payload)
     set_ts(msg.run_at, row.run_at)
     set_ts(msg.created_at, row.created_at)
@@ -184,6 +186,8 @@ def lease_response(rows: Sequence[JobRow] | Sequence[LeasedRow]) -> tuple[pb.Lea
             job.attempts = row.attempts
             job.max_retries = row.max_retries
             job.status = processing
+            if row.trace_context is not None:
+                job.trace_context.update(row.trace_context)
         elif structs.deeper_than(row.payload):
             refused.append((row, UNDELIVERABLE_DEPTH))
         else:

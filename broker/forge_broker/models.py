@@ -46,6 +46,7 @@ class JobRow:
     """The attempt history, oldest first: {"attempt", "at", "error", "worker_id",
     "started_at"} per failed attempt, the times as JSON text (forge.attempt_error)."""
     finished_at: datetime | None = None
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -61,6 +62,7 @@ class LeasedRow:
     attempts: int
     max_retries: int
     waited: float
+    trace_context: dict[str, str] | None = None
 
 
 class NewJob(NamedTuple):
@@ -75,6 +77,8 @@ class NewJob(NamedTuple):
     idempotency_key: str | None = None
     payload: dict[str, Any] | None = None
     concurrency_key: str | None = None
+    trace_context: dict[str, str] | None = None
+    """The W3C carrier of the span that enqueued it, while tracing is on."""
 
 
 class Lease(NamedTuple):

@@ -14,10 +14,11 @@
 -- record: a tenth more WAL, and 5 to 10 percent more time for a batch of a thousand or more.
 WITH inserted AS (
   INSERT INTO forge.jobs (id, type, payload, priority, max_retries, run_at, idempotency_key,
-                          concurrency_key)
-  SELECT i, t, p, r, m, greatest(coalesce(a, now()), now()), k, c
+                          concurrency_key, trace_context)
+  SELECT i, t, p, r, m, greatest(coalesce(a, now()), now()), k, c, x
   FROM jsonb_to_recordset(%(jobs)s::text::jsonb)
-       AS t(i uuid, t text, p jsonb, r integer, m integer, a timestamptz, k text, c text)
+       AS t(i uuid, t text, p jsonb, r integer, m integer, a timestamptz, k text, c text,
+            x jsonb)
   {skip_taken_keys}
   RETURNING id, idempotency_key
 )
@@ -220,10 +221,10 @@ SELECT type, paused, concurrency_limit, key_concurrency_limit, rate_limit,
 FROM forge.queues WHERE type = %(type)s FOR UPDATE;
 
 -- name: lean_columns
--- claim_jobs's columns for the lean view: the payload as the text it is sent as, and the queue
--- wait in seconds.
+-- claim_jobs's columns for the lean view: the payload as the text it is sent as, the queue
+-- wait in seconds, and the trace context (NULL unless the job was enqueued with tracing on).
 id::text AS id, lease_token::text AS lease_token, type, payload::text AS payload_json, priority,
-attempts, max_retries, extract(epoch FROM now() - run_at)::float8 AS waited
+attempts, max_retries, extract(epoch FROM now() - run_at)::float8 AS waited, trace_context
 
 -- name: full_columns
 -- claim_jobs's columns for the full view: each job as stored once leased.

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -41,6 +41,7 @@ from forge_broker.models import (
 from forge_broker.stats import StatsHub
 from forge_broker.store import Store
 from forge_broker.streams import StreamCaps
+from forge_common import tracing
 
 log = logging.getLogger("forge.servicer")
 
@@ -88,6 +89,17 @@ def unary(fn: Callable[[Any, Req, Ctx], Awaitable[Resp]]) -> Callable[[Any, Req,
     return wrapper
 
 
+@contextlib.contextmanager
+def _enqueue_span(method: str, context: Ctx) -> Iterator[dict[str, str]]:
+    """The broker's span for an enqueue call, child of the caller's context (its metadata), and
+    that span's context as the carrier to store with each job."""
+    parent = tracing.carrier(context.invocation_metadata() or ())
+    with tracing.span(f"forge.v1.Broker/{method}", parent, {"rpc.system": "grpc",
+                      "rpc.service": "forge.v1.Broker", "rpc.method": method},
+                      tracing.SpanKind.SERVER):
+        yield tracing.current_carrier()
+
+
 class BrokerServicer(pb_grpc.BrokerServicer):
     def __init__(self, store: Store, dispatcher: Dispatcher, stats: StatsHub,
                  metrics: Metrics, completer: Completer, *, max_in_flight: int = 1000,
@@ -114,7 +126,14 @@ class BrokerServicer(pb_grpc.BrokerServicer):
 
     @unary
     async def Enqueue(self, request: pb.EnqueueRequest, context: Ctx) -> pb.EnqueueResponse:
-        [(row, created)] = await self.inserter.submit([validate.new_job(request)])
+        if tracing.TRACER is not None:
+            with _enqueue_span("Enqueue", context) as carrier:
+                return await self._enqueue([validate.new_job(request)._replace(
+                    trace_context=carrier)])
+        return await self._enqueue([validate.new_job(request)])
+
+    async def _enqueue(self, job: list[NewJob]) -> pb.EnqueueResponse:
+        [(row, created)] = await self.inserter.submit(job)
         if created:
             self.metrics.enqueued(row.type)
         resp = pb.EnqueueResponse(created=created)
@@ -125,6 +144,14 @@ class BrokerServicer(pb_grpc.BrokerServicer):
     async def EnqueueBatch(self, request: pb.EnqueueBatchRequest,
                            context: Ctx) -> pb.EnqueueBatchResponse:
         jobs = validate.new_jobs(request)
+        if tracing.TRACER is not None:
+            with _enqueue_span("EnqueueBatch", context) as carrier:
+                return await self._enqueue_batch(
+                    request, [j._replace(trace_context=carrier) for j in jobs])
+        return await self._enqueue_batch(request, jobs)
+
+    async def _enqueue_batch(self, request: pb.EnqueueBatchRequest,
+                             jobs: list[NewJob]) -> pb.EnqueueBatchResponse:
         inserted = self.inserter.start(jobs)
         # A flush starting now sends its INSERT at this await (a running one takes these jobs
         # next); either way the answer is drafted while the database works.

@@ -176,7 +176,7 @@ class Store:
                                  job.max_retries, 0, JobStatus.PENDING,
                                  now if job.run_at is None or job.run_at < now else job.run_at,
                                  now, now, None, None, None, None, None, key,
-                                 job.concurrency_key)
+                                 job.concurrency_key, trace_context=job.trace_context)
                 if key is not None:
                     first_of_key[key] = created
                 out.append((created, True))
@@ -688,6 +688,7 @@ def _percentile(histogram: list[tuple[float, int]], total: int, p: float) -> flo
 
 _QUOTE = '"'
 _CKEY = ',"c":'
+_XKEY = ',"x":'
 
 
 def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
@@ -701,8 +702,9 @@ def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
         f'"m":{j.max_retries},'
         f'"a":{"null" if j.run_at is None else _QUOTE + j.run_at.isoformat() + _QUOTE},'
         f'"k":{"null" if j.idempotency_key is None else dumps(j.idempotency_key)}'
-        # A field left out reads as NULL: most jobs have no concurrency key.
-        f'{"" if j.concurrency_key is None else _CKEY + dumps(j.concurrency_key)}}}'
+        # A field left out reads as NULL: most jobs have no concurrency key or trace context.
+        f'{"" if j.concurrency_key is None else _CKEY + dumps(j.concurrency_key)}'
+        f'{"" if j.trace_context is None else _XKEY + dumps(j.trace_context)}}}'
         for i, j in zip(ids, jobs, strict=True)) + "]"
 
 

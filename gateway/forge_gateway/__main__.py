@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from forge_common import jsonlog
+from forge_common import jsonlog, tracing
 from forge_gateway.app import create_app
 from forge_gateway.config import Config
 from forge_gateway.connections import fit_open_files, guarded_protocol
@@ -20,6 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run until SIGINT/SIGTERM. Logs ``gateway listening on HOST:PORT`` once it accepts."""
     config = Config.from_args(argv)
     jsonlog.setup(config.log_level, json_lines=config.log_json)
+    tracing.setup("forge-gateway")
     try:
         app = create_app(config)
     except TemplateError as e:

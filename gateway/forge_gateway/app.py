@@ -27,6 +27,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from forge_common import tracing
 from forge_common.tokens import bearer_credential, matching_digest
 from forge_gateway import comments, errors, openapi, streaming, transcode
 from forge_gateway.config import Config
@@ -36,7 +37,9 @@ from forge_gateway.transcode import TranscodeError, message_class
 log = logging.getLogger("gateway")
 
 # Headers passed to the broker as gRPC metadata (lower-case, as HTTP/2 and gRPC want them).
-FORWARDED_HEADERS = ("authorization", "x-request-id")
+# The W3C trace context goes as it came while the gateway does not trace; while it does, its
+# own span's context goes instead (see _metadata).
+FORWARDED_HEADERS = ("authorization", "x-request-id", *tracing.CARRIER_KEYS)
 # grpc-gateway's convention: "Grpc-Metadata-Foo: bar" arrives as metadata "foo: bar".
 METADATA_PREFIX = "grpc-metadata-"
 # How long a stream waits for its first message before answering 200 anyway: long enough to
@@ -121,6 +124,8 @@ class Gateway:
         echo = _echo_headers(request)
         if isinstance(found, Match):
             try:
+                if tracing.TRACER is not None:
+                    return await self.traced_call(found, request, echo)
                 return await self.call(found, request, echo)
             except errors.GatewayError as e:
                 return error_response(e, {**echo, **e.headers})
@@ -143,6 +148,23 @@ class Gateway:
             ),
             echo,
         )
+
+    async def traced_call(self, match: Match, request: Request,
+                          echo: dict[str, str]) -> Response:
+        """``call`` in a server span, child of the request's ``traceparent`` if any; the broker
+        gets this span's context (``_metadata``). A streaming call's span ends once its
+        response starts."""
+        binding = match.binding
+        route = binding.template.openapi_path
+        with tracing.span(f"{request.method} {route}", tracing.carrier(request.headers.items()),
+                          {"http.request.method": request.method, "http.route": route,
+                           "rpc.system": "grpc", "rpc.method": binding.grpc_path},
+                          tracing.SpanKind.SERVER) as span:
+            response = await self.call(match, request, echo)
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                tracing.fail(span, f"HTTP {response.status_code}")
+            return response
 
     async def call(self, match: Match, request: Request, echo: dict[str, str]) -> Response:
         """Transcode the request, call the broker and answer; GatewayError for refusals."""
@@ -334,8 +356,11 @@ def _printable(value: str) -> bool:
 def _metadata(request: Request) -> grpc.aio.Metadata:
     """gRPC metadata from the forwarded headers; 400 for a value gRPC cannot carry."""
     md = grpc.aio.Metadata()
+    traced = tracing.TRACER is not None
     for key, value in request.headers.items():
         name = key.lower()
+        if traced and name in tracing.CARRIER_KEYS:
+            continue
         if name in FORWARDED_HEADERS:
             target = name
         elif name.startswith(METADATA_PREFIX) and len(name) > len(METADATA_PREFIX):
@@ -350,6 +375,9 @@ def _metadata(request: Request) -> grpc.aio.Metadata:
     client = request.client
     if client is not None:
         md.add("x-forwarded-for", client.host)
+    if traced:
+        for key, value in tracing.current_carrier().items():
+            md.add(key, value)
     return md
 
 

@@ -144,3 +144,11 @@ async def big_result(job: JobContext) -> dict[str, Any]:
     # A pause, so that jobs leased together finish together and settle in one call.
     await asyncio.sleep(0.3)
     return {"blob": "x" * int(job.payload["bytes"])}
+
+
+@handler("flaky_once")
+async def flaky_once(job: JobContext) -> dict[str, Any]:
+    """Fails its first attempt (retried at once), succeeds on the next."""
+    if job.attempts == 1:
+        raise Retry("first attempt fails", after=0.05)
+    return {"attempt": job.attempts}

@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from forge_common import tracing
 from forge_common.exporter import Exporter
 from forge_workerd import logs
 from forge_workerd.config import Config
@@ -92,6 +93,7 @@ def _exit(code: int) -> None:
         sys.exit(code)
     log.warning("exiting with %d handler threads still running: %s", len(stuck),
                 ", ".join(t.name for t in stuck[:5]))
+    tracing.flush()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -105,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"workerd: {exc}", file=sys.stderr)
         sys.exit(2)
     logs.setup(config.log_level, json_lines=config.log_json, worker_id=config.worker_id)
+    tracing.setup("forge-workerd")
     code = 0
     try:
         load_modules(config.handlers)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 
 from forge.v1 import broker_pb2 as pb
+from forge_common import tracing
 from forge_workerd import schedules
 from forge_workerd.config import Config
 from forge_workerd.context import JobContext
@@ -154,7 +155,10 @@ class Worker:
             return Failed(f"worker {self.config.worker_id} has no handler for type {held.job.type!r}")
         started = time.monotonic()
         try:
-            outcome = await self.runner.run(held.handler, held.ctx)
+            if tracing.TRACER is None:
+                outcome = await self.runner.run(held.handler, held.ctx)
+            else:
+                outcome = await self._traced(held)
         except asyncio.CancelledError:  # shutting down: the drain hands it back
             self.metrics.attempt(held.job.type, "interrupted", time.monotonic() - started)
             raise
@@ -168,6 +172,21 @@ class Worker:
                                  else "failed", took)
             log.info("job %s (%s) failed after %.3fs%s: %s", held.job_id, held.job.type, took,
                      " (permanent)" if outcome.permanent else "", outcome.error.splitlines()[0])
+        return outcome
+
+    async def _traced(self, held: Held) -> Outcome:
+        """Run the attempt in its span, a child of the context the job was enqueued in (a new
+        trace when it has none); a failed attempt's span is marked failed."""
+        assert held.handler is not None
+        job = held.job
+        with tracing.span(f"forge.job {job.type}", job.trace_context,
+                          {"forge.job.id": job.id, "forge.job.type": job.type,
+                           "forge.job.attempt": job.attempts,
+                           "forge.worker.id": self.config.worker_id},
+                          tracing.SpanKind.CONSUMER) as span:
+            outcome = await self.runner.run(held.handler, held.ctx)
+            if isinstance(outcome, Failed):
+                tracing.fail(span, outcome.error)
         return outcome
 
     def _lost(self, held: Held) -> None:

@@ -20,6 +20,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from forge.security import ChannelSecurity
 from forge.v1 import broker_pb2 as pb
 
+_inject_trace: Any
+try:  # optional: with OpenTelemetry installed, calls carry the caller's trace context
+    from opentelemetry.propagate import inject as _inject_trace
+except ImportError:  # pragma: no cover - depends on the environment
+    _inject_trace = None
+
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_TIMEOUT = 10.0
 # A bulk call (RetryDeadJobs...) works through every matching job in batches before it answers:
@@ -41,6 +47,17 @@ class ForgeClientError(Exception):
         super().__init__(f"{code.name}: {details}")
         self.code = code
         self.details = details
+
+
+def trace_metadata() -> tuple[tuple[str, str], ...] | None:
+    """The current OpenTelemetry context as gRPC metadata (``traceparent``, ``tracestate``):
+    the broker's span for the call, and the job's attempts, continue the caller's trace. None
+    outside a span or without OpenTelemetry installed."""
+    if _inject_trace is None:
+        return None
+    carrier: dict[str, str] = {}
+    _inject_trace(carrier)
+    return tuple(carrier.items()) or None
 
 
 def default_target() -> str:

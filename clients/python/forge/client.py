@@ -38,6 +38,7 @@ from forge._calls import (
     schedule_message,
     security_for,
     status_value,
+    trace_metadata,
     wait_ready,
 )
 from forge.security import ChannelSecurity
@@ -74,7 +75,7 @@ class AsyncClient:
         a ``bulk`` call, which answers only once it has worked through every matching job."""
         seconds = max(self.timeout, BULK_TIMEOUT) if bulk else self.timeout
         try:
-            return await rpc(request, timeout=seconds)
+            return await rpc(request, timeout=seconds, metadata=trace_metadata())
         except grpc.RpcError as exc:
             raise error_from(exc) from None
 
