@@ -11,22 +11,9 @@ from google.protobuf.duration_pb2 import Duration
 
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
-from tests.support import wait_until
+from tests.support import lease_one, wait_until
 
 Stub = broker_pb2_grpc.BrokerStub
-
-
-def lease(stub: Stub, worker: str, type_: str, lease_seconds: int = 60) -> pb.LeasedJob:
-    """The first job of ``type_`` leased to ``worker``, waiting for it to become runnable."""
-    stream = stub.Lease(pb.LeaseRequest(worker_id=worker, types=[type_], max_in_flight=1,
-                                        lease_seconds=lease_seconds), timeout=15)
-    try:
-        for batch in stream:
-            if batch.jobs:
-                return batch.jobs[0]
-    finally:
-        stream.cancel()
-    raise AssertionError(f"{worker} leased nothing")
 
 
 def nack(stub: Stub, leased: pb.LeasedJob, error: str) -> pb.NackResponse:
@@ -43,12 +30,12 @@ def test_three_failed_attempts_then_success_leave_three_errors_oldest_first(stub
     job = stub.Enqueue(pb.EnqueueRequest(type="flaky", max_retries=5), timeout=10).job
     assert not get(stub, job.id).errors and not get(stub, job.id).HasField("leased_at")
     for n in (1, 2, 3):
-        leased = lease(stub, f"worker-{n}", "flaky")
+        leased = lease_one(stub, "flaky", worker=f"worker-{n}")
         running = get(stub, job.id)
         # While an attempt runs it has a start and no end.
         assert running.HasField("leased_at") and not running.HasField("finished_at")
         nack(stub, leased, f"failure number {n}")
-    done = lease(stub, "worker-4", "flaky")
+    done = lease_one(stub, "flaky", worker="worker-4")
     stub.Ack(pb.AckRequest(job_id=job.id, lease_token=done.lease_token), timeout=10)
 
     final = get(stub, job.id)
@@ -68,7 +55,7 @@ def test_three_failed_attempts_then_success_leave_three_errors_oldest_first(stub
 
 def test_an_expired_lease_records_one_error_naming_its_worker(stub: Stub) -> None:
     job = stub.Enqueue(pb.EnqueueRequest(type="abandoned"), timeout=10).job
-    lease(stub, "vanished", "abandoned", lease_seconds=1)
+    lease_one(stub, "abandoned", worker="vanished", lease_seconds=1)
     # The rescuer (every 0.25 s in tests) finds the lease expired: a failed attempt.
     assert wait_until(lambda: get(stub, job.id).status == pb.Job.PENDING, timeout=15)
     rescued = get(stub, job.id)
@@ -80,14 +67,14 @@ def test_an_expired_lease_records_one_error_naming_its_worker(stub: Stub) -> Non
 def test_each_error_is_capped_at_4_kib_and_history_survives_a_retry_from_the_dlq(
         stub: Stub) -> None:
     job = stub.Enqueue(pb.EnqueueRequest(type="verbose", max_retries=0), timeout=10).job
-    leased = lease(stub, "talker", "verbose")
+    leased = lease_one(stub, "verbose", worker="talker")
     assert nack(stub, leased, "x" * 10_000).status == pb.Job.DEAD
     dead = get(stub, job.id)
     [entry] = dead.errors
     assert len(entry.error) == 4096 and entry.error.endswith("... (truncated)")
     assert dead.last_error == entry.error
     stub.RetryDeadJob(pb.RetryDeadJobRequest(id=job.id), timeout=10)
-    retried = lease(stub, "second", "verbose")
+    retried = lease_one(stub, "verbose", worker="second")
     # Attempts restart from 0 after a retry from the DLQ; the history does not.
     nack(stub, retried, "again")
     assert [(e.attempt, e.worker_id) for e in get(stub, job.id).errors] == [
@@ -96,7 +83,7 @@ def test_each_error_is_capped_at_4_kib_and_history_survives_a_retry_from_the_dlq
 
 def test_a_cancel_ends_the_running_attempt(stub: Stub) -> None:
     job = stub.Enqueue(pb.EnqueueRequest(type="stopped"), timeout=10).job
-    lease(stub, "runner", "stopped")
+    lease_one(stub, "stopped", worker="runner")
     before = time.time()
     cancelled = stub.CancelJob(pb.CancelJobRequest(id=job.id), timeout=10)
     assert cancelled.HasField("finished_at")

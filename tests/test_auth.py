@@ -24,7 +24,14 @@ from forge_broker.auth import (
 )
 from forge_broker.errors import InvalidArgument
 from tests.security_support import Tokens, bearer
-from tests.support import BrokerProcess, drop_database, free_port, new_database, run_module
+from tests.support import (
+    BrokerProcess,
+    drop_database,
+    free_port,
+    lease_one,
+    new_database,
+    run_module,
+)
 
 TOKENS = Tokens.fresh()
 
@@ -62,15 +69,7 @@ def code_of(call: object) -> grpc.StatusCode:
 
 
 def first_lease(stub: pb_grpc.BrokerStub, token: str, job_type: str) -> pb.LeasedJob:
-    stream = stub.Lease(pb.LeaseRequest(worker_id=f"auth-{job_type}", types=[job_type],
-                                        max_in_flight=1), timeout=15, metadata=bearer(token))
-    try:
-        for batch in stream:
-            if batch.jobs:
-                return batch.jobs[0]
-    finally:
-        stream.cancel()
-    raise AssertionError("the stream ended without a job")
+    return lease_one(stub, job_type, worker=f"auth-{job_type}", metadata=bearer(token))
 
 
 # -- no token, unknown token ---------------------------------------------------------------------

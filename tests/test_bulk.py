@@ -22,7 +22,7 @@ from google.protobuf.duration_pb2 import Duration
 from forge import Client
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
-from tests.support import BrokerProcess, GatewayProcess, start_broker, start_gateway
+from tests.support import BrokerProcess, GatewayProcess, lease_one, start_broker, start_gateway
 
 Stub = broker_pb2_grpc.BrokerStub
 
@@ -66,18 +66,6 @@ def enqueue(stub: Stub, type_: str, n: int) -> list[pb.Job]:
     resp = stub.EnqueueBatch(pb.EnqueueBatchRequest(
         jobs=[pb.EnqueueRequest(type=type_) for _ in range(n)]), timeout=10)
     return list(resp.jobs)
-
-
-def lease_one(stub: Stub, type_: str) -> pb.LeasedJob:
-    stream = stub.Lease(pb.LeaseRequest(worker_id="bulk-test", types=[type_], max_in_flight=1,
-                                        lease_seconds=60), timeout=10)
-    try:
-        for batch in stream:
-            if batch.jobs:
-                return batch.jobs[0]
-    finally:
-        stream.cancel()
-    raise AssertionError("no job leased")
 
 
 # -- RetryDeadJobs ---------------------------------------------------------------------------------
@@ -204,7 +192,7 @@ def test_cancel_jobs_by_type_cancels_pending_running_and_dead_jobs_and_drops_lea
     add_jobs(broker.dsn, "bulk.stop", 2)
     add_jobs(broker.dsn, "bulk.stop", 1, status="COMPLETED")
     enqueue(stub, "bulk.keep", 2)
-    running = lease_one(stub, "bulk.stop")
+    running = lease_one(stub, "bulk.stop", worker="bulk-test")
     resp = stub.CancelJobs(pb.CancelJobsRequest(filter=pb.JobFilter(type="bulk.stop"),
                                                 reason="type retired"), timeout=10)
     assert resp.count == 5
