@@ -32,7 +32,7 @@ from forge_workerd import JobContext, handler
 
 _dir = os.environ.get("FORGE_BENCH_DIR")
 BENCH_DIR = Path(_dir) if _dir else None
-_first_written = False
+_started: set[str] = set()
 _files: dict[str, IO[str]] = {}
 _released: asyncio.Event | None = None
 _watcher: asyncio.Task[None] | None = None
@@ -47,26 +47,26 @@ def _record(kind: str, line: str) -> None:
     f.write(line + "\n")
 
 
+def _note_first_start(prefix: str) -> None:
+    """Write when this process started its first job of a kind (``{prefix}{pid}``): the
+    harness times a drain from the earliest of them."""
+    if prefix not in _started:
+        _started.add(prefix)
+        if BENCH_DIR is not None:
+            (BENCH_DIR / f"{prefix}{os.getpid()}").write_text(repr(time.time()))
+
+
 @handler("bench.noop")
 async def noop(job: JobContext) -> None:
-    global _first_written
-    if not _first_written:
-        _first_written = True
-        if BENCH_DIR is not None:
-            (BENCH_DIR / f"first-{os.getpid()}").write_text(repr(time.time()))
+    _note_first_start("first-")
 
 
 LIMITED_SECONDS = 0.05
-_first_limited = False
 
 
 @handler("bench.limited")
 async def limited(job: JobContext) -> None:
-    global _first_limited
-    if not _first_limited:
-        _first_limited = True
-        if BENCH_DIR is not None:
-            (BENCH_DIR / f"first-limited-{os.getpid()}").write_text(repr(time.time()))
+    _note_first_start("first-limited-")
     await asyncio.sleep(LIMITED_SECONDS)
 
 
