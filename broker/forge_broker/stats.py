@@ -39,6 +39,9 @@ class StatsHub:
             return self._latest
         if self._reading is None:
             self._reading = asyncio.create_task(self._read(), name="stats read")
+            # Its failure is each caller's to report; when every caller has left, it is seen
+            # here, so asyncio does not log it as never retrieved.
+            self._reading.add_done_callback(_seen)
         # Shielded: a watcher that leaves does not cancel the read for the others.
         return await asyncio.shield(self._reading)
 
@@ -79,3 +82,8 @@ class StatsHub:
 
     async def stop(self) -> None:
         await cancel((self._task, self._reading))
+
+
+def _seen(task: asyncio.Task[Snapshot]) -> None:
+    if not task.cancelled():
+        task.exception()
