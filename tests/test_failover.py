@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import psycopg
 import pytest
 
@@ -296,3 +297,53 @@ def test_failover_to_an_asynchronous_standby_loses_only_what_was_answered_while_
     # again, once the drain reached it: at-least-once, duplicates rather than losses.
     assert run.acks_lost <= run.run_twice
     assert run.never_run == set()
+
+
+def test_a_primary_turned_read_only_answers_unavailable_and_its_connections_are_dropped(
+        clusters: list[PgCluster]) -> None:
+    """A primary fenced read-only (as a demoted one is) keeps its sessions open: the broker must
+    not keep writing through them, and says UNAVAILABLE (retry), not INTERNAL."""
+    cluster = PgCluster()
+    clusters.append(cluster)
+    cluster.init().start()
+    broker: BrokerProcess | None = None
+    try:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {DB}")
+            url = (f"postgresql://postgres@127.0.0.1:{cluster.port}/{DB}"
+                   "?target_session_attrs=read-write&connect_timeout=2")
+            # A pool timeout shorter than the client's: with no session left to use, the call
+            # is answered (UNAVAILABLE) before the client gives up on it.
+            broker = BrokerProcess(url, FORGE_POOL_MIN="1", FORGE_POOL_MAX="2",
+                                   FORGE_POOL_TIMEOUT="1").start()
+
+            def broker_sessions() -> int:
+                return int(str(one(admin, f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{DB}'")))
+
+            with Client(broker.target, timeout=5) as client:
+                client.enqueue(JOB_TYPE, {})
+                assert broker_sessions() > 0
+                admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+                admin.execute("SELECT pg_reload_conf()")
+                time.sleep(0.5)  # each session reads the new setting before its next statement
+                with pytest.raises(ForgeClientError) as refused:
+                    client.enqueue(JOB_TYPE, {})
+                assert refused.value.code == grpc.StatusCode.UNAVAILABLE, refused.value
+                # Writes fail on every session, and no new one is made (read-write is required).
+                assert wait_until(lambda: broker_sessions() == 0, timeout=15), broker_sessions()
+
+                admin.execute("ALTER SYSTEM RESET default_transaction_read_only")
+                admin.execute("SELECT pg_reload_conf()")
+
+                def enqueued() -> bool:
+                    try:
+                        client.enqueue(JOB_TYPE, {})
+                    except ForgeClientError as exc:
+                        assert exc.code == grpc.StatusCode.UNAVAILABLE, exc
+                        return False
+                    return True
+
+                assert wait_until(enqueued, timeout=30, interval=0.5)
+    finally:
+        if broker is not None:
+            broker.stop()
