@@ -88,9 +88,9 @@ class PgCluster:
                 "fsync = off\n"
                 "full_page_writes = off\n"
                 "logging_collector = off\n"
-                # What a streaming standby needs of its primary (PostgreSQL 15's defaults,
-                # written out: a standby made by ``standby`` copies them); initdb's pg_hba.conf
-                # already trusts replication connections from 127.0.0.1.
+                # What a streaming standby needs of its primary (wal_level and hot_standby as
+                # PostgreSQL 15 has them by default, written out; a standby made by ``standby``
+                # copies them); initdb's pg_hba.conf already trusts replication from 127.0.0.1.
                 "wal_level = replica\n"
                 "max_wal_senders = 5\n"
                 "hot_standby = on\n"
@@ -110,8 +110,9 @@ class PgCluster:
 
     def promote(self) -> None:
         """End recovery: this standby becomes a primary that accepts writes. By SQL, not
-        ``pg_ctl promote``: forking a child (as root, to run it as the server's user) while
-        gRPC threads are busy can crash the child in gRPC's fork handlers."""
+        ``pg_ctl promote``: run as root, ``_run`` forks (no vfork when the child changes user),
+        and a pg_ctl forked while gRPC threads were busy was seen to die of SIGSEGV (gRPC's
+        fork handlers run in the child)."""
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             conn.execute("SELECT pg_promote(wait => true, wait_seconds => 60)")
 
