@@ -10,7 +10,8 @@ import dataclasses
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, LiteralString, TypeVar
@@ -96,6 +97,24 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     set_json_loads(orjson.loads, conn)
 
 
+class _Pool(AsyncConnectionPool[psycopg.AsyncConnection[Any]]):
+    """The pool, except that a connection whose server refused a write as read-only is closed
+    rather than returned. That server was demoted or fenced (a primary turned standby keeps
+    no session, but one set to default_transaction_read_only keeps them all), so every later
+    write through the connection would fail too; the pool replaces it with a connection made
+    through the DSN, whose target_session_attrs=read-write picks the host that takes writes."""
+
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None  # noqa: ASYNC109 - the pool's own
+                         ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with super().connection(timeout) as conn:
+            try:
+                yield conn
+            except psycopg.errors.ReadOnlySqlTransaction:
+                await conn.close()
+                raise
+
+
 class Store:
     """Async access to one Forge database through a bounded connection pool."""
 
@@ -104,7 +123,7 @@ class Store:
                  pool_timeout: float = 5.0) -> None:
         self.dsn = dsn
         self.backoff_base = backoff_base
-        self.pool = AsyncConnectionPool(
+        self.pool = _Pool(
             dsn,
             min_size=min_size,
             max_size=max_size,
