@@ -26,6 +26,9 @@ def test_workers_of_a_killed_broker_carry_on_through_the_others_and_nothing_is_l
     assert found.lost == 0 and found.missing_effects == 0 and found.overlaps == 0
     [kill] = rec.broker_kills
     assert kill.workers and all(n > 0 for n in kill.runs_after.values()), summary(result)
+    # The stream broke and the next call reached a live broker: seconds, not a lease time.
+    assert kill.reconnect_seconds.keys() == set(kill.workers), summary(result)
+    assert max(kill.reconnect_seconds.values()) < 5, summary(result)
 
 
 @pytest.mark.parametrize("brokers, message", [

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +48,7 @@ from tests.support import free_port
 DATABASE = "forge_chaos"
 APP_NAME = "forge-chaos"
 ENQUEUE_BATCH = 1000
+RECONNECTED = re.compile(r"reconnected to broker .* after ([0-9.]+)s")
 SCHEDULE_TYPE = "chaos.tick"
 """The type of the scheduled jobs: no worker runs them, they only count fires."""
 
@@ -113,6 +115,8 @@ class BrokerKill:
     """The workers with a lease stream on it when it was killed."""
     runs_after: dict[str, int] = field(default_factory=dict)
     """Executions each of those workers started after the kill, through the other brokers."""
+    reconnect_seconds: dict[str, float] = field(default_factory=dict)
+    """How long each of those workers was disconnected, from its log."""
 
 
 @dataclass
@@ -404,6 +408,10 @@ class Run:
                                     " WHERE worker_id = ANY(%s) AND started_at > %s GROUP BY 1",
                                     (k.workers, k.at)).fetchall()
                 k.runs_after = {w: 0 for w in k.workers} | {str(w): int(n) for w, n in rows}
+                for w in self.workers:
+                    found = RECONNECTED.search(w.log_text()) if w.worker_id in k.workers else None
+                    if found:
+                        k.reconnect_seconds[w.worker_id] = float(found.group(1))
             row = conn.execute("SELECT count(*) FILTER (WHERE type = %s),"
                                " count(*) FILTER (WHERE type = ANY(%s) AND attempts > 1)"
                                " FROM forge.jobs", (SCHEDULE_TYPE, list(TYPES))).fetchone()
@@ -574,8 +582,8 @@ def summary(result: Result) -> str:
         f"{rec.enqueue_seconds:.1f}s)",
         f"  kills (SIGKILL)     {len(rec.kills):>8}",
         f"  broker restarts     {rec.broker_restarts:>8}",
-        *(f"  broker killed       {k.broker:>8}  (its workers ran {k.runs_after} jobs after)"
-          for k in rec.broker_kills),
+        *(f"  broker killed       {k.broker:>8}  (its workers ran {k.runs_after} jobs after; "
+          f"reconnected after {k.reconnect_seconds} s)" for k in rec.broker_kills),
         f"  postgres restarts   {rec.pg_restarts:>8}  (crash: pg_ctl stop -m immediate, start)",
         f"  postgres stops      {rec.pg_stops:>8}  ({s.pg_stop_seconds:g}s; brokers answered {answered})",
         f"  executions          {f.executions:>8}  ({rec.retried} jobs took more than one attempt)",
