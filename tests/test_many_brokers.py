@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from forge.client import Client
 from tests.chaos.run import Settings, run, summary
-from tests.support import run_module
+from tests.support import BrokerProcess, free_port, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -39,3 +40,12 @@ def test_a_bad_broker_list_stops_workerd_naming_the_entry(brokers: str, message:
     out = run_module("forge_workerd", "--broker", brokers)
     assert out.returncode == 2
     assert "--broker" in out.stderr and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_client_given_a_dead_and_a_live_broker_reaches_the_live_one(broker: BrokerProcess) -> None:
+    # Shuffled per channel: over ten clients, some start at the dead address and move on.
+    targets = f"127.0.0.1:{free_port()},{broker.target}"
+    for n in range(10):
+        with Client(targets, timeout=10) as client:
+            job = client.enqueue("listed", {"n": n})
+            assert client.get(job.id).id == job.id
