@@ -52,6 +52,9 @@ class PgBouncer:
             "pool_mode = transaction\n"
             f"default_pool_size = {self.pool_size}\n"
             "max_client_conn = 1000\n"
+            # After a failed server login PgBouncer waits this long before the next (default
+            # 15 s): with PostgreSQL back from a restart, every transaction would wait that out.
+            "server_login_retry = 1\n"
             f"logfile = {self.log}\n"
             "admin_users = postgres\n")
         user = self.cluster.run_as
