@@ -42,9 +42,12 @@ def test_a_bad_broker_list_stops_workerd_naming_the_entry(brokers: str, message:
     assert "--broker" in out.stderr and message in out.stderr and "Traceback" not in out.stderr
 
 
-def test_the_client_given_a_dead_and_a_live_broker_reaches_the_live_one(broker: BrokerProcess) -> None:
-    # Shuffled per channel: over ten clients, some start at the dead address and move on.
-    targets = f"127.0.0.1:{free_port()},{broker.target}"
+@pytest.mark.parametrize("scheme", ["", "ipv4:"])
+def test_the_client_given_a_dead_and_a_live_broker_reaches_the_live_one(
+        broker: BrokerProcess, scheme: str) -> None:
+    # A list is shuffled per channel: over ten clients, some start at the dead address and move
+    # on. gRPC's own URI is passed as it is: every client starts at the dead address.
+    targets = f"{scheme}127.0.0.1:{free_port()},{broker.target}"
     for n in range(10):
         with Client(targets, timeout=10) as client:
             job = client.enqueue("listed", {"n": n})

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -239,6 +240,8 @@ def _with_defaults(options: Options | None) -> list[tuple[str, Any]]:
 # change, give one name that resolves to all of them, ``dns:///brokers.internal:50051``, which
 # gRPC resolves again as it reconnects (the shuffled ``pick_first`` applies there too).
 
+# gRPC's target URI schemes: such a target is gRPC's to read, commas and all.
+_URI = re.compile(r"^(dns|ipv4|ipv6|unix|unix-abstract|vsock|xds):")
 # Every channel over several brokers starts at a random one of them.
 SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"pick_first": {"shuffleAddressList": True}}]})
 
@@ -248,10 +251,11 @@ class TargetError(SecurityConfigError):
 
 
 def channel_target(target: str) -> tuple[str, list[tuple[str, Any]]]:
-    """The gRPC target and the channel options for ``target``. One address or a URI is left
-    as it is; a list becomes an ``ipv4:``/``ipv6:`` URI of every address, in one family."""
+    """The gRPC target and the channel options for ``target``. One address or a URI (gRPC's
+    own ``ipv4:a:1,b:2`` included) is left as it is; a list becomes an ``ipv4:``/``ipv6:`` URI
+    of every address, in one family."""
     parts = [p.strip() for p in target.split(",") if p.strip()]
-    if len(parts) < 2:
+    if len(parts) < 2 or _URI.match(target):
         return target, []
     resolved = [_addresses(p) for p in parts]
     for family, scheme in ((socket.AF_INET, "ipv4"), (socket.AF_INET6, "ipv6")):
