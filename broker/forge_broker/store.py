@@ -120,9 +120,19 @@ class Store:
 
     def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10,
                  statement_timeout_ms: int = 30_000, backoff_base: float = 5.0,
-                 pool_timeout: float = 5.0) -> None:
+                 pool_timeout: float = 5.0, direct_dsn: str | None = None) -> None:
+        """``direct_dsn``, when given, is a session connection to the database ``dsn`` reaches
+        through a transaction-mode pooler (PgBouncer ``pool_mode = transaction``): LISTEN
+        uses it, and the pool then keeps no state in a server session, since each transaction
+        may run on a different one. So no server-side prepared statements (the next
+        transaction's server would not know them) and no ``options`` startup parameter
+        (PgBouncer refuses it; the statement timeout is then the role's or the database's)."""
         self.dsn = dsn
+        self.direct_dsn = direct_dsn or dsn
         self.backoff_base = backoff_base
+        session: dict[str, Any] = (
+            {"prepare_threshold": None} if direct_dsn is not None
+            else {"options": f"-c statement_timeout={statement_timeout_ms}"})
         self.pool = _Pool(
             dsn,
             min_size=min_size,
@@ -135,7 +145,7 @@ class Store:
             kwargs={
                 "connect_timeout": max(1, int(pool_timeout)),
                 "autocommit": True,
-                "options": f"-c statement_timeout={statement_timeout_ms}",
+                **session,
             },
         )
 

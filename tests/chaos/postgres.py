@@ -61,6 +61,11 @@ class PgCluster:
             os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
             self.root.chmod(0o755)
 
+    @property
+    def run_as(self) -> pwd.struct_passwd | None:
+        """The unprivileged user the server runs as when we are root (else None: ourselves)."""
+        return self._user
+
     def dsn(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}?connect_timeout=3"
 
