@@ -4,6 +4,11 @@ gateway, and, for the plans, the statements the broker composes run on a million
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +22,7 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from forge import Client
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
 from forge_broker.models import JobFilter, JobStatus, Order, PageKey
@@ -428,3 +434,84 @@ def test_get_throughput_shows_acks_and_nacks_per_type_and_minute_and_the_queue_w
     assert len(body["queueWait"]) == 10
     r = http.get("/v1/stats/throughput", params={"window": "3h"})
     assert r.status_code == 400, r.text
+
+
+# -- CLI and Python client -----------------------------------------------------------------------
+
+def forge(broker: BrokerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    forge_bin = shutil.which("forge", path=os.path.dirname(sys.executable))
+    assert forge_bin, "the forge console script is installed beside the interpreter"
+    return subprocess.run([forge_bin, "--broker", broker.target, *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def forge_ids(broker: BrokerProcess, *args: str) -> list[str]:
+    out = forge(broker, "list", *args)
+    assert out.returncode == 0, out.stderr
+    return [j["id"] for j in json.loads(out.stdout).get("jobs", [])]
+
+
+@pytest.mark.slow
+def test_cli_list_filters_orders_and_bulk_dry_runs(broker: BrokerProcess, stub: Stub) -> None:
+    assert broker.dsn
+    old_email = enqueue(stub, pb.EnqueueRequest(type="email.a", priority=5,
+                                                concurrency_key="tenant-7"))[0]
+    with psycopg.connect(broker.dsn, autocommit=True) as conn:  # created two hours ago
+        conn.execute("UPDATE forge.jobs SET created_at = now() - interval '2 hours'")
+    email, sms = enqueue(stub, pb.EnqueueRequest(type="email.b", idempotency_key="k-1"),
+                         pb.EnqueueRequest(type="sms.a", priority=-5))
+    leased = lease_one(stub, "sms.a", worker="cli-worker")
+
+    assert forge_ids(broker, "--type-prefix", "email.") == [email.id, old_email.id]
+    assert forge_ids(broker, "--type-prefix", "email.", "--order", "oldest") == [
+        old_email.id, email.id]
+    assert forge_ids(broker, "--order", "PRIORITY") == [old_email.id, email.id, sms.id]
+    assert forge_ids(broker, "--since", "1h") == [sms.id, email.id]
+    assert forge_ids(broker, "--until", "1h") == [old_email.id]
+    now = datetime.now(UTC).isoformat()
+    assert forge_ids(broker, "--until", now, "--since", "3h") == [sms.id, email.id, old_email.id]
+    assert forge_ids(broker, "--key", "tenant-7") == [old_email.id]
+    assert forge_ids(broker, "--idempotency-key", "k-1") == [email.id]
+    assert forge_ids(broker, "--worker", "cli-worker") == [leased.job.id]
+    assert forge_ids(broker, "--query", sms.id) == [sms.id]
+    first = json.loads(forge(broker, "list", "--order", "run_at", "--page-size", "2").stdout)
+    rest = forge_ids(broker, "--order", "run_at", "--page-token", first["nextPageToken"])
+    assert len(rest) == 1
+    bad = forge(broker, "list", "--order", "sideways")
+    assert bad.returncode == 2 and "unknown order" in bad.stderr
+    bad = forge(broker, "list", "--since", "yesterday")
+    assert bad.returncode == 2 and "not a time" in bad.stderr
+    bad = forge(broker, "list", "--order", "oldest", "--page-token", first["nextPageToken"])
+    assert bad.returncode == 1 and "page_token: " in bad.stderr
+
+    for args, count in ((("cancel", "--type", "email.a", "--dry-run"), "1"),
+                        (("dlq", "retry", "--all", "--dry-run"), None),
+                        (("dlq", "purge", "--all", "--dry-run"), None)):
+        out = forge(broker, *args)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout).get("count") == count  # proto3 JSON leaves 0 out
+    assert stub.GetJob(pb.GetJobRequest(id=old_email.id), timeout=10).status == pb.Job.PENDING
+    out = forge(broker, "cancel", old_email.id, "--dry-run")
+    assert out.returncode == 2 and "--dry-run" in out.stderr
+
+
+def test_python_client_lists_with_filters_and_orders_and_counts_dry_runs(
+        broker: BrokerProcess) -> None:
+    assert broker.dsn
+    add_jobs(broker.dsn, "dlq.py", 3, key="tenant-3")
+    with Client(broker.target) as client:
+        a = client.enqueue("py.a", priority=3)
+        b = client.enqueue("py.b", idempotency_key="py-key")
+        page = client.list(order="priority", type_prefix="py.", page_size=1)
+        assert [j.id for j in page.jobs] == [a.id]
+        page = client.list(order="PRIORITY", type_prefix="py.", page_size=1,
+                           page_token=page.next_page_token)
+        assert [j.id for j in page.jobs] == [b.id]
+        assert [j.id for j in client.list(query="py-key").jobs] == [b.id]
+        hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        assert len(client.list(created_after=hour_ago, status="DEAD").jobs) == 3
+        assert client.retry_dead_jobs(concurrency_key="tenant-3", dry_run=True).count == 3
+        assert client.purge_dead_jobs(created_after=hour_ago, dry_run=True).count == 3
+        assert client.cancel_jobs(status="PENDING", type_prefix="py.", dry_run=True).count == 2
+        assert client.cancel_jobs(status="PENDING", type_prefix="py.").count == 2
+        assert len(client.throughput(timedelta(minutes=5)).queue_wait) == 5
