@@ -323,30 +323,65 @@ SELECT * FROM forge.jobs WHERE id = %(id)s;
 -- ListJobs (and ListDeadJobs), one keyset page. The broker composes in one filter_* fragment
 -- per filter set, so that the planner sees only the predicates that apply and picks the index
 -- for them (a generic `(x IS NULL OR ...)` form hides them); the order's after_* fragment from
--- the second page on; and its order_* key. Every
--- order ends in id, so it is total and the keyset condition skips exactly the rows already
--- listed. Indexes by order (migrations 001, 007, 013): NEWEST/OLDEST the primary key, or
--- jobs_by_status_idx with a status; RUN_AT and PRIORITY with a status one partial index per
--- status group (PROCESSING: jobs_lease_idx and a sort of the jobs in flight).
+-- the second page on; and its order_* key (and a group_* fragment when this is one status
+-- group's part of list_jobs_by_status_group). Every order ends in id, so it is total and the
+-- keyset condition skips exactly the rows already listed. Indexes: NEWEST and OLDEST read the
+-- primary key, or jobs_by_status_idx (status, id) with a status; PRIORITY reads jobs_claim_idx
+-- for PENDING jobs and jobs_done_priority_idx for finished ones; PROCESSING jobs are read
+-- through jobs_lease_idx and sorted (as many as are in flight). RUN_AT of PENDING and
+-- finished jobs is list_jobs_by_run_at.
 SELECT * FROM forge.jobs
-WHERE true {filters} {after}
+WHERE true {group} {filters} {after}
 ORDER BY {order}
-LIMIT %(limit)s;
+LIMIT %(limit)s
+
+-- name: list_jobs_by_run_at
+-- RUN_AT of one status group (PENDING, or the finished statuses) through the group's PRIORITY
+-- index (priority DESC, run_at, id): an index in run_at order would cost each enqueue, or each
+-- ack, one more entry, where jobs of a queue have few distinct priorities. So: the distinct
+-- priorities, one index descent each (the recursive part); for each, its first jobs in
+-- (run_at, id) order, which the index holds in that order within one priority; the page is
+-- the first of those, merged.
+SELECT j.* FROM (
+  WITH RECURSIVE priorities AS (
+    (SELECT priority FROM forge.jobs WHERE true {group} ORDER BY priority DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT priority FROM forge.jobs
+            WHERE true {group} AND priority < priorities.priority
+            ORDER BY priority DESC LIMIT 1)
+    FROM priorities WHERE priorities.priority IS NOT NULL
+  )
+  SELECT priority FROM priorities WHERE priority IS NOT NULL
+) AS p
+CROSS JOIN LATERAL (
+  SELECT * FROM forge.jobs
+  WHERE true {group} AND priority = p.priority {filters} {after}
+  ORDER BY run_at, id
+  LIMIT %(limit)s
+) AS j
+ORDER BY j.run_at, j.id
+LIMIT %(limit)s
 
 -- name: list_jobs_by_status_group
--- RUN_AT and PRIORITY without a status filter: no single index holds every job in run_at or
--- priority order (one would cost every claim and ack an entry), so each status group is read
--- through its own partial index, in order, and the groups are merged.
-(SELECT * FROM forge.jobs WHERE status = 'PENDING' {filters} {after}
- ORDER BY {order} LIMIT %(limit)s)
+-- RUN_AT and PRIORITY without a status filter: no index holds every job in those orders (one
+-- would cost every claim and ack an entry), so each status group is read through its own
+-- indexes, in order, by list_jobs or list_jobs_by_run_at, and the three are merged.
+({pending})
 UNION ALL
-(SELECT * FROM forge.jobs WHERE status = 'PROCESSING' {filters} {after}
- ORDER BY {order} LIMIT %(limit)s)
+({processing})
 UNION ALL
-(SELECT * FROM forge.jobs WHERE status IN ('COMPLETED', 'DEAD', 'CANCELLED') {filters} {after}
- ORDER BY {order} LIMIT %(limit)s)
+({done})
 ORDER BY {order}
-LIMIT %(limit)s;
+LIMIT %(limit)s
+
+-- name: group_pending
+AND status = 'PENDING'
+
+-- name: group_processing
+AND status = 'PROCESSING'
+
+-- name: group_done
+AND status IN ('COMPLETED', 'DEAD', 'CANCELLED')
 
 -- name: order_newest
 id DESC
