@@ -71,7 +71,10 @@ def test_openapi_follows_the_json_mapping_and_carries_comments(http: httpx.Clien
     assert "dead-letter queue" in schemas["forge.v1.Job.Status"]["description"]
 
     list_params = {p["name"]: p for p in doc["paths"]["/v1/jobs"]["get"]["parameters"]}
-    assert set(list_params) == {"status", "type", "page_size", "page_token"}
+    assert set(list_params) == {"status", "type", "page_size", "page_token", "type_prefix",
+                                "concurrency_key", "idempotency_key", "worker_id",
+                                "created_after", "created_before", "updated_after",
+                                "updated_before", "order", "query"}
     # The seed's bare answers are described as what they are.
     seed_post = doc["paths"]["/jobs"]["post"]["responses"]["200"]["content"]
     assert seed_post["application/json"]["schema"] == {"$ref": "#/components/schemas/forge.v1.Job"}

@@ -29,7 +29,7 @@ from forge_broker.maintenance import (
     WorkerRegistry,
 )
 from forge_broker.metrics import Metrics
-from forge_broker.models import AckItem, Lease, NewJob, NewSchedule
+from forge_broker.models import AckItem, JobFilter, Lease, NewJob, NewSchedule, Order
 from forge_broker.schedules import fire_key
 from forge_broker.store import Store
 
@@ -134,11 +134,11 @@ async def test_cleaner_deletes_finished_jobs_past_retention_and_keeps_the_rest(
         await completer.ack(AckItem(Lease(str(row.id), str(row.lease_token))))
     cleaner = Cleaner(store, retention_seconds=3600, interval=1)
     await cleaner.run()
-    assert len(await store.list_jobs(status=None, type=None, before=None, limit=10)) == 3
+    assert len(await store.list_jobs(JobFilter(), Order.NEWEST, None, 10)) == 3
     await asyncio.sleep(0.2)
     cleaner.retention_seconds = 0.1
     await cleaner.run()
-    [left] = await store.list_jobs(status=None, type=None, before=None, limit=10)
+    [left] = await store.list_jobs(JobFilter(), Order.NEWEST, None, 10)
     assert left.status == "PENDING"
 
 
@@ -162,7 +162,7 @@ async def test_a_service_failing_every_round_neither_stops_nor_delays_the_others
     (expiring, _), (acked, _) = await store.enqueue([job(), job()])
 
     async def rescued_and_cleaned() -> bool:
-        left = await store.list_jobs(status=None, type=None, before=None, limit=10)
+        left = await store.list_jobs(JobFilter(), Order.NEWEST, None, 10)
         return [(r.id, r.status) for r in left] == [(expiring.id, "PENDING")]
 
     # The worker registry's statements fail on every round from now on: its table is gone.

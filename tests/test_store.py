@@ -15,7 +15,17 @@ import pytest
 from forge_broker.completer import Completer
 from forge_broker.dispatch import Dispatcher
 from forge_broker.errors import FailedPrecondition, NotFound
-from forge_broker.models import AckItem, JobRow, JobStatus, Lease, NackItem, NewJob
+from forge_broker.models import (
+    AckItem,
+    JobFilter,
+    JobRow,
+    JobStatus,
+    Lease,
+    NackItem,
+    NewJob,
+    Order,
+    PageKey,
+)
 from forge_broker.sql import q, rows_by_name
 from forge_broker.store import LOCK_SPACE, Store, claim_statement
 
@@ -458,11 +468,12 @@ async def test_every_status_lists_newest_first_and_pages(store: Store, completer
     for status in ("PENDING", "PROCESSING", "COMPLETED", "CANCELLED", "DEAD"):
         expected = sorted((i for i, s in now.items() if s == status), reverse=True)
         listed: list[uuid.UUID] = []
-        before = None
-        while page := await store.list_jobs(status=status, type=None, before=before, limit=2):
+        after = None
+        where = JobFilter(status=JobStatus(status))
+        while page := await store.list_jobs(where, Order.NEWEST, after, 2):
             assert all(r.status == status for r in page)
             listed += [r.id for r in page]
-            before = page[-1].id
+            after = PageKey(page[-1].id)
         assert listed == expected, status
     assert sorted(now.values()) == sorted(["PENDING"] * 2 + ["PROCESSING"] * 3 + ["COMPLETED"] * 2
                                           + ["CANCELLED"])

@@ -48,6 +48,7 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = {
     "GetJob": frozenset({PRODUCER, ADMIN}),
     "ListJobs": frozenset({PRODUCER, ADMIN}),
     "Stats": frozenset({PRODUCER, ADMIN}),
+    "GetThroughput": frozenset({PRODUCER, ADMIN}),
     "WatchStats": frozenset({PRODUCER, ADMIN}),
     # queue settings and counts are read like Stats; changing them is the operators'
     "GetQueue": frozenset({PRODUCER, ADMIN}),

@@ -18,6 +18,7 @@ from forge_broker.models import (
     QueueSettings,
     ScheduleRow,
     Snapshot,
+    Throughput,
     TypeCounts,
 )
 from forge_broker.schedules import schedule_of
@@ -211,8 +212,7 @@ def stats(snap: Snapshot) -> pb.QueueStats:
         cancelled=snap.total("cancelled"),
         oldest_pending_age_seconds=snap.oldest_pending_age_seconds,
         types=[type_stats(t) for t in snap.types],
-        throughput=[pb.ThroughputPoint(minute=ts(m), completed=c, failed=f)
-                    for m, c, f in snap.throughput],
+        throughput=_points(snap.throughput),
         queue_wait=pb.QueueWait(p50_ms=snap.wait_p50_ms, p90_ms=snap.wait_p90_ms,
                                 p99_ms=snap.wait_p99_ms, count=snap.wait_count,
                                 window_seconds=snap.wait_window_seconds),
@@ -221,6 +221,17 @@ def stats(snap: Snapshot) -> pb.QueueStats:
                                last_seen=ts(w.last_seen), broker_id=w.broker_id)
                  for w in snap.workers],
     )
+
+
+def _points(series: list[tuple[datetime, int, int]]) -> list[pb.ThroughputPoint]:
+    return [pb.ThroughputPoint(minute=ts(m), completed=c, failed=f) for m, c, f in series]
+
+
+def throughput(t: Throughput) -> pb.ThroughputResponse:
+    return pb.ThroughputResponse(
+        types=[pb.TypeThroughput(type=name, points=_points(series)) for name, series in t.types],
+        queue_wait=[pb.WaitPoint(minute=ts(w.minute), p50_ms=w.p50_ms, p99_ms=w.p99_ms,
+                                 count=w.count) for w in t.queue_wait])
 
 
 def type_stats(t: TypeCounts) -> pb.TypeStats:

@@ -114,12 +114,43 @@ class NackOutcome:
 
 @dataclass(frozen=True)
 class JobFilter:
-    """Which jobs a bulk call acts on: those matching every field that is not None."""
+    """Which jobs a listing or a bulk call covers: those matching every field that is not None
+    (see ListJobsRequest and JobFilter in the proto). Each field is one filter_* fragment of
+    queries.sql, named after it."""
 
     type: str | None = None
     ids: list[uuid.UUID] | None = None
     older_than: float | None = None
     """Seconds a job has gone unchanged (PurgeDeadJobs only)."""
+    status: JobStatus | None = None
+    type_prefix: str | None = None
+    concurrency_key: str | None = None
+    idempotency_key: str | None = None
+    worker_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+    query: str | None = None
+    """A job id, idempotency key or concurrency key, matched exactly."""
+
+
+class Order(StrEnum):
+    """A listing's order (ListJobsRequest.Order); each is an order_* and an after_* fragment of
+    queries.sql, and the columns of its key."""
+
+    NEWEST = "newest"
+    OLDEST = "oldest"
+    RUN_AT = "run_at"
+    PRIORITY = "priority"
+
+
+class PageKey(NamedTuple):
+    """The order key of a page's last row, where the next page starts (the page token's)."""
+
+    id: uuid.UUID
+    run_at: datetime | None = None
+    priority: int | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +194,25 @@ class WorkerRow:
     in_flight: int
     connected_at: datetime
     last_seen: datetime
+
+
+@dataclass(frozen=True)
+class WaitPoint:
+    """One minute's queue wait (WaitPoint in the proto)."""
+
+    minute: datetime
+    p50_ms: float
+    p99_ms: float
+    count: int
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """What GetThroughput reports: per type, (minute, completed, failed) for each minute of the
+    window, oldest first; and each minute's queue wait."""
+
+    types: list[tuple[str, list[tuple[datetime, int, int]]]]
+    queue_wait: list[WaitPoint]
 
 
 @dataclass(frozen=True)

@@ -320,13 +320,144 @@ RETURNING j.id::text, j.status;
 SELECT * FROM forge.jobs WHERE id = %(id)s;
 
 -- name: list_jobs
--- Newest first, keyset-paged by id (ids are time-ordered).
+-- ListJobs (and ListDeadJobs), one keyset page. The broker composes in one filter_* fragment
+-- per filter set, so that the planner sees only the predicates that apply and picks the index
+-- for them (a generic `(x IS NULL OR ...)` form hides them); the order's after_* fragment from
+-- the second page on; and its order_* key (and a group_* fragment when this is one status
+-- group's part of list_jobs_by_status_group). Every order ends in id, so it is total and the
+-- keyset condition skips exactly the rows already listed. Indexes: NEWEST and OLDEST read the
+-- primary key, or jobs_by_status_idx (status, id) with a status; PRIORITY reads jobs_claim_idx
+-- for PENDING jobs and jobs_done_priority_idx for finished ones; PROCESSING jobs are read
+-- through jobs_lease_idx and sorted (as many as are in flight). RUN_AT of PENDING and
+-- finished jobs is list_jobs_by_run_at.
 SELECT * FROM forge.jobs
-WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
-  AND (%(type)s::text IS NULL OR type = %(type)s::text)
-  AND (%(before)s::uuid IS NULL OR id < %(before)s::uuid)
-ORDER BY id DESC
-LIMIT %(limit)s;
+WHERE true {group} {filters} {after}
+ORDER BY {order}
+LIMIT %(limit)s
+
+-- name: list_jobs_by_run_at
+-- RUN_AT of one status group (PENDING, or the finished statuses) through the group's PRIORITY
+-- index (priority DESC, run_at, id): an index in run_at order would cost each enqueue, or each
+-- ack, one more entry, where jobs of a queue have few distinct priorities. So: the distinct
+-- priorities, one index descent each (the recursive part); for each, its first jobs in
+-- (run_at, id) order, which the index holds in that order within one priority; the page is
+-- the first of those, merged.
+SELECT j.* FROM (
+  WITH RECURSIVE priorities AS (
+    (SELECT priority FROM forge.jobs WHERE true {group} ORDER BY priority DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT priority FROM forge.jobs
+            WHERE true {group} AND priority < priorities.priority
+            ORDER BY priority DESC LIMIT 1)
+    FROM priorities WHERE priorities.priority IS NOT NULL
+  )
+  SELECT priority FROM priorities WHERE priority IS NOT NULL
+) AS p
+CROSS JOIN LATERAL (
+  SELECT * FROM forge.jobs
+  WHERE true {group} AND priority = p.priority {filters} {after}
+  ORDER BY run_at, id
+  LIMIT %(limit)s
+) AS j
+ORDER BY j.run_at, j.id
+LIMIT %(limit)s
+
+-- name: list_jobs_by_status_group
+-- RUN_AT and PRIORITY without a status filter: no index holds every job in those orders (one
+-- would cost every claim and ack an entry), so each status group is read through its own
+-- indexes, in order, by list_jobs or list_jobs_by_run_at, and the three are merged.
+({pending})
+UNION ALL
+({processing})
+UNION ALL
+({done})
+ORDER BY {order}
+LIMIT %(limit)s
+
+-- name: group_pending
+AND status = 'PENDING'
+
+-- name: group_processing
+AND status = 'PROCESSING'
+
+-- name: group_done
+AND status IN ('COMPLETED', 'DEAD', 'CANCELLED')
+
+-- name: order_newest
+id DESC
+
+-- name: after_newest
+AND id < %(after_id)s
+
+-- name: order_oldest
+id
+
+-- name: after_oldest
+AND id > %(after_id)s
+
+-- name: order_run_at
+run_at, id
+
+-- name: after_run_at
+AND (run_at, id) > (%(after_run_at)s, %(after_id)s)
+
+-- name: order_priority
+priority DESC, run_at, id
+
+-- name: after_priority
+-- Two directions in one key, which a row comparison cannot say: spelled out, with the bound on
+-- priority alone first, so that the index walk starts at the last page's priority.
+AND priority <= %(after_priority)s
+AND (priority < %(after_priority)s OR (run_at, id) > (%(after_run_at)s, %(after_id)s))
+
+-- name: filter_status
+AND status = %(status)s
+
+-- name: filter_type
+AND type = %(type)s
+
+-- name: filter_type_prefix
+AND starts_with(type, %(type_prefix)s)
+
+-- name: filter_ids
+AND id = ANY(%(ids)s::uuid[])
+
+-- name: filter_concurrency_key
+AND concurrency_key = %(concurrency_key)s
+
+-- name: filter_idempotency_key
+AND idempotency_key = %(idempotency_key)s
+
+-- name: filter_worker_id
+AND worker_id = %(worker_id)s
+
+-- name: filter_created_after
+AND created_at >= %(created_after)s
+
+-- name: filter_created_before
+AND created_at < %(created_before)s
+
+-- name: filter_updated_after
+AND updated_at >= %(updated_after)s
+
+-- name: filter_updated_before
+AND updated_at < %(updated_before)s
+
+-- name: filter_older_than
+-- PurgeDeadJobs: dead (unchanged since) for longer than %(older_than)s seconds.
+AND updated_at < now() - %(older_than)s * interval '1 second'
+
+-- name: filter_query
+-- Search by key: each arm is an index lookup (jobs_idempotency_key_idx, jobs_key_idx).
+AND (idempotency_key = %(query)s OR concurrency_key = %(query)s)
+
+-- name: filter_query_id
+-- Search by a text that is also a job id: the primary key too.
+AND (id = %(query_id)s OR idempotency_key = %(query)s OR concurrency_key = %(query)s)
+
+-- name: count_matching
+-- A bulk call's dry run: how many jobs in its statuses the filter matches now.
+SELECT count(*) FROM forge.jobs WHERE status = ANY(%(statuses)s::text[]) {filters};
 
 -- name: cancel_job
 -- A running job's attempt ends with the cancel (finished_at); it is no failed attempt.
@@ -344,8 +475,9 @@ WHERE id = %(id)s AND status = 'DEAD'
 RETURNING *;
 
 -- name: retry_dead_jobs
--- RetryDeadJobs, one batch: up to %(limit)s DEAD jobs matching the filter (a NULL type or ids
--- matches any), after %(after)s in id order, back to PENDING as retry_dead_job does one. The
+-- RetryDeadJobs, one batch: up to %(limit)s DEAD jobs matching the filter (the broker composes
+-- in the filter_* fragments of the fields set, as for list_jobs), after %(after)s in id order,
+-- back to PENDING as retry_dead_job does one. The
 -- broker runs it again from the last id it changed until a batch changes none: each batch is its
 -- own short transaction, rows another statement holds are skipped rather than waited for, and
 -- the keyset walks jobs_by_status_idx once over the whole call, never again over the entries
@@ -358,8 +490,7 @@ WITH changed AS (
   WHERE id = ANY(ARRAY(
           SELECT id FROM forge.jobs
           WHERE status = 'DEAD' AND id > %(after)s::uuid
-            AND (%(type)s::text IS NULL OR type = %(type)s::text)
-            AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+            {filters}
           ORDER BY id
           LIMIT %(limit)s
           FOR UPDATE SKIP LOCKED))
@@ -369,18 +500,14 @@ WITH changed AS (
 SELECT count(*), max(id::text)::uuid FROM changed;
 
 -- name: purge_dead_jobs
--- PurgeDeadJobs, one batch, walked as retry_dead_jobs: DEAD jobs matching the filter and, with
--- %(older_than)s seconds, dead (unchanged since) for longer than that. The delete trigger keeps
--- the counters.
+-- PurgeDeadJobs, one batch, walked as retry_dead_jobs: DEAD jobs matching the filter (with
+-- older_than, filter_older_than among its fragments). The delete trigger keeps the counters.
 WITH gone AS (
   DELETE FROM forge.jobs
   WHERE id = ANY(ARRAY(
           SELECT id FROM forge.jobs
           WHERE status = 'DEAD' AND id > %(after)s::uuid
-            AND (%(type)s::text IS NULL OR type = %(type)s::text)
-            AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
-            AND (%(older_than)s::float8 IS NULL
-                 OR updated_at < now() - %(older_than)s::float8 * interval '1 second')
+            {filters}
           ORDER BY id
           LIMIT %(limit)s
           FOR UPDATE SKIP LOCKED))
@@ -397,8 +524,7 @@ SELECT count(*), max(id::text)::uuid FROM gone;
 WITH chosen AS MATERIALIZED (
   SELECT id, status FROM forge.jobs
   WHERE status IN ('PENDING', 'PROCESSING', 'DEAD') AND id > %(after)s::uuid
-    AND (%(type)s::text IS NULL OR type = %(type)s::text)
-    AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+    {filters}
   ORDER BY id
   LIMIT %(limit)s
   FOR UPDATE SKIP LOCKED
@@ -486,6 +612,26 @@ SELECT t.type,
        (SELECT min(run_at) FROM forge.jobs
         WHERE status = 'PENDING' AND type = t.type AND run_at > now()) AS next_run_at
 FROM unnest(%(types)s::text[]) AS t(type);
+
+-- name: throughput_by_type
+-- GetThroughput: attempts per type and minute over the last %(minutes)s minutes, the current
+-- one included (folded rollups and the deltas not folded yet).
+SELECT type, minute, sum(completed)::bigint AS completed, sum(failed)::bigint AS failed
+FROM (SELECT minute, type, completed, failed FROM forge.throughput
+      UNION ALL
+      SELECT minute, type, completed, failed FROM forge.throughput_deltas) AS t
+WHERE minute > date_trunc('minute', now()) - %(minutes)s * interval '1 minute'
+GROUP BY type, minute;
+
+-- name: queue_wait_by_minute
+-- GetThroughput: the queue-wait histogram of each minute over the last %(minutes)s minutes.
+SELECT minute, bucket_ms, sum(n)::bigint AS n
+FROM (SELECT minute, bucket_ms, n FROM forge.queue_wait
+      UNION ALL
+      SELECT minute, bucket_ms, n FROM forge.queue_wait_deltas) AS w
+WHERE minute > date_trunc('minute', now()) - %(minutes)s * interval '1 minute'
+GROUP BY minute, bucket_ms
+ORDER BY minute, bucket_ms;
 
 -- name: throughput_last_hour
 SELECT minute, sum(completed)::bigint AS completed, sum(failed)::bigint AS failed

@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
-from forge_broker import convert, validate
+from forge_broker import convert, paging, validate
 from forge_broker.batcher import Batcher
 from forge_broker.completer import Completer
 from forge_broker.dispatch import Dispatcher
@@ -30,12 +30,14 @@ from forge_broker.errors import (
 )
 from forge_broker.metrics import Metrics
 from forge_broker.models import (
+    JobFilter,
     JobRow,
     JobStatus,
     Lease,
     NackItem,
     NackOutcome,
     NewJob,
+    Order,
     TypeCounts,
 )
 from forge_broker.stats import StatsHub
@@ -305,11 +307,8 @@ class BrokerServicer(pb_grpc.BrokerServicer):
 
     @unary
     async def ListJobs(self, request: pb.ListJobsRequest, context: Ctx) -> pb.ListJobsResponse:
-        status = validate.job_status("status", request.status)
-        if request.type:
-            validate.check_type("type", request.type)
-        jobs, token = await self._page(status, request.type or None, request.page_size,
-                                       request.page_token)
+        where, order = validate.list_query(request)
+        jobs, token = await self._page(where, order, request.page_size, request.page_token)
         return pb.ListJobsResponse(jobs=jobs, next_page_token=token)
 
     @unary
@@ -324,9 +323,9 @@ class BrokerServicer(pb_grpc.BrokerServicer):
     @unary
     async def ListDeadJobs(self, request: pb.ListDeadJobsRequest,
                            context: Ctx) -> pb.ListDeadJobsResponse:
-        if request.type:
-            validate.check_type("type", request.type)
-        jobs, token = await self._page(JobStatus.DEAD, request.type or None, request.page_size,
+        where = JobFilter(status=JobStatus.DEAD, type=(
+            validate.check_type("type", request.type) if request.type else None))
+        jobs, token = await self._page(where, Order.NEWEST, request.page_size,
                                        request.page_token)
         return pb.ListDeadJobsResponse(jobs=jobs, next_page_token=token)
 
@@ -337,23 +336,38 @@ class BrokerServicer(pb_grpc.BrokerServicer):
     @unary
     async def RetryDeadJobs(self, request: pb.RetryDeadJobsRequest,
                             context: Ctx) -> pb.BulkResponse:
-        return pb.BulkResponse(count=await self.store.retry_dead_many(
-            validate.job_filter(request.filter)))
+        where = validate.job_filter(request.filter)
+        if request.dry_run:
+            return pb.BulkResponse(count=await self.store.count_matching(where,
+                                                                         validate.DEAD_ONLY))
+        return pb.BulkResponse(count=await self.store.retry_dead_many(where))
 
     @unary
     async def PurgeDeadJobs(self, request: pb.PurgeDeadJobsRequest,
                             context: Ctx) -> pb.BulkResponse:
-        return pb.BulkResponse(count=await self.store.purge_dead_many(
-            validate.purge_filter(request)))
+        where = validate.purge_filter(request)
+        if request.dry_run:
+            return pb.BulkResponse(count=await self.store.count_matching(where,
+                                                                         validate.DEAD_ONLY))
+        return pb.BulkResponse(count=await self.store.purge_dead_many(where))
 
     @unary
     async def CancelJobs(self, request: pb.CancelJobsRequest, context: Ctx) -> pb.BulkResponse:
         where = validate.cancel_filter(request)
         reason = validate.cancel_reason(request.reason)
+        if request.dry_run:
+            return pb.BulkResponse(count=await self.store.count_matching(where,
+                                                                         validate.UNFINISHED))
         count, running = await self.store.cancel_many(where, reason)
         self.dispatcher.settled(running)
         self.metrics.forget(running)
         return pb.BulkResponse(count=count)
+
+    @unary
+    async def GetThroughput(self, request: pb.GetThroughputRequest,
+                            context: Ctx) -> pb.ThroughputResponse:
+        return convert.throughput(await self.store.throughput(
+            validate.throughput_minutes(request)))
 
     @unary
     async def Stats(self, request: pb.StatsRequest, context: Ctx) -> pb.QueueStats:
@@ -437,12 +451,12 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         await self.store.delete_schedule(validate.check_type("name", request.name))
         return pb.DeleteScheduleResponse()
 
-    async def _page(self, status: JobStatus | None, type_: str | None, size: int,
+    async def _page(self, where: JobFilter, order: Order, size: int,
                     token: str) -> tuple[list[pb.Job], str]:
         limit = validate.page_size(size)
-        rows = await self.store.list_jobs(status=status, type=type_,
-                                     before=validate.page_token(token), limit=limit + 1)
-        next_token = str(rows[limit - 1].id) if len(rows) > limit else ""
+        rows = await self.store.list_jobs(where, order, paging.decode(token, order, where),
+                                          limit + 1)
+        next_token = paging.encode(order, where, rows[limit - 1]) if len(rows) > limit else ""
         return [convert.job(r) for r in rows[:limit]], next_token
 
 

@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from forge_broker import schedules
 from forge_broker.errors import FailedPrecondition, ForgeError, NotFound
-from forge_broker.ids import uuid7s
+from forge_broker.ids import parse_id, uuid7s
 from forge_broker.models import (
     AckItem,
     DueSchedule,
@@ -39,10 +39,14 @@ from forge_broker.models import (
     NackOutcome,
     NewJob,
     NewSchedule,
+    Order,
+    PageKey,
     QueueSettings,
     ScheduleRow,
     Snapshot,
+    Throughput,
     TypeCounts,
+    WaitPoint,
     WorkerRow,
 )
 from forge_broker.sql import q, rows_by_name
@@ -396,16 +400,26 @@ class Store:
             raise NotFound(f"job {job_id} not found")
         return row
 
-    async def list_jobs(self, *, status: JobStatus | None, type: str | None,
-                        before: uuid.UUID | None, limit: int) -> list[JobRow]:
-        """Up to ``limit`` jobs newest first, older than ``before`` when given."""
+    async def list_jobs(self, where: JobFilter, order: Order, after: PageKey | None,
+                        limit: int) -> list[JobRow]:
+        """Up to ``limit`` jobs ``where`` matches in ``order``, those after ``after`` (the last
+        row of the previous page) when given."""
+        statement, params = list_statement(where, order, after)
         async with self.pool.connection() as conn:
             async with conn.cursor(row_factory=_JOB_ROWS) as cur:
-                # Not prepared: a generic plan cannot pick the index for the optional filters.
-                await cur.execute(q("list_jobs"), {
-                    "status": status, "type": type, "before": before, "limit": limit},
-                    prepare=False)
+                # Not prepared: a plan made for one filter's values may not suit the next's.
+                await cur.execute(statement, {**params, "limit": limit}, prepare=False)
                 return await cur.fetchall()
+
+    async def count_matching(self, where: JobFilter, statuses: Sequence[JobStatus]) -> int:
+        """How many jobs in ``statuses`` ``where`` matches now (a bulk call's dry run)."""
+        names, params = filter_fragments(where)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_with_filters("count_matching", names),
+                                     {**params, "statuses": list(statuses)}, prepare=False)
+            row = await cur.fetchone()
+        assert row is not None  # an aggregate always answers one row
+        return int(row[0])
 
     async def cancel(self, job_id: uuid.UUID, reason: str | None) -> JobRow:
         async with self.pool.connection() as conn:
@@ -430,28 +444,28 @@ class Store:
     async def retry_dead_many(self, where: JobFilter) -> int:
         """RetryDeadJobs: every DEAD job ``where`` matches back to PENDING, in batches; how
         many."""
-        changed, _ = await self._in_batches(q("retry_dead_jobs"), where, {})
+        changed, _ = await self._in_batches("retry_dead_jobs", where, {})
         return changed
 
     async def purge_dead_many(self, where: JobFilter) -> int:
         """PurgeDeadJobs: delete every DEAD job ``where`` matches, in batches; how many."""
-        changed, _ = await self._in_batches(q("purge_dead_jobs"), where,
-                                            {"older_than": where.older_than})
+        changed, _ = await self._in_batches("purge_dead_jobs", where, {})
         return changed
 
     async def cancel_many(self, where: JobFilter, reason: str | None) -> tuple[int, list[str]]:
         """CancelJobs: cancel every unfinished job ``where`` matches, in batches; how many,
         and the ids of those that were PROCESSING."""
-        return await self._in_batches(q("cancel_jobs"), where, {"reason": reason})
+        return await self._in_batches("cancel_jobs", where, {"reason": reason})
 
-    async def _in_batches(self, statement: LiteralString, where: JobFilter,
+    async def _in_batches(self, name: str, where: JobFilter,
                           params: dict[str, Any]) -> tuple[int, list[str]]:
         """Run a bulk statement (see retry_dead_jobs) batch after batch, each in its own
         transaction, from the last id the previous one changed, until one changes nothing.
         Returns the rows changed in all and the ids a batch reported (cancel_jobs's running
         jobs). Cancelled between batches, what earlier batches did stays done."""
-        args = {**params, "type": where.type, "ids": where.ids, "limit": BULK_BATCH,
-                "after": uuid.UUID(int=0)}
+        names, filters = filter_fragments(where)
+        statement = _with_filters(name, names)
+        args = {**params, **filters, "limit": BULK_BATCH, "after": uuid.UUID(int=0)}
         total, reported = 0, list[str]()
         while True:
             async with self.pool.connection() as conn:
@@ -488,6 +502,28 @@ class Store:
                 await conn.execute(q("prune_rollups"))
                 await conn.execute(q("drop_empty_counts"))
         return True
+
+    async def throughput(self, minutes: int) -> Throughput:
+        """GetThroughput: attempts per type and minute, and the queue wait of each minute, over
+        the last ``minutes`` minutes (read from the per-minute rollups and their deltas)."""
+        async with self.pool.connection() as conn:
+            now = await _db_now(conn)
+            cur = await conn.execute(q("throughput_by_type"), {"minutes": minutes})
+            by_type: dict[str, dict[datetime, tuple[int, int]]] = {}
+            for type_, minute, done, failed in await cur.fetchall():
+                by_type.setdefault(type_, {})[minute] = (int(done), int(failed))
+            cur = await conn.execute(q("queue_wait_by_minute"), {"minutes": minutes})
+            histograms: dict[datetime, list[tuple[float, int]]] = {}
+            for minute, bound, n in await cur.fetchall():
+                histograms.setdefault(minute, []).append((float(bound), int(n)))
+        waits = []
+        for minute in _minutes(now, minutes):
+            histogram = histograms.get(minute, [])
+            total = sum(n for _, n in histogram)
+            waits.append(WaitPoint(minute, _percentile(histogram, total, 0.50),
+                                   _percentile(histogram, total, 0.99), total))
+        return Throughput(types=[(t, _series(now, minutes, by_type[t])) for t in sorted(by_type)],
+                          queue_wait=waits)
 
     # -- schedules -----------------------------------------------------------------------------
 
@@ -638,18 +674,11 @@ class Store:
             types.append(TypeCounts(type=type_, oldest_pending_age_seconds=age,
                                     queue=queues.get(type_), **fields))
 
-        this_minute = now.replace(second=0, microsecond=0)
-        series = []
-        for i in range(59, -1, -1):
-            minute = this_minute - timedelta(minutes=i)
-            done, failed = points.get(minute, (0, 0))
-            series.append((minute, done, failed))
-
         total = sum(n for _, n in histogram)
         return Snapshot(
             computed_at=now,
             types=types,
-            throughput=series,
+            throughput=_series(now, 60, points),
             wait_p50_ms=_percentile(histogram, total, 0.50),
             wait_p90_ms=_percentile(histogram, total, 0.90),
             wait_p99_ms=_percentile(histogram, total, 0.99),
@@ -657,6 +686,92 @@ class Store:
             wait_window_seconds=QUEUE_WAIT_WINDOW_SECONDS,
             workers=workers,
         )
+
+
+def filter_fragments(where: JobFilter) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The filter_* fragments (queries.sql) of the fields ``where`` sets, and their values.
+    A search text that is also a job id matches that job too (filter_query_id)."""
+    names: list[str] = []
+    params: dict[str, Any] = {}
+    for f in dataclasses.fields(where):
+        value = getattr(where, f.name)
+        if value is None:
+            continue
+        name = f.name
+        if name == "query" and (as_id := parse_id(value)) is not None:
+            name, params["query_id"] = "query_id", as_id
+        names.append(name)
+        params[f.name] = value
+    return tuple(names), params
+
+
+_GROUPS = {JobStatus.PENDING: "pending", JobStatus.PROCESSING: "processing",
+           JobStatus.COMPLETED: "done", JobStatus.DEAD: "done", JobStatus.CANCELLED: "done"}
+"""The status group (a group_* fragment of queries.sql) whose indexes hold each status's jobs."""
+
+
+def list_statement(where: JobFilter, order: Order, after: PageKey | None
+                   ) -> tuple[LiteralString, dict[str, Any]]:
+    """The statement listing a page for a filter, an order and the previous page's last row,
+    and its parameters (all but the limit)."""
+    names, params = filter_fragments(where)
+    if after is not None:
+        params.update(after_id=after.id, after_run_at=after.run_at, after_priority=after.priority)
+    group = None if where.status is None else _GROUPS[where.status]
+    return _list_statement(group, names, order, after is not None), params
+
+
+@cache
+def _list_statement(group: str | None, filters: tuple[str, ...], order: Order,
+                    paged: bool) -> LiteralString:
+    if group is None and order in (Order.RUN_AT, Order.PRIORITY):
+        # No status: each group through its own indexes, merged (list_jobs_by_status_group).
+        branches = {g: _list_part(g, filters, order, paged, merged=True)
+                    for g in ("pending", "processing", "done")}
+        return sql.SQL(q("list_jobs_by_status_group")).format(
+            order=sql.SQL(_fragment(f"order_{order}")), **branches).as_string()
+    return _list_part(group, filters, order, paged, merged=False).as_string()
+
+
+def _list_part(group: str | None, filters: tuple[str, ...], order: Order, paged: bool, *,
+               merged: bool) -> sql.Composed:
+    """list_jobs, or list_jobs_by_run_at for RUN_AT over a group with a PRIORITY index, with
+    the filters' and the order's fragments composed in, and the group's where the statement
+    reads the group as a whole (list_jobs_by_run_at's priorities, or one part of a merge)."""
+    skip_scan = order == Order.RUN_AT and group in ("pending", "done")
+    return sql.SQL(_fragment("list_jobs_by_run_at" if skip_scan else "list_jobs")).format(
+        group=sql.SQL(_fragment(f"group_{group}") if group and (skip_scan or merged) else ""),
+        filters=_fragments(filters),
+        after=sql.SQL(_fragment(f"after_{order}") if paged else ""),
+        order=sql.SQL(_fragment(f"order_{order}")))
+
+
+@cache
+def _with_filters(name: str, filters: tuple[str, ...]) -> LiteralString:
+    """Statement ``name`` with the filter_* fragments of ``filters`` composed in."""
+    return sql.SQL(q(name)).format(filters=_fragments(filters)).as_string()
+
+
+def _fragments(filters: tuple[str, ...]) -> sql.Composable:
+    return sql.SQL("\n").join(sql.SQL(_fragment(f"filter_{f}")) for f in filters)
+
+
+def _fragment(name: str) -> LiteralString:
+    """A fragment of queries.sql without its comment lines, so it may be composed in mid-line."""
+    return "\n".join(line for line in q(name).splitlines()
+                     if not line.lstrip().startswith("--"))
+
+
+def _minutes(now: datetime, count: int) -> list[datetime]:
+    """The starts of the last ``count`` minutes, oldest first, the current minute last."""
+    this_minute = now.replace(second=0, microsecond=0)
+    return [this_minute - timedelta(minutes=i) for i in range(count - 1, -1, -1)]
+
+
+def _series(now: datetime, count: int, points: dict[datetime, tuple[int, int]]
+            ) -> list[tuple[datetime, int, int]]:
+    """(minute, completed, failed) for each of the last ``count`` minutes, zeros included."""
+    return [(m, *points.get(m, (0, 0))) for m in _minutes(now, count)]
 
 
 @cache

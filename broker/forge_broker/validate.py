@@ -25,6 +25,7 @@ from forge_broker.models import (
     NackItem,
     NewJob,
     NewSchedule,
+    Order,
     QueueSettings,
 )
 from forge_common import structs
@@ -280,24 +281,73 @@ def page_size(value: int) -> int:
     return value
 
 
-def page_token(value: str) -> uuid.UUID | None:
-    if not value:
-        return None
-    parsed = parse_id(value)
-    if parsed is None:
-        raise InvalidArgument("page_token", "not a token returned by a previous page")
-    return parsed
+_ORDERS = {pb.ListJobsRequest.ORDER_UNSPECIFIED: Order.NEWEST,
+           pb.ListJobsRequest.NEWEST: Order.NEWEST, pb.ListJobsRequest.OLDEST: Order.OLDEST,
+           pb.ListJobsRequest.RUN_AT: Order.RUN_AT, pb.ListJobsRequest.PRIORITY: Order.PRIORITY}
+
+
+def list_query(req: pb.ListJobsRequest) -> tuple[JobFilter, Order]:
+    """ListJobs' filter and order."""
+    order = _ORDERS.get(req.order)
+    if order is None:
+        raise InvalidArgument("order", f"not a listing order: {req.order}")
+    where = JobFilter(
+        **_matching(req, ""),
+        worker_id=_key("worker_id", req.worker_id),
+        updated_after=_time(req, "updated_after", ""),
+        updated_before=_time(req, "updated_before", ""))
+    _range("", "updated_after", where.updated_after, "updated_before", where.updated_before)
+    return where, order
+
+
+def _matching(msg: pb.ListJobsRequest | pb.JobFilter, prefix: str) -> dict[str, Any]:
+    """The fields ListJobsRequest and JobFilter share, by the JobFilter field each sets; a
+    refusal names the field with ``prefix`` before it (``filter.``)."""
+    after = _time(msg, "created_after", prefix)
+    before = _time(msg, "created_before", prefix)
+    _range(prefix, "created_after", after, "created_before", before)
+    return {
+        "status": job_status(f"{prefix}status", msg.status),
+        "type": check_type(f"{prefix}type", msg.type) if msg.type else None,
+        "type_prefix": (check_type(f"{prefix}type_prefix", msg.type_prefix)
+                        if msg.type_prefix else None),
+        "concurrency_key": _key(f"{prefix}concurrency_key", msg.concurrency_key),
+        "idempotency_key": _key(f"{prefix}idempotency_key", msg.idempotency_key),
+        "created_after": after,
+        "created_before": before,
+        "query": _key(f"{prefix}query", msg.query),
+    }
+
+
+def _time(msg: Any, name: str, prefix: str) -> datetime | None:
+    return timestamp(f"{prefix}{name}", getattr(msg, name)) if msg.HasField(name) else None
+
+
+def _range(prefix: str, low_name: str, low: datetime | None, high_name: str,
+           high: datetime | None) -> None:
+    if low is not None and high is not None and low >= high:
+        raise InvalidArgument(f"{prefix}{low_name}", f"must be before {prefix}{high_name}")
 
 
 # -- bulk operations ---------------------------------------------------------------------------
 
-def job_filter(f: pb.JobFilter) -> JobFilter:
-    """A bulk call's filter; a refusal names the field under ``filter``."""
-    type_ = check_type("filter.type", f.type) if f.type else None
+DEAD_ONLY = (JobStatus.DEAD,)
+UNFINISHED = (JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.DEAD)
+"""The statuses the DLQ calls and CancelJobs act on."""
+_CANCEL_NARROWS_TO = (JobStatus.PENDING, JobStatus.PROCESSING)
+
+
+def job_filter(f: pb.JobFilter, allowed: Sequence[JobStatus] = DEAD_ONLY) -> JobFilter:
+    """A bulk call's filter; a refusal names the field under ``filter``. ``filter.status`` may
+    be one of ``allowed``: DEAD for the DLQ calls, PENDING or PROCESSING for CancelJobs."""
     if len(f.ids) > MAX_BATCH:
         raise InvalidArgument("filter.ids", f"at most {MAX_BATCH} ids, got {len(f.ids)}")
     ids = [job_id(f"filter.ids[{i}]", v) for i, v in enumerate(f.ids)] or None
-    return JobFilter(type_, ids)
+    where = JobFilter(ids=ids, **_matching(f, "filter."))
+    if where.status is not None and where.status not in allowed:
+        raise InvalidArgument("filter.status", "must be unset or "
+                              + " or ".join(str(s) for s in allowed) + " for this call")
+    return where
 
 
 def purge_filter(req: pb.PurgeDeadJobsRequest) -> JobFilter:
@@ -311,15 +361,30 @@ def purge_filter(req: pb.PurgeDeadJobsRequest) -> JobFilter:
 
 
 def cancel_filter(req: pb.CancelJobsRequest) -> JobFilter:
-    return _not_everything(job_filter(req.filter), req.all)
+    return _not_everything(job_filter(req.filter, _CANCEL_NARROWS_TO), req.all)
 
 
 def _not_everything(where: JobFilter, everything: bool) -> JobFilter:
     """An empty filter matches every job: refused unless the caller says so with ``all``."""
     if where == JobFilter() and not everything:
-        raise InvalidArgument("filter", "is empty, which would match every job: give a type "
-                                        "or ids (or older_than, to purge), or set all to true")
+        raise InvalidArgument("filter", "is empty, which would match every job: give a type, "
+                                        "ids or another filter field (or older_than, to purge), "
+                                        "or set all to true")
     return where
+
+
+MAX_THROUGHPUT_MINUTES = 120
+"""What the per-minute rollups keep (prune_rollups)."""
+
+
+def throughput_minutes(req: pb.GetThroughputRequest) -> int:
+    """GetThroughput's window in whole minutes (rounded up); absent or 0 means an hour."""
+    if not req.HasField("window"):
+        return 60
+    seconds = req.window.seconds + req.window.nanos / 1e9
+    if not 0 <= seconds <= MAX_THROUGHPUT_MINUTES * 60:
+        raise InvalidArgument("window", "must be from 0 to 2 hours (what the rollups keep)")
+    return math.ceil(seconds / 60) or 60
 
 
 # -- queues --------------------------------------------------------------------------------------

@@ -102,9 +102,30 @@ def schedule_message(name: str, type: str, payload: Mapping[str, Any] | None = N
     return schedule
 
 
-def bulk_filter(type: str | None, ids: Sequence[str]) -> pb.JobFilter:
-    """The JobFilter of a bulk call: jobs of ``type`` (None: any) among ``ids`` (empty: any)."""
-    return pb.JobFilter(type=type or "", ids=list(ids))
+def bulk_filter(type: str | None, ids: Sequence[str], *, type_prefix: str | None = None,
+                concurrency_key: str | None = None, idempotency_key: str | None = None,
+                created_after: datetime | None = None, created_before: datetime | None = None,
+                status: str | None = None, query: str | None = None) -> pb.JobFilter:
+    """The JobFilter of a bulk call: jobs matching every field given (None or empty: any), as
+    ListJobs with the same fields lists them."""
+    out = pb.JobFilter(type=type or "", ids=list(ids), type_prefix=type_prefix or "",
+                       concurrency_key=concurrency_key or "",
+                       idempotency_key=idempotency_key or "", status=status_value(status),
+                       query=query or "")
+    set_times(out, created_after=created_after, created_before=created_before)
+    return out
+
+
+def set_times(msg: pb.JobFilter | pb.ListJobsRequest, **times: datetime | None) -> None:
+    """Set each timestamp field of ``msg`` named in ``times`` whose value is not None."""
+    for name, value in times.items():
+        if value is not None:
+            getattr(msg, name).FromDatetime(value)
+
+
+def order_value(name: str | None) -> pb.ListJobsRequest.Order.ValueType:
+    """A ListJobs order by name (NEWEST, OLDEST, RUN_AT, PRIORITY; any case); None: NEWEST."""
+    return pb.ListJobsRequest.Order.Value(name.upper()) if name else pb.ListJobsRequest.NEWEST
 
 
 def status_value(name: str | None) -> pb.Job.Status.ValueType:

@@ -3,10 +3,12 @@
     forge enqueue email '{"to": "a@b.c"}' --priority 10
     forge get JOB_ID
     forge list --status DEAD --type email
-    forge cancel JOB_ID | forge cancel --type TYPE | forge cancel --all
+    forge list --type-prefix email. --since 1h --order oldest | forge list --query KEY_OR_ID
+    forge cancel JOB_ID | forge cancel --type TYPE [--dry-run] | forge cancel --all
     forge stats
-    forge dlq list | forge dlq retry JOB_ID | forge dlq retry --type TYPE | forge dlq retry --all
-    forge dlq purge --older-than 7d [--type TYPE] | forge dlq purge --all
+    forge dlq list | forge dlq retry JOB_ID | forge dlq retry --type TYPE [--dry-run]
+    forge dlq retry --all | forge dlq purge --older-than 7d [--type TYPE] [--dry-run]
+    forge dlq purge --all
     forge queue list | get TYPE | pause TYPE | resume TYPE
     forge queue set TYPE [--concurrency N] [--key-concurrency N] [--rate N/PERIOD]
     forge schedule put nightly --cron '0 3 * * *' --timezone Europe/Berlin --type report
@@ -32,7 +34,7 @@ import json
 import os
 import re
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from typing import Any, NoReturn, Protocol
 
@@ -141,11 +143,38 @@ def _rate(text: str) -> tuple[int, float]:
     return int(count), seconds.total_seconds()
 
 
+def _when(text: str) -> datetime:
+    """A time: ISO 8601 with an offset, or a period such as 1h or 7d, meaning that long ago."""
+    try:
+        return datetime.now(UTC) - _every(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        return _run_at(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r}; an ISO 8601 time with offset (2030-01-01T09:00:00+00:00) "
+            "or how long ago (30m, 12h, 7d)") from None
+
+
+_ORDERS = [n for n in pb.ListJobsRequest.Order.keys() if n != "ORDER_UNSPECIFIED"]
+
+
+def _order(text: str) -> str:
+    if text.upper() not in _ORDERS:
+        raise argparse.ArgumentTypeError(f"unknown order {text!r}; one of "
+                                         f"{', '.join(o.lower() for o in _ORDERS)}")
+    return text.upper()
+
+
 def _version() -> str:
     try:
         return version("forge-client")
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "unknown"
+
+
+_DRY_RUN = "change nothing: print how many jobs the call would change now"
 
 
 def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
@@ -179,17 +208,30 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     g = sub.add_parser("get", help="show a job")
     g.add_argument("id")
 
-    ls = sub.add_parser("list", help="list jobs, newest first")
+    ls = sub.add_parser("list", help="list jobs, newest first (or --order)")
     ls.add_argument("--status", type=_status, help="PENDING, PROCESSING, DEAD... (any case)")
     ls.add_argument("--type")
+    ls.add_argument("--type-prefix", help="only types starting with this, e.g. email.")
+    ls.add_argument("--key", help="only jobs with this concurrency key")
+    ls.add_argument("--idempotency-key", help="only the job with this idempotency key")
+    ls.add_argument("--worker", help="only jobs whose current or last attempt this worker leased")
+    ls.add_argument("--since", type=_when,
+                    help="only jobs created since: an ISO 8601 time with offset, or how long "
+                         "ago (30m, 12h, 7d)")
+    ls.add_argument("--until", type=_when, help="only jobs created before this (as --since)")
+    ls.add_argument("--order", type=_order, help="newest (default), oldest, run_at (soonest "
+                                                 "first) or priority (highest first)")
+    ls.add_argument("--query", help="search: a job id, idempotency key or concurrency key")
     ls.add_argument("--page-size", type=int, default=0)
-    ls.add_argument("--page-token", default="")
+    ls.add_argument("--page-token", default="",
+                    help="from the previous page, with the same filters and order")
 
     c = sub.add_parser("cancel", help="cancel a job, or every unfinished job of a type")
     c.add_argument("id", nargs="?")
     c.add_argument("--type", help="cancel every PENDING, PROCESSING or DEAD job of this type")
     c.add_argument("--all", action="store_true", help="cancel every unfinished job")
     c.add_argument("--reason", default="")
+    c.add_argument("--dry-run", action="store_true", help=_DRY_RUN)
 
     sub.add_parser("stats", help="queue statistics")
 
@@ -204,11 +246,13 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     dr.add_argument("id", nargs="?")
     dr.add_argument("--type", help="retry every dead job of this type")
     dr.add_argument("--all", action="store_true", help="retry every dead job")
+    dr.add_argument("--dry-run", action="store_true", help=_DRY_RUN)
     dp = dsub.add_parser("purge", help="delete dead jobs")
     dp.add_argument("--older-than", type=_every,
                     help="only jobs dead for longer than this: 30m, 12h, 7d")
     dp.add_argument("--type", help="only dead jobs of this type")
     dp.add_argument("--all", action="store_true", help="required when no other filter is given")
+    dp.add_argument("--dry-run", action="store_true", help=_DRY_RUN)
 
     qp = sub.add_parser("queue", help="queues: per-type pause and limits")
     qsub = qp.add_subparsers(dest="queue_command", required=True)
@@ -282,8 +326,12 @@ def _main(argv: list[str] | None) -> int:
             elif args.command == "get":
                 _print(client.get(args.id))
             elif args.command == "list":
-                _print(client.list(status=args.status, type=args.type, page_size=args.page_size,
-                                   page_token=args.page_token))
+                _print(client.list(
+                    status=args.status, type=args.type, page_size=args.page_size,
+                    page_token=args.page_token, type_prefix=args.type_prefix,
+                    concurrency_key=args.key, idempotency_key=args.idempotency_key,
+                    worker_id=args.worker, created_after=args.since, created_before=args.until,
+                    order=args.order, query=args.query))
             elif args.command == "cancel":
                 _print(_cancel(client, args))
             elif args.command == "stats":
@@ -297,7 +345,7 @@ def _main(argv: list[str] | None) -> int:
                                    page_token=args.page_token))
             elif args.dlq_command == "purge":
                 _print(client.purge_dead_jobs(type=args.type, older_than=args.older_than,
-                                              all=args.all))
+                                              all=args.all, dry_run=args.dry_run))
             else:
                 _print(_retry(client, args))
     except ForgeClientError as exc:
@@ -313,19 +361,24 @@ def _one_or_many(args: argparse.Namespace, command: str) -> bool:
         print(f"forge {command}: give JOB_ID, or --type or --all, not both "
               f"(see forge {command} --help)", file=sys.stderr)
         raise SystemExit(2)
+    if args.id is not None and args.dry_run:
+        print(f"forge {command}: --dry-run counts what --type or --all would change; not with "
+              "JOB_ID", file=sys.stderr)
+        raise SystemExit(2)
     return args.id is not None
 
 
 def _cancel(client: Client, args: argparse.Namespace) -> Message:
     if _one_or_many(args, "cancel"):
         return client.cancel(args.id, args.reason)
-    return client.cancel_jobs(type=args.type, all=args.all, reason=args.reason)
+    return client.cancel_jobs(type=args.type, all=args.all, reason=args.reason,
+                              dry_run=args.dry_run)
 
 
 def _retry(client: Client, args: argparse.Namespace) -> Message:
     if _one_or_many(args, "dlq retry"):
         return client.retry_dead(args.id)
-    return client.retry_dead_jobs(type=args.type)
+    return client.retry_dead_jobs(type=args.type, dry_run=args.dry_run)
 
 
 def _queue_command(client: Client, args: argparse.Namespace) -> Message:

@@ -34,9 +34,11 @@ from forge._calls import (
     default_target,
     enqueue_request,
     error_from,
+    order_value,
     queue_update,
     schedule_message,
     security_for,
+    set_times,
     status_value,
     trace_metadata,
     wait_ready,
@@ -102,11 +104,24 @@ class AsyncClient:
 
     async def list(
         self, *, status: str | None = None, type: str | None = None, page_size: int = 0,
-        page_token: str = "",
+        page_token: str = "", type_prefix: str | None = None,
+        concurrency_key: str | None = None, idempotency_key: str | None = None,
+        worker_id: str | None = None, created_after: datetime | None = None,
+        created_before: datetime | None = None, updated_after: datetime | None = None,
+        updated_before: datetime | None = None, order: str | None = None,
+        query: str | None = None,
     ) -> pb.ListJobsResponse:
-        """One page of jobs, newest first; ``status`` is a name such as ``"DEAD"``."""
-        req = pb.ListJobsRequest(status=status_value(status), type=type or "", page_size=page_size,
-                                 page_token=page_token)
+        """One page of the jobs matching every filter given, in ``order`` (``"NEWEST"``, the
+        default, ``"OLDEST"``, ``"RUN_AT"`` or ``"PRIORITY"``); ``status`` is a name such as
+        ``"DEAD"``; ``query`` finds a job id, idempotency key or concurrency key. A
+        ``page_token`` is read with the filters and order of the page that gave it."""
+        req = pb.ListJobsRequest(
+            status=status_value(status), type=type or "", page_size=page_size,
+            page_token=page_token, type_prefix=type_prefix or "",
+            concurrency_key=concurrency_key or "", idempotency_key=idempotency_key or "",
+            worker_id=worker_id or "", order=order_value(order), query=query or "")
+        set_times(req, created_after=created_after, created_before=created_before,
+                  updated_after=updated_after, updated_before=updated_before)
         return await self._call(self.stub.ListJobs, req)
 
     async def cancel(self, job_id: str, reason: str = "") -> pb.Job:
@@ -129,21 +144,28 @@ class AsyncClient:
         return await self._call(self.stub.RetryDeadJob, pb.RetryDeadJobRequest(id=job_id))
 
     async def retry_dead_jobs(
-        self, *, type: str | None = None, ids: Sequence[str] = (),
+        self, *, type: str | None = None, ids: Sequence[str] = (), dry_run: bool = False,
+        **matching: Any,
     ) -> pb.BulkResponse:
         """Send every DEAD job of ``type`` and/or ``ids`` (neither: all of them) back to the
-        queue; ``count`` says how many."""
-        req = pb.RetryDeadJobsRequest(filter=bulk_filter(type, ids))
+        queue; ``count`` says how many (with ``dry_run``, how many it would, changing
+        nothing). ``matching``: the other JobFilter fields (``type_prefix``,
+        ``concurrency_key``, ``idempotency_key``, ``created_after``, ``created_before``,
+        ``status``, ``query``), as ``list`` takes them."""
+        req = pb.RetryDeadJobsRequest(filter=bulk_filter(type, ids, **matching), dry_run=dry_run)
         return await self._call(self.stub.RetryDeadJobs, req, bulk=True)
 
     async def purge_dead_jobs(
         self, *, type: str | None = None, ids: Sequence[str] = (),
-        older_than: timedelta | float | None = None, all: bool = False,
+        older_than: timedelta | float | None = None, all: bool = False, dry_run: bool = False,
+        **matching: Any,
     ) -> pb.BulkResponse:
         """Delete every DEAD job of ``type`` and/or ``ids``, dead for longer than
-        ``older_than`` (a timedelta or seconds) if given; with none of them, ``all`` must be
-        True. ``count`` says how many went."""
-        req = pb.PurgeDeadJobsRequest(filter=bulk_filter(type, ids), all=all)
+        ``older_than`` (a timedelta or seconds) if given; with no filter at all, ``all`` must
+        be True. ``count`` says how many went (``dry_run``: would go). ``matching`` as for
+        ``retry_dead_jobs``."""
+        req = pb.PurgeDeadJobsRequest(filter=bulk_filter(type, ids, **matching), all=all,
+                                      dry_run=dry_run)
         if older_than is not None:
             req.older_than.FromTimedelta(older_than if isinstance(older_than, timedelta)
                                          else timedelta(seconds=older_than))
@@ -151,12 +173,24 @@ class AsyncClient:
 
     async def cancel_jobs(
         self, *, type: str | None = None, ids: Sequence[str] = (), all: bool = False,
-        reason: str = "",
+        reason: str = "", dry_run: bool = False, **matching: Any,
     ) -> pb.BulkResponse:
-        """Cancel every PENDING, PROCESSING or DEAD job of ``type`` and/or ``ids``; with
-        neither, ``all`` must be True. ``count`` says how many."""
-        req = pb.CancelJobsRequest(filter=bulk_filter(type, ids), all=all, reason=reason)
+        """Cancel every PENDING, PROCESSING or DEAD job of ``type`` and/or ``ids`` (with
+        ``status="PENDING"`` or ``"PROCESSING"`` among ``matching``, only those); with no
+        filter at all, ``all`` must be True. ``count`` says how many (``dry_run``: would be).
+        ``matching`` as for ``retry_dead_jobs``."""
+        req = pb.CancelJobsRequest(filter=bulk_filter(type, ids, **matching), all=all,
+                                   reason=reason, dry_run=dry_run)
         return await self._call(self.stub.CancelJobs, req, bulk=True)
+
+    async def throughput(self, window: timedelta | float | None = None) -> pb.ThroughputResponse:
+        """Attempts per type and minute, and each minute's queue wait, over the last
+        ``window`` (a timedelta or seconds; None: an hour; at most two hours)."""
+        req = pb.GetThroughputRequest()
+        if window is not None:
+            req.window.FromTimedelta(window if isinstance(window, timedelta)
+                                     else timedelta(seconds=window))
+        return await self._call(self.stub.GetThroughput, req)
 
     async def list_queues(self) -> pb.ListQueuesResponse:
         """Every type that has jobs or queue settings, by type."""
