@@ -394,9 +394,17 @@ try {
     const jobs = Array.from({ length: 30 }, (_, n) => ({ type, payload: { n }, runAt }));
     const r = await apiCall("POST", "/v1/jobs:batch", { jobs });
     check(r.status === 200, `batch enqueue answered ${r.status}: ${JSON.stringify(r.body)}`);
+    // The overview's Scheduled card lists them: pending, soonest run_at first.
+    await go("/");
+    await page.getByTestId("count-scheduled").click();
+    await page.waitForURL(/#\/jobs\?status=PENDING&order=RUN_AT$/);
+    await waitFor("the scheduled jobs in the list", async () => {
+      const types = await page.locator('[data-testid="jobs-table"] tbody tr td:nth-child(2)').allTextContents();
+      return types.filter((t) => t === type).length === 30;
+    });
     await go(`/jobs?status=PENDING&type=${type}&pageSize=25`);
-    await page.getByTestId("jobs-table").waitFor();
-    check(await page.getByTestId("next-page").isEnabled(), "the filter's jobs span more than one page");
+    // The previous list stays up until this one is in.
+    await waitFor("the filter's jobs to span more than one page", () => page.getByTestId("next-page").isEnabled());
     // The tab counts the type's pending jobs from the live stats (scheduled ones included).
     const pendingTab = page.getByTestId("tab-PENDING").getByTestId("tab-count");
     await waitFor("the Pending tab to count 30", async () => (await pendingTab.getAttribute("data-value")) === "30");

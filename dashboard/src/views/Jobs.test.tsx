@@ -53,6 +53,8 @@ describe("Jobs", () => {
     });
     expect(screen.getByTestId("filter-order")).toHaveValue("RUN_AT");
     expect(screen.getByTestId("worker-filter")).toHaveTextContent("Leased to worker w-1");
+    // What the overview's Scheduled card opens: no filter says "run_at in the future".
+    expect(screen.getByTestId("scheduled-note")).toHaveTextContent("the jobs runnable now, then the scheduled ones");
   });
 
   it("changes the order and the type from the form", async () => {

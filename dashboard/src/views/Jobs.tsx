@@ -99,6 +99,11 @@ export function Jobs() {
           Leased to worker <span className="mono">{filter.workerId}</span>
         </p>
       )}
+      {filter.status === "PENDING" && filter.order === "RUN_AT" && (
+        <p className="muted small" data-testid="scheduled-note">
+          Soonest run at first: the jobs runnable now, then the scheduled ones (run at in the future).
+        </p>
+      )}
       {searchError && (
         <div className="banner banner-error" role="alert">
           Cannot look the job up: {searchError}

@@ -7,6 +7,7 @@ import { ErrorBanner } from "../components/ErrorBanner";
 import { RelativeTime } from "../components/RelativeTime";
 import { useLiveStats } from "../hooks/stats";
 import { useNow } from "../hooks/useNow";
+import { shortId } from "../lib/format";
 
 // As many of a worker's running jobs as one page lists; its in-flight count says if there are more.
 const SHOWN = 100;
@@ -26,7 +27,7 @@ function InFlightJobs({ worker }: { worker: WorkerInfo }) {
       {q.data.jobs.map((j) => (
         <li key={j.id}>
           <Link to={`/jobs/${encodeURIComponent(j.id)}`} className="mono" title={j.id} data-job-id={j.id}>
-            {j.type} · {j.id.slice(0, 8)}…
+            {j.type} · {shortId(j.id)}
           </Link>
         </li>
       ))}
