@@ -432,9 +432,19 @@ try {
     const ids = r.body.jobs.map((j) => j.id);
     await waitFor("60 dead jobs of the type", async () => ((await apiCall("GET", `/v1/dlq?type=${type}&pageSize=500`)).body.jobs ?? []).length === 60, 30_000, 300);
 
-    await go(`/dlq?type=${type}`);
+    // Without a type the questions count the whole queue (the API takes both calls' bodies);
+    // declined, nothing changes.
+    await go("/dlq");
     await page.getByTestId("dlq-table").waitFor();
-    check(await page.getByTestId("next-page").isEnabled(), "the DLQ of the type spans more than one page");
+    for (const action of ["retry-matching", "purge-matching"]) {
+      await page.getByTestId(action).click();
+      const asked = await page.getByTestId(`${action}-question`).textContent();
+      check(/^(Retry|Delete) all \d+ dead jobs\?/.test(asked), `whole-queue question: ${asked}`);
+      await page.getByTestId(`${action}-no`).click();
+    }
+
+    await go(`/dlq?type=${type}`);
+    await waitFor("the DLQ of the type to span more than one page", () => page.getByTestId("next-page").isEnabled());
     fs.writeFileSync(FIX_FILE, "fixed\n");
     await page.getByTestId("retry-matching").click();
     const question = page.getByTestId("retry-matching-question");

@@ -165,11 +165,11 @@ export interface ListJobsParams {
   pageToken?: string;
 }
 
-/** A bulk call: `dryRun` answers how many it would change and changes nothing; `all` is the
- * API's consent to act on every job when the filter is empty. */
-async function bulk(path: string, filter: JobFilter, dryRun: boolean): Promise<number> {
+/** A bulk call: `dryRun` answers how many it would change and changes nothing. Purge and cancel
+ * refuse an empty filter without `all` (the consent to act on every job); retry has no `all`. */
+async function bulk(path: string, filter: JobFilter, dryRun: boolean, takesAll: boolean): Promise<number> {
   const empty = Object.values(filter).every((v) => v === undefined || v === "" || (Array.isArray(v) && v.length === 0));
-  const body: Record<string, unknown> = { filter, ...(dryRun ? { dryRun: true } : {}), ...(empty ? { all: true } : {}) };
+  const body: Record<string, unknown> = { filter, ...(dryRun ? { dryRun: true } : {}), ...(takesAll && empty ? { all: true } : {}) };
   return normalizeCount(await request("POST", path, body));
 }
 
@@ -231,17 +231,17 @@ export const api = {
 
   /** Retries every dead job `filter` matches; how many went (or, dry, would go) back to PENDING. */
   retryDeadJobs(filter: JobFilter, dryRun = false): Promise<number> {
-    return bulk("/v1/dlq:retry", filter, dryRun);
+    return bulk("/v1/dlq:retry", filter, dryRun, false);
   },
 
   /** Deletes every dead job `filter` matches; how many were (or would be) deleted. */
   purgeDeadJobs(filter: JobFilter, dryRun = false): Promise<number> {
-    return bulk("/v1/dlq:purge", filter, dryRun);
+    return bulk("/v1/dlq:purge", filter, dryRun, true);
   },
 
   /** Cancels every unfinished job `filter` matches; how many were (or would be) cancelled. */
   cancelJobs(filter: JobFilter, dryRun = false): Promise<number> {
-    return bulk("/v1/jobs:cancel", filter, dryRun);
+    return bulk("/v1/jobs:cancel", filter, dryRun, true);
   },
 
   /**

@@ -152,6 +152,17 @@ describe("DeadLetters, every dead job matching", () => {
     ]);
   });
 
+  it("retries the whole queue without a type, with no `all` (the retry call has none)", async () => {
+    const m = serveType(2);
+    renderApp(<DeadLetters />, { route: "/dlq" });
+    await screen.findByTestId("dlq-table");
+    await userEvent.click(screen.getByTestId("retry-matching"));
+    expect(await screen.findByTestId("retry-matching-question")).toHaveTextContent("Retry all 2 dead jobs?");
+    await userEvent.click(screen.getByTestId("retry-matching-yes"));
+    expect(await screen.findByTestId("retry-matching-outcome")).toHaveTextContent("2 jobs sent back to PENDING.");
+    expect(m.calls.filter((c) => c.path === "/v1/dlq:retry").map((c) => c.body)).toEqual([{ filter: {}, dryRun: true }, { filter: {} }]);
+  });
+
   it("keeps the jobs when the question is declined", async () => {
     const m = serveType(3);
     renderApp(<DeadLetters />, { route: "/dlq?type=email" });
