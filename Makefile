@@ -53,7 +53,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-pytest: setup dashboard chromium node-client
+pytest: setup dashboard chromium pgbouncer node-client
 	$(BIN)/python -m pytest
 
 # The fast tier: every test not marked `slow` (see pyproject.toml). Slow ones start many processes
@@ -99,6 +99,11 @@ dashboard-test: $(DASH_DEPS)
 # Debian's chromium for the browser tests, installed only when /usr/bin/chromium is missing.
 chromium:
 	$(DASH)/scripts/install-chromium.sh
+
+# Debian's pgbouncer for tests/test_pgbouncer.py, installed only when /usr/sbin/pgbouncer is missing.
+.PHONY: pgbouncer
+pgbouncer:
+	scripts/install-pgbouncer.sh
 
 e2e: setup dashboard chromium
 	$(BIN)/python -m pytest tests/test_dashboard_e2e.py

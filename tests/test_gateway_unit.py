@@ -357,7 +357,8 @@ def test_config_reads_the_connection_limits_and_the_token_digests() -> None:
      (["--max-connections", "0"], {}, "--max-connections"),
      ([], {"FORGE_GATEWAY_HEADER_TIMEOUT": "0"}, "--header-timeout"),
      (["--body-timeout", "nan"], {}, "--body-timeout"),
-     (["--keep-alive-timeout", "0.5"], {}, "--keep-alive-timeout")],
+     (["--keep-alive-timeout", "0.5"], {}, "--keep-alive-timeout"),
+     (["--broker", "127.0.0.1:1,127.0.0.1"], {}, "--broker: broker list entry '127.0.0.1'")],
 )
 def test_config_refuses_bad_values_naming_the_option(
     argv: list[str], env: dict[str, str], named: str, capsys: pytest.CaptureFixture[str]

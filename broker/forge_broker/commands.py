@@ -29,7 +29,7 @@ class Migrate:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         logging.getLogger("pgserver").setLevel(logging.WARNING)
         cfg = Config.from_env()
-        dsn = cfg.database_url or start_embedded(cfg.data_dir)
+        dsn = cfg.database_direct_url or cfg.database_url or start_embedded(cfg.data_dir)
         applied = migrate(dsn)
         print(json.dumps({"applied": applied, "version": latest_version()}))
         return 0

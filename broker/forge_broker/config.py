@@ -52,6 +52,10 @@ class Config:
 
     database_url: str | None = None
     """PostgreSQL DSN; None starts the embedded server with its data in ``data_dir``."""
+    database_direct_url: str | None = None
+    """A session connection to the same database, bypassing a pooler: LISTEN and the
+    migrations' session advisory lock use it. Set, it also says that ``database_url`` goes
+    through a transaction-mode pooler (see ``Store``); None: everything uses ``database_url``."""
     data_dir: Path = Path(".forge")
     host: str = "127.0.0.1"
     grpc_port: int = 50051
@@ -116,10 +120,13 @@ class Config:
     heartbeating none of its jobs, before it is closed; None: each stream's lease time."""
 
     def check(self) -> None:
-        """What from_env cannot see alone: TLS settings that only make sense together."""
+        """What from_env cannot see alone: settings that only make sense together."""
         if (self.tls_cert is None) != (self.tls_key is None):
             raise InvalidArgument("FORGE_TLS_CERT", "the certificate and FORGE_TLS_KEY go "
                                   "together (--tls-cert, --tls-key): set both or neither")
+        if self.database_direct_url is not None and self.database_url is None:
+            raise InvalidArgument("DATABASE_DIRECT_URL", "names the direct route to "
+                                  "DATABASE_URL's database: set DATABASE_URL too")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise InvalidArgument("FORGE_TLS_CLIENT_CA", "mutual TLS needs TLS: set "
                                   "FORGE_TLS_CERT and FORGE_TLS_KEY too")
@@ -133,6 +140,7 @@ class Config:
         received = _at_least(e, "FORGE_MAX_MESSAGE_BYTES", defaults.max_message_bytes, 1024 * 1024)
         return cls(
             database_url=e.get("DATABASE_URL") or None,
+            database_direct_url=e.get("DATABASE_DIRECT_URL") or None,
             data_dir=Path(e.get("FORGE_DATA_DIR") or defaults.data_dir),
             host=e.get("FORGE_HOST") or defaults.host,
             grpc_port=_int(e, "GRPC_PORT", defaults.grpc_port),

@@ -420,7 +420,7 @@ class Dispatcher:
         delay = 0.1
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self.store.dsn,
+                async with await psycopg.AsyncConnection.connect(self.store.direct_dsn,
                                                                  autocommit=True) as conn:
                     await conn.execute(f"LISTEN {QUEUES_CHANNEL}")
                     await conn.execute(f"LISTEN {CHANNEL}")

@@ -56,6 +56,9 @@ or the statement may succeed then (a deadlock, a serialization failure, a table 
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     psycopg.OperationalError,  # connection lost or refused, no pooled connection in time
     OSError,
+    # The server refused a write: a demoted (or fenced) primary. The store drops that
+    # connection, and the next one goes to the host that takes writes (see DATABASE_URL).
+    psycopg.errors.ReadOnlySqlTransaction,
 )
 """Failures a caller gets as UNAVAILABLE, worth retrying elsewhere or later. Narrower than
 DATABASE_ERRORS on purpose: an IntegrityError or a ProgrammingError is a broker bug that the

@@ -56,12 +56,13 @@ class Broker:
             self.dsn = cfg.database_url
         else:
             self.dsn = await asyncio.to_thread(start_embedded, cfg.data_dir)
-        applied = await asyncio.to_thread(migrate, self.dsn)
+        applied = await asyncio.to_thread(migrate, cfg.database_direct_url or self.dsn)
         if applied:
             log.info("database migrated to version %d", applied[-1])
         self.store = Store(self.dsn, min_size=cfg.pool_min, max_size=cfg.pool_max,
                            statement_timeout_ms=cfg.statement_timeout_ms,
-                           backoff_base=cfg.backoff_base, pool_timeout=cfg.pool_timeout)
+                           backoff_base=cfg.backoff_base, pool_timeout=cfg.pool_timeout,
+                           direct_dsn=cfg.database_direct_url)
         await self.store.open()
         self.dispatcher = Dispatcher(self.store, broker_id=cfg.broker_id,
                                      poll_seconds=cfg.poll_seconds,

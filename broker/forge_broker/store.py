@@ -10,7 +10,8 @@ import dataclasses
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, LiteralString, TypeVar
@@ -100,15 +101,43 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     set_json_loads(orjson.loads, conn)
 
 
+class _Pool(AsyncConnectionPool[psycopg.AsyncConnection[Any]]):
+    """The pool, except that a connection whose server refused a write as read-only is closed
+    rather than returned. That server was demoted or fenced (a primary turned standby keeps
+    no session, but one set to default_transaction_read_only keeps them all), so every later
+    write through the connection would fail too; the pool replaces it with a connection made
+    through the DSN, whose target_session_attrs=read-write picks the host that takes writes."""
+
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None  # noqa: ASYNC109 - the pool's own
+                         ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with super().connection(timeout) as conn:
+            try:
+                yield conn
+            except psycopg.errors.ReadOnlySqlTransaction:
+                await conn.close()
+                raise
+
+
 class Store:
     """Async access to one Forge database through a bounded connection pool."""
 
     def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10,
                  statement_timeout_ms: int = 30_000, backoff_base: float = 5.0,
-                 pool_timeout: float = 5.0) -> None:
+                 pool_timeout: float = 5.0, direct_dsn: str | None = None) -> None:
+        """``direct_dsn``, when given, is a session connection to the database ``dsn`` reaches
+        through a transaction-mode pooler (PgBouncer ``pool_mode = transaction``): LISTEN
+        uses it, and the pool then keeps no state in a server session, since each transaction
+        may run on a different one. So no server-side prepared statements (the next
+        transaction's server would not know them) and no ``options`` startup parameter
+        (PgBouncer refuses it; the statement timeout is then the role's or the database's)."""
         self.dsn = dsn
+        self.direct_dsn = direct_dsn or dsn
         self.backoff_base = backoff_base
-        self.pool = AsyncConnectionPool(
+        session: dict[str, Any] = (
+            {"prepare_threshold": None} if direct_dsn is not None
+            else {"options": f"-c statement_timeout={statement_timeout_ms}"})
+        self.pool = _Pool(
             dsn,
             min_size=min_size,
             max_size=max_size,
@@ -120,7 +149,7 @@ class Store:
             kwargs={
                 "connect_timeout": max(1, int(pool_timeout)),
                 "autocommit": True,
-                "options": f"-c statement_timeout={statement_timeout_ms}",
+                **session,
             },
         )
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from forge.security import ChannelSecurity, SecurityConfigError
+from forge.security import ChannelSecurity, SecurityConfigError, TargetError, channel_target
 from forge_common import jsonlog, settings
 from forge_common.exposure import exposure_problem
 from forge_common.tokens import TokenConfigError, digest, parse_tokens
@@ -107,6 +107,10 @@ class Config:
             broker_security.credentials()  # unreadable files are a bad option, said now
         except SecurityConfigError as err:
             parser.error(str(err))
+        try:
+            channel_target(ns.broker)  # a broker list with a bad entry too
+        except TargetError as err:
+            parser.error(f"--broker: {err}")
         if ns.static_dir and not Path(ns.static_dir).is_dir():
             parser.error(f"--static-dir: not a directory: {ns.static_dir}")
         return cls(broker=ns.broker, host=ns.host, port=ns.port, max_body=ns.max_body,
@@ -129,7 +133,8 @@ def _static_dir(raw: str | None) -> Path | None:
 
 # Flags whose variable supplies the default; a bad value from either exits 2 naming the flag.
 OPTIONS = (
-    settings.Option("--broker", "FORGE_BROKER", Config.broker, "broker gRPC target host:port"),
+    settings.Option("--broker", "FORGE_BROKER", Config.broker,
+                    "broker gRPC target host:port, or several: host1:port1,host2:port2"),
     settings.Option("--host", "FORGE_GATEWAY_HOST", Config.host, "address to listen on"),
     settings.Option("--port", "PORT", Config.port, "HTTP port", settings.port),
     settings.Option("--max-body", "FORGE_GATEWAY_MAX_BODY", DEFAULT_MAX_BODY,

@@ -25,6 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pg-stop-seconds", type=float, default=d.pg_stop_seconds,
                    help="how long PostgreSQL stays stopped (default %(default)s)")
     p.add_argument("--max-kills", type=int, default=None, help="at most this many SIGKILLs")
+    p.add_argument("--broker-kills", type=int, default=d.broker_kills,
+                   help="brokers SIGKILLed for good mid-drain; workers then dial every broker "
+                        "(default %(default)s)")
+    p.add_argument("--pooler", action="store_true",
+                   help="brokers reach PostgreSQL through PgBouncer in transaction mode")
     p.add_argument("--lease-seconds", type=int, default=None,
                    help="workers' lease (default: three times the stop plus 12 s)")
     p.add_argument("--max-xact-age", type=float, default=d.max_xact_age,
@@ -38,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(jobs=args.jobs, brokers=args.brokers, workers=args.workers, seed=args.seed,
                         concurrency=args.concurrency, job_ms=args.job_ms,
                         pg_stop_seconds=args.pg_stop_seconds, max_kills=args.max_kills,
+                        broker_kills=args.broker_kills, pooler=args.pooler,
                         lease_seconds=args.lease_seconds, max_xact_age=args.max_xact_age,
                         log_dir=args.log_dir)
     result = run(settings)

@@ -26,7 +26,10 @@ LIMITED_TYPE = "chaos.limited"
 """A share of the jobs has this type, whose queue has a concurrency limit of LIMIT."""
 LIMIT = 3
 TYPES = (JOB_TYPE, LIMITED_TYPE)
+WAKE_TYPE = "chaos.wake"
+"""The one job enqueued to idle workers after the drain, to time the wake-up (not counted)."""
 FAIL_MESSAGE = "chaos: this job fails by its own choice"
+FLAKY_MESSAGE = "chaos: a flaky job's first attempt fails; it is retried"
 WRITE_PATIENCE = 120.0
 """Seconds a handler keeps retrying its write while the database is away, then fails."""
 
@@ -71,11 +74,15 @@ def record(job: JobContext, exec_id: uuid.UUID, started: datetime) -> None:
             time.sleep(0.2)
 
 
+@handler(WAKE_TYPE)
 @handler(LIMITED_TYPE)
 @handler(JOB_TYPE)
 def chaos_job(job: JobContext) -> dict[str, Any]:
     """Works ``ms`` milliseconds, records its side effect, then succeeds (or, with ``fail``,
-    fails permanently: the only way a chaos job may end DEAD)."""
+    fails permanently: the only way a chaos job may end DEAD). With ``flaky``, its first
+    attempt fails at once, to be retried."""
+    if job.payload.get("flaky") and job.attempts == 1:
+        raise RuntimeError(FLAKY_MESSAGE)  # before any side effect: this attempt did nothing
     started = datetime.now(UTC)
     ms = float(job.payload.get("ms", 0))
     if ms > 0:

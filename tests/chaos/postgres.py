@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
+
+import psycopg
 
 from tests.support import free_port
 
@@ -57,6 +61,11 @@ class PgCluster:
             os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
             self.root.chmod(0o755)
 
+    @property
+    def run_as(self) -> pwd.struct_passwd | None:
+        """The unprivileged user the server runs as when we are root (else None: ourselves)."""
+        return self._user
+
     def dsn(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}?connect_timeout=3"
 
@@ -84,8 +93,46 @@ class PgCluster:
                 "fsync = off\n"
                 "full_page_writes = off\n"
                 "logging_collector = off\n"
+                # What a streaming standby needs of its primary (wal_level and hot_standby as
+                # PostgreSQL 15 has them by default, written out; a standby made by ``standby``
+                # copies them); initdb's pg_hba.conf already trusts replication from 127.0.0.1.
+                "wal_level = replica\n"
+                "max_wal_senders = 5\n"
+                "hot_standby = on\n"
             )
         return self
+
+    def standby(self, replica: PgCluster) -> PgCluster:
+        """Make ``replica`` (new, not initialised) a streaming standby of this running cluster
+        (``pg_basebackup -R -X stream``: its ``primary_conninfo`` names this one); not started.
+        The fast checkpoint: a spread one would hold the backup for minutes."""
+        replica._run("pg_basebackup", "-D", str(replica.data), "-R", "-X", "stream",
+                     "-c", "fast", "-d", f"host=127.0.0.1 port={self.port} user=postgres "
+                     f"application_name=standby-{replica.port}")
+        with (replica.data / "postgresql.conf").open("a") as conf:  # the last setting wins
+            conf.write(f"port = {replica.port}\nunix_socket_directories = '{replica.root}'\n")
+        return replica
+
+    def promote(self) -> None:
+        """End recovery: this standby becomes a primary that accepts writes. By SQL, not
+        ``pg_ctl promote``: run as root, ``_run`` forks (no vfork when the child changes user),
+        and a pg_ctl forked while gRPC threads were busy was seen to die of SIGSEGV (gRPC's
+        fork handlers run in the child)."""
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute("SELECT pg_promote(wait => true, wait_seconds => 60)")
+
+    def crash(self) -> None:
+        """What ``stop("immediate")`` does, without forking (see ``promote``): SIGQUIT to the
+        postmaster, which kills every server process at once; returns once it has exited (its
+        pid file gone: what ``pg_ctl -w`` waits for too)."""
+        pid_file = self.data / "postmaster.pid"
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, signal.SIGQUIT)
+        deadline = time.monotonic() + 30
+        while pid_file.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"postmaster {pid} still running 30 s after SIGQUIT")
+            time.sleep(0.01)
 
     def start(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")

@@ -19,11 +19,12 @@ class Broker(BrokerProcess):
 
 
 class Worker(WorkerdProcess):
-    """A workerd process; ``worker_id`` is unique per process so side effects name their runner."""
+    """A workerd process; ``worker_id`` is unique per process so side effects name their runner.
+    ``target`` is its broker's, or every broker's (``h1:p1,h2:p2``)."""
 
-    def __init__(self, worker_id: str, broker: Broker, log_dir: Path, *, effects_dsn: str,
+    def __init__(self, worker_id: str, target: str, log_dir: Path, *, effects_dsn: str,
                  concurrency: int, lease_seconds: int) -> None:
-        super().__init__(broker.target, worker_id, effects_dsn=effects_dsn, concurrency=concurrency,
+        super().__init__(target, worker_id, effects_dsn=effects_dsn, concurrency=concurrency,
                          lease_seconds=lease_seconds, handlers="tests.chaos.handlers",
                          log=log_dir / f"{worker_id}.log")
         self.env = {"CHAOS_EFFECTS_DSN": effects_dsn}

@@ -4,7 +4,12 @@ Its own PostgreSQL cluster (which it stops and starts), ``brokers`` broker proce
 ``workers`` workerd processes split between them. It enqueues ``jobs`` jobs, then while they
 drain a driver SIGKILLs random workers at random intervals (starting a replacement each time),
 restarts a broker, crash-restarts PostgreSQL, and stops PostgreSQL for ``pg_stop_seconds``
-(asking every broker for a job and to enqueue one meanwhile: each must answer UNAVAILABLE).
+(asking every broker for a job and to enqueue one meanwhile: each must answer UNAVAILABLE),
+and SIGKILLs ``broker_kills`` brokers for good (workers then dial every broker, and those on a
+killed one must carry on through the others). With ``pooler``, the brokers reach PostgreSQL
+through a PgBouncer in transaction mode (LISTEN and migrations directly); ``schedule_every``
+keeps a schedule firing during the drain, and ``wake_probe`` times one job enqueued to the idle
+workers afterwards (NOTIFY, not the poll, should start it).
 One job in ``limited_every`` has a type whose queue has a concurrency limit.
 A sampler records the age of the oldest open transaction every second, and how many jobs of
 the limited type are PROCESSING five times a second. At the end the checks
@@ -17,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +39,8 @@ from forge.client import Client, enqueue_request
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
 from tests.chaos.checks import Findings, check
-from tests.chaos.handlers import JOB_TYPE, LIMIT, LIMITED_TYPE, TABLE_DDL, TYPES
+from tests.chaos.handlers import JOB_TYPE, LIMIT, LIMITED_TYPE, TABLE_DDL, TYPES, WAKE_TYPE
+from tests.chaos.pgbouncer import PgBouncer
 from tests.chaos.postgres import PgCluster
 from tests.chaos.procs import Broker, Worker
 from tests.support import free_port
@@ -41,6 +48,9 @@ from tests.support import free_port
 DATABASE = "forge_chaos"
 APP_NAME = "forge-chaos"
 ENQUEUE_BATCH = 1000
+RECONNECTED = re.compile(r"reconnected to broker .* after ([0-9.]+)s")
+SCHEDULE_TYPE = "chaos.tick"
+"""The type of the scheduled jobs: no worker runs them, they only count fires."""
 
 
 @dataclass
@@ -55,6 +65,8 @@ class Settings:
     fail_every: int = 100
     """Every Nth job fails permanently by its handler's choice (0: none)."""
     max_retries: int = 10
+    flaky_every: int = 0
+    """Every Nth job (never one that fails or is limited) fails its first attempt (0: none)."""
     limited_every: int = 10
     """Every Nth job (never one that fails) is of the limited type (0: none)."""
     kill_interval: tuple[float, float] = (1.0, 4.0)
@@ -64,6 +76,15 @@ class Settings:
     broker_restarts: int = 1
     pg_restarts: int = 1
     pg_stop_seconds: float = 10.0
+    broker_kills: int = 0
+    """Brokers SIGKILLed mid-drain and left dead; workers then dial every broker."""
+    pooler: bool = False
+    """Brokers' DATABASE_URL through PgBouncer (transaction mode), DATABASE_DIRECT_URL direct."""
+    schedule_every: float = 0.0
+    """Seconds between fires of a schedule put before the drain (0: none)."""
+    wake_probe: bool = False
+    broker_env: dict[str, str] = field(default_factory=dict)
+    """Laid over the brokers' environment."""
     lease_seconds: int | None = None
     """Default: long enough that leases outlive the PostgreSQL stop (heartbeats every third)."""
     max_xact_age: float = 5.0
@@ -84,6 +105,18 @@ class Kill:
     worker_id: str
     pid: int
     at: datetime
+
+
+@dataclass
+class BrokerKill:
+    broker: str
+    at: datetime
+    workers: list[str]
+    """The workers with a lease stream on it when it was killed."""
+    runs_after: dict[str, int] = field(default_factory=dict)
+    """Executions each of those workers started after the kill, through the other brokers."""
+    reconnect_seconds: dict[str, float] = field(default_factory=dict)
+    """How long each of those workers was disconnected, from its log."""
 
 
 @dataclass
@@ -110,6 +143,7 @@ class Record:
     events: list[Event] = field(default_factory=list)
     probes: list[Probe] = field(default_factory=list)
     broker_restarts: int = 0
+    broker_kills: list[BrokerKill] = field(default_factory=list)
     pg_restarts: int = 0
     pg_stops: int = 0
     xact_samples: int = 0
@@ -120,6 +154,11 @@ class Record:
     enqueue_seconds: float = 0.0
     drain_seconds: float = 0.0
     drained: bool = False
+    schedule_fires: int = 0
+    retried: int = 0
+    """Jobs that ran more than one attempt (a failed one, or a lease rescued from a killed worker)."""
+    wake_seconds: float | None = None
+    """From enqueue to lease of the job enqueued to idle workers (database clock)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -151,6 +190,7 @@ class Run:
         self.log_dir = Path(".")
         self.drain_started = time.monotonic()
         self.brokers: list[Broker] = []
+        self.bouncer: PgBouncer | None = None
         self.workers: list[Worker] = []  # the current process of each worker slot
         self.generation = 0
         self.started = time.monotonic()
@@ -184,8 +224,16 @@ class Run:
                    "FORGE_POLL_INTERVAL": "1", "FORGE_STATS_INTERVAL": "0.5",
                    "FORGE_POOL_TIMEOUT": "1", "FORGE_POOL_MAX": "20",
                    "FORGE_RETENTION": str(7 * 86400),
-                   "FORGE_METRICS_PORT": "0"}  # brokers side by side: no shared metrics port
-            self.brokers = [Broker(i, self.dsn, free_port(), log_dir, env) for i in range(s.brokers)]
+                   "FORGE_METRICS_PORT": "0",  # brokers side by side: no shared metrics port
+                   **s.broker_env}
+            broker_dsn = self.dsn
+            if s.pooler:
+                self.bouncer = PgBouncer(self.cluster).start()
+                broker_dsn = self.bouncer.dsn(DATABASE)
+                env["DATABASE_DIRECT_URL"] = self.dsn
+                self.say(f"PgBouncer (transaction mode) on port {self.bouncer.port}")
+            self.brokers = [Broker(i, broker_dsn, free_port(), log_dir, env)
+                            for i in range(s.brokers)]
             self.brokers[0].start()  # migrates; the others find the schema in place
             with ThreadPoolExecutor() as pool:
                 list(pool.map(lambda b: b.start(), self.brokers[1:]))
@@ -200,6 +248,8 @@ class Run:
 
             with Client(self.brokers[0].target) as client:
                 client.update_queue(LIMITED_TYPE, concurrency_limit=LIMIT)
+                if s.schedule_every:
+                    client.put_schedule("chaos-tick", SCHEDULE_TYPE, every=s.schedule_every)
             self.enqueue()
             threads = [threading.Thread(target=self.sample, name="sampler", daemon=True),
                        threading.Thread(target=self.kill_loop, name="killer", daemon=True)]
@@ -212,6 +262,9 @@ class Run:
                 self.finished.set()
                 for t in threads:
                     t.join(30)
+            if s.wake_probe:
+                self.probe_wake()
+            self.count_outcomes()
             self.say("checking")
             with psycopg.connect(self.dsn, autocommit=True) as conn:  # kept for a post-mortem
                 conn.execute("CREATE TABLE chaos_kills (worker_id text, pid int, at timestamptz)")
@@ -226,6 +279,8 @@ class Run:
                 w.stop()
             for b in self.brokers:
                 b.stop()
+            if self.bouncer is not None:
+                self.bouncer.stop()
             if findings is not None and not findings.violations and s.log_dir is None:
                 self.cluster.destroy()
             else:
@@ -237,8 +292,9 @@ class Run:
     def new_worker(self, slot: int) -> Worker:
         """Start a workerd process for ``slot``; slots are split between the brokers."""
         self.generation += 1
-        broker = self.brokers[slot % len(self.brokers)]
-        return Worker(f"w{slot}-g{self.generation}", broker, self.log_dir, effects_dsn=self.dsn,
+        target = (",".join(b.target for b in self.brokers) if self.s.broker_kills
+                  else self.brokers[slot % len(self.brokers)].target)
+        return Worker(f"w{slot}-g{self.generation}", target, self.log_dir, effects_dsn=self.dsn,
                       concurrency=self.s.concurrency, lease_seconds=self.lease_seconds).start()
 
     def enqueue(self) -> None:
@@ -254,6 +310,8 @@ class Run:
                         payload["fail"] = True
                     elif s.limited_every and n % s.limited_every == s.limited_every // 2:
                         type_ = LIMITED_TYPE
+                    elif s.flaky_every and n % s.flaky_every == 0:
+                        payload["flaky"] = True
                     reqs.append(enqueue_request(type_, payload, max_retries=s.max_retries))
                 self.job_ids += [j.id for j in client.enqueue_batch(reqs)]
         self.rec.enqueue_seconds = time.monotonic() - t0
@@ -308,6 +366,7 @@ class Run:
         s = self.s
         plan: list[tuple[str, Callable[[], None]]] = (
             [("broker restart", self.restart_broker)] * s.broker_restarts
+            + [("broker kill", self.kill_broker)] * s.broker_kills
             + [("postgres crash-restart", self.restart_postgres)] * s.pg_restarts
             + ([("postgres stop", self.stop_postgres)] if s.pg_stop_seconds > 0 else []))
         for i, (name, action) in enumerate(plan):
@@ -326,6 +385,56 @@ class Run:
         broker.stop()
         broker.start()
         self.rec.broker_restarts += 1
+
+    def kill_broker(self) -> None:
+        """SIGKILL the live broker holding the most lease streams; it stays dead."""
+        with self.connect() as conn:
+            rows = conn.execute("SELECT broker_id, array_agg(DISTINCT worker_id)"
+                                " FROM forge.workers GROUP BY 1").fetchall()
+        killed = {k.broker for k in self.rec.broker_kills}
+        streams = {str(b): list(ws) for b, ws in rows if b not in killed}
+        victim = max((b for b in self.brokers if b.name not in killed and b.alive),
+                     key=lambda b: len(streams.get(b.name, [])))
+        at = datetime.now(UTC)
+        victim.kill9()
+        self.rec.broker_kills.append(BrokerKill(victim.name, at, streams.get(victim.name, [])))
+        self.say(f"SIGKILL {victim.name}, which served {streams.get(victim.name, [])}")
+
+    def count_outcomes(self) -> None:
+        """What the checks do not count: runs after broker kills, schedule fires, retries."""
+        with self.connect() as conn:
+            for k in self.rec.broker_kills:
+                rows = conn.execute("SELECT worker_id, count(*) FROM chaos_effects"
+                                    " WHERE worker_id = ANY(%s) AND started_at > %s GROUP BY 1",
+                                    (k.workers, k.at)).fetchall()
+                k.runs_after = {w: 0 for w in k.workers} | {str(w): int(n) for w, n in rows}
+                for w in self.workers:
+                    found = RECONNECTED.search(w.log_text()) if w.worker_id in k.workers else None
+                    if found:
+                        k.reconnect_seconds[w.worker_id] = float(found.group(1))
+            row = conn.execute("SELECT count(*) FILTER (WHERE type = %s),"
+                               " count(*) FILTER (WHERE type = ANY(%s) AND attempts > 1)"
+                               " FROM forge.jobs", (SCHEDULE_TYPE, list(TYPES))).fetchone()
+            assert row is not None
+            self.rec.schedule_fires, self.rec.retried = int(row[0]), int(row[1])
+
+    def probe_wake(self) -> None:
+        """With the workers idle (the queue drained, a second's pause), one job: how long from
+        its enqueue to its lease, by the database clock."""
+        live = [b for b in self.brokers if b.alive]
+        time.sleep(1.0)
+        with Client(live[0].target) as client:
+            job = client.enqueue(WAKE_TYPE, {"n": -1})
+        deadline = time.monotonic() + 30
+        with self.connect() as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute("SELECT extract(epoch FROM leased_at - created_at)::float8"
+                                   " FROM forge.jobs WHERE id = %s AND leased_at IS NOT NULL",
+                                   (job.id,)).fetchone()
+                if row is not None:
+                    self.rec.wake_seconds = float(row[0])
+                    return
+                time.sleep(0.05)
 
     def restart_postgres(self) -> None:
         assert self.cluster is not None
@@ -424,6 +533,16 @@ class Run:
         s, rec, v = self.s, self.rec, findings.violations
         if not rec.drained:
             v.append(f"the queue did not drain within {s.drain_timeout:g}s")
+        if len(rec.broker_kills) != s.broker_kills:
+            v.append(f"broker kills: {len(rec.broker_kills)}, planned {s.broker_kills}")
+        for k in rec.broker_kills:
+            if not k.workers:
+                v.append(f"{k.broker} had no worker when it was killed: it tested nothing")
+            stuck = [w for w, n in k.runs_after.items() if n == 0]
+            if stuck:
+                v.append(f"{stuck} ran nothing after {k.broker}, their broker, was killed")
+        if s.wake_probe and rec.wake_seconds is None:
+            v.append("the job enqueued to idle workers was not leased within 30 s")
         if rec.broker_restarts != s.broker_restarts:
             v.append(f"broker restarts: {rec.broker_restarts}, planned {s.broker_restarts}")
         if rec.pg_restarts != s.pg_restarts:
@@ -463,9 +582,11 @@ def summary(result: Result) -> str:
         f"{rec.enqueue_seconds:.1f}s)",
         f"  kills (SIGKILL)     {len(rec.kills):>8}",
         f"  broker restarts     {rec.broker_restarts:>8}",
+        *(f"  broker killed       {k.broker:>8}  (its workers ran {k.runs_after} jobs after; "
+          f"reconnected after {k.reconnect_seconds} s)" for k in rec.broker_kills),
         f"  postgres restarts   {rec.pg_restarts:>8}  (crash: pg_ctl stop -m immediate, start)",
         f"  postgres stops      {rec.pg_stops:>8}  ({s.pg_stop_seconds:g}s; brokers answered {answered})",
-        f"  executions          {f.executions:>8}",
+        f"  executions          {f.executions:>8}  ({rec.retried} jobs took more than one attempt)",
         f"  duplicates          {f.duplicates:>8}  ({f.duplicates_explained} of them after their "
         f"worker was killed mid-job)",
         f"  lost                {f.lost:>8}",
@@ -475,6 +596,12 @@ def summary(result: Result) -> str:
         f"  oldest transaction  {rec.max_xact_age:>8.2f}s max over {rec.xact_samples} samples "
         f"({rec.xact_missed} missed while PostgreSQL was down; limit {s.max_xact_age:g}s)",
     ]
+    if s.pooler:
+        lines.append("  through PgBouncer   transaction mode (LISTEN and migrations direct)")
+    if s.schedule_every:
+        lines.append(f"  schedule fires      {rec.schedule_fires:>8}  (every {s.schedule_every:g}s)")
+    if rec.wake_seconds is not None:
+        lines.append(f"  idle wake-up        {rec.wake_seconds:>8.3f}s from enqueue to lease")
     if rec.max_xact_query:
         lines.append(f"    oldest was: {rec.max_xact_query[:150]}")
     if result.violations:

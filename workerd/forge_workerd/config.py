@@ -15,7 +15,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from forge.security import ChannelSecurity, SecurityConfigError
+from forge.security import ChannelSecurity, SecurityConfigError, TargetError, channel_target
 from forge_common import settings
 from forge_workerd.errors import ConfigError
 
@@ -24,7 +24,8 @@ DEFAULT_HANDLERS = ("forge_workerd.demo",)
 
 # The options with a variable behind them, read as text: Config.build checks them.
 OPTIONS = (
-    settings.Option("--broker", "FORGE_BROKER", DEFAULT_BROKER, "broker host:port"),
+    settings.Option("--broker", "FORGE_BROKER", DEFAULT_BROKER,
+                    "broker host:port, or several: host1:port1,host2:port2"),
     settings.Option("--types", "WORKERD_TYPES", "",
                     "comma-separated job types to lease (default: every type with a handler)"),
     settings.Option("--concurrency", "WORKERD_CONCURRENCY", "8", "jobs run at once, 1 to 1000"),
@@ -55,7 +56,7 @@ class Config:
     """Everything workerd can be told."""
 
     broker: str = DEFAULT_BROKER
-    """The broker's gRPC target, host:port."""
+    """The broker's gRPC target: host:port, or several (``h1:p1,h2:p2``) to fail over between."""
     types: tuple[str, ...] = ()
     """Job types to lease; empty means every type that has a handler."""
     concurrency: int = 8
@@ -145,8 +146,13 @@ def _names(raw: str) -> tuple[str, ...]:
 
 
 def _broker(raw: str) -> str:
+    """host:port, a gRPC target URI, or a comma-separated list of brokers (each host:port)."""
     if not raw.strip():
         raise settings.SettingError("--broker", "must be host:port")
+    try:
+        channel_target(raw.strip())
+    except TargetError as exc:
+        raise settings.SettingError("--broker", str(exc)) from None
     return raw.strip()
 
 

@@ -1,4 +1,5 @@
-"""How a Forge process dials the broker: a bearer token and TLS (optionally mutual).
+"""How a Forge process dials the broker: a bearer token, TLS (optionally mutual), and one
+broker or a list of them (see "targets" below).
 
 Used by the Python client, the ``forge`` CLI, workerd and the gateway, so every one of them
 reads the same variables the same way:
@@ -15,7 +16,11 @@ Nothing set means exactly the old behaviour: an insecure channel with no interce
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import re
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +120,7 @@ class ChannelSecurity:
     def channel(self, target: str, options: Options | None = None) -> grpc.Channel:
         """A blocking channel to ``target``."""
         creds = self.credentials()
-        opts = _with_defaults(options)
+        target, opts = _dial(target, options)
         ch = (grpc.secure_channel(target, creds, options=opts) if creds is not None
               else grpc.insecure_channel(target, options=opts))
         if not self.token:
@@ -125,7 +130,7 @@ class ChannelSecurity:
     def aio_channel(self, target: str, options: Options | None = None) -> grpc.aio.Channel:
         """An asyncio channel to ``target``."""
         creds = self.credentials()
-        opts = _with_defaults(options)
+        target, opts = _dial(target, options)
         interceptors: Any = [_AioUnaryBearer(self.metadata()), _AioStreamBearer(self.metadata())] \
             if self.token else None
         if creds is not None:
@@ -205,9 +210,85 @@ class _AioStreamBearer(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[t
         return await continuation(_aio_details(client_call_details, self.extra), request)
 
 
+def _dial(target: str, options: Options | None) -> tuple[str, list[tuple[str, Any]]]:
+    """The gRPC target for ``target`` and every option of its channel."""
+    uri, extra = channel_target(target)
+    return uri, [*_with_defaults(options), *extra]
+
+
 def _with_defaults(options: Options | None) -> list[tuple[str, Any]]:
     """``options`` with the receive limit added unless the caller set one."""
     opts = list(options or [])
     if not any(name == "grpc.max_receive_message_length" for name, _ in opts):
         opts.append(("grpc.max_receive_message_length", MAX_RECEIVE_BYTES))
     return opts
+
+
+# -- targets: one broker or several ------------------------------------------------------------
+# A target is one ``host:port``, any gRPC target URI, or a list of brokers.
+#
+# A list, ``h1:p1,h2:p2,…`` (``FORGE_BROKER``, ``--broker``), becomes one gRPC channel over every
+# address (``ipv4:a:p1,b:p2``), balanced by gRPC itself: ``pick_first`` over the list shuffled
+# per channel. Each process thus sticks to one broker, so its acks reach the broker holding its
+# lease stream (which refills the stream at once; an ack through another broker frees the slot
+# only at that broker's next reconcile), processes spread across the brokers, and when the one in
+# use dies the channel's next call connects to the next address that answers. ``round_robin``
+# would spread each process's calls over every broker instead, leaving its stream starved of
+# acks.
+#
+# Names in a list are resolved once, when the channel is made; for brokers whose addresses
+# change, give one name that resolves to all of them, ``dns:///brokers.internal:50051``, which
+# gRPC resolves again as it reconnects (the shuffled ``pick_first`` applies there too).
+
+# gRPC's target URI schemes: such a target is gRPC's to read, commas and all.
+_URI = re.compile(r"^(dns|ipv4|ipv6|unix|unix-abstract|vsock|xds):")
+# Every channel over several brokers starts at a random one of them.
+SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"pick_first": {"shuffleAddressList": True}}]})
+
+
+class TargetError(SecurityConfigError):
+    """A broker target that cannot be dialled: the message names it."""
+
+
+def channel_target(target: str) -> tuple[str, list[tuple[str, Any]]]:
+    """The gRPC target and the channel options for ``target``. One address or a URI (gRPC's
+    own ``ipv4:a:1,b:2`` included) is left as it is; a list becomes an ``ipv4:``/``ipv6:`` URI
+    of every address, in one family."""
+    parts = [p.strip() for p in target.split(",") if p.strip()]
+    if len(parts) < 2 or _URI.match(target):
+        return target, []
+    resolved = [_addresses(p) for p in parts]
+    for family, scheme in ((socket.AF_INET, "ipv4"), (socket.AF_INET6, "ipv6")):
+        if all(family in r for r in resolved):
+            # The first name is the authority: with TLS, the certificate must name it.
+            return f"{scheme}:" + ",".join(r[family] for r in resolved), [
+                ("grpc.service_config", SERVICE_CONFIG),
+                ("grpc.default_authority", parts[0])]
+    raise TargetError(f"broker list {target!r}: its hosts share no address family (IPv4 or IPv6)")
+
+
+def _addresses(entry: str) -> dict[int, str]:
+    """``entry``'s first address of each family, as ``ip:port`` (``[ip]:port`` for IPv6)."""
+    host, sep, port = entry.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in entry:
+        raise TargetError(f"broker list entry {entry!r}: each must be host:port")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        return {socket.AF_INET6 if ip.version == 6 else socket.AF_INET: _join(ip.compressed, port)}
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise TargetError(f"broker list entry {entry!r}: cannot resolve {host}: {exc}") from None
+    found: dict[int, str] = {}
+    for family, _, _, _, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            found.setdefault(family, _join(str(sockaddr[0]), port))
+    return found
+
+
+def _join(ip: str, port: str) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
