@@ -120,9 +120,9 @@ $(NODE_DEPS): $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
 
 node-client: $(NODE_DEPS)
 
-# Regenerates docs/dashboard.png (the overview), docs/dashboard-schedules.png and docs/dashboard-queues.png, from the browser test's run.
+# Regenerates docs/screenshots/*.png (a picture of each view, for the README): the browser test writes them.
 screenshot: setup dashboard chromium
-	FORGE_DASHBOARD_SCREENSHOT=docs/dashboard.png $(BIN)/python -m pytest tests/test_dashboard_e2e.py
+	$(BIN)/python -m pytest tests/test_dashboard_e2e.py::test_dashboard_in_a_real_browser
 
 clean:
 	rm -rf $(VENV) $(GEN) .pytest_cache .mypy_cache .ruff_cache $(DASH)/node_modules $(DASH)/dist \

@@ -5,23 +5,25 @@ workerd (demo handlers plus ``tests/handlers/dashboard_handlers.py``) run as pro
 ``dashboard/e2e/run.mjs`` drives headless Chromium (Debian's ``chromium`` through
 ``playwright-core``) through every view: enqueue from the form and watch the job complete, a
 failing job reaches the dead-letter queue and is retried from it, several are retried at once,
-a job that failed twice shows both attempts (worker, error) on its page, every dead job of one
-type (more than a page of them) is retried at once after a confirmation that states their count,
-the overview's counters move live, a schedule put through the API is listed on the Schedules
-page, fires, links to its last job (whose page names it), is paused there (and fires no more)
-and deleted, a job type is paused from the Queues page (a job enqueued meanwhile stays PENDING),
-resumed (the job completes) and given a concurrency limit there (a refused value is shown by
-the API's field name), and the live feed reconnects by itself when the gateway and then the broker
-restart (the script asks for the restarts on stdout; this test performs them).
+a job that failed twice shows both attempts (worker, error) on its page, the jobs list filters,
+finds a job by its id (which opens it) and by its key, cancels every job its filter matches
+(more than a page) after a confirmation that states their count, every dead job of one type
+(more than a page) is retried from the dead-letter queue the same way and the queue empties, the
+Workers page shows a running job and links to it, the overview's counters move live and its
+charts (throughput per type, failures, queue wait) fill, a schedule put through the API is listed
+on the Schedules page, fires, links to its last job (whose page names it), is paused there (and
+fires no more) and deleted, a job type is paused from the Queues page (a job enqueued meanwhile
+stays PENDING), resumed (the job completes) and given a concurrency limit there (a refused value
+is shown by the API's field name), and the live feed reconnects by itself when the gateway and
+then the broker restart (the script asks for the restarts on stdout; this test performs them).
 A second test runs the script's API-token scenarios against a stack whose broker has
-``FORGE_TOKENS`` (an admin, a producer and the worker's token): sign in, live overview, a 403
-(on the dead-letter queue, and on pausing a schedule or a queue, which turns the Schedules and
-Queues pages read-only).
+``FORGE_TOKENS`` (an admin, a producer and the worker's token): sign in, live overview, a
+producer's read-only views (no cancel, bulk, pause or limits buttons; lists, workers and charts
+still shown) and its 403 on the dead-letter queue.
 
-Screenshots of each view land in ``dashboard/e2e/screenshots/``; with
-``FORGE_DASHBOARD_SCREENSHOT=docs/dashboard.png`` the overview is copied there too, and the
-Schedules and Queues pages beside it as ``docs/dashboard-schedules.png`` and
-``docs/dashboard-queues.png`` (``make screenshot``).
+Screenshots of each view land in ``dashboard/e2e/screenshots/``, and the README's pictures of the
+overview, jobs list, job page, dead-letter queue, workers, queues and schedules (1280×800, each
+under 300 KB) in ``docs/screenshots/`` (``make screenshot`` is this test).
 
 Needs Node (``npm ci`` is run in ``dashboard/`` when ``node_modules`` is missing, and the build is
 redone when the sources are newer than it) and ``/usr/bin/chromium``
@@ -47,6 +49,9 @@ from tests.support import REPO, BrokerProcess, GatewayProcess, ServiceProcess, s
 DASHBOARD = REPO / "dashboard"
 DIST = DASHBOARD / "dist"
 SCREENSHOTS = DASHBOARD / "e2e" / "screenshots"
+DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
+DOCS_VIEWS = ("overview", "jobs", "job", "dlq", "workers", "queues", "schedules")
+DOCS_MAX_BYTES = 300_000
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 WORKER_ID = "dashboard-e2e-worker"
 E2E_TIMEOUT = 300.0
@@ -179,30 +184,41 @@ def run_script(stack: Stack, env: dict[str, str]) -> str:
     return text
 
 
+def png_size(path: Path) -> tuple[int, int]:
+    """A PNG's width and height, from its IHDR chunk."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
 def test_dashboard_in_a_real_browser(stack: Stack) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for old in SCREENSHOTS.glob("*.png"):
         if not old.name.startswith("auth-"):
             old.unlink()
+    for view in DOCS_VIEWS:
+        (DOCS_SCREENSHOTS / f"{view}.png").unlink(missing_ok=True)
     run_script(stack, {**os.environ, "SCREENSHOT_DIR": str(SCREENSHOTS),
+                       "DOCS_SCREENSHOT_DIR": str(DOCS_SCREENSHOTS),
                        "DASHBOARD_E2E_FIX_FILE": str(stack.fix_file), "E2E_CONTROL": "1",
                        "E2E_WORKER_ID": WORKER_ID, "CHROMIUM": str(CHROMIUM)})
-    for name in ("overview", "overview-dark", "overview-narrow", "jobs", "job", "job-attempts", "dlq",
-                 "dlq-retry-type", "enqueue", "schedules", "queues", "queues-limits"):
+    for name in ("overview", "overview-dark", "overview-narrow", "jobs", "jobs-cancel-matching", "job",
+                 "job-attempts", "dlq", "dlq-retry-type", "workers", "enqueue", "schedules", "queues",
+                 "queues-limits"):
         assert (SCREENSHOTS / f"{name}.png").is_file(), f"no screenshot of {name}"
-    target = os.environ.get("FORGE_DASHBOARD_SCREENSHOT")
-    if target:
-        overview = REPO / target
-        shutil.copyfile(SCREENSHOTS / "overview.png", overview)
-        for page in ("schedules", "queues"):
-            shutil.copyfile(SCREENSHOTS / f"{page}.png",
-                            overview.with_name(f"{overview.stem}-{page}{overview.suffix}"))
+    # The README's pictures: one per view, a 1280×800 window each, small enough to commit.
+    for view in DOCS_VIEWS:
+        picture = DOCS_SCREENSHOTS / f"{view}.png"
+        assert picture.is_file(), f"no picture of {view} for the README"
+        assert png_size(picture) == (1280, 800), f"{picture} is {png_size(picture)}"
+        assert picture.stat().st_size < DOCS_MAX_BYTES, f"{picture} is {picture.stat().st_size} bytes"
 
 
 def test_dashboard_sign_in_with_an_api_token(dsn: str, dashboard_build: Path, tmp_path: Path) -> None:
     """A broker with API tokens: the dashboard asks for one, refuses a wrong one, shows the live
-    overview with the admin token, keeps it across a reload, shows a producer token's 403 where
-    it happens, and signs out (run.mjs's auth scenarios, chosen by E2E_AUTH_TOKEN)."""
+    overview with the admin token, keeps it across a reload, gives a producer token read-only
+    views (lists, workers and charts, no button that changes anything) and its 403 on the
+    dead-letter queue, and signs out (run.mjs's auth scenarios, chosen by E2E_AUTH_TOKEN)."""
     admin, producer, worker = (secrets.token_urlsafe(24) for _ in range(3))
     tokens = f"e2e-admin:admin:{admin},e2e-viewer:producer:{producer},e2e-worker:worker:{worker}"
     with running_stack(dsn, dashboard_build, tmp_path, broker_env={"FORGE_TOKENS": tokens},

@@ -7,6 +7,7 @@
 //
 // Environment:
 //   SCREENSHOT_DIR          where to save a screenshot of each view (default dashboard/e2e/screenshots)
+//   DOCS_SCREENSHOT_DIR     also save the README's pictures of each view there (1280×800)
 //   DASHBOARD_E2E_FIX_FILE  the file that makes the `fail_until_fixed` handler succeed
 //   E2E_CONTROL=1           the runner restarts processes on request: this script prints
 //                           "@@restart gateway" (or broker) and waits for a line on stdin
@@ -25,6 +26,7 @@ import { chromium } from "playwright-core";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.argv[2] ?? process.env.BASE_URL ?? "http://127.0.0.1:8080").replace(/\/$/, "");
 const SHOTS = path.resolve(process.env.SCREENSHOT_DIR ?? path.join(here, "screenshots"));
+const DOCS_SHOTS = process.env.DOCS_SCREENSHOT_DIR ? path.resolve(process.env.DOCS_SCREENSHOT_DIR) : null;
 const FIX_FILE = process.env.DASHBOARD_E2E_FIX_FILE ?? "";
 const CONTROL = process.env.E2E_CONTROL === "1";
 const EXECUTABLE = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -96,6 +98,20 @@ page.on("pageerror", (err) => consoleErrors.push(`uncaught: ${err.message}`));
 async function shot(name, opts = {}) {
   const file = path.join(SHOTS, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true, ...opts });
+  log(`screenshot ${path.relative(process.cwd(), file)}`);
+}
+
+/** The README's picture of a view: what a 1280×800 window shows, no pointer over a row. */
+async function docShot(name) {
+  if (!DOCS_SHOTS) return;
+  fs.mkdirSync(DOCS_SHOTS, { recursive: true });
+  const viewport = page.viewportSize();
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.mouse.move(0, 0);
+  await page.waitForTimeout(400); // charts re-measure their box
+  const file = path.join(DOCS_SHOTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: false });
+  await page.setViewportSize(viewport);
   log(`screenshot ${path.relative(process.cwd(), file)}`);
 }
 
@@ -331,48 +347,7 @@ try {
     const forge = await page.getByTestId("forge-command").textContent();
     check(forge === `forge enqueue 'always_fail' '{"note":"fails twice"}' --priority 3 --max-retries 1`, `forge command: ${forge}`);
     await shot("job-attempts");
-  });
-
-  await scenario("retry all dead jobs of one type, across pages, after a confirmation with their count", async () => {
-    // More than one page of the DLQ (50 a page), all of a type whose handler always fails.
-    const type = "always_fail";
-    const deadOfType = async () => Number(((await apiCall("GET", "/v1/stats")).body.types ?? []).find((x) => x.type === type)?.dead ?? 0);
-    // The earlier scenarios' jobs of the type are dead by now, and are retried too.
-    const already = await deadOfType();
-    const jobs = Array.from({ length: 60 }, (_, n) => ({ type, payload: { n }, maxRetries: 0 }));
-    const r = await apiCall("POST", "/v1/jobs:batch", { jobs });
-    check(r.status === 200, `batch enqueue answered ${r.status}: ${JSON.stringify(r.body)}`);
-    const ids = r.body.jobs.map((j) => j.id);
-    const total = already + ids.length;
-    await waitFor(`${total} ${type} jobs in DEAD`, async () => (await deadOfType()) === total, 30_000, 300);
-    const before = await Promise.all(ids.map((id) => getJob(id)));
-
-    await go(`/dlq?type=${type}`);
-    await page.getByTestId("dlq-table").waitFor();
-    await page.getByTestId("next-page").waitFor();
-    check(await page.getByTestId("next-page").isEnabled(), "the DLQ of the type spans more than one page");
-    // The live stats carry the type's dead count the question states.
-    await waitFor("the live stats to count them", async () => {
-      await page.getByTestId("retry-type").click();
-      const q = await page.getByRole("group").textContent();
-      if (q.includes(`Retry all ${total} dead jobs of type ${type}?`)) return true;
-      await page.getByTestId("retry-type-no").click();
-      return false;
-    }, 15_000, 500);
-    await shot("dlq-retry-type");
-    await page.getByTestId("retry-type-yes").click();
-    await page.getByTestId("dlq-outcome").waitFor();
-    const outcome = await page.getByTestId("dlq-outcome").textContent();
-    check(outcome.includes(`${total} jobs of type ${type} sent back to PENDING`), `outcome: ${outcome}`);
-    // Each left the DLQ: a new attempt ran after the retry (the handler fails again, so it may
-    // already be dead again, as a newer job version).
-    await waitFor("every retried job to run again", async () => {
-      for (let n = 0; n < ids.length; n++) {
-        const j = await getJob(ids[n]);
-        if (j.status === "DEAD" && Date.parse(j.updatedAt) <= Date.parse(before[n].updatedAt)) return false;
-      }
-      return true;
-    }, 30_000, 500);
+    await docShot("job");
   });
 
   await scenario("jobs list filters and opens a job", async () => {
@@ -388,6 +363,124 @@ try {
     await shot("jobs");
     await page.locator('[data-testid="jobs-table"] tbody tr a').first().click();
     await page.getByTestId("job-status").getByText("COMPLETED", { exact: true }).waitFor();
+  });
+
+  await scenario("search: a job id opens the job, a key lists its job", async () => {
+    const key = `e2e-search-${Date.now()}`;
+    const r = await apiCall("POST", "/v1/jobs", { type: "email", payload: { to: "search@example.com", subject: "find me" }, idempotencyKey: key });
+    check(r.status === 200, `enqueue answered ${r.status}: ${JSON.stringify(r.body)}`);
+    const id = r.body.job.id;
+    await go("/jobs");
+    await page.getByTestId("jobs-table").waitFor();
+    await docShot("jobs");
+    await page.getByTestId("job-search").fill(id);
+    await page.getByTestId("search-submit").click();
+    await page.waitForURL(new RegExp(`#/jobs/${id}$`));
+    await page.getByTestId("job-status").waitFor();
+
+    await go("/jobs");
+    await page.getByTestId("job-search").fill(key);
+    await page.getByTestId("job-search").press("Enter");
+    await waitFor("the key's job alone in the list", async () => {
+      const rows = await page.locator('[data-testid="jobs-table"] tbody tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.jobId));
+      return rows.length === 1 && rows[0] === id;
+    });
+    check(page.url().includes(`q=${key}`), `the search is in the address: ${page.url()}`);
+  });
+
+  await scenario("cancel every job matching the jobs list's filter, on every page, after a confirmation with their count", async () => {
+    const type = "newsletter";
+    const runAt = new Date(Date.now() + 3600_000).toISOString();
+    const jobs = Array.from({ length: 30 }, (_, n) => ({ type, payload: { n }, runAt }));
+    const r = await apiCall("POST", "/v1/jobs:batch", { jobs });
+    check(r.status === 200, `batch enqueue answered ${r.status}: ${JSON.stringify(r.body)}`);
+    // The overview's Scheduled card lists them: pending, soonest run_at first.
+    await go("/");
+    await page.getByTestId("count-scheduled").click();
+    await page.waitForURL(/#\/jobs\?status=PENDING&order=RUN_AT$/);
+    await waitFor("the scheduled jobs in the list", async () => {
+      const types = await page.locator('[data-testid="jobs-table"] tbody tr td:nth-child(2)').allTextContents();
+      return types.filter((t) => t === type).length === 30;
+    });
+    await go(`/jobs?status=PENDING&type=${type}&pageSize=25`);
+    // The previous list stays up until this one is in.
+    await waitFor("the filter's jobs to span more than one page", () => page.getByTestId("next-page").isEnabled());
+    // The tab counts the type's pending jobs from the live stats (scheduled ones included).
+    const pendingTab = page.getByTestId("tab-PENDING").getByTestId("tab-count");
+    await waitFor("the Pending tab to count 30", async () => (await pendingTab.getAttribute("data-value")) === "30");
+    await page.getByTestId("cancel-matching").click();
+    const question = page.getByTestId("cancel-matching-question");
+    await question.waitFor();
+    check((await question.textContent()).includes(`Cancel all 30 PENDING jobs of type ${type}?`), `question: ${await question.textContent()}`);
+    await shot("jobs-cancel-matching");
+    await page.getByTestId("cancel-matching-yes").click();
+    const outcome = page.getByTestId("cancel-matching-outcome");
+    await outcome.waitFor();
+    check((await outcome.textContent()).includes("30 jobs cancelled."), `outcome: ${await outcome.textContent()}`);
+    await page.getByTestId("jobs-empty").waitFor();
+    const cancelled = await apiCall("GET", `/v1/jobs?type=${type}&status=CANCELLED&pageSize=100`);
+    check(cancelled.body.jobs?.length === 30, `the broker cancelled them: ${cancelled.body.jobs?.length}`);
+  });
+
+  await scenario("retry every dead job of one type, on every page, after a confirmation with their count: the DLQ empties", async () => {
+    check(FIX_FILE, "DASHBOARD_E2E_FIX_FILE is not set");
+    const type = "fail_until_fixed";
+    fs.rmSync(FIX_FILE, { force: true });
+    const jobs = Array.from({ length: 60 }, (_, n) => ({ type, payload: { n: 100 + n }, maxRetries: 0 }));
+    const r = await apiCall("POST", "/v1/jobs:batch", { jobs });
+    check(r.status === 200, `batch enqueue answered ${r.status}: ${JSON.stringify(r.body)}`);
+    const ids = r.body.jobs.map((j) => j.id);
+    await waitFor("60 dead jobs of the type", async () => ((await apiCall("GET", `/v1/dlq?type=${type}&pageSize=500`)).body.jobs ?? []).length === 60, 30_000, 300);
+
+    // Without a type the questions count the whole queue (the API takes both calls' bodies);
+    // declined, nothing changes.
+    await go("/dlq");
+    await page.getByTestId("dlq-table").waitFor();
+    for (const action of ["retry-matching", "purge-matching"]) {
+      await page.getByTestId(action).click();
+      const asked = await page.getByTestId(`${action}-question`).textContent();
+      check(/^(Retry|Delete) all \d+ dead jobs\?/.test(asked), `whole-queue question: ${asked}`);
+      await page.getByTestId(`${action}-no`).click();
+    }
+
+    await go(`/dlq?type=${type}`);
+    await waitFor("the DLQ of the type to span more than one page", () => page.getByTestId("next-page").isEnabled());
+    fs.writeFileSync(FIX_FILE, "fixed\n");
+    await page.getByTestId("retry-matching").click();
+    const question = page.getByTestId("retry-matching-question");
+    await question.waitFor();
+    check((await question.textContent()).includes(`Retry all 60 dead jobs of type ${type}?`), `question: ${await question.textContent()}`);
+    await shot("dlq-retry-type");
+    await docShot("dlq");
+    await page.getByTestId("retry-matching-yes").click();
+    const outcome = page.getByTestId("retry-matching-outcome");
+    await outcome.waitFor();
+    check((await outcome.textContent()).includes("60 jobs sent back to PENDING."), `outcome: ${await outcome.textContent()}`);
+    await page.getByTestId("dlq-empty").waitFor();
+    await waitFor("every retried job to complete", async () => {
+      for (const id of ids) if ((await getJob(id)).status !== "COMPLETED") return false;
+      return true;
+    }, 30_000, 500);
+  });
+
+  await scenario("the workers page shows a running job, linked to its page", async () => {
+    check(WORKER_ID, "E2E_WORKER_ID is not set");
+    const r = await apiCall("POST", "/v1/jobs", { type: "sleepy", payload: { seconds: 8 } });
+    check(r.status === 200, `enqueue answered ${r.status}: ${JSON.stringify(r.body)}`);
+    const id = r.body.job.id;
+    await go("/workers");
+    const row = page.locator(`tr[data-worker-id="${WORKER_ID}"]`);
+    await row.waitFor();
+    const link = row.locator(`[data-testid="worker-jobs"] a[data-job-id="${id}"]`);
+    await link.waitFor({ timeout: 15_000 });
+    check((await row.textContent()).includes("sleepy"), "the worker's types are listed");
+    check(/^\d+ \/ \d+$/.test((await row.getByTestId("worker-inflight").textContent()).trim()), "in flight n / max");
+    await shot("workers");
+    await docShot("workers");
+    await link.click();
+    await page.waitForURL(new RegExp(`#/jobs/${id}$`));
+    await page.getByTestId("job-status").getByText("PROCESSING", { exact: true }).waitFor();
+    await waitFor("the sleepy job to complete", async () => (await getJob(id)).status === "COMPLETED", 20_000, 500);
   });
 
   await scenario("a schedule fires, links to its last job, is paused and deleted from its page", async () => {
@@ -417,6 +510,7 @@ try {
     await lastJob.waitFor({ timeout: 10_000 });
     await page.mouse.move(0, 0); // no row under the pointer in the picture
     await shot("schedules");
+    await docShot("schedules");
 
     await lastJob.click();
     await page.waitForURL(/#\/jobs\/[^/]+$/);
@@ -491,6 +585,7 @@ try {
     await waitFor("the pending count to show the held job", async () => (await row.locator("td").nth(1).textContent()) === "1", 10_000);
     await page.mouse.move(0, 0); // no row under the pointer in the picture
     await shot("queues");
+    await docShot("queues");
 
     await row.getByTestId("toggle-pause").click();
     await page.locator(`tr[data-type="${type}"][data-paused="false"]`).waitFor();
@@ -540,6 +635,21 @@ try {
     await shot("overview");
   });
 
+  await scenario("the overview charts the last hour: throughput per type, failures, queue wait", async () => {
+    await go("/");
+    // The charts ask every 10 s: the batch above shows within two rounds.
+    for (const id of ["chart-throughput", "chart-failures", "chart-queue-wait"]) {
+      await waitFor(`${id} to have data`, async () => Number(await page.getByTestId(id).getAttribute("data-total")) > 0, 25_000, 500);
+    }
+    const throughput = page.getByTestId("chart-throughput");
+    check((await throughput.locator(".recharts-bar-rectangle").count()) > 0, "throughput bars are drawn");
+    const legend = await throughput.locator(".recharts-legend-wrapper").textContent();
+    check(legend.includes("email") && legend.includes("report"), `a band per type: ${legend}`);
+    check((await page.getByTestId("chart-failures").locator(".recharts-bar-rectangle").count()) > 0, "failure bars are drawn");
+    check((await page.getByTestId("chart-queue-wait").locator(".recharts-line-curve").count()) === 2, "p50 and p99 lines are drawn");
+    await docShot("overview");
+  });
+
   await scenario("dark theme and a narrow window", async () => {
     await go("/");
     await page.getByTestId("theme-toggle").click();
@@ -550,7 +660,7 @@ try {
     await page.waitForTimeout(800);
     await shot("overview-dark");
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const view of ["/", "/jobs", "/dlq", "/queues", "/schedules", "/enqueue"]) {
+    for (const view of ["/", "/jobs", "/dlq", "/workers", "/queues", "/schedules", "/enqueue"]) {
       await go(view);
       await page.locator("main h1").first().waitFor();
       await page.waitForTimeout(300);
@@ -657,7 +767,7 @@ try {
     await page.locator('[data-testid="dlq-table"], [data-testid="dlq-empty"]').first().waitFor();
   }, "auth");
 
-  await scenario("a producer token sees its 403 where it happens", async () => {
+  await scenario("a producer token sees read-only views, and the dead-letter queue's 403 where it happens", async () => {
     check(PRODUCER_TOKEN, "E2E_PRODUCER_TOKEN is not set");
     await page.getByTestId("sign-out").click();
     await page.getByTestId("signin").waitFor();
@@ -671,36 +781,39 @@ try {
     check(text.includes("your token's role cannot view the dead-letter queue") && text.includes("PERMISSION_DENIED"), `403 shown as: ${text}`);
     check((await page.getByTestId("signin").count()) === 0, "a 403 must not ask to sign in");
     await shot("auth-forbidden");
-    // Schedules: a producer may look but not change them; the page says so and turns read-only.
+    // Schedules: a producer may look but not change them: no buttons, and the page says why.
     const name = "e2e-auth-paused";
     const put = await apiCall("PUT", `/v1/schedules/${name}`, { cron: "0 3 * * *", paused: true, job: { type: "email", payload: { to: "x@example.com" } } });
     check(put.status === 200, `PUT /v1/schedules/${name} with the admin token answered ${put.status}`);
     await go("/schedules");
     const row = page.locator(`tr[data-schedule="${name}"]`);
-    await row.getByTestId("toggle-pause").click();
-    const readOnly = page.getByRole("alert").filter({ hasText: "Read-only" });
-    await readOnly.waitFor();
-    const refusal = await readOnly.textContent();
-    check(refusal.includes("your token's role cannot change schedules") && refusal.includes("PERMISSION_DENIED"), `403 shown as: ${refusal}`);
-    check((await row.getByTestId("toggle-pause").isDisabled()) && (await row.getByTestId("delete-schedule").isDisabled()), "the page turns read-only");
-    check((await row.getByTestId("schedule-state").textContent()) === "Paused", "the schedule is unchanged");
-    check((await page.getByTestId("signin").count()) === 0, "a 403 must not ask to sign in");
+    await row.waitFor();
+    check((await page.getByTestId("read-only").textContent()).includes("may view schedules but not change them"), "the Schedules page says it is read-only");
+    check((await row.getByTestId("toggle-pause").count()) === 0 && (await row.getByTestId("delete-schedule").count()) === 0, "no pause or delete on the Schedules page");
+    check((await row.getByTestId("schedule-state").textContent()) === "Paused", "the schedule is listed as it is");
     check((await apiCall("DELETE", `/v1/schedules/${name}`)).status === 200, "the admin token deletes the schedule");
-    // Queues likewise: a producer may read them, but its pause is refused and the page says so.
+    // Queues likewise: listed, no pause or limits.
     await go("/queues");
     const queue = page.locator('tr[data-type="email"]');
-    await queue.getByTestId("toggle-pause").click();
-    const queuesReadOnly = page.getByRole("alert").filter({ hasText: "Read-only" });
-    await queuesReadOnly.waitFor();
-    const queueRefusal = await queuesReadOnly.textContent();
-    check(queueRefusal.includes("your token's role cannot change queues") && queueRefusal.includes("PERMISSION_DENIED"), `403 shown as: ${queueRefusal}`);
-    check((await queue.getByTestId("toggle-pause").isDisabled()) && (await queue.getByTestId("edit-limits").isDisabled()), "the Queues page turns read-only");
-    check((await queue.getByTestId("queue-state").textContent()) === "Active", "the queue is unchanged on the page");
-    check((await apiCall("GET", "/v1/queues/email")).body.paused !== true, "the queue is unchanged in the broker");
+    await queue.waitFor();
+    check((await page.getByTestId("read-only").textContent()).includes("may view queues but not change them"), "the Queues page says it is read-only");
+    check((await queue.getByTestId("toggle-pause").count()) === 0 && (await queue.getByTestId("edit-limits").count()) === 0, "no pause or limits on the Queues page");
+    check((await queue.getByTestId("queue-state").textContent()) === "Active", "the queue is listed as it is");
     await shot("auth-queues-readonly");
+    // Jobs: listed (ListJobs is a producer's), but nothing to cancel, one by one or all matching.
+    await go("/jobs?type=email");
+    await page.getByTestId("jobs-table").waitFor();
+    check((await page.getByTestId("bulk-bar").count()) === 0, "no bulk actions on the jobs list");
+    await page.locator('[data-testid="jobs-table"] tbody tr a').first().click();
+    await page.getByTestId("job-status").waitFor();
+    check((await page.getByTestId("cancel-job").count()) === 0 && (await page.getByTestId("retry-job").count()) === 0, "no cancel or retry on a job's page");
+    // The Workers page and the charts are reads too (GetThroughput is a producer's).
+    await go("/workers");
+    if (WORKER_ID) await page.locator(`tr[data-worker-id="${WORKER_ID}"]`).waitFor();
     // A producer may watch the stats.
     await go("/");
     await page.getByTestId("connection").and(page.locator('[data-state="live"]')).waitFor({ timeout: 20_000 });
+    await page.getByTestId("chart-throughput").waitFor();
     // The header with the sign-out control still fits a phone.
     await page.setViewportSize({ width: 390, height: 844 });
     await go("/jobs");

@@ -59,7 +59,8 @@ describe("App", () => {
     expect(document.documentElement.dataset.theme).toBe("light");
   });
 
-  it("navigates between views and badges the dead-letter count", async () => {
+  // The whole app, charts included, on a shared machine: a generous bound.
+  it("navigates between views and badges the dead-letter count", { timeout: 20_000 }, async () => {
     renderWhole();
     await act(() => FakeFeed.last.emit(rawStats({ dead: "4" })));
     expect(screen.getByTestId("nav-dead-count")).toHaveTextContent("4");

@@ -12,6 +12,7 @@ import { Overview } from "./views/Overview";
 import { Queues } from "./views/Queues";
 import { Schedules } from "./views/Schedules";
 import { SignIn, SignOutButton } from "./views/SignIn";
+import { Workers } from "./views/Workers";
 
 function DeadCount() {
   const { stats } = useLiveStats();
@@ -43,6 +44,7 @@ export function App() {
           <NavLink to="/dlq">
             Dead letters <DeadCount />
           </NavLink>
+          <NavLink to="/workers">Workers</NavLink>
           <NavLink to="/queues">Queues</NavLink>
           <NavLink to="/schedules">Schedules</NavLink>
           <NavLink to="/enqueue">Enqueue</NavLink>
@@ -71,6 +73,7 @@ export function App() {
             <Route path="/jobs" element={<Jobs />} />
             <Route path="/jobs/:id" element={<JobDetail />} />
             <Route path="/dlq" element={<DeadLetters />} />
+            <Route path="/workers" element={<Workers />} />
             <Route path="/queues" element={<Queues />} />
             <Route path="/schedules" element={<Schedules />} />
             <Route path="/enqueue" element={<Enqueue />} />

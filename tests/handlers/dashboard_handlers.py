@@ -2,11 +2,14 @@
 
 ``always_fail`` fails every attempt. ``fail_until_fixed`` fails until the file named by
 ``DASHBOARD_E2E_FIX_FILE`` exists: the test "ships the fix" by creating it, then retries the
-dead jobs from the dashboard and watches them complete.
+dead jobs from the dashboard and watches them complete. ``sleepy`` runs for ``payload.seconds``
+(async, so it holds none of the worker's threads), long enough for the Workers page to show it
+running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -24,3 +27,9 @@ def fail_until_fixed(job: JobContext) -> dict[str, Any]:
     if not marker or not os.path.exists(marker):
         raise RuntimeError("boom: the bug is not fixed yet")
     return {"fixed": True, "n": job.payload.get("n")}
+
+
+@handler("sleepy")
+async def sleepy(job: JobContext) -> dict[str, Any]:
+    await asyncio.sleep(float(job.payload.get("seconds", 5)))
+    return {"slept": job.payload.get("seconds", 5)}

@@ -5,6 +5,8 @@ import {
   type EnqueueRequest,
   type EnqueueResult,
   type Job,
+  type JobFilter,
+  type JobOrder,
   type JobPage,
   type JobStatus,
   type Queue,
@@ -20,6 +22,8 @@ import {
   normalizeSchedule,
   normalizeSchedulePage,
   normalizeStats,
+  normalizeThroughput,
+  type ThroughputReport,
 } from "./types";
 
 // gRPC status code names, for errors that carry only the number.
@@ -71,7 +75,7 @@ export function actionOf(method: string, path: string): string | null {
   const p = path.split("?")[0];
   if (method === "POST" && (/^\/v1\/dlq\/[^/]+:retry$/.test(p) || p === "/v1/dlq:retry")) return "retry dead jobs";
   if (method === "POST" && p === "/v1/dlq:purge") return "purge dead jobs";
-  if (method === "POST" && /^\/v1\/jobs\/[^/]+:cancel$/.test(p)) return "cancel jobs";
+  if (method === "POST" && (/^\/v1\/jobs\/[^/]+:cancel$/.test(p) || p === "/v1/jobs:cancel")) return "cancel jobs";
   if (method === "POST" && (p === "/v1/jobs" || p === "/v1/jobs:batch")) return "enqueue jobs";
   if (method === "GET" && p.startsWith("/v1/stats")) return "view the queue's stats";
   if (method === "GET" && p.startsWith("/v1/dlq")) return "view the dead-letter queue";
@@ -142,12 +146,35 @@ function query(params: Record<string, string | number | undefined>): string {
   return s ? `?${s}` : "";
 }
 
+/** GET /v1/jobs's query: every filter optional (times in RFC 3339), `order` NEWEST when absent. */
 export interface ListJobsParams {
   status?: JobStatus | "";
   type?: string;
+  typePrefix?: string;
+  concurrencyKey?: string;
+  idempotencyKey?: string;
+  workerId?: string;
+  createdAfter?: string;
+  createdBefore?: string;
+  updatedAfter?: string;
+  updatedBefore?: string;
+  order?: JobOrder | "";
+  /** A job id, or an idempotency or concurrency key (exact). */
+  query?: string;
   pageSize?: number;
   pageToken?: string;
 }
+
+/** A bulk call: `dryRun` answers how many it would change and changes nothing. Purge and cancel
+ * refuse an empty filter without `all` (the consent to act on every job); retry has no `all`. */
+async function bulk(path: string, filter: JobFilter, dryRun: boolean, takesAll: boolean): Promise<number> {
+  const empty = Object.values(filter).every((v) => v === undefined || v === "" || (Array.isArray(v) && v.length === 0));
+  const body: Record<string, unknown> = { filter, ...(dryRun ? { dryRun: true } : {}), ...(takesAll && empty ? { all: true } : {}) };
+  return normalizeCount(await request("POST", path, body));
+}
+
+// A job id that cannot exist: cancelling "it" changes nothing, but tells whether the role may.
+const NO_JOB = "00000000-0000-0000-0000-000000000000";
 
 function schedulePath(name: string): string {
   return `/v1/schedules/${encodeURIComponent(name)}`;
@@ -181,9 +208,7 @@ export const api = {
 
   async listJobs(p: ListJobsParams, signal?: AbortSignal): Promise<JobPage> {
     const status = p.status && p.status !== "STATUS_UNSPECIFIED" ? p.status : undefined;
-    return normalizeJobPage(
-      await request("GET", `/v1/jobs${query({ status, type: p.type, pageSize: p.pageSize, pageToken: p.pageToken })}`, undefined, { signal }),
-    );
+    return normalizeJobPage(await request("GET", `/v1/jobs${query({ ...p, status })}`, undefined, { signal }));
   },
 
   async getJob(id: string, signal?: AbortSignal): Promise<Job> {
@@ -204,14 +229,38 @@ export const api = {
     return normalizeJob(await request("POST", `/v1/dlq/${encodeURIComponent(id)}:retry`, {}));
   },
 
-  /** Retries every dead job of `type`; how many went back to PENDING. */
-  async retryDeadOfType(type: string): Promise<number> {
-    return normalizeCount(await request("POST", "/v1/dlq:retry", { filter: { type } }));
+  /** Retries every dead job `filter` matches; how many went (or, dry, would go) back to PENDING. */
+  retryDeadJobs(filter: JobFilter, dryRun = false): Promise<number> {
+    return bulk("/v1/dlq:retry", filter, dryRun, false);
   },
 
-  /** Deletes every dead job of `type`; how many were deleted. */
-  async purgeDeadOfType(type: string): Promise<number> {
-    return normalizeCount(await request("POST", "/v1/dlq:purge", { filter: { type } }));
+  /** Deletes every dead job `filter` matches; how many were (or would be) deleted. */
+  purgeDeadJobs(filter: JobFilter, dryRun = false): Promise<number> {
+    return bulk("/v1/dlq:purge", filter, dryRun, true);
+  },
+
+  /** Cancels every unfinished job `filter` matches; how many were (or would be) cancelled. */
+  cancelJobs(filter: JobFilter, dryRun = false): Promise<number> {
+    return bulk("/v1/jobs:cancel", filter, dryRun, true);
+  },
+
+  /**
+   * Whether the signed-in token may change things (cancel, retry, pause): a dry-run cancel of a
+   * job that cannot exist answers 403 to a read-only role and changes nothing for any.
+   */
+  async canOperate(signal?: AbortSignal): Promise<boolean> {
+    try {
+      await request("POST", "/v1/jobs:cancel", { filter: { ids: [NO_JOB] }, dryRun: true }, { signal });
+      return true;
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 403) return false;
+      throw e;
+    }
+  },
+
+  /** Per-type throughput and queue wait per minute over the last `windowSeconds`. */
+  async throughput(windowSeconds = 3600, signal?: AbortSignal): Promise<ThroughputReport> {
+    return normalizeThroughput(await request("GET", `/v1/stats/throughput${query({ window: `${windowSeconds}s` })}`, undefined, { signal }));
   },
 
   async listSchedules(p: { pageSize?: number; pageToken?: string }, signal?: AbortSignal): Promise<SchedulePage> {

@@ -34,6 +34,25 @@ export interface Job {
   finishedAt: string | null;
 }
 
+/** ListJobs' orders: newest created first (the default), oldest first, soonest run_at first,
+ * highest priority first. */
+export const ORDERS = ["NEWEST", "OLDEST", "RUN_AT", "PRIORITY"] as const;
+export type JobOrder = (typeof ORDERS)[number];
+
+/** Which jobs a bulk call (retry, purge, cancel) acts on: every job matching all fields given,
+ * as ListJobs lists them (RFC 3339 times). */
+export interface JobFilter {
+  type?: string;
+  typePrefix?: string;
+  concurrencyKey?: string;
+  idempotencyKey?: string;
+  createdAfter?: string;
+  createdBefore?: string;
+  status?: JobStatus;
+  query?: string;
+  ids?: string[];
+}
+
 /** A failed attempt: what it raised, which worker ran it, and when it started and ended. */
 export interface AttemptError {
   attempt: number;
@@ -99,6 +118,26 @@ export interface QueueStats extends Counts {
   throughput: ThroughputPoint[];
   queueWait: QueueWait;
   workers: WorkerInfo[];
+}
+
+/** One type's completed and failed attempts per minute. */
+export interface TypeThroughput {
+  type: string;
+  points: ThroughputPoint[];
+}
+
+/** Queue wait of the jobs leased in one minute. */
+export interface WaitPoint {
+  minute: string;
+  p50Ms: number;
+  p99Ms: number;
+  count: number;
+}
+
+/** GET /v1/stats/throughput: a point per minute of the window, oldest first. */
+export interface ThroughputReport {
+  types: TypeThroughput[];
+  queueWait: WaitPoint[];
 }
 
 /** The job a schedule enqueues at each fire time. */
@@ -336,10 +375,7 @@ export function normalizeStats(raw: unknown): QueueStats {
     ...counts(r),
     computedAt: time(r.computedAt ?? r.computed_at),
     types: arr(r.types).map((t) => ({ type: str(obj(t).type), paused: obj(t).paused === true, ...counts(obj(t)) })),
-    throughput: arr(r.throughput).map((p) => {
-      const o = obj(p);
-      return { minute: str(o.minute), completed: num(o.completed), failed: num(o.failed) };
-    }),
+    throughput: arr(r.throughput).map(throughputPoint),
     queueWait: {
       p50Ms: num(qw.p50Ms ?? qw.p50_ms),
       p90Ms: num(qw.p90Ms ?? qw.p90_ms),
@@ -358,6 +394,22 @@ export function normalizeStats(raw: unknown): QueueStats {
         lastSeen: time(o.lastSeen ?? o.last_seen),
         brokerId: str(o.brokerId ?? o.broker_id),
       };
+    }),
+  };
+}
+
+function throughputPoint(p: unknown): ThroughputPoint {
+  const o = obj(p);
+  return { minute: str(o.minute), completed: num(o.completed), failed: num(o.failed) };
+}
+
+export function normalizeThroughput(raw: unknown): ThroughputReport {
+  const r = obj(raw);
+  return {
+    types: arr(r.types).map((t) => ({ type: str(obj(t).type), points: arr(obj(t).points).map(throughputPoint) })),
+    queueWait: arr(r.queueWait ?? r.queue_wait).map((p) => {
+      const o = obj(p);
+      return { minute: str(o.minute), p50Ms: num(o.p50Ms ?? o.p50_ms), p99Ms: num(o.p99Ms ?? o.p99_ms), count: num(o.count) };
     }),
   };
 }

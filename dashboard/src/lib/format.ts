@@ -61,3 +61,11 @@ export function localInputToIso(value: string): string | null {
 export function shortId(id: string): string {
   return id.length > 13 ? `${id.slice(0, 8)}…${id.slice(-4)}` : id;
 }
+
+/** An RFC 3339 time as an <input type="datetime-local"> value (local wall time, minutes). */
+export function isoToLocalInput(iso: string): string {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return "";
+  const local = new Date(d.getTime() - d.getTimezoneOffset() * 60_000);
+  return local.toISOString().slice(0, 16);
+}

@@ -9,16 +9,29 @@ export interface FetchMock {
   fn: ReturnType<typeof vi.fn>;
 }
 
-/** Route fetch calls to handlers keyed "GET /v1/jobs" (path without query); unknown routes get 404. */
-export function mockFetch(routes: Record<string, Handler>): FetchMock {
+/** The id of the dry-run cancel the pages with buttons send to learn whether the role may change things. */
+export const ROLE_CHECK_ID = "00000000-0000-0000-0000-000000000000";
+
+function isRoleCheck(method: string, path: string, body: unknown): boolean {
+  const ids = (body as { filter?: { ids?: unknown[] } } | undefined)?.filter?.ids;
+  return method === "POST" && path === "/v1/jobs:cancel" && Array.isArray(ids) && ids[0] === ROLE_CHECK_ID;
+}
+
+/**
+ * Route fetch calls to handlers keyed "GET /v1/jobs" (path without query); unknown routes get
+ * 404. The role check is answered apart (an admin's answer, or a producer's 403 with
+ * `readOnly`) and left out of `calls`, which holds what the page itself asked.
+ */
+export function mockFetch(routes: Record<string, Handler>, { readOnly = false }: { readOnly?: boolean } = {}): FetchMock {
   const calls: FetchMock["calls"] = [];
   const fn = vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
     const url = new URL(String(input), "http://dash.test");
     const method = (init?.method ?? "GET").toUpperCase();
     const body = init?.body ? JSON.parse(String(init.body)) : undefined;
     const headers = new Headers(init?.headers);
-    calls.push({ method, path: url.pathname + url.search, body, headers });
-    const handler = routes[`${method} ${url.pathname}`];
+    const roleCheck = isRoleCheck(method, url.pathname, body);
+    if (!roleCheck) calls.push({ method, path: url.pathname + url.search, body, headers });
+    const handler = roleCheck ? roleAnswer(readOnly) : routes[`${method} ${url.pathname}`];
     const res = handler ? await handler({ method, url, body, headers }) : { status: 404, body: { code: 5, message: `no route ${method} ${url.pathname}`, details: [] } };
     const status = res.status ?? 200;
     return new Response(res.body === undefined ? "" : JSON.stringify(res.body), {
@@ -28,6 +41,10 @@ export function mockFetch(routes: Record<string, Handler>): FetchMock {
   });
   vi.stubGlobal("fetch", fn);
   return { calls, fn };
+}
+
+function roleAnswer(readOnly: boolean): Handler {
+  return () => (readOnly ? { status: 403, body: { code: 7, message: "role producer may not call CancelJobs", details: [] } } : { body: {} });
 }
 
 /**
@@ -188,5 +205,19 @@ export function rawSchedule(over: Record<string, unknown> = {}) {
     createdAt: "2026-01-01T00:00:00Z",
     updatedAt: "2026-01-01T00:00:00Z",
     ...over,
+  };
+}
+
+/** GET /v1/stats/throughput's answer: two minutes of two types, and the queue wait of each minute. */
+export function rawThroughput() {
+  return {
+    types: [
+      { type: "email", points: [{ minute: "2026-01-01T00:00:00Z", completed: "5" }, { minute: "2026-01-01T00:01:00Z", completed: "7", failed: "1" }] },
+      { type: "report", points: [{ minute: "2026-01-01T00:00:00Z", completed: "2", failed: "3" }, { minute: "2026-01-01T00:01:00Z" }] },
+    ],
+    queueWait: [
+      { minute: "2026-01-01T00:00:00Z", p50Ms: 12, p99Ms: 250, count: "7" },
+      { minute: "2026-01-01T00:01:00Z", p50Ms: 8, p99Ms: 90, count: "8" },
+    ],
   };
 }

@@ -1,7 +1,7 @@
-import { act, screen, waitFor, within } from "@testing-library/react";
+import { screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { beforeEach, describe, expect, it } from "vitest";
-import { FakeFeed, mockFetch, rawJob, rawStats } from "../test/fakes";
+import { FakeFeed, mockFetch, rawJob } from "../test/fakes";
 import { renderApp } from "../test/render";
 import { DeadLetters } from "./DeadLetters";
 
@@ -105,76 +105,93 @@ describe("DeadLetters", () => {
   });
 });
 
-describe("DeadLetters, all of one type", () => {
+describe("DeadLetters, every dead job matching", () => {
   beforeEach(() => FakeFeed.reset());
 
-  /** A DLQ of `n` dead email jobs, listed 2 a page, that the bulk calls empty. */
-  function serveType(n: number, bulk: { status?: number; body?: unknown } | null = null) {
+  /** A DLQ of `n` dead email jobs, listed 2 a page, that the bulk calls (unless dry) empty. */
+  function serveType(n: number) {
     let left = n;
+    const bulk = ({ body }: { body: unknown }) => {
+      const count = String(left);
+      if (!(body as { dryRun?: boolean }).dryRun) left = 0;
+      return { body: { count } };
+    };
     return mockFetch({
       "GET /v1/dlq": () => ({ body: { jobs: left > 0 ? [dead("a"), dead("b")] : [], nextPageToken: left > 2 ? "next" : "" } }),
-      "POST /v1/dlq:retry": () => bulk ?? ((left = 0), { body: { count: String(n) } }),
-      "POST /v1/dlq:purge": () => bulk ?? ((left = 0), { body: { count: String(n) } }),
+      "POST /v1/dlq:retry": bulk,
+      "POST /v1/dlq:purge": bulk,
     });
   }
 
-  it("offers nothing for the whole queue, only for a type chosen in the filter", async () => {
-    serveType(5);
-    renderApp(<DeadLetters />, { route: "/dlq" });
-    await screen.findByTestId("dlq-table");
-    expect(screen.queryByTestId("retry-type")).not.toBeInTheDocument();
-    expect(screen.queryByTestId("purge-type")).not.toBeInTheDocument();
-  });
-
-  it("retries every dead job of the type after a confirmation stating the type's dead count, and says how many went", async () => {
+  it("retries every dead job of the filtered type, on every page, after a confirmation with the dry run's count", async () => {
     const m = serveType(120);
     renderApp(<DeadLetters />, { route: "/dlq?type=email" });
     await screen.findByTestId("dlq-table");
-    await act(() => FakeFeed.last.emit(rawStats({ types: [{ type: "email", dead: "120" }, { type: "sms", dead: "3" }] })));
-    await userEvent.click(screen.getByTestId("retry-type"));
-    expect(screen.getByRole("group")).toHaveTextContent("Retry all 120 dead jobs of type email?");
-    await userEvent.click(screen.getByTestId("retry-type-yes"));
-    expect(await screen.findByTestId("dlq-outcome")).toHaveTextContent("120 jobs of type email sent back to PENDING.");
-    expect(m.calls.find((c) => c.path === "/v1/dlq:retry")?.body).toEqual({ filter: { type: "email" } });
+    await userEvent.click(screen.getByTestId("retry-matching"));
+    expect(await screen.findByTestId("retry-matching-question")).toHaveTextContent("Retry all 120 dead jobs of type email?");
+    await userEvent.click(screen.getByTestId("retry-matching-yes"));
+    expect(await screen.findByTestId("retry-matching-outcome")).toHaveTextContent("120 jobs sent back to PENDING.");
+    expect(m.calls.filter((c) => c.path === "/v1/dlq:retry").map((c) => c.body)).toEqual([
+      { filter: { type: "email" }, dryRun: true },
+      { filter: { type: "email" } },
+    ]);
     expect(await screen.findByTestId("dlq-empty")).toHaveTextContent("The dead-letter queue is empty for type email.");
   });
 
-  it("counts from the list when the stats are not in yet and it has one page", async () => {
-    const m = mockFetch({
-      "GET /v1/dlq": () => ({ body: { jobs: [dead("a"), dead("b")] } }),
-      "POST /v1/dlq:purge": () => ({ body: { count: "2" } }),
-    });
-    renderApp(<DeadLetters />, { route: "/dlq?type=email" });
+  it("purges the whole queue without a type, sending the API's `all`", async () => {
+    const m = serveType(2);
+    renderApp(<DeadLetters />, { route: "/dlq" });
     await screen.findByTestId("dlq-table");
-    await userEvent.click(screen.getByTestId("purge-type"));
-    expect(screen.getByRole("group")).toHaveTextContent("Delete all 2 dead jobs of type email? This cannot be undone.");
-    await userEvent.click(screen.getByTestId("purge-type-yes"));
-    expect(await screen.findByTestId("dlq-outcome")).toHaveTextContent("2 jobs of type email deleted.");
-    expect(m.calls.find((c) => c.path === "/v1/dlq:purge")?.body).toEqual({ filter: { type: "email" } });
+    await userEvent.click(screen.getByTestId("purge-matching"));
+    expect(await screen.findByTestId("purge-matching-question")).toHaveTextContent("Delete all 2 dead jobs? This cannot be undone.");
+    await userEvent.click(screen.getByTestId("purge-matching-yes"));
+    expect(await screen.findByTestId("purge-matching-outcome")).toHaveTextContent("2 jobs deleted.");
+    expect(m.calls.filter((c) => c.path === "/v1/dlq:purge").map((c) => c.body)).toEqual([
+      { filter: {}, dryRun: true, all: true },
+      { filter: {}, all: true },
+    ]);
+  });
+
+  it("retries the whole queue without a type, with no `all` (the retry call has none)", async () => {
+    const m = serveType(2);
+    renderApp(<DeadLetters />, { route: "/dlq" });
+    await screen.findByTestId("dlq-table");
+    await userEvent.click(screen.getByTestId("retry-matching"));
+    expect(await screen.findByTestId("retry-matching-question")).toHaveTextContent("Retry all 2 dead jobs?");
+    await userEvent.click(screen.getByTestId("retry-matching-yes"));
+    expect(await screen.findByTestId("retry-matching-outcome")).toHaveTextContent("2 jobs sent back to PENDING.");
+    expect(m.calls.filter((c) => c.path === "/v1/dlq:retry").map((c) => c.body)).toEqual([{ filter: {}, dryRun: true }, { filter: {} }]);
   });
 
   it("keeps the jobs when the question is declined", async () => {
     const m = serveType(3);
     renderApp(<DeadLetters />, { route: "/dlq?type=email" });
     await screen.findByTestId("dlq-table");
-    await userEvent.click(screen.getByTestId("purge-type"));
-    await userEvent.click(screen.getByTestId("purge-type-no"));
-    expect(m.calls.some((c) => c.method === "POST")).toBe(false);
-    expect(screen.getByTestId("purge-type")).toBeEnabled();
+    await userEvent.click(screen.getByTestId("purge-matching"));
+    await userEvent.click(await screen.findByTestId("purge-matching-no"));
+    expect(m.calls.filter((c) => c.method === "POST").map((c) => c.body)).toEqual([{ filter: { type: "email" }, dryRun: true }]);
+    expect(screen.getByTestId("purge-matching")).toBeEnabled();
   });
 
-  it("turns read-only when the token's role may not change the dead-letter queue, and says so", async () => {
-    serveType(3, { status: 403, body: { code: 7, message: "role producer may not call RetryDeadJobs", details: [] } });
+  it("shows a refusal by the call's name", async () => {
+    mockFetch({
+      "GET /v1/dlq": () => ({ body: { jobs: [dead("a")] } }),
+      "POST /v1/dlq:retry": () => ({ status: 403, body: { code: 7, message: "role producer may not call RetryDeadJobs", details: [] } }),
+    });
     renderApp(<DeadLetters />, { route: "/dlq?type=email" });
     await screen.findByTestId("dlq-table");
-    await userEvent.click(screen.getByTestId("retry-type"));
-    await userEvent.click(screen.getByTestId("retry-type-yes"));
-    const banner = await screen.findByText(/^Read-only/);
-    expect(banner.closest("[role=alert]")).toHaveTextContent(
+    await userEvent.click(screen.getByTestId("retry-matching"));
+    expect(await screen.findByTestId("retry-matching-error")).toHaveTextContent(
       "your token's role cannot retry dead jobs: role producer may not call RetryDeadJobs (PERMISSION_DENIED)",
     );
-    expect(screen.getByTestId("retry-type")).toBeDisabled();
-    expect(screen.getByTestId("purge-type")).toBeDisabled();
-    expect(screen.queryByTestId("dlq-outcome")).not.toBeInTheDocument();
+  });
+
+  it("offers no retry or purge to a role that may not change jobs", async () => {
+    mockFetch({ "GET /v1/dlq": () => ({ body: { jobs: [dead("a")] } }) }, { readOnly: true });
+    renderApp(<DeadLetters />, { route: "/dlq" });
+    await screen.findByTestId("dlq-table");
+    await waitFor(() => expect(screen.queryByTestId("bulk-bar")).not.toBeInTheDocument());
+    expect(screen.queryByTestId("retry-one")).not.toBeInTheDocument();
+    expect(screen.queryByTestId("retry-selected")).not.toBeInTheDocument();
   });
 });

@@ -2,23 +2,18 @@ import { keepPreviousData, useQuery, useQueryClient } from "@tanstack/react-quer
 import { useEffect, useMemo, useState } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { api, errorMessage } from "../api/client";
-import { ConfirmButton } from "../components/ConfirmButton";
+import { BulkBar } from "../components/BulkBar";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { Pager } from "../components/Pager";
-import { useLiveStats } from "../hooks/stats";
 import { useDebounced } from "../hooks/useDebounced";
 import { useNow } from "../hooks/useNow";
 import { usePaging } from "../hooks/usePaging";
-import { useRowActions } from "../hooks/useRowActions";
-import { formatCount, formatRelative, formatTime } from "../lib/format";
+import { useCanOperate } from "../hooks/useCanOperate";
+import { formatRelative, formatTime } from "../lib/format";
 
 interface Outcome {
   kind: "ok" | "error";
   text: string;
-}
-
-function jobsWord(n: number): string {
-  return n === 1 ? "1 job" : `${formatCount(n)} jobs`;
 }
 
 export function DeadLetters() {
@@ -54,23 +49,7 @@ export function DeadLetters() {
   const [busy, setBusy] = useState<Set<string>>(new Set());
   const [outcome, setOutcome] = useState<Outcome | null>(null);
   const [rowErrors, setRowErrors] = useState<Record<string, string>>({});
-  const bulk = useRowActions();
-  const readOnly = bulk.forbidden !== null;
-  const { stats } = useLiveStats();
-  // The whole type's dead count, every page of it: the live stats when they name the type, else
-  // the list when it has no further page.
-  const typeDead = stats?.types.find((t) => t.type === type)?.dead ?? (q.data && !q.data.nextPageToken ? q.data.jobs.length : null);
-  const howMany = typeDead === null ? "all the" : `all ${formatCount(typeDead)}`;
-
-  async function allOfType(key: "retry" | "purge") {
-    setOutcome(null);
-    const count = await bulk.run(key, () => (key === "retry" ? api.retryDeadOfType(type) : api.purgeDeadOfType(type)));
-    if (count !== undefined) {
-      setOutcome({ kind: "ok", text: `${jobsWord(count)} of type ${type} ${key === "retry" ? "sent back to PENDING" : "deleted"}.` });
-    }
-    void qc.invalidateQueries({ queryKey: ["dlq"] });
-    void qc.invalidateQueries({ queryKey: ["jobs"] });
-  }
+  const canOperate = useCanOperate();
 
   const jobs = useMemo(
     () =>
@@ -142,47 +121,20 @@ export function DeadLetters() {
           <input type="search" value={typeInput} placeholder="any type" onChange={(e) => setTypeInput(e.target.value)} data-testid="dlq-filter-type" spellCheck={false} />
         </label>
         <div className="spacer" />
-        <button
-          type="button"
-          className="btn btn-primary"
-          disabled={visibleSelected.length === 0 || visibleSelected.some((id) => busy.has(id))}
-          onClick={() => retry(visibleSelected)}
-          data-testid="retry-selected"
-        >
-          Retry selected ({visibleSelected.length})
-        </button>
+        {canOperate && (
+          <button
+            type="button"
+            className="btn btn-primary"
+            disabled={visibleSelected.length === 0 || visibleSelected.some((id) => busy.has(id))}
+            onClick={() => retry(visibleSelected)}
+            data-testid="retry-selected"
+          >
+            Retry selected ({visibleSelected.length})
+          </button>
+        )}
       </div>
 
-      {type && (
-        <div className="filters" data-testid="dlq-bulk">
-          <ConfirmButton
-            label={bulk.busy.has("retry") ? "Retrying…" : `Retry all of type ${type}`}
-            question={`Retry ${howMany} dead jobs of type ${type}?`}
-            confirmLabel="Yes, retry them"
-            busy={bulk.busy.has("retry")}
-            disabled={readOnly || typeDead === 0}
-            title={readOnly ? "Your token's role cannot retry dead jobs" : undefined}
-            onConfirm={() => void allOfType("retry")}
-            testId="retry-type"
-          />
-          <ConfirmButton
-            label={bulk.busy.has("purge") ? "Purging…" : `Purge all of type ${type}`}
-            question={`Delete ${howMany} dead jobs of type ${type}? This cannot be undone.`}
-            confirmLabel="Yes, delete them"
-            busy={bulk.busy.has("purge")}
-            disabled={readOnly || typeDead === 0}
-            title={readOnly ? "Your token's role cannot purge dead jobs" : undefined}
-            onConfirm={() => void allOfType("purge")}
-            testId="purge-type"
-          />
-        </div>
-      )}
-      <ErrorBanner error={bulk.forbidden} title="Read-only" />
-      {!readOnly && (bulk.errors.retry || bulk.errors.purge) && (
-        <div className="banner banner-error" role="alert" data-testid="dlq-bulk-error">
-          {bulk.errors.retry ? `Retry failed: ${bulk.errors.retry}` : `Purge failed: ${bulk.errors.purge}`}
-        </div>
-      )}
+      {canOperate && !q.error && <BulkBar filter={type ? { type } : {}} status="DEAD" />}
       {outcome && (
         <div className={`banner ${outcome.kind === "ok" ? "banner-ok" : "banner-error"}`} role={outcome.kind === "ok" ? "status" : "alert"} data-testid="dlq-outcome">
           {outcome.text}
@@ -244,9 +196,11 @@ export function DeadLetters() {
                     {formatRelative(j.updatedAt, now)}
                   </td>
                   <td className="actions">
-                    <button type="button" className="btn btn-small" onClick={() => retry([j.id])} disabled={busy.has(j.id)} data-testid="retry-one">
-                      {busy.has(j.id) ? "Retrying…" : "Retry"}
-                    </button>
+                    {canOperate && (
+                      <button type="button" className="btn btn-small" onClick={() => retry([j.id])} disabled={busy.has(j.id)} data-testid="retry-one">
+                        {busy.has(j.id) ? "Retrying…" : "Retry"}
+                      </button>
+                    )}
                   </td>
                 </tr>
               ))}

@@ -168,4 +168,12 @@ describe("JobDetail attempt timeline", () => {
     expect(curl).toContain(`-H "Authorization: Bearer $FORGE_TOKEN"`);
     expect(curl).toContain(`-d '{"type":"email","payload":{"to":"o'\\''neil@example.com"},"priority":5,"maxRetries":2}'`);
   });
+
+  it("has no cancel or retry for a role that may only look", async () => {
+    mockFetch({ [`GET /v1/jobs/${ID}`]: () => ({ body: rawJob({ status: "DEAD" }) }) }, { readOnly: true });
+    renderApp(<JobDetail />, { route: `/jobs/${ID}`, path: "/jobs/:id" });
+    expect(await screen.findByTestId("job-status")).toHaveTextContent("DEAD");
+    await waitFor(() => expect(screen.queryByTestId("retry-job")).not.toBeInTheDocument());
+    expect(screen.queryByTestId("cancel-job")).not.toBeInTheDocument();
+  });
 });

@@ -7,6 +7,7 @@ import { AttemptTimeline } from "../components/AttemptTimeline";
 import { ErrorBanner } from "../components/ErrorBanner";
 import { JsonView } from "../components/JsonView";
 import { StatusBadge } from "../components/StatusBadge";
+import { useCanOperate } from "../hooks/useCanOperate";
 import { useNow } from "../hooks/useNow";
 import { formatRelative, formatTime } from "../lib/format";
 import { curlCommand, forgeCommand } from "../lib/reenqueue";
@@ -45,6 +46,7 @@ export function JobDetail() {
   const { id = "" } = useParams();
   const qc = useQueryClient();
   const now = useNow();
+  const canOperate = useCanOperate();
   const [confirming, setConfirming] = useState(false);
   const [reason, setReason] = useState("");
   const location = useLocation();
@@ -110,12 +112,12 @@ export function JobDetail() {
             <StatusBadge status={job.status} />
             <span className="mono">{job.type}</span>
             <div className="spacer" />
-            {job.status === "DEAD" && (
+            {canOperate && job.status === "DEAD" && (
               <button type="button" className="btn btn-primary" onClick={() => retry.mutate()} disabled={retry.isPending} data-testid="retry-job">
                 {retry.isPending ? "Retrying…" : "Retry"}
               </button>
             )}
-            {CANCELLABLE.includes(job.status) && !confirming && (
+            {canOperate && CANCELLABLE.includes(job.status) && !confirming && (
               <button type="button" className="btn btn-danger" onClick={() => setConfirming(true)} data-testid="cancel-job">
                 Cancel job…
               </button>

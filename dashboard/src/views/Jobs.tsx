@@ -1,32 +1,53 @@
 import { keepPreviousData, useQuery } from "@tanstack/react-query";
-import { useEffect, useState } from "react";
-import { Link, useSearchParams } from "react-router-dom";
-import { api } from "../api/client";
-import { type JobStatus, STATUSES } from "../api/types";
+import { useState } from "react";
+import { Link, useNavigate, useSearchParams } from "react-router-dom";
+import { ApiError, api, errorMessage } from "../api/client";
+import type { Job } from "../api/types";
+import { BulkBar } from "../components/BulkBar";
+import { type Column, DataTable } from "../components/DataTable";
 import { ErrorBanner } from "../components/ErrorBanner";
+import { JobFilters } from "../components/JobFilters";
 import { Pager } from "../components/Pager";
+import { RelativeTime } from "../components/RelativeTime";
 import { StatusBadge } from "../components/StatusBadge";
-import { useDebounced } from "../hooks/useDebounced";
+import { StatusTabs, tabCounts } from "../components/StatusTabs";
+import { useLiveStats } from "../hooks/stats";
+import { useCanOperate } from "../hooks/useCanOperate";
 import { useNow } from "../hooks/useNow";
 import { usePaging } from "../hooks/usePaging";
-import { formatRelative, formatTime } from "../lib/format";
+import { bulkFilter, listParams, readJobsQuery } from "../lib/jobsQuery";
 
-const PAGE_SIZES = [25, 50, 100, 200];
+// Job ids are UUIDs: a search that looks like one is tried as an id first.
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function columns(now: number): Column<Job>[] {
+  return [
+    {
+      key: "id",
+      header: "Job",
+      cell: (j) => (
+        <Link to={`/jobs/${encodeURIComponent(j.id)}`} className="mono" title={j.id}>
+          {j.id}
+        </Link>
+      ),
+    },
+    { key: "type", header: "Type", className: "mono", cell: (j) => j.type },
+    { key: "status", header: "Status", cell: (j) => <StatusBadge status={j.status} /> },
+    { key: "priority", header: "Priority", className: "num", cell: (j) => j.priority },
+    { key: "attempts", header: "Attempts", className: "num", cell: (j) => `${j.attempts} / ${j.maxRetries + 1}` },
+    { key: "runAt", header: "Run at", className: "hide-narrow", cell: (j) => <RelativeTime iso={j.runAt} now={now} /> },
+    { key: "created", header: "Created", className: "hide-narrow", cell: (j) => <RelativeTime iso={j.createdAt} now={now} /> },
+  ];
+}
 
 export function Jobs() {
   const [params, setParams] = useSearchParams();
-  const status = (params.get("status") ?? "") as JobStatus | "";
-  const type = params.get("type") ?? "";
-  const pageSize = Number(params.get("pageSize")) || 50;
-  const [typeInput, setTypeInput] = useState(type);
-  const debouncedType = useDebounced(typeInput.trim(), 300);
+  const navigate = useNavigate();
+  const filter = readJobsQuery(params);
   const now = useNow();
-
-  // The type box updates the URL once typing pauses; the URL is the source of truth.
-  useEffect(() => {
-    if (debouncedType !== type) update({ type: debouncedType });
-  }, [debouncedType]);
-  useEffect(() => setTypeInput(type), [type]);
+  const { stats } = useLiveStats();
+  const canOperate = useCanOperate();
+  const [searchError, setSearchError] = useState<string | null>(null);
 
   function update(changes: Record<string, string>) {
     const next = new URLSearchParams(params);
@@ -37,13 +58,30 @@ export function Jobs() {
     setParams(next, { replace: true });
   }
 
-  const paging = usePaging(`${status}|${type}|${pageSize}`);
+  /** A job id opens the job; anything else (or an id no job has) is searched as a key. */
+  async function search(text: string) {
+    setSearchError(null);
+    if (UUID.test(text)) {
+      try {
+        const job = await api.getJob(text);
+        navigate(`/jobs/${encodeURIComponent(job.id)}`);
+        return;
+      } catch (e) {
+        if (!(e instanceof ApiError && e.status === 404)) return setSearchError(errorMessage(e));
+      }
+    }
+    update({ q: text });
+  }
+
+  const request = listParams(filter);
+  const paging = usePaging(JSON.stringify(request));
   const q = useQuery({
-    queryKey: ["jobs", { status, type, pageSize, token: paging.token }],
-    queryFn: ({ signal }) => api.listJobs({ status, type, pageSize, pageToken: paging.token }, signal),
+    queryKey: ["jobs", request, paging.token],
+    queryFn: ({ signal }) => api.listJobs({ ...request, pageToken: paging.token }, signal),
     placeholderData: keepPreviousData,
     refetchInterval: 3000,
   });
+  const bulk = bulkFilter(filter);
 
   return (
     <section>
@@ -54,100 +92,36 @@ export function Jobs() {
         </Link>
       </div>
 
-      <form className="filters" onSubmit={(e) => e.preventDefault()} role="search">
-        <label>
-          <span>Status</span>
-          <select value={status} onChange={(e) => update({ status: e.target.value })} data-testid="filter-status">
-            <option value="">Any status</option>
-            {STATUSES.map((s) => (
-              <option key={s} value={s}>
-                {s}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          <span>Type</span>
-          <input
-            type="search"
-            value={typeInput}
-            placeholder="any type"
-            onChange={(e) => setTypeInput(e.target.value)}
-            data-testid="filter-type"
-            spellCheck={false}
-            autoCapitalize="off"
-          />
-        </label>
-        <label>
-          <span>Per page</span>
-          <select value={pageSize} onChange={(e) => update({ pageSize: e.target.value === "50" ? "" : e.target.value })}>
-            {PAGE_SIZES.map((n) => (
-              <option key={n} value={n}>
-                {n}
-              </option>
-            ))}
-          </select>
-        </label>
-        {(status || type) && (
-          <button type="button" className="btn btn-ghost" onClick={() => update({ status: "", type: "" })}>
-            Clear filters
-          </button>
-        )}
-      </form>
-
+      <StatusTabs status={filter.status} counts={tabCounts(stats, filter.type)} onChange={(status) => update({ status })} />
+      <JobFilters value={filter} types={stats?.types.map((t) => t.type) ?? []} onChange={update} onSearch={(text) => void search(text)} />
+      {filter.workerId && (
+        <p className="muted small" data-testid="worker-filter">
+          Leased to worker <span className="mono">{filter.workerId}</span>
+        </p>
+      )}
+      {filter.status === "PENDING" && filter.order === "RUN_AT" && (
+        <p className="muted small" data-testid="scheduled-note">
+          Soonest run at first: the jobs runnable now, then the scheduled ones (run at in the future).
+        </p>
+      )}
+      {searchError && (
+        <div className="banner banner-error" role="alert">
+          Cannot look the job up: {searchError}
+        </div>
+      )}
+      {canOperate && bulk && <BulkBar filter={bulk} status={filter.status} />}
       <ErrorBanner error={q.error} title="Cannot list jobs" onRetry={() => q.refetch()} />
 
-      {q.data && (
-        <>
-          {q.data.jobs.length === 0 ? (
-            <p className="muted empty" data-testid="jobs-empty">
-              No jobs{status ? ` in ${status}` : ""}{type ? ` of type ${type}` : ""}{paging.page > 1 ? " on this page" : ""}.
-            </p>
-          ) : (
-            <div className="table-wrap">
-              <table className="table table-jobs" data-testid="jobs-table">
-                <thead>
-                  <tr>
-                    <th>Job</th>
-                    <th>Type</th>
-                    <th>Status</th>
-                    <th className="num">Priority</th>
-                    <th className="num">Attempts</th>
-                    <th className="hide-narrow">Run at</th>
-                    <th className="hide-narrow">Updated</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {q.data.jobs.map((j) => (
-                    <tr key={j.id} data-job-id={j.id}>
-                      <td>
-                        <Link to={`/jobs/${encodeURIComponent(j.id)}`} className="mono" title={j.id}>
-                          {j.id}
-                        </Link>
-                      </td>
-                      <td className="mono">{j.type}</td>
-                      <td>
-                        <StatusBadge status={j.status} />
-                      </td>
-                      <td className="num">{j.priority}</td>
-                      <td className="num">
-                        {j.attempts} / {j.maxRetries + 1}
-                      </td>
-                      <td className="hide-narrow" title={formatTime(j.runAt)}>
-                        {formatRelative(j.runAt, now)}
-                      </td>
-                      <td className="hide-narrow" title={formatTime(j.updatedAt)}>
-                        {formatRelative(j.updatedAt, now)}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          )}
-          <Pager paging={paging} nextToken={q.data.nextPageToken} loading={q.isPlaceholderData} withFirst />
-        </>
+      {q.data && q.data.jobs.length === 0 && (
+        <p className="muted empty" data-testid="jobs-empty">
+          No jobs{filter.status ? ` in ${filter.status}` : ""}{filter.type ? ` of type ${filter.type}` : ""}
+          {filter.q ? ` matching ${filter.q}` : ""}{paging.page > 1 ? " on this page" : ""}.
+        </p>
       )}
+      {q.data && q.data.jobs.length > 0 && (
+        <DataTable rows={q.data.jobs} columns={columns(now)} rowKey={(j) => j.id} rowProps={(j) => ({ "data-job-id": j.id })} className="table-jobs" testId="jobs-table" />
+      )}
+      {q.data && <Pager paging={paging} nextToken={q.data.nextPageToken} loading={q.isPlaceholderData} withFirst />}
       {!q.data && q.isPending && <p className="muted">Loading jobs…</p>}
     </section>
   );

@@ -1,7 +1,7 @@
 import { act, screen, within } from "@testing-library/react";
 import { beforeEach, describe, expect, it } from "vitest";
 import { ConnectionIndicator } from "../components/ConnectionIndicator";
-import { FakeFeed, mockFetch, rawStats } from "../test/fakes";
+import { FakeFeed, mockFetch, rawStats, rawThroughput } from "../test/fakes";
 import { renderApp } from "../test/render";
 import { Overview } from "./Overview";
 
@@ -18,7 +18,10 @@ describe("Overview", () => {
   beforeEach(() => FakeFeed.reset());
 
   it("shows counts, types, queue wait and workers from the live stream, and follows updates", async () => {
-    mockFetch({ "GET /v1/stats": () => ({ status: 503, body: { code: 14, message: "broker unavailable" } }) });
+    mockFetch({
+      "GET /v1/stats": () => ({ status: 503, body: { code: 14, message: "broker unavailable" } }),
+      "GET /v1/stats/throughput": () => ({ body: rawThroughput() }),
+    });
     renderApp(<Page />);
     expect(screen.getByTestId("connection")).toHaveAttribute("data-state", "connecting");
     await act(() => FakeFeed.last.emit({ result: rawStats() }));
@@ -38,7 +41,6 @@ describe("Overview", () => {
     expect(within(workers).getByText("w-1")).toBeInTheDocument();
     expect(within(workers).getByText("2 / 8")).toBeInTheDocument();
     expect(screen.getByTestId("minute-completed")).toHaveTextContent("7");
-    expect(screen.getByTestId("throughput-chart")).toHaveAttribute("aria-label", expect.stringContaining("13 attempts"));
 
     await act(() => FakeFeed.last.emit(rawStats({ completed: "41", pending: "11" })));
     expect(within(screen.getByTestId("count-completed")).getByText("41")).toBeInTheDocument();
@@ -47,6 +49,33 @@ describe("Overview", () => {
     // A paused type says so, on its link to the Queues page.
     await act(() => FakeFeed.last.emit(rawStats({ types: [{ type: "email", pending: "11", paused: true }] })));
     expect(within(screen.getByTestId("types-table")).getByTestId("queue-link")).toHaveTextContent("Paused");
+  });
+
+  it("charts the last hour per type: completed stacked, failures, queue wait p50/p99", async () => {
+    const m = mockFetch({ "GET /v1/stats/throughput": () => ({ body: rawThroughput() }) });
+    renderApp(<Page />);
+    await act(() => FakeFeed.last.emit(rawStats()));
+    expect(await screen.findByTestId("chart-throughput")).toHaveAttribute("data-total", "14");
+    expect(screen.getByTestId("chart-throughput")).toHaveAttribute("aria-label", "14 completed attempts over the last 2 minutes");
+    expect(screen.getByTestId("chart-failures")).toHaveAttribute("data-total", "4");
+    expect(screen.getByTestId("chart-queue-wait")).toHaveAttribute("data-total", "15");
+    expect(m.calls.find((c) => c.path.startsWith("/v1/stats/throughput"))?.path).toBe("/v1/stats/throughput?window=3600s");
+  });
+
+  it("shows why the last hour cannot be charted", async () => {
+    mockFetch({ "GET /v1/stats/throughput": () => ({ status: 403, body: { code: 7, message: "role worker may not call GetThroughput" } }) });
+    renderApp(<Page />);
+    await act(() => FakeFeed.last.emit(rawStats()));
+    expect((await screen.findAllByText(/Cannot load the last hour/))[0].closest("[role=alert]")).toHaveTextContent(
+      "your token's role cannot view the queue's stats: role worker may not call GetThroughput (PERMISSION_DENIED)",
+    );
+  });
+
+  it("opens the pending jobs soonest run_at first from the Scheduled card", async () => {
+    mockFetch({});
+    renderApp(<Page />);
+    await act(() => FakeFeed.last.emit(rawStats()));
+    expect(screen.getByTestId("count-scheduled")).toHaveAttribute("href", "/jobs?status=PENDING&order=RUN_AT");
   });
 
   it("says so when the stream drops, and falls back to polling /v1/stats", async () => {

@@ -1,22 +1,46 @@
+import { useQuery } from "@tanstack/react-query";
+import type { ReactNode } from "react";
 import { Link } from "react-router-dom";
+import { api } from "../api/client";
+import type { ThroughputReport } from "../api/types";
 import { Badge } from "../components/Badge";
-import { ThroughputChart } from "../components/ThroughputChart";
+import { QueueWaitChart, StackedByTypeChart } from "../components/Charts";
+import { ErrorBanner } from "../components/ErrorBanner";
 import { useLiveStats } from "../hooks/stats";
 import { useNow } from "../hooks/useNow";
 import { formatCount, formatDuration, formatMs, formatRelative } from "../lib/format";
 
 const CARDS = [
   { key: "pending", label: "Pending", hint: "runnable now", to: "/jobs?status=PENDING" },
-  { key: "scheduled", label: "Scheduled", hint: "waiting for run_at", to: "/jobs?status=PENDING" },
+  // No filter says "run_at in the future": the pending list soonest run_at first, the scheduled
+  // ones after any runnable now.
+  { key: "scheduled", label: "Scheduled", hint: "waiting for run_at", to: "/jobs?status=PENDING&order=RUN_AT" },
   { key: "processing", label: "Processing", hint: "leased", to: "/jobs?status=PROCESSING" },
   { key: "completed", label: "Completed", hint: "kept until retention", to: "/jobs?status=COMPLETED" },
   { key: "dead", label: "Dead", hint: "dead-letter queue", to: "/dlq" },
   { key: "cancelled", label: "Cancelled", hint: "kept until retention", to: "/jobs?status=CANCELLED" },
 ] as const;
 
+/** The last hour per minute from GET /v1/stats/throughput, asked again every 10 s. */
+function useLastHour() {
+  return useQuery({
+    queryKey: ["throughput"],
+    queryFn: ({ signal }) => api.throughput(3600, signal),
+    refetchInterval: 10_000,
+  });
+}
+
+/** A chart of the last hour once it is in, else why not. */
+function HourChart({ hour, children }: { hour: ReturnType<typeof useLastHour>; children: (report: ThroughputReport) => ReactNode }) {
+  if (hour.data) return <>{children(hour.data)}</>;
+  if (hour.error) return <ErrorBanner error={hour.error} title="Cannot load the last hour" onRetry={() => hour.refetch()} />;
+  return <p className="muted">Loading…</p>;
+}
+
 export function Overview() {
   const { stats, error, state, receivedAt } = useLiveStats();
   const now = useNow();
+  const hour = useLastHour();
 
   if (!stats) {
     return (
@@ -62,16 +86,24 @@ export function Overview() {
         ))}
       </div>
 
+      <div className="panel">
+        <div className="panel-head">
+          <h2>Throughput by type</h2>
+          <span className="muted small">
+            this minute: <b data-testid="minute-completed">{last?.completed ?? 0}</b> completed,{" "}
+            <b>{last?.failed ?? 0}</b> failed · last hour: {formatCount(lastHour.c)} / {formatCount(lastHour.f)}
+          </span>
+        </div>
+        <HourChart hour={hour}>{(r) => <StackedByTypeChart report={r} field="completed" testId="chart-throughput" />}</HourChart>
+      </div>
+
       <div className="grid-2">
         <div className="panel">
           <div className="panel-head">
-            <h2>Throughput</h2>
-            <span className="muted small">
-              this minute: <b data-testid="minute-completed">{last?.completed ?? 0}</b> completed,{" "}
-              <b>{last?.failed ?? 0}</b> failed · last hour: {formatCount(lastHour.c)} / {formatCount(lastHour.f)}
-            </span>
+            <h2>Failures</h2>
+            <span className="muted small">failed attempts per minute, by type</span>
           </div>
-          {stats.throughput.length ? <ThroughputChart points={stats.throughput} /> : <p className="muted">No data yet.</p>}
+          <HourChart hour={hour}>{(r) => <StackedByTypeChart report={r} field="failed" testId="chart-failures" />}</HourChart>
         </div>
 
         <div className="panel">
@@ -99,6 +131,7 @@ export function Overview() {
               <dd data-testid="oldest-pending">{formatDuration(stats.oldestPendingAgeSeconds)}</dd>
             </div>
           </dl>
+          <HourChart hour={hour}>{(r) => <QueueWaitChart report={r} height={180} />}</HourChart>
         </div>
       </div>
 
@@ -152,7 +185,9 @@ export function Overview() {
 
       <div className="panel">
         <div className="panel-head">
-          <h2>Workers</h2>
+          <h2>
+            <Link to="/workers">Workers</Link>
+          </h2>
           <span className="muted small" data-testid="worker-count">
             {stats.workers.length} connected
           </span>

@@ -25,7 +25,7 @@ function row(type: string): HTMLElement {
 type Raw = Record<string, unknown>;
 
 /** A gateway holding `initial`, changed by pause, resume and PATCH as the broker does (or refusing them). */
-function serve(initial: Raw[], refuse?: { status: number; body: unknown }) {
+function serve(initial: Raw[], refuse?: { status: number; body: unknown }, readOnly = false) {
   const stored = new Map(initial.map((x) => [x.type as string, x]));
   const typeOf = (url: URL) => decodeURIComponent(url.pathname.split("/").pop() ?? "").split(":")[0];
   const change = (type: string, f: (q: Raw) => Raw) => {
@@ -44,7 +44,7 @@ function serve(initial: Raw[], refuse?: { status: number; body: unknown }) {
       ]),
     ),
   };
-  return mockFetch(routes);
+  return mockFetch(routes, { readOnly });
 }
 
 describe("Queues", () => {
@@ -195,5 +195,15 @@ describe("Queues", () => {
     renderApp(<Queues />, { route: "/queues" });
     const alert = await screen.findByRole("alert");
     expect(alert).toHaveTextContent("Cannot list queues: broker unavailable: connection refused (UNAVAILABLE)");
+  });
+
+  it("has no pause or limit buttons for a role that may only look, and says why", async () => {
+    serve([rawQueue()], undefined, true);
+    renderApp(<Queues />, { route: "/queues" });
+    await screen.findByTestId("queues-table");
+    expect(await screen.findByTestId("read-only")).toHaveTextContent("Read-only: your token's role may view queues but not change them.");
+    expect(within(row("email")).queryByTestId("toggle-pause")).not.toBeInTheDocument();
+    expect(within(row("email")).queryByTestId("edit-limits")).not.toBeInTheDocument();
+    expect(within(row("email")).getByTestId("queue-state")).toHaveTextContent("Active");
   });
 });

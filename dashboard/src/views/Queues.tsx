@@ -7,6 +7,8 @@ import { Badge } from "../components/Badge";
 import { type Column, DataTable } from "../components/DataTable";
 import { EmptyState } from "../components/EmptyState";
 import { ErrorBanner } from "../components/ErrorBanner";
+import { ReadOnlyNote } from "../components/ReadOnlyNote";
+import { useCanOperate } from "../hooks/useCanOperate";
 import { useRowActions } from "../hooks/useRowActions";
 import { formatCount } from "../lib/format";
 import { formatPeriod } from "../lib/timing";
@@ -190,7 +192,8 @@ export function Queues() {
     refetchInterval: 2000,
   });
   const actions = useRowActions();
-  const readOnly = actions.forbidden !== null;
+  const canOperate = useCanOperate();
+  const readOnly = !canOperate || actions.forbidden !== null;
   const [outcome, setOutcome] = useState<string | null>(null);
   const [editing, setEditing] = useState<Queue | null>(null);
 
@@ -309,6 +312,7 @@ export function Queues() {
         </div>
       )}
       <ErrorBanner error={actions.forbidden} title="Read-only" />
+      {!canOperate && <ReadOnlyNote what="queues" />}
       <ErrorBanner error={q.error} title="Cannot list queues" onRetry={() => q.refetch()} />
 
       {q.data && queues.length === 0 && (
@@ -319,7 +323,7 @@ export function Queues() {
       {queues.length > 0 && (
         <DataTable
           rows={queues}
-          columns={columns}
+          columns={canOperate ? columns : columns.filter((c) => c.key !== "actions")}
           rowKey={(x) => x.type}
           rowProps={(x) => ({ "data-type": x.type, "data-paused": String(x.paused), className: x.type === highlight || x.type === editing?.type ? "selected" : undefined })}
           className="table-queues"

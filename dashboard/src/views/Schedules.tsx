@@ -8,10 +8,12 @@ import { ConfirmButton } from "../components/ConfirmButton";
 import { type Column, DataTable } from "../components/DataTable";
 import { EmptyState } from "../components/EmptyState";
 import { ErrorBanner } from "../components/ErrorBanner";
+import { ReadOnlyNote } from "../components/ReadOnlyNote";
 import { Pager } from "../components/Pager";
 import { RelativeTime } from "../components/RelativeTime";
 import { useNow } from "../hooks/useNow";
 import { usePaging } from "../hooks/usePaging";
+import { useCanOperate } from "../hooks/useCanOperate";
 import { useRowActions } from "../hooks/useRowActions";
 import { formatRelative, shortId } from "../lib/format";
 import { describeTiming } from "../lib/timing";
@@ -43,7 +45,8 @@ export function Schedules() {
     refetchInterval: 2000,
   });
   const actions = useRowActions();
-  const readOnly = actions.forbidden !== null;
+  const canOperate = useCanOperate();
+  const readOnly = !canOperate || actions.forbidden !== null;
   const [outcome, setOutcome] = useState<string | null>(null);
 
   /** Shows `changed` in place of the schedule called `name` (removes it when null), then lists again. */
@@ -165,6 +168,7 @@ export function Schedules() {
         </div>
       )}
       <ErrorBanner error={actions.forbidden} title="Read-only" />
+      {!canOperate && <ReadOnlyNote what="schedules" />}
       <ErrorBanner error={q.error} title="Cannot list schedules" onRetry={() => q.refetch()} />
 
       {q.data && schedules.length === 0 && (
@@ -175,7 +179,7 @@ export function Schedules() {
       {schedules.length > 0 && (
         <DataTable
           rows={schedules}
-          columns={columns}
+          columns={canOperate ? columns : columns.filter((c) => c.key !== "actions")}
           rowKey={(s) => s.name}
           rowProps={(s) => ({ "data-schedule": s.name, "data-paused": String(s.paused), className: s.name === highlight ? "selected" : undefined })}
           className="table-schedules"
