@@ -202,9 +202,9 @@ def test_dashboard_in_a_real_browser(stack: Stack) -> None:
                        "DOCS_SCREENSHOT_DIR": str(DOCS_SCREENSHOTS),
                        "DASHBOARD_E2E_FIX_FILE": str(stack.fix_file), "E2E_CONTROL": "1",
                        "E2E_WORKER_ID": WORKER_ID, "CHROMIUM": str(CHROMIUM)})
-    for name in ("overview", "overview-dark", "overview-narrow", "jobs", "jobs-cancel-matching", "job",
-                 "job-attempts", "dlq", "dlq-retry-type", "workers", "enqueue", "schedules", "queues",
-                 "queues-limits"):
+    for name in ("overview", "overview-dark", "overview-narrow", "jobs", "jobs-scheduled",
+                 "jobs-cancel-matching", "job", "job-attempts", "dlq", "dlq-retry-type", "workers",
+                 "enqueue", "schedules", "queues", "queues-limits"):
         assert (SCREENSHOTS / f"{name}.png").is_file(), f"no screenshot of {name}"
     # The README's pictures: one per view, a 1280×800 window each, small enough to commit.
     for view in DOCS_VIEWS:
