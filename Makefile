@@ -120,9 +120,10 @@ $(NODE_DEPS): $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
 
 node-client: $(NODE_DEPS)
 
-# Regenerates docs/screenshots/*.png (a picture of each view, for the README): the browser test writes them.
+# Regenerates docs/screenshots/*.png (a picture of each view, for the README): the browser test
+# writes them there only when asked (FORGE_DOCS_SCREENSHOTS=1), else under dashboard/e2e/screenshots/.
 screenshot: setup dashboard chromium
-	$(BIN)/python -m pytest tests/test_dashboard_e2e.py::test_dashboard_in_a_real_browser
+	FORGE_DOCS_SCREENSHOTS=1 $(BIN)/python -m pytest tests/test_dashboard_e2e.py::test_dashboard_in_a_real_browser
 
 clean:
 	rm -rf $(VENV) $(GEN) .pytest_cache .mypy_cache .ruff_cache $(DASH)/node_modules $(DASH)/dist \

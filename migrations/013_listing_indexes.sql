@@ -3,21 +3,21 @@
 -- - NEWEST, OLDEST: the primary key, or jobs_by_status_idx (status, id) with a status
 --   (migration 007); PROCESSING jobs through jobs_lease_idx, sorted (as many as are in flight).
 -- - PRIORITY: PENDING jobs through jobs_claim_idx (priority DESC, run_at, id), the claim's own;
---   finished jobs through jobs_done_priority_idx below, the same key.
+--   DEAD and CANCELLED jobs through jobs_done_priority_idx below, the same key.
 -- - RUN_AT: the same two indexes, one priority at a time (list_jobs_by_run_at).
--- - Without a status, RUN_AT and PRIORITY read each status group so and merge them.
+-- - RUN_AT and PRIORITY list one status other than COMPLETED: the broker refuses the rest.
+-- - run_after (with status PENDING, the scheduled jobs): a range of run_at in jobs_claim_idx.
 --
 -- Every entry costs the statement that writes it, so each index holds only the row versions it
 -- serves, and the orders share what they can: no index here holds PROCESSING or PENDING rows,
 -- so claims and enqueues write no entry in them. An index in run_at order would have cost
 -- every enqueue (PENDING) or every ack (finished) one more entry: RUN_AT walks the PRIORITY
--- indexes instead. jobs_done_priority_idx is the price of listing finished jobs in those two
--- orders: one entry per ack. Measured on 30,000-job claim-and-ack drains (1,000 a statement):
+-- indexes instead. jobs_done_priority_idx leaves COMPLETED jobs out, so an ack writes no entry
+-- in it. Measured on 30,000-job claim-and-ack drains (1,000 a statement) with COMPLETED in it:
 -- WAL per job 900 -> 995 bytes (an index per order would cost twice that), database CPU per
 -- job 37 -> 42 us (medians of 15 noisy runs): with the broker's and workerd's share, some 5 %
--- of a drain's CPU. Leaving COMPLETED out of it (status IN ('DEAD', 'CANCELLED')) costs acks
--- nothing, and then RUN_AT and PRIORITY over COMPLETED jobs, or over every status, sort the
--- COMPLETED rows instead of reading them in order.
+-- of a drain's CPU, for listing COMPLETED jobs in RUN_AT or PRIORITY order, which the
+-- dashboard does not need (NEWEST and OLDEST list them through jobs_by_status_idx).
 --
 -- Built inside the migration's transaction (migrate.py runs each file in one, and CREATE INDEX
 -- CONCURRENTLY cannot run in a transaction), so the build blocks writes to forge.jobs while it
@@ -25,9 +25,9 @@
 -- blocking, with these same definitions and CONCURRENTLY (docs/operations.md, Backup and
 -- upgrade); IF NOT EXISTS then skips them here.
 
--- RUN_AT and PRIORITY of finished jobs (COMPLETED, DEAD, CANCELLED).
+-- RUN_AT and PRIORITY of DEAD and CANCELLED jobs (few: nothing is written here per ack).
 CREATE INDEX IF NOT EXISTS jobs_done_priority_idx ON forge.jobs (priority DESC, run_at, id)
-  WHERE status IN ('COMPLETED', 'DEAD', 'CANCELLED');
+  WHERE status IN ('DEAD', 'CANCELLED');
 
 -- The concurrency_key filter and the search by key, in every status. Keyed jobs only: a job
 -- without a key writes no entry (jobs_pending_key_idx, migration 009, holds PENDING ones only).

@@ -74,7 +74,8 @@ def test_openapi_follows_the_json_mapping_and_carries_comments(http: httpx.Clien
     assert set(list_params) == {"status", "type", "page_size", "page_token", "type_prefix",
                                 "concurrency_key", "idempotency_key", "worker_id",
                                 "created_after", "created_before", "updated_after",
-                                "updated_before", "order", "query"}
+                                "updated_before", "order", "query", "run_after"}
+    assert "RUN_AT and PRIORITY need a status" in list_params["order"]["description"]
     # The seed's bare answers are described as what they are.
     seed_post = doc["paths"]["/jobs"]["post"]["responses"]["200"]["content"]
     assert seed_post["application/json"]["schema"] == {"$ref": "#/components/schemas/forge.v1.Job"}

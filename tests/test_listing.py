@@ -4,6 +4,7 @@ gateway, and, for the plans, the statements the broker composes run on a million
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -46,9 +47,10 @@ MILLION = 1_000_000
 
 @pytest.fixture(scope="module")
 def million(pg_admin_dsn: str, template_dsn: str) -> Iterator[str]:
-    """One database for the module holding 1,000,000 jobs: 70 % COMPLETED, 15 % PENDING, 5 %
-    each DEAD, CANCELLED and PROCESSING; ten types of two prefixes; every 7th job with one of
-    1,000 concurrency keys, every 3rd with an idempotency key; created over the last ~28 h."""
+    """One database for the module holding 1,000,000 jobs: 70 % COMPLETED, 15 % PENDING (2 in
+    15 of those scheduled a day ahead), 5 % each DEAD, CANCELLED and PROCESSING; ten types of
+    two prefixes; every 7th job with one of 1,000 concurrency keys, every 3rd with an
+    idempotency key; created over the last ~28 h."""
     url = new_database(pg_admin_dsn)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("""
@@ -59,7 +61,9 @@ def million(pg_admin_dsn: str, template_dsn: str) -> Iterator[str]:
                           'report.daily', 'report.weekly', 'image.resize', 'image.crop',
                           'webhook'])[i / 3 %% 10 + 1],
                    s.status, i / 7 %% 5 - 2,
-                   now() - (i %% 86400) * interval '1 second',
+                   now() - (i %% 86400) * interval '1 second'
+                     + CASE WHEN s.status = 'PENDING' AND i %% 10 = 0
+                            THEN interval '1 day' ELSE interval '0' END,
                    now() - (%(n)s - i) * interval '100 milliseconds',
                    now() - (%(n)s - i) * interval '100 milliseconds',
                    CASE WHEN i %% 7 = 0 THEN 'tenant-' || i %% 1000 END,
@@ -93,10 +97,22 @@ def _filters() -> dict[str, JobFilter]:
         "query (a key)": JobFilter(query="tenant-42"),
         "query (an id)": JobFilter(query=str(some_id)),
         "status and type": JobFilter(status=JobStatus.DEAD, type="sms.send"),
+        "scheduled": JobFilter(status=JobStatus.PENDING, run_after=now),
+        "scheduled of a type": JobFilter(status=JobStatus.PENDING, run_after=now,
+                                         type="email.send"),
     }
     for status in JobStatus:
         cases[f"status {status}"] = JobFilter(status=status)
     return cases
+
+
+def _allowed(where: JobFilter, order: Order) -> JobFilter | None:
+    """The filter a listing in ``order`` runs with: RUN_AT and PRIORITY need a status other
+    than COMPLETED (the broker refuses the rest), so a filter without one lists PENDING jobs
+    in those orders; None when the broker refuses it."""
+    if order in (Order.NEWEST, Order.OLDEST) or where.status not in (None, JobStatus.COMPLETED):
+        return where
+    return dataclasses.replace(where, status=JobStatus.PENDING) if where.status is None else None
 
 
 def _seq_scans(plan: dict[str, Any]) -> list[str]:
@@ -109,14 +125,17 @@ def _seq_scans(plan: dict[str, Any]) -> list[str]:
 @pytest.mark.slow
 def test_every_order_and_filter_is_served_by_an_index_and_answers_fast_at_a_million_jobs(
         million: str) -> None:
-    """For each order, with each filter an operator uses, the statement the broker runs, first
-    page and a later one, reads indexes only (no Seq Scan in its plan) and answers a page of
-    50 in well under a second with 1,000,000 jobs in the table."""
+    """For each order, with each filter an operator uses that the broker accepts in it, the
+    statement the broker runs, first page and a later one, reads indexes only (no Seq Scan in
+    its plan) and answers a page of 50 in well under a second with 1,000,000 jobs in the
+    table."""
     slow: list[str] = []
     scanned: list[str] = []
     with psycopg.connect(million, autocommit=True) as conn:
-        for name, where in _filters().items():
+        for name, any_order in _filters().items():
             for order in Order:
+                if (where := _allowed(any_order, order)) is None:
+                    continue
                 after = None
                 for page in ("first page", "second page"):
                     statement, params = list_statement(where, order, after)
@@ -145,15 +164,17 @@ _ORDER_BY = {Order.NEWEST: "id DESC", Order.OLDEST: "id", Order.RUN_AT: "run_at,
 
 @pytest.mark.slow
 def test_pages_at_a_million_jobs_hold_what_a_plain_sorted_query_answers(million: str) -> None:
-    """The index walks (RUN_AT one priority at a time, the status groups merged) list exactly
-    the rows, in exactly the order, that sorting the whole table would: two pages of each
-    order, over every status and over single ones."""
+    """The index walks (RUN_AT one priority at a time) list exactly the rows, in exactly the
+    order, that sorting the whole table would: two pages of each order the broker accepts,
+    over every status and over single ones, and over the scheduled jobs."""
     cases = {name: where for name, where in _filters().items()
              if name in ("no filter", "type", "status COMPLETED", "status PENDING",
-                         "status DEAD", "created range")}
+                         "status DEAD", "status CANCELLED", "created range", "scheduled")}
     with psycopg.connect(million, autocommit=True) as conn:
-        for name, where in cases.items():
+        for name, any_order in cases.items():
             for order in Order:
+                if (where := _allowed(any_order, order)) is None:
+                    continue
                 statement, params = list_statement(where, order, None)
                 first = conn.execute(statement, {**params, "limit": 50}, prepare=False).fetchall()
                 statement, params = list_statement(where, order, _key_of(conn, first[-1][0]))
@@ -260,7 +281,8 @@ def test_each_order_lists_in_its_order_and_pages_neither_skip_nor_repeat_jobs_en
         token = ""
         while True:
             page = stub.ListJobs(pb.ListJobsRequest(order=order, page_size=4, page_token=token,
-                                                    type="order.test"), timeout=10)
+                                                    type="order.test", status=pb.Job.PENDING),
+                                 timeout=10)
             seen += [j.id for j in page.jobs]
             # Jobs enqueued between pages, sorting anywhere in the order.
             enqueue(stub, pb.EnqueueRequest(type="order.test", priority=1),
@@ -271,6 +293,28 @@ def test_each_order_lists_in_its_order_and_pages_neither_skip_nor_repeat_jobs_en
         old = [i for i in seen if i in by_id]
         assert old == [j.id for j in want], pb.ListJobsRequest.Order.Name(order)
         assert len(seen) == len(set(seen))
+
+
+def test_run_after_lists_the_scheduled_jobs_and_bulk_calls_act_on_the_same_set(
+        stub: Stub) -> None:
+    now = datetime.now(UTC)
+    runnable, later, soon, past = enqueue(
+        stub, pb.EnqueueRequest(type="sched.a"),
+        pb.EnqueueRequest(type="sched.a", run_at=_ts(now + timedelta(hours=2)), priority=5),
+        pb.EnqueueRequest(type="sched.a", run_at=_ts(now + timedelta(hours=1))),
+        pb.EnqueueRequest(type="sched.a", run_at=_ts(now - timedelta(hours=1))))
+    scheduled = {"status": pb.Job.PENDING, "run_after": _ts(datetime.now(UTC))}
+    for order in pb.ListJobsRequest.Order.values():
+        ids = listed(stub, order=order, page_size=1, **scheduled)
+        assert sorted(ids) == sorted([later.id, soon.id]), order
+    assert listed(stub, order=pb.ListJobsRequest.RUN_AT, **scheduled) == [soon.id, later.id]
+    assert listed(stub, order=pb.ListJobsRequest.PRIORITY, **scheduled) == [later.id, soon.id]
+    assert runnable.id not in listed(stub, run_after=scheduled["run_after"])
+    assert past.id in listed(stub, run_after=_ts(now - timedelta(hours=3)))
+    dry = stub.CancelJobs(pb.CancelJobsRequest(filter=pb.JobFilter(
+        type="sched.a", status=pb.Job.PENDING, run_after=scheduled["run_after"]), dry_run=True),
+        timeout=10)
+    assert dry.count == 2
 
 
 def test_bad_listing_input_is_invalid_argument_naming_the_field(stub: Stub) -> None:
@@ -292,6 +336,15 @@ def test_bad_listing_input_is_invalid_argument_naming_the_field(stub: Stub) -> N
         err = refusal(lambda request=request: stub.ListJobs(request, timeout=10))
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, err)
         assert err.details().startswith(f"{field}: "), err.details()
+    # RUN_AT and PRIORITY list one status other than COMPLETED (no index holds the rest in
+    # those orders).
+    for order in (pb.ListJobsRequest.RUN_AT, pb.ListJobsRequest.PRIORITY):
+        for status in (pb.Job.STATUS_UNSPECIFIED, pb.Job.COMPLETED):
+            err = refusal(lambda order=order, status=status: stub.ListJobs(
+                pb.ListJobsRequest(order=order, status=status), timeout=10))
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert err.details().startswith("order: RUN_AT and PRIORITY list the jobs of one "
+                                            "status other than COMPLETED"), err.details()
     # A token read with another order or another filter than its first page's.
     for other in (pb.ListJobsRequest(order=pb.ListJobsRequest.OLDEST, page_size=1),
                   pb.ListJobsRequest(type="bad.input", page_size=1),
@@ -325,18 +378,26 @@ def test_list_jobs_filters_and_orders_over_rest(http: httpx.Client, stub: Stub) 
     assert r.status_code == 200, r.text
     assert [j["id"] for j in r.json()["jobs"]] == [a.id, b.id]
     r = http.get("/v1/jobs", params={"order": "PRIORITY", "type_prefix": "email.",
-                                     "pageSize": 1})
+                                     "status": "PENDING", "pageSize": 1})
     assert r.status_code == 200, r.text
     token = r.json()["nextPageToken"]
     r = http.get("/v1/jobs", params={"order": "PRIORITY", "typePrefix": "email.",
-                                     "pageToken": token})
+                                     "status": "PENDING", "pageToken": token})
     assert r.status_code == 200 and len(r.json()["jobs"]) == 1, r.text
     r = http.get("/v1/jobs", params={"order": "NEWEST", "typePrefix": "email.",
-                                     "pageToken": token})
+                                     "status": "PENDING", "pageToken": token})
     assert r.status_code == 400 and r.json()["message"].startswith("page_token: "), r.text
     r = http.get("/v1/jobs", params={"createdAfter": "2026-12-02T00:00:00Z",
                                      "createdBefore": "2026-12-01T00:00:00Z"})
     assert r.status_code == 400 and r.json()["message"].startswith("created_after: "), r.text
+    for params in ({"order": "RUN_AT"}, {"order": "PRIORITY", "status": "COMPLETED"}):
+        r = http.get("/v1/jobs", params=params)
+        assert r.status_code == 400 and r.json()["message"].startswith("order: "), r.text
+    later = enqueue(stub, pb.EnqueueRequest(type="email.c", run_at=_ts(
+        datetime.now(UTC) + timedelta(hours=1))))[0]
+    r = http.get("/v1/jobs", params={"status": "PENDING", "order": "RUN_AT",
+                                     "runAfter": datetime.now(UTC).isoformat()})
+    assert r.status_code == 200 and [j["id"] for j in r.json()["jobs"]] == [later.id], r.text
     r = http.get("/v1/jobs", params={"order": "SIDEWAYS"})
     assert r.status_code == 400 and "order" in r.json()["message"], r.text
     r = http.get("/v1/jobs", params={"query": a.id})
@@ -503,7 +564,8 @@ def test_cli_list_filters_orders_and_bulk_dry_runs(broker: BrokerProcess, stub: 
     assert forge_ids(broker, "--type-prefix", "email.") == [email.id, old_email.id]
     assert forge_ids(broker, "--type-prefix", "email.", "--order", "oldest") == [
         old_email.id, email.id]
-    assert forge_ids(broker, "--order", "PRIORITY") == [old_email.id, email.id, sms.id]
+    assert forge_ids(broker, "--status", "pending", "--order", "PRIORITY") == [
+        old_email.id, email.id]
     assert forge_ids(broker, "--since", "1h") == [sms.id, email.id]
     assert forge_ids(broker, "--until", "1h") == [old_email.id]
     now = datetime.now(UTC).isoformat()
@@ -512,8 +574,10 @@ def test_cli_list_filters_orders_and_bulk_dry_runs(broker: BrokerProcess, stub: 
     assert forge_ids(broker, "--idempotency-key", "k-1") == [email.id]
     assert forge_ids(broker, "--worker", "cli-worker") == [leased.job.id]
     assert forge_ids(broker, "--query", sms.id) == [sms.id]
-    first = json.loads(forge(broker, "list", "--order", "run_at", "--page-size", "2").stdout)
-    rest = forge_ids(broker, "--order", "run_at", "--page-token", first["nextPageToken"])
+    first = json.loads(forge(broker, "list", "--status", "pending", "--order", "run_at",
+                             "--page-size", "1").stdout)
+    rest = forge_ids(broker, "--status", "pending", "--order", "run_at", "--page-token",
+                     first["nextPageToken"])
     assert len(rest) == 1
     bad = forge(broker, "list", "--order", "sideways")
     assert bad.returncode == 2 and "unknown order" in bad.stderr
@@ -521,6 +585,13 @@ def test_cli_list_filters_orders_and_bulk_dry_runs(broker: BrokerProcess, stub: 
     assert bad.returncode == 2 and "not a time" in bad.stderr
     bad = forge(broker, "list", "--order", "oldest", "--page-token", first["nextPageToken"])
     assert bad.returncode == 1 and "page_token: " in bad.stderr
+    bad = forge(broker, "list", "--order", "run_at")
+    assert bad.returncode == 1 and "order: " in bad.stderr
+    later = enqueue(stub, pb.EnqueueRequest(type="later.a", run_at=_ts(
+        datetime.now(UTC) + timedelta(hours=1))))[0]
+    assert forge_ids(broker, "--status", "pending", "--run-after", "0") == [later.id]
+    assert forge_ids(broker, "--run-after", "2h", "--order", "oldest") == [
+        old_email.id, email.id, sms.id, later.id]
 
     for args, count in ((("cancel", "--type", "email.a", "--dry-run"), "1"),
                         (("dlq", "retry", "--all", "--dry-run"), None),
@@ -540,16 +611,21 @@ def test_python_client_lists_with_filters_and_orders_and_counts_dry_runs(
     with Client(broker.target) as client:
         a = client.enqueue("py.a", priority=3)
         b = client.enqueue("py.b", idempotency_key="py-key")
-        page = client.list(order="priority", type_prefix="py.", page_size=1)
+        c = client.enqueue("py.c", run_at=datetime.now(UTC) + timedelta(hours=1))
+        page = client.list(order="priority", status="PENDING", type_prefix="py.", page_size=1)
         assert [j.id for j in page.jobs] == [a.id]
-        page = client.list(order="PRIORITY", type_prefix="py.", page_size=1,
+        page = client.list(order="PRIORITY", status="PENDING", type_prefix="py.", page_size=1,
                            page_token=page.next_page_token)
         assert [j.id for j in page.jobs] == [b.id]
+        scheduled = client.list(status="PENDING", run_after=datetime.now(UTC), order="RUN_AT")
+        assert [j.id for j in scheduled.jobs] == [c.id]
         assert [j.id for j in client.list(query="py-key").jobs] == [b.id]
         hour_ago = datetime.now(UTC) - timedelta(hours=1)
         assert len(client.list(created_after=hour_ago, status="DEAD").jobs) == 3
         assert client.retry_dead_jobs(concurrency_key="tenant-3", dry_run=True).count == 3
         assert client.purge_dead_jobs(created_after=hour_ago, dry_run=True).count == 3
-        assert client.cancel_jobs(status="PENDING", type_prefix="py.", dry_run=True).count == 2
-        assert client.cancel_jobs(status="PENDING", type_prefix="py.").count == 2
+        assert client.cancel_jobs(status="PENDING", run_after=datetime.now(UTC),
+                                  dry_run=True).count == 1
+        assert client.cancel_jobs(status="PENDING", type_prefix="py.", dry_run=True).count == 3
+        assert client.cancel_jobs(status="PENDING", type_prefix="py.").count == 3
         assert len(client.throughput(timedelta(minutes=5)).queue_wait) == 5

@@ -133,6 +133,8 @@ class JobFilter:
     updated_before: datetime | None = None
     query: str | None = None
     """A job id, idempotency key or concurrency key, matched exactly."""
+    run_after: datetime | None = None
+    """Only jobs whose run_at is later (with status PENDING and now: the scheduled ones)."""
 
 
 class Order(StrEnum):

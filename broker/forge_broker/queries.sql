@@ -323,20 +323,20 @@ SELECT * FROM forge.jobs WHERE id = %(id)s;
 -- ListJobs (and ListDeadJobs), one keyset page. The broker composes in one filter_* fragment
 -- per filter set, so that the planner sees only the predicates that apply and picks the index
 -- for them (a generic `(x IS NULL OR ...)` form hides them); the order's after_* fragment from
--- the second page on; and its order_* key (and a group_* fragment when this is one status
--- group's part of list_jobs_by_status_group). Every order ends in id, so it is total and the
+-- the second page on; and its order_* key. Every order ends in id, so it is total and the
 -- keyset condition skips exactly the rows already listed. Indexes: NEWEST and OLDEST read the
--- primary key, or jobs_by_status_idx (status, id) with a status; PRIORITY reads jobs_claim_idx
--- for PENDING jobs and jobs_done_priority_idx for finished ones; PROCESSING jobs are read
--- through jobs_lease_idx and sorted (as many as are in flight). RUN_AT of PENDING and
--- finished jobs is list_jobs_by_run_at.
+-- primary key, or jobs_by_status_idx (status, id) with a status; PRIORITY (one status, never
+-- COMPLETED: the broker refuses the rest) reads jobs_claim_idx for PENDING jobs and
+-- jobs_done_priority_idx for DEAD and CANCELLED ones; PROCESSING jobs are read through
+-- jobs_lease_idx and sorted (as many as are in flight). RUN_AT of PENDING, DEAD and CANCELLED
+-- jobs is list_jobs_by_run_at.
 SELECT * FROM forge.jobs
-WHERE true {group} {filters} {after}
+WHERE true {filters} {after}
 ORDER BY {order}
 LIMIT %(limit)s
 
 -- name: list_jobs_by_run_at
--- RUN_AT of one status group (PENDING, or the finished statuses) through the group's PRIORITY
+-- RUN_AT of one status group (PENDING, or DEAD and CANCELLED) through the group's PRIORITY
 -- index (priority DESC, run_at, id): an index in run_at order would cost each enqueue, or each
 -- ack, one more entry, where jobs of a queue have few distinct priorities. So: the distinct
 -- priorities, one index descent each (the recursive part); for each, its first jobs in
@@ -362,26 +362,12 @@ CROSS JOIN LATERAL (
 ORDER BY j.run_at, j.id
 LIMIT %(limit)s
 
--- name: list_jobs_by_status_group
--- RUN_AT and PRIORITY without a status filter: no index holds every job in those orders (one
--- would cost every claim and ack an entry), so each status group is read through its own
--- indexes, in order, by list_jobs or list_jobs_by_run_at, and the three are merged.
-({pending})
-UNION ALL
-({processing})
-UNION ALL
-({done})
-ORDER BY {order}
-LIMIT %(limit)s
-
 -- name: group_pending
 AND status = 'PENDING'
 
--- name: group_processing
-AND status = 'PROCESSING'
-
 -- name: group_done
-AND status IN ('COMPLETED', 'DEAD', 'CANCELLED')
+-- The rows jobs_done_priority_idx holds (migration 013).
+AND status IN ('DEAD', 'CANCELLED')
 
 -- name: order_newest
 id DESC
@@ -442,6 +428,10 @@ AND updated_at >= %(updated_after)s
 
 -- name: filter_updated_before
 AND updated_at < %(updated_before)s
+
+-- name: filter_run_after
+-- With status PENDING, an index range: jobs_claim_idx holds run_at after priority.
+AND run_at > %(run_after)s
 
 -- name: filter_older_than
 -- PurgeDeadJobs: dead (unchanged since) for longer than %(older_than)s seconds.

@@ -705,9 +705,10 @@ def filter_fragments(where: JobFilter) -> tuple[tuple[str, ...], dict[str, Any]]
     return tuple(names), params
 
 
-_GROUPS = {JobStatus.PENDING: "pending", JobStatus.PROCESSING: "processing",
-           JobStatus.COMPLETED: "done", JobStatus.DEAD: "done", JobStatus.CANCELLED: "done"}
-"""The status group (a group_* fragment of queries.sql) whose indexes hold each status's jobs."""
+_RUN_AT_GROUPS = {JobStatus.PENDING: "pending", JobStatus.DEAD: "done",
+                  JobStatus.CANCELLED: "done"}
+"""The status group (a group_* fragment of queries.sql) whose PRIORITY index RUN_AT walks, by
+status: PROCESSING jobs are sorted instead, and RUN_AT needs one of these or PROCESSING."""
 
 
 def list_statement(where: JobFilter, order: Order, after: PageKey | None
@@ -717,33 +718,21 @@ def list_statement(where: JobFilter, order: Order, after: PageKey | None
     names, params = filter_fragments(where)
     if after is not None:
         params.update(after_id=after.id, after_run_at=after.run_at, after_priority=after.priority)
-    group = None if where.status is None else _GROUPS[where.status]
+    group = (_RUN_AT_GROUPS.get(where.status)
+             if order == Order.RUN_AT and where.status is not None else None)
     return _list_statement(group, names, order, after is not None), params
 
 
 @cache
 def _list_statement(group: str | None, filters: tuple[str, ...], order: Order,
                     paged: bool) -> LiteralString:
-    if group is None and order in (Order.RUN_AT, Order.PRIORITY):
-        # No status: each group through its own indexes, merged (list_jobs_by_status_group).
-        branches = {g: _list_part(g, filters, order, paged, merged=True)
-                    for g in ("pending", "processing", "done")}
-        return sql.SQL(q("list_jobs_by_status_group")).format(
-            order=sql.SQL(_fragment(f"order_{order}")), **branches).as_string()
-    return _list_part(group, filters, order, paged, merged=False).as_string()
-
-
-def _list_part(group: str | None, filters: tuple[str, ...], order: Order, paged: bool, *,
-               merged: bool) -> sql.Composed:
     """list_jobs, or list_jobs_by_run_at for RUN_AT over a group with a PRIORITY index, with
-    the filters' and the order's fragments composed in, and the group's where the statement
-    reads the group as a whole (list_jobs_by_run_at's priorities, or one part of a merge)."""
-    skip_scan = order == Order.RUN_AT and group in ("pending", "done")
-    return sql.SQL(_fragment("list_jobs_by_run_at" if skip_scan else "list_jobs")).format(
-        group=sql.SQL(_fragment(f"group_{group}") if group and (skip_scan or merged) else ""),
+    the filters', the order's and the group's fragments composed in."""
+    return sql.SQL(_fragment("list_jobs_by_run_at" if group else "list_jobs")).format(
+        group=sql.SQL(_fragment(f"group_{group}") if group else ""),
         filters=_fragments(filters),
         after=sql.SQL(_fragment(f"after_{order}") if paged else ""),
-        order=sql.SQL(_fragment(f"order_{order}")))
+        order=sql.SQL(_fragment(f"order_{order}"))).as_string()
 
 
 @cache

@@ -394,14 +394,25 @@ try {
     const jobs = Array.from({ length: 30 }, (_, n) => ({ type, payload: { n }, runAt }));
     const r = await apiCall("POST", "/v1/jobs:batch", { jobs });
     check(r.status === 200, `batch enqueue answered ${r.status}: ${JSON.stringify(r.body)}`);
-    // The overview's Scheduled card lists them: pending, soonest run_at first.
+    // A runnable one beside them, of a type no worker takes, so that it stays PENDING.
+    const now = await apiCall("POST", "/v1/jobs", { type: `${type}.unclaimed`, payload: {} });
+    check(now.status === 200, `enqueue answered ${now.status}: ${JSON.stringify(now.body)}`);
+    // The overview's Scheduled card lists the scheduled jobs alone: pending, run_at later than
+    // the click, soonest first.
     await go("/");
     await page.getByTestId("count-scheduled").click();
-    await page.waitForURL(/#\/jobs\?status=PENDING&order=RUN_AT$/);
+    await page.waitForURL(/#\/jobs\?status=PENDING&order=RUN_AT&runAfter=[^&]+$/);
     await waitFor("the scheduled jobs in the list", async () => {
       const types = await page.locator('[data-testid="jobs-table"] tbody tr td:nth-child(2)').allTextContents();
       return types.filter((t) => t === type).length === 30;
     });
+    const listedIds = await page.locator('[data-testid="jobs-table"] tbody tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.jobId));
+    check(!listedIds.includes(now.body.job.id), "the runnable job is not among the scheduled ones");
+    const future = await page.locator('[data-testid="jobs-table"] tbody tr td:nth-child(6)').allTextContents();
+    check(future.every((t) => t.startsWith("in ")), `every listed job runs later: ${future.join(", ")}`);
+    await shot("jobs-scheduled");
+    const gone = await apiCall("POST", `/v1/jobs/${now.body.job.id}:cancel`, {});
+    check(gone.status === 200, `cancel answered ${gone.status}: ${JSON.stringify(gone.body)}`);
     await go(`/jobs?status=PENDING&type=${type}&pageSize=25`);
     // The previous list stays up until this one is in.
     await waitFor("the filter's jobs to span more than one page", () => page.getByTestId("next-page").isEnabled());

@@ -105,14 +105,16 @@ def schedule_message(name: str, type: str, payload: Mapping[str, Any] | None = N
 def bulk_filter(type: str | None, ids: Sequence[str], *, type_prefix: str | None = None,
                 concurrency_key: str | None = None, idempotency_key: str | None = None,
                 created_after: datetime | None = None, created_before: datetime | None = None,
-                status: str | None = None, query: str | None = None) -> pb.JobFilter:
+                status: str | None = None, query: str | None = None,
+                run_after: datetime | None = None) -> pb.JobFilter:
     """The JobFilter of a bulk call: jobs matching every field given (None or empty: any), as
     ListJobs with the same fields lists them."""
     out = pb.JobFilter(type=type or "", ids=list(ids), type_prefix=type_prefix or "",
                        concurrency_key=concurrency_key or "",
                        idempotency_key=idempotency_key or "", status=status_value(status),
                        query=query or "")
-    set_times(out, created_after=created_after, created_before=created_before)
+    set_times(out, created_after=created_after, created_before=created_before,
+              run_after=run_after)
     return out
 
 

@@ -219,8 +219,13 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
                     help="only jobs created since: an ISO 8601 time with offset, or how long "
                          "ago (30m, 12h, 7d)")
     ls.add_argument("--until", type=_when, help="only jobs created before this (as --since)")
+    ls.add_argument("--run-after", type=_when,
+                    help="only jobs whose run_at is later (as --since; 0 is now: with "
+                         "--status pending, the scheduled jobs)")
     ls.add_argument("--order", type=_order, help="newest (default), oldest, run_at (soonest "
-                                                 "first) or priority (highest first)")
+                                                 "first) or priority (highest first); run_at "
+                                                 "and priority need a --status other than "
+                                                 "completed")
     ls.add_argument("--query", help="search: a job id, idempotency key or concurrency key")
     ls.add_argument("--page-size", type=int, default=0)
     ls.add_argument("--page-token", default="",
@@ -331,7 +336,7 @@ def _main(argv: list[str] | None) -> int:
                     page_token=args.page_token, type_prefix=args.type_prefix,
                     concurrency_key=args.key, idempotency_key=args.idempotency_key,
                     worker_id=args.worker, created_after=args.since, created_before=args.until,
-                    order=args.order, query=args.query))
+                    order=args.order, query=args.query, run_after=args.run_after))
             elif args.command == "cancel":
                 _print(_cancel(client, args))
             elif args.command == "stats":

@@ -109,19 +109,23 @@ class AsyncClient:
         worker_id: str | None = None, created_after: datetime | None = None,
         created_before: datetime | None = None, updated_after: datetime | None = None,
         updated_before: datetime | None = None, order: str | None = None,
-        query: str | None = None,
+        query: str | None = None, run_after: datetime | None = None,
     ) -> pb.ListJobsResponse:
         """One page of the jobs matching every filter given, in ``order`` (``"NEWEST"``, the
         default, ``"OLDEST"``, ``"RUN_AT"`` or ``"PRIORITY"``); ``status`` is a name such as
-        ``"DEAD"``; ``query`` finds a job id, idempotency key or concurrency key. A
-        ``page_token`` is read with the filters and order of the page that gave it."""
+        ``"DEAD"``; ``query`` finds a job id, idempotency key or concurrency key;
+        ``run_after`` keeps jobs whose run_at is later (``status="PENDING"`` and now: the
+        scheduled ones). ``"RUN_AT"`` and ``"PRIORITY"`` need a status other than
+        ``"COMPLETED"``. A ``page_token`` is read with the filters and order of the page that
+        gave it."""
         req = pb.ListJobsRequest(
             status=status_value(status), type=type or "", page_size=page_size,
             page_token=page_token, type_prefix=type_prefix or "",
             concurrency_key=concurrency_key or "", idempotency_key=idempotency_key or "",
             worker_id=worker_id or "", order=order_value(order), query=query or "")
         set_times(req, created_after=created_after, created_before=created_before,
-                  updated_after=updated_after, updated_before=updated_before)
+                  updated_after=updated_after, updated_before=updated_before,
+                  run_after=run_after)
         return await self._call(self.stub.ListJobs, req)
 
     async def cancel(self, job_id: str, reason: str = "") -> pb.Job:
@@ -151,7 +155,7 @@ class AsyncClient:
         queue; ``count`` says how many (with ``dry_run``, how many it would, changing
         nothing). ``matching``: the other JobFilter fields (``type_prefix``,
         ``concurrency_key``, ``idempotency_key``, ``created_after``, ``created_before``,
-        ``status``, ``query``), as ``list`` takes them."""
+        ``status``, ``query``, ``run_after``), as ``list`` takes them."""
         req = pb.RetryDeadJobsRequest(filter=bulk_filter(type, ids, **matching), dry_run=dry_run)
         return await self._call(self.stub.RetryDeadJobs, req, bulk=True)
 

@@ -158,6 +158,8 @@ export interface ListJobsParams {
   createdBefore?: string;
   updatedAfter?: string;
   updatedBefore?: string;
+  /** Only jobs whose run_at is later. */
+  runAfter?: string;
   order?: JobOrder | "";
   /** A job id, or an idempotency or concurrency key (exact). */
   query?: string;

@@ -48,6 +48,7 @@ export interface JobFilter {
   idempotencyKey?: string;
   createdAfter?: string;
   createdBefore?: string;
+  runAfter?: string;
   status?: JobStatus;
   query?: string;
   ids?: string[];

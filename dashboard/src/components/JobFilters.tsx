@@ -1,7 +1,7 @@
 import { type FormEvent, useEffect, useState } from "react";
 import type { JobOrder } from "../api/types";
 import { useDebounced } from "../hooks/useDebounced";
-import type { JobsQuery } from "../lib/jobsQuery";
+import { type JobsQuery, orderAllowed } from "../lib/jobsQuery";
 import { isoToLocalInput, localInputToIso } from "../lib/format";
 
 export const ORDER_LABELS: Record<JobOrder, string> = {
@@ -37,7 +37,9 @@ export function JobFilters({ value, types, onChange, onSearch }: {
     e.preventDefault();
     onSearch(search.trim());
   };
-  const filtered = value.type || value.q || value.createdAfter || value.createdBefore || value.order || value.workerId;
+  const filtered = value.type || value.q || value.createdAfter || value.createdBefore || value.runAfter || value.order || value.workerId;
+  // RUN_AT and PRIORITY only where ListJobs takes them (one status other than COMPLETED).
+  const orders = (Object.keys(ORDER_LABELS) as JobOrder[]).filter((o) => orderAllowed(value.status, o));
   return (
     <form className="filters" onSubmit={submit} role="search">
       <label className="filter-search">
@@ -84,9 +86,9 @@ export function JobFilters({ value, types, onChange, onSearch }: {
       <label>
         <span>Sort</span>
         <select value={value.order || "NEWEST"} onChange={(e) => onChange({ order: e.target.value === "NEWEST" ? "" : e.target.value })} data-testid="filter-order">
-          {Object.entries(ORDER_LABELS).map(([k, label]) => (
+          {orders.map((k) => (
             <option key={k} value={k}>
-              {label}
+              {ORDER_LABELS[k]}
             </option>
           ))}
         </select>
@@ -105,7 +107,7 @@ export function JobFilters({ value, types, onChange, onSearch }: {
         <button
           type="button"
           className="btn btn-ghost"
-          onClick={() => onChange({ type: "", q: "", createdAfter: "", createdBefore: "", order: "", workerId: "" })}
+          onClick={() => onChange({ type: "", q: "", createdAfter: "", createdBefore: "", runAfter: "", order: "", workerId: "" })}
           data-testid="clear-filters"
         >
           Clear filters

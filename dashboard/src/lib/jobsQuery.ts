@@ -11,6 +11,9 @@ export interface JobsQuery {
   q: string;
   createdAfter: string;
   createdBefore: string;
+  /** Jobs whose run_at is later (with PENDING and the time the list was opened: the scheduled ones). */
+  runAfter: string;
+  /** Never RUN_AT or PRIORITY where `orderAllowed` says no. */
   order: JobOrder | "";
   /** Jobs leased to this worker (from the Workers page). */
   workerId: string;
@@ -19,16 +22,31 @@ export interface JobsQuery {
 
 export const DEFAULT_PAGE_SIZE = 50;
 
+/**
+ * Whether ListJobs takes `order` with `status`: RUN_AT and PRIORITY list one status other than
+ * COMPLETED (the broker indexes finished jobs in those orders only when DEAD or CANCELLED, so
+ * that acks stay cheap), so not on the All and Completed tabs.
+ */
+export function orderAllowed(status: JobStatus | "", order: JobOrder | ""): boolean {
+  return !(order === "RUN_AT" || order === "PRIORITY") || (status !== "" && status !== "COMPLETED");
+}
+
+/** The scheduled jobs as of `now` (ms): PENDING with run_at later, soonest first. */
+export function scheduledJobsPath(now: number): string {
+  return `/jobs?status=PENDING&order=RUN_AT&runAfter=${encodeURIComponent(new Date(now).toISOString())}`;
+}
+
 export function readJobsQuery(params: URLSearchParams): JobsQuery {
-  const status = params.get("status") ?? "";
-  const order = params.get("order") ?? "";
+  const status = (STATUSES as readonly string[]).includes(params.get("status") ?? "") ? (params.get("status") as JobStatus) : "";
+  const order = (ORDERS as readonly string[]).includes(params.get("order") ?? "") ? (params.get("order") as JobOrder) : "";
   return {
-    status: (STATUSES as readonly string[]).includes(status) ? (status as JobStatus) : "",
+    status,
     type: params.get("type") ?? "",
     q: params.get("q") ?? "",
     createdAfter: params.get("createdAfter") ?? "",
     createdBefore: params.get("createdBefore") ?? "",
-    order: (ORDERS as readonly string[]).includes(order) ? (order as JobOrder) : "",
+    runAfter: params.get("runAfter") ?? "",
+    order: orderAllowed(status, order) ? order : "",
     workerId: params.get("workerId") ?? "",
     pageSize: Number(params.get("pageSize")) || DEFAULT_PAGE_SIZE,
   };
@@ -48,6 +66,7 @@ export function listParams(j: JobsQuery): ListJobsParams {
     query: j.q || undefined,
     createdAfter: j.createdAfter || undefined,
     createdBefore: j.createdBefore || undefined,
+    runAfter: j.runAfter || undefined,
     workerId: j.workerId || undefined,
     order: j.order,
     pageSize: j.pageSize,
@@ -65,6 +84,7 @@ export function bulkFilter(j: JobsQuery): JobFilter | null {
   if (j.q) f.query = j.q;
   if (j.createdAfter) f.createdAfter = j.createdAfter;
   if (j.createdBefore) f.createdBefore = j.createdBefore;
+  if (j.runAfter) f.runAfter = j.runAfter;
   return f;
 }
 
@@ -76,5 +96,6 @@ export function describeFilter(f: JobFilter): string {
   if (f.query) parts.push(`matching ${f.query}`);
   if (f.createdAfter) parts.push(`created after ${f.createdAfter}`);
   if (f.createdBefore) parts.push(`created before ${f.createdBefore}`);
+  if (f.runAfter) parts.push(`to run after ${f.runAfter}`);
   return parts.join(", ");
 }

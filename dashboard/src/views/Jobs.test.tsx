@@ -40,32 +40,66 @@ describe("Jobs", () => {
     expect(screen.getByTestId("tab-DEAD")).toHaveAttribute("aria-selected", "true");
   });
 
-  it("sends every filter of the address: type prefix, search, created range, order, worker", async () => {
+  it("sends every filter of the address: type prefix, search, created range, run after, order, worker", async () => {
     const m = mockFetch({ "GET /v1/jobs": () => ({ body: {} }) });
     renderApp(<Jobs />, {
-      route: "/jobs?status=PENDING&type=email.*&q=order-42&createdAfter=2026-12-01T00:00:00.000Z&createdBefore=2026-12-02T00:00:00.000Z&order=RUN_AT&workerId=w-1",
+      route: "/jobs?status=PENDING&type=email.*&q=order-42&createdAfter=2026-12-01T00:00:00.000Z&createdBefore=2026-12-02T00:00:00.000Z&runAfter=2026-12-03T00:00:00.000Z&order=RUN_AT&workerId=w-1",
     });
     expect(await screen.findByTestId("jobs-empty")).toHaveTextContent("No jobs in PENDING of type email.* matching order-42.");
     const sent = new URLSearchParams(listed(m)[0]);
     expect(Object.fromEntries(sent)).toEqual({
       status: "PENDING", typePrefix: "email.", query: "order-42", createdAfter: "2026-12-01T00:00:00.000Z",
-      createdBefore: "2026-12-02T00:00:00.000Z", workerId: "w-1", order: "RUN_AT", pageSize: "50",
+      createdBefore: "2026-12-02T00:00:00.000Z", runAfter: "2026-12-03T00:00:00.000Z", workerId: "w-1", order: "RUN_AT", pageSize: "50",
     });
     expect(screen.getByTestId("filter-order")).toHaveValue("RUN_AT");
     expect(screen.getByTestId("worker-filter")).toHaveTextContent("Leased to worker w-1");
-    // What the overview's Scheduled card opens: no filter says "run_at in the future".
-    expect(screen.getByTestId("scheduled-note")).toHaveTextContent("the jobs runnable now, then the scheduled ones");
+    // What the overview's Scheduled card opens: the pending jobs whose run_at is later.
+    expect(screen.getByTestId("run-after-filter")).toHaveTextContent("Scheduled jobs: run at later than");
+    expect(screen.queryByText(/runnable now/)).toBeNull();
   });
 
   it("changes the order and the type from the form", async () => {
     const m = mockFetch({ "GET /v1/jobs": () => ({ body: {} }) });
-    renderApp(<Jobs />, { route: "/jobs" });
+    renderApp(<Jobs />, { route: "/jobs?status=DEAD" });
     await screen.findByTestId("jobs-empty");
     fireEvent.change(screen.getByTestId("filter-order"), { target: { value: "PRIORITY" } });
-    await waitFor(() => expect(listed(m).at(-1)).toBe("?order=PRIORITY&pageSize=50"));
+    await waitFor(() => expect(listed(m).at(-1)).toBe("?status=DEAD&order=PRIORITY&pageSize=50"));
     fireEvent.change(screen.getByTestId("filter-type"), { target: { value: "email" } });
-    await waitFor(() => expect(listed(m).at(-1)).toBe("?type=email&order=PRIORITY&pageSize=50"));
-    expect(screen.getByTestId("location")).toHaveTextContent("/jobs?order=PRIORITY&type=email");
+    await waitFor(() => expect(listed(m).at(-1)).toBe("?status=DEAD&type=email&order=PRIORITY&pageSize=50"));
+    expect(screen.getByTestId("location")).toHaveTextContent("/jobs?status=DEAD&order=PRIORITY&type=email");
+  });
+
+  it("offers the run at and priority sorts only on the tabs of one status other than Completed", async () => {
+    mockFetch({ "GET /v1/jobs": () => ({ body: {} }) });
+    renderApp(<Jobs />, { route: "/jobs" });
+    await screen.findByTestId("jobs-empty");
+    const offered = () => [...screen.getByTestId("filter-order").querySelectorAll("option")].map((o) => o.getAttribute("value"));
+    expect(offered()).toEqual(["NEWEST", "OLDEST"]);
+    for (const tab of ["PENDING", "PROCESSING", "DEAD", "CANCELLED"]) {
+      await userEvent.click(screen.getByTestId(`tab-${tab}`));
+      await waitFor(() => expect(offered()).toEqual(["NEWEST", "OLDEST", "RUN_AT", "PRIORITY"]));
+    }
+    await userEvent.click(screen.getByTestId("tab-COMPLETED"));
+    await waitFor(() => expect(offered()).toEqual(["NEWEST", "OLDEST"]));
+  });
+
+  it("falls back to newest first on a tab that cannot sort by run at or priority", async () => {
+    const m = mockFetch({ "GET /v1/jobs": () => ({ body: {} }) });
+    renderApp(<Jobs />, { route: "/jobs?status=PENDING&order=RUN_AT" });
+    await screen.findByTestId("jobs-empty");
+    expect(screen.getByTestId("filter-order")).toHaveValue("RUN_AT");
+    for (const tab of ["COMPLETED", "ALL"]) {
+      await userEvent.click(screen.getByTestId("tab-PENDING"));
+      fireEvent.change(screen.getByTestId("filter-order"), { target: { value: "PRIORITY" } });
+      await waitFor(() => expect(screen.getByTestId("location")).toHaveTextContent("order=PRIORITY"));
+      await userEvent.click(screen.getByTestId(`tab-${tab}`));
+      await waitFor(() => expect(screen.getByTestId("filter-order")).toHaveValue("NEWEST"));
+      expect(screen.getByTestId("location")).not.toHaveTextContent("order=");
+      expect(listed(m).at(-1)).not.toContain("order=");
+    }
+    // An address that names one anyway (an old link) lists newest first too.
+    await userEvent.click(screen.getByTestId("tab-PENDING"));
+    expect(listed(m).at(-1)).toBe("?status=PENDING&pageSize=50");
   });
 
   it("counts each status tab from the live stats, of the chosen type, and suggests the known types", async () => {

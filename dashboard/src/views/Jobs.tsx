@@ -15,7 +15,8 @@ import { useLiveStats } from "../hooks/stats";
 import { useCanOperate } from "../hooks/useCanOperate";
 import { useNow } from "../hooks/useNow";
 import { usePaging } from "../hooks/usePaging";
-import { bulkFilter, listParams, readJobsQuery } from "../lib/jobsQuery";
+import { formatTime } from "../lib/format";
+import { bulkFilter, listParams, orderAllowed, readJobsQuery } from "../lib/jobsQuery";
 
 // Job ids are UUIDs: a search that looks like one is tried as an id first.
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -92,16 +93,21 @@ export function Jobs() {
         </Link>
       </div>
 
-      <StatusTabs status={filter.status} counts={tabCounts(stats, filter.type)} onChange={(status) => update({ status })} />
+      <StatusTabs
+        status={filter.status}
+        counts={tabCounts(stats, filter.type)}
+        onChange={(status) => update({ status, ...(orderAllowed(status, filter.order) ? {} : { order: "" }) })}
+      />
       <JobFilters value={filter} types={stats?.types.map((t) => t.type) ?? []} onChange={update} onSearch={(text) => void search(text)} />
       {filter.workerId && (
         <p className="muted small" data-testid="worker-filter">
           Leased to worker <span className="mono">{filter.workerId}</span>
         </p>
       )}
-      {filter.status === "PENDING" && filter.order === "RUN_AT" && (
-        <p className="muted small" data-testid="scheduled-note">
-          Soonest run at first: the jobs runnable now, then the scheduled ones (run at in the future).
+      {filter.runAfter && (
+        <p className="muted small" data-testid="run-after-filter">
+          {filter.status === "PENDING" ? "Scheduled jobs: " : ""}run at later than{" "}
+          <time dateTime={filter.runAfter}>{formatTime(filter.runAfter)}</time>
         </p>
       )}
       {searchError && (

@@ -1,4 +1,5 @@
 import { act, screen, within } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
 import { beforeEach, describe, expect, it } from "vitest";
 import { ConnectionIndicator } from "../components/ConnectionIndicator";
 import { FakeFeed, mockFetch, rawStats, rawThroughput } from "../test/fakes";
@@ -71,11 +72,19 @@ describe("Overview", () => {
     );
   });
 
-  it("opens the pending jobs soonest run_at first from the Scheduled card", async () => {
+  it("opens the pending jobs whose run_at is later than the click, soonest first, from the Scheduled card", async () => {
     mockFetch({});
     renderApp(<Page />);
     await act(() => FakeFeed.last.emit(rawStats()));
-    expect(screen.getByTestId("count-scheduled")).toHaveAttribute("href", "/jobs?status=PENDING&order=RUN_AT");
+    const before = Date.now();
+    await userEvent.click(screen.getByTestId("count-scheduled"));
+    const location = new URL(screen.getByTestId("location").textContent ?? "", "http://x");
+    expect(location.pathname).toBe("/jobs");
+    expect(location.searchParams.get("status")).toBe("PENDING");
+    expect(location.searchParams.get("order")).toBe("RUN_AT");
+    const runAfter = Date.parse(location.searchParams.get("runAfter") ?? "");
+    expect(runAfter).toBeGreaterThanOrEqual(before);
+    expect(runAfter).toBeLessThanOrEqual(Date.now());
   });
 
   it("says so when the stream drops, and falls back to polling /v1/stats", async () => {

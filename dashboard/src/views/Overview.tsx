@@ -1,6 +1,6 @@
 import { useQuery } from "@tanstack/react-query";
-import type { ReactNode } from "react";
-import { Link } from "react-router-dom";
+import type { MouseEvent, ReactNode } from "react";
+import { Link, useNavigate } from "react-router-dom";
 import { api } from "../api/client";
 import type { ThroughputReport } from "../api/types";
 import { Badge } from "../components/Badge";
@@ -9,12 +9,12 @@ import { ErrorBanner } from "../components/ErrorBanner";
 import { useLiveStats } from "../hooks/stats";
 import { useNow } from "../hooks/useNow";
 import { formatCount, formatDuration, formatMs, formatRelative } from "../lib/format";
+import { scheduledJobsPath } from "../lib/jobsQuery";
 
 const CARDS = [
   { key: "pending", label: "Pending", hint: "runnable now", to: "/jobs?status=PENDING" },
-  // No filter says "run_at in the future": the pending list soonest run_at first, the scheduled
-  // ones after any runnable now.
-  { key: "scheduled", label: "Scheduled", hint: "waiting for run_at", to: "/jobs?status=PENDING&order=RUN_AT" },
+  // The pending jobs whose run_at is later than the moment the card is clicked (see `cardLink`).
+  { key: "scheduled", label: "Scheduled", hint: "waiting for run_at", to: null },
   { key: "processing", label: "Processing", hint: "leased", to: "/jobs?status=PROCESSING" },
   { key: "completed", label: "Completed", hint: "kept until retention", to: "/jobs?status=COMPLETED" },
   { key: "dead", label: "Dead", hint: "dead-letter queue", to: "/dlq" },
@@ -40,6 +40,19 @@ function HourChart({ hour, children }: { hour: ReturnType<typeof useLastHour>; c
 export function Overview() {
   const { stats, error, state, receivedAt } = useLiveStats();
   const now = useNow();
+  const navigate = useNavigate();
+  /** A card's link; the Scheduled card's (`to` null) lists the jobs scheduled when it is
+   * followed, one fixed time, so that its pages keep one filter. */
+  const cardLink = (to: string | null) =>
+    to !== null
+      ? { to }
+      : {
+          to: scheduledJobsPath(now),
+          onClick: (e: MouseEvent) => {
+            e.preventDefault();
+            navigate(scheduledJobsPath(Date.now()));
+          },
+        };
   const hour = useLastHour();
 
   if (!stats) {
@@ -76,7 +89,7 @@ export function Overview() {
 
       <div className="cards">
         {CARDS.map((c) => (
-          <Link key={c.key} to={c.to} className={`card card-${c.key}`} data-testid={`count-${c.key}`}>
+          <Link key={c.key} {...cardLink(c.to)} className={`card card-${c.key}`} data-testid={`count-${c.key}`}>
             <span className="card-label">{c.label}</span>
             <span className="card-value" data-value={stats[c.key]}>
               {formatCount(stats[c.key])}
