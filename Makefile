@@ -98,12 +98,12 @@ dashboard-test: $(DASH_DEPS)
 
 # Debian's chromium for the browser tests, installed only when /usr/bin/chromium is missing.
 chromium:
-	$(DASH)/scripts/install-chromium.sh
+	scripts/install-package.sh chromium "$${CHROMIUM:-/usr/bin/chromium}"
 
 # Debian's pgbouncer for tests/test_pgbouncer.py, installed only when /usr/sbin/pgbouncer is missing.
 .PHONY: pgbouncer
 pgbouncer:
-	scripts/install-pgbouncer.sh
+	scripts/install-package.sh pgbouncer "$${PGBOUNCER:-/usr/sbin/pgbouncer}"
 
 e2e: setup dashboard chromium
 	$(BIN)/python -m pytest tests/test_dashboard_e2e.py

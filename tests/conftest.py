@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
@@ -20,7 +21,14 @@ from forge.v1 import broker_pb2_grpc
 from forge_broker.completer import Completer
 from forge_broker.migrate import migrate
 from forge_broker.store import Store
-from tests.support import TEMPLATE, BrokerProcess, drop_database, new_database, start_broker
+from tests.support import (
+    TEMPLATE,
+    BrokerProcess,
+    drop_database,
+    new_database,
+    start_broker,
+    start_gateway,
+)
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +104,14 @@ def stub(broker: BrokerProcess) -> Iterator[broker_pb2_grpc.BrokerStub]:
     """A synchronous client stub connected to ``broker``."""
     with grpc.insecure_channel(broker.target) as channel:
         yield broker_pb2_grpc.BrokerStub(channel)
+
+
+@pytest.fixture
+def rest(broker: BrokerProcess) -> Iterator[httpx.Client]:
+    """An HTTP client of a gateway in front of ``broker``."""
+    gateway = start_gateway(broker.target)
+    try:
+        with httpx.Client(base_url=gateway.url, timeout=30.0) as client:
+            yield client
+    finally:
+        gateway.stop()

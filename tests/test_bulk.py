@@ -22,7 +22,7 @@ from google.protobuf.duration_pb2 import Duration
 from forge import Client
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
-from tests.support import BrokerProcess, GatewayProcess, lease_one, start_broker, start_gateway
+from tests.support import BrokerProcess, lease_one, start_broker
 
 Stub = broker_pb2_grpc.BrokerStub
 
@@ -259,29 +259,19 @@ def test_a_malformed_filter_is_refused_naming_the_field(stub: Stub) -> None:
 
 # -- REST ------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def http(broker: BrokerProcess) -> Iterator[httpx.Client]:
-    gateway: GatewayProcess = start_gateway(broker.target)
-    try:
-        with httpx.Client(base_url=gateway.url, timeout=30.0) as client:
-            yield client
-    finally:
-        gateway.stop()
-
-
-def test_bulk_calls_over_rest(http: httpx.Client, broker: BrokerProcess) -> None:
+def test_bulk_calls_over_rest(rest: httpx.Client, broker: BrokerProcess) -> None:
     assert broker.dsn
     add_jobs(broker.dsn, "rest.dead", 3)
     add_jobs(broker.dsn, "rest.old", 2, age="10 days")
-    r = http.post("/v1/dlq:retry", json={"filter": {"type": "rest.dead"}})
+    r = rest.post("/v1/dlq:retry", json={"filter": {"type": "rest.dead"}})
     assert r.status_code == 200, r.text
     assert r.json() == {"count": "3"}  # int64, a string in proto3 JSON
-    r = http.post("/v1/dlq:purge", json={"olderThan": "604800s"})
+    r = rest.post("/v1/dlq:purge", json={"olderThan": "604800s"})
     assert r.status_code == 200, r.text
     assert r.json() == {"count": "2"}
-    r = http.post("/v1/jobs:cancel", json={})
+    r = rest.post("/v1/jobs:cancel", json={})
     assert r.status_code == 400 and r.json()["message"].startswith("filter: ")
-    r = http.post("/v1/jobs:cancel", json={"filter": {"type": "rest.dead"}, "reason": "no"})
+    r = rest.post("/v1/jobs:cancel", json={"filter": {"type": "rest.dead"}, "reason": "no"})
     assert r.status_code == 200, r.text
     assert r.json() == {"count": "3"}
     assert counted(broker.dsn) == {("rest.dead", "CANCELLED"): 3}

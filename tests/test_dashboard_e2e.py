@@ -29,7 +29,7 @@ leaves the checkout unmodified.
 
 Needs Node (``npm ci`` is run in ``dashboard/`` when ``node_modules`` is missing, and the build is
 redone when the sources are newer than it) and ``/usr/bin/chromium``
-(``dashboard/scripts/install-chromium.sh``).
+(``make chromium``).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def dashboard_build() -> Path:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("the dashboard tests need Node.js 20.19+ and npm on PATH")
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run dashboard/scripts/install-chromium.sh (as root)")
+        pytest.fail(f"{CHROMIUM} is missing: run make chromium (as root)")
     if not (DASHBOARD / "node_modules" / ".package-lock.json").exists():
         _run(["npm", "ci", "--no-audit", "--no-fund"], DASHBOARD)
     sources = _newest_mtime(DASHBOARD / "src", DASHBOARD / "public", DASHBOARD / "index.html",

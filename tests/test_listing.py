@@ -32,11 +32,9 @@ from forge_broker.sql import q
 from forge_broker.store import filter_fragments, list_statement
 from tests.support import (
     BrokerProcess,
-    GatewayProcess,
     drop_database,
     lease_one,
     new_database,
-    start_gateway,
 )
 
 Stub = broker_pb2_grpc.BrokerStub
@@ -360,47 +358,37 @@ def test_bad_listing_input_is_invalid_argument_naming_the_field(stub: Stub) -> N
 
 # -- REST ------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def http(broker: BrokerProcess) -> Iterator[httpx.Client]:
-    gateway: GatewayProcess = start_gateway(broker.target)
-    try:
-        with httpx.Client(base_url=gateway.url, timeout=30.0) as client:
-            yield client
-    finally:
-        gateway.stop()
-
-
-def test_list_jobs_filters_and_orders_over_rest(http: httpx.Client, stub: Stub) -> None:
+def test_list_jobs_filters_and_orders_over_rest(rest: httpx.Client, stub: Stub) -> None:
     start = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     a, b, _ = enqueue(stub, pb.EnqueueRequest(type="email.a"), pb.EnqueueRequest(type="email.b"),
                       pb.EnqueueRequest(type="sms.a"))
-    r = http.get(f"/v1/jobs?order=OLDEST&createdAfter={start}&typePrefix=email.")
+    r = rest.get(f"/v1/jobs?order=OLDEST&createdAfter={start}&typePrefix=email.")
     assert r.status_code == 200, r.text
     assert [j["id"] for j in r.json()["jobs"]] == [a.id, b.id]
-    r = http.get("/v1/jobs", params={"order": "PRIORITY", "type_prefix": "email.",
+    r = rest.get("/v1/jobs", params={"order": "PRIORITY", "type_prefix": "email.",
                                      "status": "PENDING", "pageSize": 1})
     assert r.status_code == 200, r.text
     token = r.json()["nextPageToken"]
-    r = http.get("/v1/jobs", params={"order": "PRIORITY", "typePrefix": "email.",
+    r = rest.get("/v1/jobs", params={"order": "PRIORITY", "typePrefix": "email.",
                                      "status": "PENDING", "pageToken": token})
     assert r.status_code == 200 and len(r.json()["jobs"]) == 1, r.text
-    r = http.get("/v1/jobs", params={"order": "NEWEST", "typePrefix": "email.",
+    r = rest.get("/v1/jobs", params={"order": "NEWEST", "typePrefix": "email.",
                                      "status": "PENDING", "pageToken": token})
     assert r.status_code == 400 and r.json()["message"].startswith("page_token: "), r.text
-    r = http.get("/v1/jobs", params={"createdAfter": "2026-12-02T00:00:00Z",
+    r = rest.get("/v1/jobs", params={"createdAfter": "2026-12-02T00:00:00Z",
                                      "createdBefore": "2026-12-01T00:00:00Z"})
     assert r.status_code == 400 and r.json()["message"].startswith("created_after: "), r.text
     for params in ({"order": "RUN_AT"}, {"order": "PRIORITY", "status": "COMPLETED"}):
-        r = http.get("/v1/jobs", params=params)
+        r = rest.get("/v1/jobs", params=params)
         assert r.status_code == 400 and r.json()["message"].startswith("order: "), r.text
     later = enqueue(stub, pb.EnqueueRequest(type="email.c", run_at=_ts(
         datetime.now(UTC) + timedelta(hours=1))))[0]
-    r = http.get("/v1/jobs", params={"status": "PENDING", "order": "RUN_AT",
+    r = rest.get("/v1/jobs", params={"status": "PENDING", "order": "RUN_AT",
                                      "runAfter": datetime.now(UTC).isoformat()})
     assert r.status_code == 200 and [j["id"] for j in r.json()["jobs"]] == [later.id], r.text
-    r = http.get("/v1/jobs", params={"order": "SIDEWAYS"})
+    r = rest.get("/v1/jobs", params={"order": "SIDEWAYS"})
     assert r.status_code == 400 and "order" in r.json()["message"], r.text
-    r = http.get("/v1/jobs", params={"query": a.id})
+    r = rest.get("/v1/jobs", params={"query": a.id})
     assert [j["id"] for j in r.json()["jobs"]] == [a.id]
 
 
@@ -484,7 +472,7 @@ def test_bulk_filter_status_outside_what_the_call_acts_on_is_invalid_argument(
 # -- GetThroughput -------------------------------------------------------------------------------
 
 def test_get_throughput_shows_acks_and_nacks_per_type_and_minute_and_the_queue_wait(
-        stub: Stub, http: httpx.Client) -> None:
+        stub: Stub, rest: httpx.Client) -> None:
     enqueue(stub, pb.EnqueueRequest(type="tp.a"), pb.EnqueueRequest(type="tp.a"),
             pb.EnqueueRequest(type="tp.b"))
     for type_, outcome in (("tp.a", "ack"), ("tp.a", "nack"), ("tp.b", "ack")):
@@ -526,12 +514,12 @@ def test_get_throughput_shows_acks_and_nacks_per_type_and_minute_and_the_queue_w
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert err.details().startswith("window: "), err.details()
 
-    r = http.get("/v1/stats/throughput", params={"window": "600s"})
+    r = rest.get("/v1/stats/throughput", params={"window": "600s"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert [t["type"] for t in body["types"]] == ["tp.a", "tp.b"]
     assert len(body["queueWait"]) == 10
-    r = http.get("/v1/stats/throughput", params={"window": "3h"})
+    r = rest.get("/v1/stats/throughput", params={"window": "3h"})
     assert r.status_code == 400, r.text
 
 
