@@ -16,7 +16,9 @@ workerd subprocesses, and the ``bench.noop`` handler.
   per job (``pg_stat_statements`` calls in the queue's database), and WAL bytes per job
   (``pg_current_wal_lsn()`` before and after, and ``pg_stat_statements.wal_bytes``).
 - **saturation**: the same drain at 1/2/3 brokers with 2 workerd per broker, and enqueue with
-  1/2/4 concurrent clients: jobs per second, and the cores each process kind used.
+  1/2/4 concurrent clients: jobs per second, the cores each process kind used, the busiest
+  PostgreSQL process's cores, and the cores the whole machine kept busy (``/proc/stat``: the
+  machine is shared, so what the stack did not get, other work did).
 - **retention**: ``--rows`` finished jobs removed the way the broker does it (``delete_finished_jobs``,
   1,000 rows a statement) then ``VACUUM``, against the same rows in one partition of a table
   partitioned by finish time, dropped with ``DETACH PARTITION`` + ``DROP TABLE``: seconds and
@@ -62,6 +64,10 @@ class Snapshot:
     statements: int
     statement_wal: int
     cpu: dict[str, float]
+    postgres: dict[int, tuple[float, str]]
+    """CPU seconds and process title of each PostgreSQL process."""
+    busy: float
+    """CPU seconds the whole machine spent busy (every process, ours or not)."""
 
 
 @dataclass
@@ -81,6 +87,10 @@ class Phase:
     statement_wal_bytes_per_job: float
     load_average: float
     """The machine's 1-minute load average at the phase's end: its other work competes too."""
+    machine_busy_cores: float
+    """Cores the whole machine kept busy (``/proc/stat``), the stack's and everyone else's."""
+    postgres_busiest: dict[str, Any]
+    """The PostgreSQL process that used the most CPU: its cores and its process title."""
 
 
 @dataclass
@@ -123,12 +133,13 @@ class Cluster:
         migrate(dsn)
         return dsn
 
-    def postgres_cpu(self) -> float:
-        """The postmaster's and its children's (backends, autovacuum, WAL writer…)."""
+    def postgres_cpu(self) -> dict[int, tuple[float, str]]:
+        """The postmaster's and its children's (backends, autovacuum, WAL writer…): CPU seconds
+        and process title by pid."""
         postmaster = int((self.pg.data / "postmaster.pid").read_text().split()[0])
         children = [int(d.name) for d in Path("/proc").iterdir()
                     if d.name.isdigit() and _stat(int(d.name))[:1] == [str(postmaster)]]
-        return sum(_cpu_of(pid) for pid in [postmaster, *children])
+        return {pid: (_cpu_of(pid), _title(pid)) for pid in [postmaster, *children]}
 
     def snapshot(self, dbname: str, procs: dict[str, list[int]]) -> Snapshot:
         row = self.admin.execute(
@@ -139,8 +150,10 @@ class Cluster:
             (f"%{MARK}%", dbname)).fetchone()
         assert row is not None
         cpu = {kind: sum(_cpu_of(pid) for pid in pids) for kind, pids in procs.items()}
-        cpu["postgres"] = self.postgres_cpu()
-        return Snapshot(time.monotonic(), int(row[0]), int(row[1]), int(row[2]), cpu)
+        postgres = self.postgres_cpu()
+        cpu["postgres"] = sum(seconds for seconds, _ in postgres.values())
+        return Snapshot(time.monotonic(), int(row[0]), int(row[1]), int(row[2]), cpu, postgres,
+                        _machine_busy())
 
 
 def _stat(pid: int) -> list[str]:
@@ -149,6 +162,19 @@ def _stat(pid: int) -> list[str]:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1:]
     except (OSError, IndexError):
         return []
+
+
+def _machine_busy() -> float:
+    """CPU seconds all cores spent on user, nice, system, irq and softirq work since boot."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return sum(int(fields[i]) for i in (0, 1, 2, 5, 6)) / os.sysconf("SC_CLK_TCK")
+
+
+def _title(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return "(exited)"
 
 
 def _cpu_of(pid: int) -> float:
@@ -166,7 +192,18 @@ def phase(jobs: int, a: Snapshot, b: Snapshot) -> Phase:
         statements_per_job=round((b.statements - a.statements) / jobs, 4),
         wal_bytes_per_job=round((b.lsn - a.lsn) / jobs, 1),
         statement_wal_bytes_per_job=round((b.statement_wal - a.statement_wal) / jobs, 1),
-        load_average=round(os.getloadavg()[0], 2))
+        load_average=round(os.getloadavg()[0], 2),
+        machine_busy_cores=round((b.busy - a.busy) / seconds, 2),
+        postgres_busiest=_busiest(a.postgres, b.postgres, seconds))
+
+
+def _busiest(a: dict[int, tuple[float, str]], b: dict[int, tuple[float, str]],
+             seconds: float) -> dict[str, Any]:
+    def used(pid: int) -> float:
+        return b[pid][0] - a.get(pid, (0.0, ""))[0]
+
+    pid = max(b, key=used)
+    return {"cores": round(used(pid) / seconds, 2), "process": b[pid][1]}
 
 
 @dataclass(frozen=True)
