@@ -30,6 +30,7 @@ from forge_broker.models import (
     AckItem,
     DueSchedule,
     FiredRound,
+    HandOff,
     JobFilter,
     JobRow,
     JobStatus,
@@ -210,6 +211,8 @@ class Store:
                                  now if job.run_at is None or job.run_at < now else job.run_at,
                                  now, now, None, None, None, None, None, key,
                                  job.concurrency_key, trace_context=job.trace_context)
+                if job.hand_off is not None:
+                    _leased(created, job.hand_off)
                 if key is not None:
                     first_of_key[key] = created
                 out.append((created, True))
@@ -819,6 +822,16 @@ def _percentile(histogram: list[tuple[float, int]], total: int, p: float) -> flo
     return histogram[-1][0]
 
 
+def _leased(row: JobRow, hand: HandOff) -> None:
+    """A new row as ``insert_jobs`` leased it for ``hand``: PROCESSING in its first attempt."""
+    row.status = JobStatus.PROCESSING
+    row.attempts = 1
+    row.worker_id = hand.worker_id
+    row.lease_token = uuid.UUID(hand.lease_token)
+    row.lease_expires_at = row.created_at + timedelta(seconds=hand.lease_seconds)
+    row.leased_at = row.created_at
+
+
 _QUOTE = '"'
 _CKEY = ',"c":'
 _XKEY = ',"x":'
@@ -837,8 +850,15 @@ def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
         f'"k":{"null" if j.idempotency_key is None else dumps(j.idempotency_key)}'
         # A field left out reads as NULL: most jobs have no concurrency key or trace context.
         f'{"" if j.concurrency_key is None else _CKEY + dumps(j.concurrency_key)}'
-        f'{"" if j.trace_context is None else _XKEY + dumps(j.trace_context)}}}'
+        f'{"" if j.trace_context is None else _XKEY + dumps(j.trace_context)}'
+        f'{"" if j.hand_off is None else _lease_json(j.hand_off)}}}'
         for i, j in zip(ids, jobs, strict=True)) + "]"
+
+
+def _lease_json(hand: HandOff) -> str:
+    """``_jobs_json``'s fields for a job handed off: the worker id is JSON-escaped (any text)."""
+    return (f',"w":{json.dumps(hand.worker_id)},"l":"{hand.lease_token}",'
+            f'"s":{hand.lease_seconds}')
 
 
 def _acks_json(acks: Sequence[AckItem]) -> str:
