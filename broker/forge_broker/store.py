@@ -10,7 +10,7 @@ import dataclasses
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -181,25 +181,53 @@ class Store:
         """
         ids = uuid7s(len(jobs))
         async with self.pool.connection() as conn:
-            keyed = any(j.idempotency_key is not None for j in jobs)
-            cur = await conn.execute(_insert_jobs(keyed), {"jobs": _jobs_json(ids, jobs)})
+            cur = await conn.execute(*_insert(ids, jobs))
             row = await cur.fetchone()
             assert row is not None  # an aggregate always answers one row
-            now, count, keyed_ids = row
-            if count == len(jobs):
-                taken: set[uuid.UUID] = set()
-            else:
-                inserted_keyed = set(keyed_ids or ())
-                taken = {i for i, j in zip(ids, jobs, strict=True)
-                         if j.idempotency_key is not None and i not in inserted_keyed}
-            existing: dict[str, JobRow] = {}
-            if taken:
-                keys = list({j.idempotency_key for i, j in zip(ids, jobs, strict=True)
-                             if i in taken and j.idempotency_key is not None})
-                async with conn.cursor(row_factory=_JOB_ROWS) as rows:
-                    await rows.execute(q("jobs_by_idempotency_keys"), {"keys": keys})
-                    existing = {r.idempotency_key: r for r in await rows.fetchall()
-                                if r.idempotency_key is not None}
+            return await self._enqueued(conn, ids, jobs, *row)
+
+    async def enqueue_chunks(self, chunks: Iterable[Sequence[NewJob]]) -> list[tuple[JobRow, bool]]:
+        """``enqueue`` for a large batch handed over in parts, all in one transaction: each
+        part's INSERT is sent (pipeline mode) before the next part is taken from ``chunks``, so
+        the caller's work on that part (validating it) runs while the database inserts the
+        last one. An exception from ``chunks`` rolls the whole batch back."""
+        ids: list[uuid.UUID] = []
+        jobs: list[NewJob] = []
+        cursors = []
+        async with self.pool.connection() as conn:
+            async with conn.transaction(), conn.pipeline() as pipeline:
+                for chunk in chunks:
+                    chunk_ids = uuid7s(len(chunk))
+                    cursors.append(await conn.execute(*_insert(chunk_ids, chunk)))
+                    ids += chunk_ids
+                    jobs += chunk
+                await pipeline.sync()
+                answers = [row for cur in cursors if (row := await cur.fetchone()) is not None]
+            assert answers and len(answers) == len(cursors)  # an aggregate answers one row
+            now = answers[0][0]  # every part's: now() is the transaction's start
+            count = sum(a[1] for a in answers)
+            keyed = [i for a in answers for i in a[2] or ()]
+            return await self._enqueued(conn, ids, jobs, now, count, keyed)
+
+    async def _enqueued(self, conn: psycopg.AsyncConnection[Any], ids: Sequence[uuid.UUID],
+                        jobs: Sequence[NewJob], now: datetime, count: int,
+                        keyed_ids: Sequence[uuid.UUID] | None) -> list[tuple[JobRow, bool]]:
+        """The answer of ``enqueue``, from its INSERT's: each job as inserted, or the existing
+        job that holds its idempotency key."""
+        if count == len(jobs):
+            taken: set[uuid.UUID] = set()
+        else:
+            inserted_keyed = set(keyed_ids or ())
+            taken = {i for i, j in zip(ids, jobs, strict=True)
+                     if j.idempotency_key is not None and i not in inserted_keyed}
+        existing: dict[str, JobRow] = {}
+        if taken:
+            keys = list({j.idempotency_key for i, j in zip(ids, jobs, strict=True)
+                         if i in taken and j.idempotency_key is not None})
+            async with conn.cursor(row_factory=_JOB_ROWS) as rows:
+                await rows.execute(q("jobs_by_idempotency_keys"), {"keys": keys})
+                existing = {r.idempotency_key: r for r in await rows.fetchall()
+                            if r.idempotency_key is not None}
         out: list[tuple[JobRow, bool]] = []
         first_of_key: dict[str, JobRow] = {}
         for new_id, job in zip(ids, jobs, strict=True):
@@ -798,6 +826,12 @@ async def _db_now(conn: psycopg.AsyncConnection[Any]) -> datetime:
     assert row is not None
     now: datetime = row[0]
     return now
+
+
+def _insert(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> tuple[LiteralString, dict[str, str]]:
+    """``insert_jobs`` for ``jobs`` (with ``ids``): the statement and its parameters."""
+    keyed = any(j.idempotency_key is not None for j in jobs)
+    return _insert_jobs(keyed), {"jobs": _jobs_json(ids, jobs)}
 
 
 @cache
