@@ -17,7 +17,7 @@ import pytest
 
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
-from tests.support import wait_until
+from tests.support import start_broker, wait_until
 
 Stub = broker_pb2_grpc.BrokerStub
 SETTLE = 0.5  # after a stream is registered, long enough for its first claim to find nothing
@@ -195,3 +195,51 @@ def test_idle_workers_take_handed_off_jobs_in_turn(stub: Stub) -> None:
     finally:
         for r in readers:
             r.close()
+
+
+def test_a_worker_keeping_up_with_one_job_at_a_time_gets_each_by_hand_off(stub: Stub) -> None:
+    """Its acks free room, but nothing new became runnable: no claim runs between the jobs, so
+    none is ever under way when the next job comes, and each next job is handed off."""
+    r = Reader(stub, "keeping-up", ["handed"], max_in_flight=4)
+    try:
+        wait_idle(stub, r)
+        statuses = []
+        for _ in range(30):
+            answer = stub.Enqueue(pb.EnqueueRequest(type="handed"), timeout=5)
+            statuses.append(pb.Job.Status.Name(answer.job.status))
+            got = r.next()
+            assert got is not None and got.job.id == answer.job.id
+            stub.Ack(pb.AckRequest(job_id=got.job.id, lease_token=got.lease_token), timeout=5)
+        assert statuses == ["PROCESSING"] * 30
+    finally:
+        r.close()
+
+
+def test_a_job_due_later_starts_on_time_while_another_stream_claims(dsn: str) -> None:
+    """The stream waiting for the later job skips the rounds that another stream's acks start,
+    and its timer must survive them: the job starts when due, not at the next poll."""
+    broker = start_broker(dsn, FORGE_POLL_INTERVAL="30")
+    channel = grpc.insecure_channel(broker.target)
+    stub = broker_pb2_grpc.BrokerStub(channel)
+    a = Reader(stub, "due-a", ["due.a"])
+    b = Reader(stub, "due-b", ["due.b"], max_in_flight=1)
+    try:
+        wait_idle(stub, a, b)
+        stub.Enqueue(pb.EnqueueRequest(type="due.b"), timeout=5)
+        held = b.next()
+        assert held is not None
+        req = pb.EnqueueRequest(type="due.a")
+        due = time.time() + 1.5
+        req.run_at.FromNanoseconds(int(due * 1e9))
+        stub.Enqueue(req, timeout=5)
+        time.sleep(0.3)  # both streams have looked, found nothing runnable, and wait
+        stub.Ack(pb.AckRequest(job_id=held.job.id, lease_token=held.lease_token), timeout=5)
+        got = a.next(timeout=6)
+        late = time.time() - due
+        assert got is not None and got.job.type == "due.a"
+        assert late < 0.5, f"started {late:.2f} s after it was due"
+    finally:
+        a.close()
+        b.close()
+        channel.close()
+        broker.stop()

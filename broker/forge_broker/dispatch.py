@@ -14,6 +14,12 @@ is running), is leased to that stream by the INSERT that creates it (``reserve``
 enqueue and the worker. Such a job never waited, so jumping the queue takes nothing from jobs
 that do: the stream had found none to claim. Paused and limited types are never handed off.
 
+Claims only where something may have come: a stream whose last claim found less than it
+wanted is claimed for again only once a job may have become runnable since that claim began
+(a NOTIFY, a change of queue settings, the timer, the poll), not because its own acks freed
+room. So a worker that keeps up with a trickle of jobs costs no empty claim per job, and its
+stream is never busy claiming when the next job could be handed to it.
+
 Queues (per-type flow control): while some type is paused or limited, the one query skips
 those types, and each limited type a stream takes is claimed by a statement of its own that
 locks the type's settings row and counts what runs (``Store.claim_limited``); paused types are
@@ -86,6 +92,7 @@ class LeaseStream:
     hungry: bool = False  # its last claim found fewer jobs than it wanted
     filling: bool = False  # a claim for it is running
     reserved: int = 0  # jobs handed off to it whose INSERT has not answered yet
+    claimed_at: int = -1  # the dispatcher's news count when its last claim began
 
     def capacity(self) -> int:
         return 0 if self.closed else self.max_in_flight - len(self.in_flight) - self.reserved
@@ -150,6 +157,9 @@ class Dispatcher:
         self._rate_wake: datetime | None = None  # when a rate window this round hit frees
         self._handing: dict[str, LeaseStream] = {}  # by lease token, while its INSERT runs
         self._handoffs = 0  # rotates hand-offs among the streams waiting
+        # Counts the moments a job may have become runnable: notifications, settings changes,
+        # timer and poll wake-ups (see the module docstring).
+        self._news = 0
 
     def held_types(self) -> frozenset[str]:
         """Types the fast claim skips: paused or limited, as this broker knows them."""
@@ -160,6 +170,7 @@ class Dispatcher:
         self._set_queues(await self.store.queue_settings())
 
     def _set_queues(self, queues: Sequence[QueueSettings]) -> None:
+        self._news += 1
         self._held = frozenset(q.type for q in queues if q.paused or q.limited)
         self._limited = tuple(sorted(q.type for q in queues if q.limited and not q.paused))
 
@@ -349,8 +360,10 @@ class Dispatcher:
             timeout = self.poll_seconds
             if self._next_at is not None:
                 timeout = max(0.0, min(timeout, self._next_at - loop.time()))
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                self._news += 1  # the timer or the poll: time may have made jobs runnable
             self._wake.clear()
             if self._stopping:
                 return
@@ -371,9 +384,15 @@ class Dispatcher:
             return
         self._rotation = (self._rotation + 1) % len(streams)
         streams = streams[self._rotation:] + streams[: self._rotation]
-        wanting = [(s, s.capacity()) for s in streams]
+        # A hungry stream that saw every piece of news in its last claim would find nothing:
+        # it waits on (and the timer stays armed for it), without a claim.
+        waiting = [s for s in streams if s.hungry and s.claimed_at == self._news]
+        if len(waiting) == len(streams):
+            return
+        skip = set(waiting)
+        wanting = [(s, s.capacity()) for s in streams if s not in skip]
         wanting = [(s, want) for s, want in wanting if want > 0]
-        hungry: list[LeaseStream] = []
+        hungry: list[LeaseStream] = [s for s in waiting if s.capacity() > 0]
         # Claims for different streams overlap, CLAIMS_AT_ONCE at a time: one stream's claim
         # runs in the database while another's rows are being sent.
         for i in range(0, len(wanting), CLAIMS_AT_ONCE):
@@ -399,6 +418,7 @@ class Dispatcher:
         claim = self.store.claim_leases if stream.lean else self.store.claim
         rows: Claimed
         stream.filling = True
+        news = self._news  # what a claim starting now can see
         try:
             if self._held:
                 rows = await self._claim_held(stream, want)
@@ -407,6 +427,7 @@ class Dispatcher:
         finally:
             stream.filling = False
         stream.hungry = len(rows) < want
+        stream.claimed_at = news
         if stream.closed:
             await self.store.release([Lease(str(r.id), str(r.lease_token)) for r in rows
                                       if r.lease_token is not None])
@@ -499,6 +520,7 @@ class Dispatcher:
                         if note.channel == QUEUES_CHANNEL:
                             await self.load_queues()
                             log.info("queue settings changed (%s)", note.payload)
+                        self._news += 1
                         self.wake()
             except DATABASE_ERRORS as exc:
                 if delay == 0.1:
