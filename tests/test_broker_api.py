@@ -103,7 +103,7 @@ def test_batch_size_is_limited(untouched: tuple[str, Stub], n: int) -> None:
     assert count_jobs(dsn) == 0
 
 
-def test_batch_of_10000_is_one_statement_in_request_order(stub: Stub, dsn: str) -> None:
+def test_batch_of_10000_is_stored_whole_in_request_order(stub: Stub, dsn: str) -> None:
     reqs = [pb.EnqueueRequest(type="bulk", priority=i % 7, payload=payload(i=i))
             for i in range(10_000)]
     resp = stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=reqs), timeout=30)

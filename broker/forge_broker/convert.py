@@ -125,9 +125,11 @@ def draft_enqueued(out: pb.EnqueueBatchResponse, sent: Sequence[pb.EnqueueReques
                    jobs: Sequence[NewJob]) -> None:
     """One Job per request entry into ``out``, with what the request alone decides: the broker
     builds this while the INSERT runs, and ``finish_enqueued`` adds the rest. Each starts as a
-    copy of one template (a copy in C); a payload is copied as the message that was sent."""
+    copy of one template (a copy in C); a payload is copied as the message that was sent.
+    Called again with the next part of a batch, it adds that part's jobs after the others."""
+    start = len(out.jobs)
     out.jobs.extend([_PENDING] * len(jobs))
-    for msg, req, job in zip(out.jobs, sent, jobs, strict=True):
+    for msg, req, job in zip(out.jobs[start:], sent, jobs, strict=True):
         msg.type = job.type
         msg.priority = job.priority
         msg.max_retries = job.max_retries

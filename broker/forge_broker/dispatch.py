@@ -7,6 +7,19 @@ then each stream with free capacity claims what it can take in one query. Jobs c
 stream sit in its outbox until the stream's RPC sends them; if the stream closes first they
 are released unharmed.
 
+Hand-off: a job enqueued through this broker with no run_at, while one of its streams that
+takes the job's type waits idle (its last claim found less than it wanted, and no claim for it
+is running), is leased to that stream by the INSERT that creates it (``reserve``, then
+``hand_over`` once the INSERT is committed): no NOTIFY, no claim, one commit fewer between the
+enqueue and the worker. Such a job never waited, so jumping the queue takes nothing from jobs
+that do: the stream had found none to claim. Paused and limited types are never handed off.
+
+Claims only where something may have come: a stream whose last claim found less than it
+wanted is claimed for again only once a job may have become runnable since that claim began
+(a NOTIFY, a change of queue settings, the timer, the poll), not because its own acks freed
+room. So a worker that keeps up with a trickle of jobs costs no empty claim per job, and its
+stream is never busy claiming when the next job could be handed to it.
+
 Queues (per-type flow control): while some type is paused or limited, the one query skips
 those types, and each limited type a stream takes is claimed by a statement of its own that
 locks the type's settings row and counts what runs (``Store.claim_limited``); paused types are
@@ -37,7 +50,7 @@ import psycopg
 
 from forge_broker.errors import DATABASE_ERRORS, ResourceExhausted
 from forge_broker.loops import Outage
-from forge_broker.models import JobRow, Lease, LeasedRow, QueueSettings
+from forge_broker.models import HandOff, JobRow, Lease, LeasedRow, NewJob, QueueSettings
 from forge_broker.store import Store
 
 log = logging.getLogger("forge.dispatch")
@@ -76,9 +89,18 @@ class LeaseStream:
     sending_since: float | None = None
     # time.monotonic() of the last ack, nack or heartbeat of one of its jobs through this broker
     worked_at: float = field(default_factory=time.monotonic)
+    hungry: bool = False  # its last claim found fewer jobs than it wanted
+    filling: bool = False  # a claim for it is running
+    reserved: int = 0  # jobs handed off to it whose INSERT has not answered yet
+    claimed_at: int = -1  # the dispatcher's news count when its last claim began
 
     def capacity(self) -> int:
-        return 0 if self.closed else self.max_in_flight - len(self.in_flight)
+        return 0 if self.closed else self.max_in_flight - len(self.in_flight) - self.reserved
+
+    def waits_for(self, type_: str) -> bool:
+        """Idle, with room, for a job of ``type_``: a hand-off would not overtake a claim."""
+        return (self.hungry and not self.filling and self.capacity() > 0
+                and (not self.types or type_ in self.types))
 
     def stalled_for(self, now: float) -> float:
         if self.sending_since is None:
@@ -133,6 +155,11 @@ class Dispatcher:
         self._held: frozenset[str] = frozenset()  # paused or limited types
         self._limited: tuple[str, ...] = ()  # limited and not paused, sorted
         self._rate_wake: datetime | None = None  # when a rate window this round hit frees
+        self._handing: dict[str, LeaseStream] = {}  # by lease token, while its INSERT runs
+        self._handoffs = 0  # rotates hand-offs among the streams waiting
+        # Counts the moments a job may have become runnable: notifications, settings changes,
+        # timer and poll wake-ups (see the module docstring).
+        self._news = 0
 
     def held_types(self) -> frozenset[str]:
         """Types the fast claim skips: paused or limited, as this broker knows them."""
@@ -143,6 +170,7 @@ class Dispatcher:
         self._set_queues(await self.store.queue_settings())
 
     def _set_queues(self, queues: Sequence[QueueSettings]) -> None:
+        self._news += 1
         self._held = frozenset(q.type for q in queues if q.paused or q.limited)
         self._limited = tuple(sorted(q.type for q in queues if q.limited and not q.paused))
 
@@ -202,6 +230,46 @@ class Dispatcher:
                  worker_id, ",".join(stream.types) or "*", max_in_flight)
         self.wake()
         return stream
+
+    def reserve(self, type_: str) -> HandOff | None:
+        """A lease for a new job of ``type_`` on a stream waiting idle for one (see the module
+        docstring), its room held until ``hand_over`` or ``unreserve``; None when none waits."""
+        if self._stopping or type_ in self._held:
+            return None
+        streams = [s for s in self._streams.values() if s.waits_for(type_)]
+        if not streams:
+            return None
+        self._handoffs += 1
+        stream = streams[self._handoffs % len(streams)]
+        stream.reserved += 1
+        hand = HandOff(stream.stream_id, stream.worker_id, str(uuid.uuid4()),
+                       stream.lease_seconds)
+        self._handing[hand.lease_token] = stream
+        return hand
+
+    def unreserve(self, hand: HandOff) -> None:
+        """The INSERT failed or leased nothing (the job's key was taken): free the room."""
+        stream = self._handing.pop(hand.lease_token, None)
+        if stream is not None:
+            stream.reserved -= 1
+
+    async def hand_over(self, hand: HandOff, job: NewJob, row: JobRow) -> None:
+        """The INSERT leasing ``row`` for ``hand`` committed: send it down its stream, or give
+        it back (PENDING, the attempt not counted) if the stream closed meanwhile."""
+        stream = self._handing.pop(hand.lease_token, None)
+        if stream is None:
+            return
+        stream.reserved -= 1
+        job_id = str(row.id)
+        if stream.closed:
+            await self.store.release([Lease(job_id, hand.lease_token)])
+            return
+        stream.in_flight[job_id] = hand.lease_token
+        self._by_job[job_id] = stream
+        leased: Claimed = [row] if not stream.lean else [LeasedRow(
+            job_id, hand.lease_token, row.type, job.payload_json, row.priority, row.attempts,
+            row.max_retries, 0.0, row.trace_context)]
+        stream.outbox.put_nowait(leased)
 
     async def close(self, stream: LeaseStream) -> None:
         """Forget a stream: release its unsent jobs now; sent ones stay leased until acked or expired."""
@@ -292,8 +360,10 @@ class Dispatcher:
             timeout = self.poll_seconds
             if self._next_at is not None:
                 timeout = max(0.0, min(timeout, self._next_at - loop.time()))
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                self._news += 1  # the timer or the poll: time may have made jobs runnable
             self._wake.clear()
             if self._stopping:
                 return
@@ -314,9 +384,15 @@ class Dispatcher:
             return
         self._rotation = (self._rotation + 1) % len(streams)
         streams = streams[self._rotation:] + streams[: self._rotation]
-        wanting = [(s, s.capacity()) for s in streams]
+        # A hungry stream that saw every piece of news in its last claim would find nothing:
+        # it waits on (and the timer stays armed for it), without a claim.
+        waiting = [s for s in streams if s.hungry and s.claimed_at == self._news]
+        if len(waiting) == len(streams):
+            return
+        skip = set(waiting)
+        wanting = [(s, s.capacity()) for s in streams if s not in skip]
         wanting = [(s, want) for s, want in wanting if want > 0]
-        hungry: list[LeaseStream] = []
+        hungry: list[LeaseStream] = [s for s in waiting if s.capacity() > 0]
         # Claims for different streams overlap, CLAIMS_AT_ONCE at a time: one stream's claim
         # runs in the database while another's rows are being sent.
         for i in range(0, len(wanting), CLAIMS_AT_ONCE):
@@ -336,12 +412,22 @@ class Dispatcher:
 
     async def _fill(self, stream: LeaseStream, want: int) -> bool:
         """Claim up to ``want`` jobs for ``stream``; False if fewer were runnable."""
+        want = min(want, stream.capacity())  # a hand-off may have taken room since the round began
+        if want <= 0:
+            return True
         claim = self.store.claim_leases if stream.lean else self.store.claim
         rows: Claimed
-        if self._held:
-            rows = await self._claim_held(stream, want)
-        else:
-            rows = await claim(stream.worker_id, stream.types, want, stream.lease_seconds)
+        stream.filling = True
+        news = self._news  # what a claim starting now can see
+        try:
+            if self._held:
+                rows = await self._claim_held(stream, want)
+            else:
+                rows = await claim(stream.worker_id, stream.types, want, stream.lease_seconds)
+        finally:
+            stream.filling = False
+        stream.hungry = len(rows) < want
+        stream.claimed_at = news
         if stream.closed:
             await self.store.release([Lease(str(r.id), str(r.lease_token)) for r in rows
                                       if r.lease_token is not None])
@@ -434,6 +520,7 @@ class Dispatcher:
                         if note.channel == QUEUES_CHANNEL:
                             await self.load_queues()
                             log.info("queue settings changed (%s)", note.payload)
+                        self._news += 1
                         self.wake()
             except DATABASE_ERRORS as exc:
                 if delay == 0.1:

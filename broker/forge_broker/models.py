@@ -79,6 +79,18 @@ class NewJob(NamedTuple):
     concurrency_key: str | None = None
     trace_context: dict[str, str] | None = None
     """The W3C carrier of the span that enqueued it, while tracing is on."""
+    hand_off: HandOff | None = None
+    """A waiting lease stream the INSERT leases the job to (``Dispatcher.reserve``)."""
+
+
+class HandOff(NamedTuple):
+    """A lease written by the INSERT that creates a job, for a stream of this broker that waits
+    idle for its type: the job skips PENDING, and the claim's round trip and commit with it."""
+
+    stream_id: uuid.UUID
+    worker_id: str
+    lease_token: str
+    lease_seconds: int
 
 
 class Lease(NamedTuple):

@@ -6,7 +6,9 @@
 -- name: insert_jobs
 -- Insert a batch in one statement. The batch travels as one JSON array (one parameter): the
 -- broker writes it with a string join, where adapting seven parallel arrays cost more than
--- the INSERT itself. Ids are made by the caller so results map back to requests. Answers the
+-- the INSERT itself. Ids are made by the caller so results map back to requests. A job handed
+-- off to a waiting lease stream (w: worker, l: lease token, s: lease seconds) is born leased,
+-- PROCESSING in its first attempt, as claim_jobs would leave it. Answers the
 -- statement's now() (every new row's created_at, and its run_at when none or a past one was
 -- given), how many rows went in, and the ids of the keyed rows that did.
 -- The broker composes skip_taken_keys in at its placeholder only for a batch where some job
@@ -14,11 +16,14 @@
 -- record: a tenth more WAL, and 5 to 10 percent more time for a batch of a thousand or more.
 WITH inserted AS (
   INSERT INTO forge.jobs (id, type, payload, priority, max_retries, run_at, idempotency_key,
-                          concurrency_key, trace_context)
-  SELECT i, t, p, r, m, greatest(coalesce(a, now()), now()), k, c, x
+                          concurrency_key, trace_context, status, attempts, worker_id,
+                          lease_token, lease_expires_at, leased_at)
+  SELECT i, t, p, r, m, greatest(coalesce(a, now()), now()), k, c, x,
+         CASE WHEN l IS NULL THEN 'PENDING' ELSE 'PROCESSING' END, (l IS NOT NULL)::integer, w,
+         l, now() + s * interval '1 second', CASE WHEN l IS NOT NULL THEN now() END
   FROM jsonb_to_recordset(%(jobs)s::text::jsonb)
        AS t(i uuid, t text, p jsonb, r integer, m integer, a timestamptz, k text, c text,
-            x jsonb)
+            x jsonb, w text, l uuid, s integer)
   {skip_taken_keys}
   RETURNING id, idempotency_key
 )

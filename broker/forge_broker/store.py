@@ -10,7 +10,7 @@ import dataclasses
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -30,6 +30,7 @@ from forge_broker.models import (
     AckItem,
     DueSchedule,
     FiredRound,
+    HandOff,
     JobFilter,
     JobRow,
     JobStatus,
@@ -180,25 +181,53 @@ class Store:
         """
         ids = uuid7s(len(jobs))
         async with self.pool.connection() as conn:
-            keyed = any(j.idempotency_key is not None for j in jobs)
-            cur = await conn.execute(_insert_jobs(keyed), {"jobs": _jobs_json(ids, jobs)})
+            cur = await conn.execute(*_insert(ids, jobs))
             row = await cur.fetchone()
             assert row is not None  # an aggregate always answers one row
-            now, count, keyed_ids = row
-            if count == len(jobs):
-                taken: set[uuid.UUID] = set()
-            else:
-                inserted_keyed = set(keyed_ids or ())
-                taken = {i for i, j in zip(ids, jobs, strict=True)
-                         if j.idempotency_key is not None and i not in inserted_keyed}
-            existing: dict[str, JobRow] = {}
-            if taken:
-                keys = list({j.idempotency_key for i, j in zip(ids, jobs, strict=True)
-                             if i in taken and j.idempotency_key is not None})
-                async with conn.cursor(row_factory=_JOB_ROWS) as rows:
-                    await rows.execute(q("jobs_by_idempotency_keys"), {"keys": keys})
-                    existing = {r.idempotency_key: r for r in await rows.fetchall()
-                                if r.idempotency_key is not None}
+            return await self._enqueued(conn, ids, jobs, *row)
+
+    async def enqueue_chunks(self, chunks: Iterable[Sequence[NewJob]]) -> list[tuple[JobRow, bool]]:
+        """``enqueue`` for a large batch handed over in parts, all in one transaction: each
+        part's INSERT is sent (pipeline mode) before the next part is taken from ``chunks``, so
+        the caller's work on that part (validating it) runs while the database inserts the
+        last one. An exception from ``chunks`` rolls the whole batch back."""
+        ids: list[uuid.UUID] = []
+        jobs: list[NewJob] = []
+        cursors = []
+        async with self.pool.connection() as conn:
+            async with conn.transaction(), conn.pipeline() as pipeline:
+                for chunk in chunks:
+                    chunk_ids = uuid7s(len(chunk))
+                    cursors.append(await conn.execute(*_insert(chunk_ids, chunk)))
+                    ids += chunk_ids
+                    jobs += chunk
+                await pipeline.sync()
+                answers = [row for cur in cursors if (row := await cur.fetchone()) is not None]
+            assert answers and len(answers) == len(cursors)  # an aggregate answers one row
+            now = answers[0][0]  # every part's: now() is the transaction's start
+            count = sum(a[1] for a in answers)
+            keyed = [i for a in answers for i in a[2] or ()]
+            return await self._enqueued(conn, ids, jobs, now, count, keyed)
+
+    async def _enqueued(self, conn: psycopg.AsyncConnection[Any], ids: Sequence[uuid.UUID],
+                        jobs: Sequence[NewJob], now: datetime, count: int,
+                        keyed_ids: Sequence[uuid.UUID] | None) -> list[tuple[JobRow, bool]]:
+        """The answer of ``enqueue``, from its INSERT's: each job as inserted, or the existing
+        job that holds its idempotency key."""
+        if count == len(jobs):
+            taken: set[uuid.UUID] = set()
+        else:
+            inserted_keyed = set(keyed_ids or ())
+            taken = {i for i, j in zip(ids, jobs, strict=True)
+                     if j.idempotency_key is not None and i not in inserted_keyed}
+        existing: dict[str, JobRow] = {}
+        if taken:
+            keys = list({j.idempotency_key for i, j in zip(ids, jobs, strict=True)
+                         if i in taken and j.idempotency_key is not None})
+            async with conn.cursor(row_factory=_JOB_ROWS) as rows:
+                await rows.execute(q("jobs_by_idempotency_keys"), {"keys": keys})
+                existing = {r.idempotency_key: r for r in await rows.fetchall()
+                            if r.idempotency_key is not None}
         out: list[tuple[JobRow, bool]] = []
         first_of_key: dict[str, JobRow] = {}
         for new_id, job in zip(ids, jobs, strict=True):
@@ -210,6 +239,8 @@ class Store:
                                  now if job.run_at is None or job.run_at < now else job.run_at,
                                  now, now, None, None, None, None, None, key,
                                  job.concurrency_key, trace_context=job.trace_context)
+                if job.hand_off is not None:
+                    _leased(created, job.hand_off)
                 if key is not None:
                     first_of_key[key] = created
                 out.append((created, True))
@@ -797,6 +828,12 @@ async def _db_now(conn: psycopg.AsyncConnection[Any]) -> datetime:
     return now
 
 
+def _insert(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> tuple[LiteralString, dict[str, str]]:
+    """``insert_jobs`` for ``jobs`` (with ``ids``): the statement and its parameters."""
+    keyed = any(j.idempotency_key is not None for j in jobs)
+    return _insert_jobs(keyed), {"jobs": _jobs_json(ids, jobs)}
+
+
 @cache
 def _insert_jobs(keyed: bool) -> LiteralString:
     """insert_jobs, with skip_taken_keys composed in for a batch where some job has an
@@ -819,6 +856,16 @@ def _percentile(histogram: list[tuple[float, int]], total: int, p: float) -> flo
     return histogram[-1][0]
 
 
+def _leased(row: JobRow, hand: HandOff) -> None:
+    """A new row as ``insert_jobs`` leased it for ``hand``: PROCESSING in its first attempt."""
+    row.status = JobStatus.PROCESSING
+    row.attempts = 1
+    row.worker_id = hand.worker_id
+    row.lease_token = uuid.UUID(hand.lease_token)
+    row.lease_expires_at = row.created_at + timedelta(seconds=hand.lease_seconds)
+    row.leased_at = row.created_at
+
+
 _QUOTE = '"'
 _CKEY = ',"c":'
 _XKEY = ',"x":'
@@ -837,8 +884,15 @@ def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
         f'"k":{"null" if j.idempotency_key is None else dumps(j.idempotency_key)}'
         # A field left out reads as NULL: most jobs have no concurrency key or trace context.
         f'{"" if j.concurrency_key is None else _CKEY + dumps(j.concurrency_key)}'
-        f'{"" if j.trace_context is None else _XKEY + dumps(j.trace_context)}}}'
+        f'{"" if j.trace_context is None else _XKEY + dumps(j.trace_context)}'
+        f'{"" if j.hand_off is None else _lease_json(j.hand_off)}}}'
         for i, j in zip(ids, jobs, strict=True)) + "]"
+
+
+def _lease_json(hand: HandOff) -> str:
+    """``_jobs_json``'s fields for a job handed off: the worker id is JSON-escaped (any text)."""
+    return (f',"w":{json.dumps(hand.worker_id)},"l":"{hand.lease_token}",'
+            f'"s":{hand.lease_seconds}')
 
 
 def _acks_json(acks: Sequence[AckItem]) -> str:

@@ -6,7 +6,7 @@ import dataclasses
 import math
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -132,9 +132,23 @@ def _key(field: str, value: str) -> str | None:
 
 def new_jobs(req: pb.EnqueueBatchRequest) -> list[NewJob]:
     """Validate every job of a batch; a refusal names the entry (``jobs[3].priority``)."""
+    _batch_size(req)
+    return _items("jobs", req.jobs, new_job)
+
+
+def new_job_parts(req: pb.EnqueueBatchRequest, size: int
+                  ) -> Iterator[tuple[list[pb.EnqueueRequest], list[NewJob]]]:
+    """``new_jobs`` in parts of ``size``, each validated only when it is taken, with the
+    requests it came from."""
+    _batch_size(req)
+    for start in range(0, len(req.jobs), size):
+        sent = list(req.jobs[start:start + size])
+        yield sent, _items("jobs", sent, new_job, start)
+
+
+def _batch_size(req: pb.EnqueueBatchRequest) -> None:
     if not 1 <= len(req.jobs) <= MAX_BATCH:
         raise InvalidArgument("jobs", f"must hold 1 to {MAX_BATCH} jobs, got {len(req.jobs)}")
-    return _items("jobs", req.jobs, new_job)
 
 
 def job_id(field: str, value: str) -> uuid.UUID:
@@ -252,10 +266,12 @@ def settle(req: pb.SettleRequest) -> tuple[list[AckItem], list[NackItem]]:
     return acks, nacks
 
 
-def _items(name: str, reqs: Sequence[Req], check: Callable[[Req], Item]) -> list[Item]:
-    """``check`` each of ``reqs``; a refusal names the item (``acks[3].lease_token``)."""
+def _items(name: str, reqs: Sequence[Req], check: Callable[[Req], Item], first: int = 0
+           ) -> list[Item]:
+    """``check`` each of ``reqs``; a refusal names the item (``acks[3].lease_token``), counting
+    from ``first``."""
     out: list[Item] = []
-    for i, req in enumerate(reqs):
+    for i, req in enumerate(reqs, first):
         try:
             out.append(check(req))
         except InvalidArgument as exc:

@@ -10,7 +10,9 @@ killed one must carry on through the others). With ``pooler``, the brokers reach
 through a PgBouncer in transaction mode (LISTEN and migrations directly); ``schedule_every``
 keeps a schedule firing during the drain, and ``wake_probe`` times one job enqueued to the idle
 workers afterwards (NOTIFY, not the poll, should start it).
-One job in ``limited_every`` has a type whose queue has a concurrency limit.
+One job in ``limited_every`` has a type whose queue has a concurrency limit. The last
+``trickle`` jobs are enqueued one at a time with ``Enqueue`` during the drain, so that idle
+workers get some of them handed off by the INSERT itself, under the same faults.
 A sampler records the age of the oldest open transaction every second, and how many jobs of
 the limited type are PROCESSING five times a second. At the end the checks
 in ``chaos.checks`` decide whether anything was lost, run twice without cause, or held by two
@@ -83,6 +85,9 @@ class Settings:
     schedule_every: float = 0.0
     """Seconds between fires of a schedule put before the drain (0: none)."""
     wake_probe: bool = False
+    trickle: int = 500
+    """The last jobs, enqueued one by one during the drain (each with an idempotency key,
+    sent again until answered), to exercise the hand-off to idle workers."""
     broker_env: dict[str, str] = field(default_factory=dict)
     """Laid over the brokers' environment."""
     lease_seconds: int | None = None
@@ -252,7 +257,8 @@ class Run:
                     client.put_schedule("chaos-tick", SCHEDULE_TYPE, every=s.schedule_every)
             self.enqueue()
             threads = [threading.Thread(target=self.sample, name="sampler", daemon=True),
-                       threading.Thread(target=self.kill_loop, name="killer", daemon=True)]
+                       threading.Thread(target=self.kill_loop, name="killer", daemon=True),
+                       threading.Thread(target=self.trickle, name="trickle", daemon=True)]
             for t in threads:
                 t.start()
             try:
@@ -266,6 +272,10 @@ class Run:
                 self.probe_wake()
             self.count_outcomes()
             self.say("checking")
+            with self.connect() as conn:
+                row = conn.execute("SELECT count(*) FROM forge.jobs WHERE attempts = 1 "
+                                   "AND leased_at = created_at").fetchone()
+                self.say(f"{row[0] if row else 0} jobs ran once, handed off by their INSERT")
             with psycopg.connect(self.dsn, autocommit=True) as conn:  # kept for a post-mortem
                 conn.execute("CREATE TABLE chaos_kills (worker_id text, pid int, at timestamptz)")
                 with conn.cursor() as cur:
@@ -300,23 +310,56 @@ class Run:
     def enqueue(self) -> None:
         s = self.s
         t0 = time.monotonic()
+        batched = s.jobs - self.trickled()
         with Client(self.brokers[0].target, timeout=60) as client:
-            for start in range(0, s.jobs, ENQUEUE_BATCH):
-                reqs = []
-                for n in range(start, min(s.jobs, start + ENQUEUE_BATCH)):
-                    payload: dict[str, Any] = {"n": n, "ms": s.job_ms}
-                    type_ = JOB_TYPE
-                    if s.fail_every and n % s.fail_every == s.fail_every - 1:
-                        payload["fail"] = True
-                    elif s.limited_every and n % s.limited_every == s.limited_every // 2:
-                        type_ = LIMITED_TYPE
-                    elif s.flaky_every and n % s.flaky_every == 0:
-                        payload["flaky"] = True
-                    reqs.append(enqueue_request(type_, payload, max_retries=s.max_retries))
+            for start in range(0, batched, ENQUEUE_BATCH):
+                reqs = [self.job(n) for n in range(start, min(batched, start + ENQUEUE_BATCH))]
                 self.job_ids += [j.id for j in client.enqueue_batch(reqs)]
         self.rec.enqueue_seconds = time.monotonic() - t0
         self.drain_started = t0
-        self.say(f"enqueued {s.jobs} jobs in {self.rec.enqueue_seconds:.1f}s with EnqueueBatch")
+        self.say(f"enqueued {batched} jobs in {self.rec.enqueue_seconds:.1f}s with EnqueueBatch; "
+                 f"{self.trickled()} more follow one by one during the drain")
+
+    def trickled(self) -> int:
+        return min(self.s.trickle, self.s.jobs)
+
+    def job(self, n: int) -> pb.EnqueueRequest:
+        """The ``n``th job: the same whichever way it is enqueued."""
+        s = self.s
+        payload: dict[str, Any] = {"n": n, "ms": s.job_ms}
+        type_ = JOB_TYPE
+        if s.fail_every and n % s.fail_every == s.fail_every - 1:
+            payload["fail"] = True
+        elif s.limited_every and n % s.limited_every == s.limited_every // 2:
+            type_ = LIMITED_TYPE
+        elif s.flaky_every and n % s.flaky_every == 0:
+            payload["flaky"] = True
+        key = f"chaos-{n}" if n >= s.jobs - self.trickled() else None
+        return enqueue_request(type_, payload, max_retries=s.max_retries, idempotency_key=key)
+
+    def trickle(self) -> None:
+        """Enqueue the last ``trickle`` jobs one by one, through each broker in turn, sending
+        each again (same idempotency key: never twice) until some broker answers it."""
+        # From half way, one every 0.1 s: the first go to busy workers (PENDING), the later
+        # ones, once the backlog is gone, to idle ones (handed off), through the faults left.
+        self.wait_progress(0.5)
+        channels = [grpc.insecure_channel(b.target) for b in self.brokers]
+        try:
+            stubs = [pb_grpc.BrokerStub(ch) for ch in channels]
+            for n in range(self.s.jobs - self.trickled(), self.s.jobs):
+                req = self.job(n)
+                for attempt in range(100_000):
+                    if self.finished.is_set():
+                        return
+                    try:
+                        stubs[(n + attempt) % len(stubs)].Enqueue(req, timeout=5)
+                        break
+                    except grpc.RpcError:
+                        time.sleep(0.2)  # that broker or the database is away: another, later
+                time.sleep(0.1)
+        finally:
+            for ch in channels:
+                ch.close()
 
     # -- progress ------------------------------------------------------------------------------
 
