@@ -229,7 +229,9 @@ def test_broker_gateway_and_workerd_log_json_lines_on_request(dsn: str) -> None:
         worker = WorkerdProcess(broker.target, "json-worker", effects_dsn=dsn,
                                 extra=("--log-json",))
         with workers(worker):
-            pass
+            # workerd says "connected" once its Lease call is made; the broker logs the stream
+            # when it has registered it, which may come a moment later.
+            broker.wait_log("json-worker")
         gateway.stop()
         broker.stop()
 
