@@ -88,9 +88,14 @@ def enqueue_request(type: str, payload: Mapping[str, Any] | None = None, *,
 
 
 def payload_json(payload: Mapping[str, Any]) -> str:
-    """``payload`` as the compact JSON text EnqueueRequest.payload_json carries; ValueError
-    for a NaN or infinite number."""
-    return json.dumps(dict(payload), separators=(",", ":"), allow_nan=False)
+    """``payload`` as the compact JSON text EnqueueRequest.payload_json carries, as
+    ``json.dumps(payload, separators=(",", ":"), allow_nan=False)`` writes it; ValueError for a
+    NaN or infinite number."""
+    return _JSON.encode(dict(payload))
+
+
+# json.dumps with arguments builds an encoder per call: a third of its cost for a small payload.
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def schedule_message(name: str, type: str, payload: Mapping[str, Any] | None = None, *,

@@ -35,6 +35,7 @@ from forge._calls import (
     enqueue_request,
     error_from,
     order_value,
+    payload_json,
     queue_update,
     schedule_message,
     security_for,
@@ -48,7 +49,7 @@ from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
 
 __all__ = ["DEFAULT_TARGET", "DEFAULT_TIMEOUT", "AsyncClient", "Client", "ForgeClientError",
-           "default_target", "enqueue_request", "schedule_message", "wait_ready"]
+           "default_target", "enqueue_request", "payload_json", "schedule_message", "wait_ready"]
 
 
 class AsyncClient:
