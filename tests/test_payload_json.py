@@ -14,6 +14,8 @@ import psycopg
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from forge import AsyncClient, Client
 from forge.client import enqueue_request
@@ -256,3 +258,40 @@ def test_numbers_postgresql_numeric_cannot_hold_are_stored_as_the_doubles_they_r
     job = stub.Enqueue(req(f'{{"a": 1e-20000, "b": {tiny}, "c": 1E+2}}'), timeout=5).job
     assert to_python(job.payload) == {"a": 0, "b": 0, "c": 100}
     assert stub.GetJob(pb.GetJobRequest(id=job.id), timeout=5) == job
+
+
+NUMBERS = st.one_of(
+    st.integers().map(str), st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(["-0", "-0.0", "1E+2", "1e-20000", "0." + "0" * 20_000 + "1", "9" * 400,
+                     "2e308", "-1e308", "18446744073709551616"]))
+LEAVES = st.one_of(NUMBERS, st.text(max_size=8).map(json.dumps),
+                   st.sampled_from(["true", "false", "null", '"\\ud83d\\ude00"']))
+
+
+def json_arrays(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.lists(children, max_size=4).map(lambda items: "[" + ", ".join(items) + "]")
+
+
+def json_objects(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.dictionaries(st.text(max_size=4), children, max_size=4).map(
+        lambda d: "{" + ",".join(f"{json.dumps(k)}: {v}" for k, v in d.items()) + "}")
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(text=json_objects(st.recursive(LEAVES, lambda c: json_arrays(c) | json_objects(c),
+                                      max_leaves=12)))
+def test_any_json_object_text_is_stored_as_it_reads_or_refused_naming_the_field(
+        stub: Stub, text: str) -> None:
+    try:
+        job = stub.Enqueue(req(text), timeout=10).job
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, (text[:200], exc.details())
+        assert exc.details().startswith("payload_json: ")
+        return
+    expected = Struct()
+    expected.update(orjson.loads(text))
+    assert job.payload == expected
+    # Compared as Python values, where -0.0 == 0: jsonb's numeric has no negative zero.
+    stored = stub.GetJob(pb.GetJobRequest(id=job.id), timeout=5).payload
+    assert to_python(stored) == to_python(expected)
