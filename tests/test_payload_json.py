@@ -22,7 +22,7 @@ from forge.client import enqueue_request
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
 from forge_common.structs import to_python
-from tests.support import BrokerProcess, free_port, start_broker, wait_until
+from tests.support import BrokerProcess, free_port, run_module, start_broker, wait_until
 
 Stub = broker_pb2_grpc.BrokerStub
 IDS = pb.EnqueueBatchRequest.ANSWER_IDS
@@ -258,6 +258,19 @@ def test_numbers_postgresql_numeric_cannot_hold_are_stored_as_the_doubles_they_r
     job = stub.Enqueue(req(f'{{"a": 1e-20000, "b": {tiny}, "c": 1E+2}}'), timeout=5).job
     assert to_python(job.payload) == {"a": 0, "b": 0, "c": 100}
     assert stub.GetJob(pb.GetJobRequest(id=job.id), timeout=5) == job
+
+
+
+def test_the_cli_enqueues_a_payload_and_refuses_nan_in_one_line(broker: BrokerProcess,
+                                                                dsn: str) -> None:
+    ok = run_module("forge.cli", "--broker", broker.target, "enqueue", "pj", '{"s": "é", "n": [1]}')
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["payload"] == {"s": "é", "n": [1]}
+    for text in ('{"n": NaN}', '{"n": 1e999}'):
+        bad = run_module("forge.cli", "--broker", broker.target, "enqueue", "pj", text)
+        assert bad.returncode != 0 and "Traceback" not in bad.stderr, bad.stderr
+        assert bad.stderr.strip().startswith("forge: payload is not valid JSON")
+    assert stored(dsn) == 1
 
 
 NUMBERS = st.one_of(
