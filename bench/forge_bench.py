@@ -32,7 +32,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from bench.handlers import LIMITED_SECONDS
 from bench.report import percentile
-from forge.client import wait_ready
+from forge.client import payload_json, wait_ready
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
 from forge_broker.migrate import migrate
@@ -183,11 +183,14 @@ def channel(target: str) -> grpc.aio.Channel:
 
 
 async def enqueue_batches(stub: pb_grpc.BrokerAsyncStub, type_: str, n: int, batch: int) -> None:
+    """``n`` jobs in EnqueueBatch calls of ``batch``, as the Python client's
+    ``enqueue_batch(..., ids_only=True)`` sends them: payloads as JSON text, ids answered."""
     for start in range(0, n, batch):
         size = min(batch, n - start)
         await stub.EnqueueBatch(pb.EnqueueBatchRequest(
-            jobs=[pb.EnqueueRequest(type=type_, payload=payload({"n": start + i})) for i in range(size)]),
-            timeout=60)
+            jobs=[pb.EnqueueRequest(type=type_, payload_json=payload_json({"n": start + i}))
+                  for i in range(size)],
+            answer=pb.EnqueueBatchRequest.ANSWER_IDS), timeout=60)
 
 
 async def _enqueue(target: str, p: Params) -> dict[str, Any]:
@@ -207,7 +210,8 @@ async def _enqueue(target: str, p: Params) -> dict[str, Any]:
         async def client(ch: grpc.aio.Channel) -> None:
             stub = pb_grpc.BrokerStub(ch)
             for i in counter:
-                await stub.Enqueue(pb.EnqueueRequest(type="bench.noop", payload=payload({"n": i})),
+                await stub.Enqueue(pb.EnqueueRequest(type="bench.noop",
+                                                     payload_json=payload_json({"n": i})),
                                    timeout=30)
 
         t0 = time.perf_counter()
@@ -333,9 +337,9 @@ async def _latency(target: str, procs: Procs, p: Params) -> dict[str, Any]:
         stub = pb_grpc.BrokerStub(ch)
 
         async def enqueue_one(extra: dict[str, Any]) -> None:
-            await stub.Enqueue(pb.EnqueueRequest(type="bench.latency",
-                                                 payload=payload({"sent_at": time.time(), **extra})),
-                               timeout=30)
+            await stub.Enqueue(pb.EnqueueRequest(
+                type="bench.latency", payload_json=payload_json({"sent_at": time.time(), **extra})),
+                timeout=30)
 
         for i in range(p.warmup):  # the first one also waits for workerd to come up
             await enqueue_one({"warmup": True})
@@ -792,6 +796,7 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
                           f"--prefetch {p.prefetch}, async no-op handler")
     elif scenario == "latency":
         out["workerd"] = f"1 process, --concurrency {p.concurrency}"
+        out["client"] = "grpc.aio; payload_json"
     elif scenario == "gateway":
         out["gateway"] = "one `python -m forge_gateway` process (uvicorn) in front of the broker"
         out["client"] = f"{p.clients} httpx.AsyncClient, each its own connection, POST /v1/jobs"
@@ -826,6 +831,7 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
         out["schedules"] = (f"{p.schedules:,} schedules, cron '{ONCE_A_YEAR}', put by {p.clients} "
                             f"gRPC clients, then all made due {DUE_IN} ahead; no workerd")
     else:
+        out["client"] = "grpc.aio; payload_json, EnqueueBatch answer ids"
         out["clients"] = f"1 channel for EnqueueBatch; {p.clients} channels (own connections) for Enqueue"
     return out
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -62,6 +64,11 @@ _CODES: dict[type[ForgeError], grpc.StatusCode] = {
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def _traced(jobs: list[NewJob], carrier: dict[str, str] | None) -> list[NewJob]:
+    """``jobs`` carrying the enqueue span's context ``carrier``, while tracing is on."""
+    return jobs if carrier is None else [j._replace(trace_context=carrier) for j in jobs]
 
 
 def _status_for(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
@@ -119,6 +126,11 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         self.inserter: Batcher[NewJob, tuple[JobRow, bool]] = Batcher(
             self._insert, max_items=validate.MAX_BATCH, name="inserter", concurrency=1,
             linger=0.002)
+        # The same for EnqueueBatch calls that ask for ids alone (ANSWER_IDS): their jobs skip
+        # building the rows that a full answer needs.
+        self.id_inserter: Batcher[NewJob, tuple[uuid.UUID, bool]] = Batcher(
+            self.store.enqueue_ids, max_items=validate.MAX_BATCH, name="id_inserter",
+            concurrency=1, linger=0.002)
         self.dispatcher = dispatcher
         self.stats = stats
         self.completer = completer
@@ -180,39 +192,56 @@ class BrokerServicer(pb_grpc.BrokerServicer):
 
     async def _enqueue_batch(self, request: pb.EnqueueBatchRequest,
                              carrier: dict[str, str] | None) -> pb.EnqueueBatchResponse:
+        if validate.ids_only(request):
+            return await self._enqueue_batch_ids(request, carrier)
         resp = pb.EnqueueBatchResponse()
         if len(request.jobs) > BATCH_PART:
-            results = await self.store.enqueue_chunks(self._batch_parts(request, resp, carrier))
+            results = await self.store.enqueue_chunks(self._batch_parts(
+                request, carrier, functools.partial(convert.draft_enqueued, resp)))
         else:
-            jobs = validate.new_jobs(request)
-            if carrier is not None:
-                jobs = [j._replace(trace_context=carrier) for j in jobs]
+            jobs = _traced(validate.new_jobs(request), carrier)
             inserted = self.inserter.start(jobs)
             # A flush starting now sends its INSERT at this await (a running one takes these
             # jobs next); either way the answer is drafted while the database works.
             await asyncio.sleep(0)
             convert.draft_enqueued(resp, request.jobs, jobs)
             results = await inserted
-        by_type: dict[str, int] = {}
-        for row, new in results:
-            if new:
-                by_type[row.type] = by_type.get(row.type, 0) + 1
-        for type_, n in by_type.items():
-            self.metrics.enqueued(type_, n)
+        self._count_enqueued(row.type for row, created in results if created)
         resp.created = sum(1 for _, created in results if created)
         convert.finish_enqueued(resp, results)
         return resp
 
+    async def _enqueue_batch_ids(self, request: pb.EnqueueBatchRequest,
+                                 carrier: dict[str, str] | None) -> pb.EnqueueBatchResponse:
+        """EnqueueBatch answering ids alone (ANSWER_IDS): no Job is built for the answer."""
+        jobs: list[NewJob] = []
+        if len(request.jobs) > BATCH_PART:
+            results = await self.store.enqueue_chunks_ids(self._batch_parts(
+                request, carrier, lambda _sent, part: jobs.extend(part)))
+        else:
+            jobs = _traced(validate.new_jobs(request), carrier)
+            results = await self.id_inserter.submit(jobs)
+        self._count_enqueued(job.type for job, (_, created) in zip(jobs, results, strict=True)
+                             if created)
+        return pb.EnqueueBatchResponse(created=sum(1 for _, created in results if created),
+                                       ids=[str(i) for i, _ in results])
+
+    def _count_enqueued(self, types: Iterable[str]) -> None:
+        """The enqueued metric for new jobs of ``types``, one update per type."""
+        for type_, n in collections.Counter(types).items():
+            self.metrics.enqueued(type_, n)
+
     @staticmethod
-    def _batch_parts(request: pb.EnqueueBatchRequest, resp: pb.EnqueueBatchResponse,
-                     carrier: dict[str, str] | None) -> Iterator[list[NewJob]]:
+    def _batch_parts(request: pb.EnqueueBatchRequest, carrier: dict[str, str] | None,
+                     taken: Callable[[list[pb.EnqueueRequest], list[NewJob]], object]
+                     ) -> Iterator[list[NewJob]]:
         """A large batch for ``Store.enqueue_chunks``, validated a part at a time: each part is
-        checked, and its answer drafted, while the database inserts the part before it."""
+        checked, and handed to ``taken`` (to draft its answer), while the database inserts the
+        part before it."""
         for sent, jobs in validate.new_job_parts(request, BATCH_PART):
-            if carrier is not None:
-                jobs = [j._replace(trace_context=carrier) for j in jobs]
+            jobs = _traced(jobs, carrier)
             yield jobs
-            convert.draft_enqueued(resp, sent, jobs)
+            taken(sent, jobs)
 
     async def Lease(self, request: pb.LeaseRequest,
                     context: Ctx) -> AsyncIterator[pb.LeaseResponse]:

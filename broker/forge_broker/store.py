@@ -10,7 +10,7 @@ import dataclasses
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -75,6 +75,9 @@ BULK_BATCH = 1000
 
 # Statuses by value: a dict lookup costs a tenth of calling JobStatus.
 R = TypeVar("R")
+_Answer = Callable[[psycopg.AsyncConnection[Any], Sequence[uuid.UUID], Sequence[NewJob], datetime,
+                    int, Sequence[uuid.UUID] | None], Awaitable[list[R]]]
+"""What an enqueue answers, from its INSERT's now(), row count and keyed ids inserted."""
 _JOB_ROWS = rows_by_name(JobRow, status={s.value: s for s in JobStatus}.__getitem__)
 _LEASED_ROWS = rows_by_name(LeasedRow)
 _WORKER_ROWS = rows_by_name(WorkerRow)
@@ -179,18 +182,34 @@ class Store:
         comes back as the existing row with ``False``. New rows are built here from the request
         and the statement's ``now()``, not read back: they hold exactly what was inserted.
         """
+        return await self._enqueue(jobs, self._enqueued)
+
+    async def enqueue_ids(self, jobs: Sequence[NewJob]) -> list[tuple[uuid.UUID, bool]]:
+        """``enqueue``, answering only each job's id (and whether it is new): no row is built."""
+        return await self._enqueue(jobs, self._enqueued_ids)
+
+    async def _enqueue(self, jobs: Sequence[NewJob], answer: _Answer[R]) -> list[R]:
         ids = uuid7s(len(jobs))
         async with self.pool.connection() as conn:
             cur = await conn.execute(*_insert(ids, jobs))
             row = await cur.fetchone()
             assert row is not None  # an aggregate always answers one row
-            return await self._enqueued(conn, ids, jobs, *row)
+            return await answer(conn, ids, jobs, *row)
 
     async def enqueue_chunks(self, chunks: Iterable[Sequence[NewJob]]) -> list[tuple[JobRow, bool]]:
         """``enqueue`` for a large batch handed over in parts, all in one transaction: each
         part's INSERT is sent (pipeline mode) before the next part is taken from ``chunks``, so
         the caller's work on that part (validating it) runs while the database inserts the
         last one. An exception from ``chunks`` rolls the whole batch back."""
+        return await self._enqueue_chunks(chunks, self._enqueued)
+
+    async def enqueue_chunks_ids(self, chunks: Iterable[Sequence[NewJob]]
+                                 ) -> list[tuple[uuid.UUID, bool]]:
+        """``enqueue_chunks``, answering as ``enqueue_ids`` does."""
+        return await self._enqueue_chunks(chunks, self._enqueued_ids)
+
+    async def _enqueue_chunks(self, chunks: Iterable[Sequence[NewJob]], answer: _Answer[R]
+                              ) -> list[R]:
         ids: list[uuid.UUID] = []
         jobs: list[NewJob] = []
         cursors = []
@@ -207,27 +226,14 @@ class Store:
             now = answers[0][0]  # every part's: now() is the transaction's start
             count = sum(a[1] for a in answers)
             keyed = [i for a in answers for i in a[2] or ()]
-            return await self._enqueued(conn, ids, jobs, now, count, keyed)
+            return await answer(conn, ids, jobs, now, count, keyed)
 
     async def _enqueued(self, conn: psycopg.AsyncConnection[Any], ids: Sequence[uuid.UUID],
                         jobs: Sequence[NewJob], now: datetime, count: int,
                         keyed_ids: Sequence[uuid.UUID] | None) -> list[tuple[JobRow, bool]]:
         """The answer of ``enqueue``, from its INSERT's: each job as inserted, or the existing
         job that holds its idempotency key."""
-        if count == len(jobs):
-            taken: set[uuid.UUID] = set()
-        else:
-            inserted_keyed = set(keyed_ids or ())
-            taken = {i for i, j in zip(ids, jobs, strict=True)
-                     if j.idempotency_key is not None and i not in inserted_keyed}
-        existing: dict[str, JobRow] = {}
-        if taken:
-            keys = list({j.idempotency_key for i, j in zip(ids, jobs, strict=True)
-                         if i in taken and j.idempotency_key is not None})
-            async with conn.cursor(row_factory=_JOB_ROWS) as rows:
-                await rows.execute(q("jobs_by_idempotency_keys"), {"keys": keys})
-                existing = {r.idempotency_key: r for r in await rows.fetchall()
-                            if r.idempotency_key is not None}
+        taken, existing = await self._taken(conn, ids, jobs, count, keyed_ids)
         out: list[tuple[JobRow, bool]] = []
         first_of_key: dict[str, JobRow] = {}
         for new_id, job in zip(ids, jobs, strict=True):
@@ -252,6 +258,50 @@ class Store:
             else:  # pragma: no cover - a skipped row's key is in the table or earlier in the batch
                 raise RuntimeError(f"job {new_id} was neither inserted nor found")
         return out
+
+    async def _enqueued_ids(self, conn: psycopg.AsyncConnection[Any], ids: Sequence[uuid.UUID],
+                            jobs: Sequence[NewJob], now: datetime, count: int,
+                            keyed_ids: Sequence[uuid.UUID] | None
+                            ) -> list[tuple[uuid.UUID, bool]]:
+        """``_enqueued`` with each job's id alone: the new ones are the ids made for them."""
+        if count == len(jobs):
+            return [(i, True) for i in ids]
+        taken, existing = await self._taken(conn, ids, jobs, count, keyed_ids)
+        out: list[tuple[uuid.UUID, bool]] = []
+        first_of_key: dict[str, uuid.UUID] = {}
+        for new_id, job in zip(ids, jobs, strict=True):
+            key = job.idempotency_key
+            if new_id not in taken:
+                if key is not None:
+                    first_of_key[key] = new_id
+                out.append((new_id, True))
+            elif key in existing:
+                out.append((existing[key].id, False))
+            elif key in first_of_key:
+                out.append((first_of_key[key], False))
+            else:  # pragma: no cover - as in _enqueued
+                raise RuntimeError(f"job {new_id} was neither inserted nor found")
+        return out
+
+    @staticmethod
+    async def _taken(conn: psycopg.AsyncConnection[Any], ids: Sequence[uuid.UUID],
+                     jobs: Sequence[NewJob], count: int, keyed_ids: Sequence[uuid.UUID] | None
+                     ) -> tuple[set[uuid.UUID], dict[str, JobRow]]:
+        """The ids an INSERT of ``count`` rows skipped (their idempotency key was taken), and
+        the jobs that hold those keys."""
+        if count == len(jobs):
+            return set(), {}
+        inserted_keyed = set(keyed_ids or ())
+        taken = {i for i, j in zip(ids, jobs, strict=True)
+                 if j.idempotency_key is not None and i not in inserted_keyed}
+        keys = list({j.idempotency_key for i, j in zip(ids, jobs, strict=True)
+                     if i in taken and j.idempotency_key is not None})
+        if not keys:
+            return taken, {}
+        async with conn.cursor(row_factory=_JOB_ROWS) as rows:
+            await rows.execute(q("jobs_by_idempotency_keys"), {"keys": keys})
+            return taken, {r.idempotency_key: r for r in await rows.fetchall()
+                           if r.idempotency_key is not None}
 
     # -- leases --------------------------------------------------------------------------------
 

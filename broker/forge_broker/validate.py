@@ -83,17 +83,53 @@ def struct_payload(field: str, value: Struct) -> tuple[dict[str, Any], str]:
         raise InvalidArgument(field, "numbers must be finite") from None
     # Deeper would be stored, then fail to decode wherever a Job carries it (a lease, a listing).
     if structs.deeper_than(obj):
-        raise InvalidArgument(field, f"nests objects and arrays more than {structs.MAX_DEPTH} "
-                                     "levels deep (the object itself is level 1)")
+        raise InvalidArgument(field, _TOO_DEEP)
     # orjson: a tenth of the json module's cost per payload, and the same compact UTF-8 text.
     raw = orjson.dumps(obj)
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise InvalidArgument(field, f"is larger than {MAX_PAYLOAD_BYTES} bytes as JSON")
     text = raw.decode()
-    # NUL (in keys and values alike) is written as the escape \u0000.
+    _no_nul_escape(field, text)
+    return obj, text
+
+
+def _no_nul_escape(field: str, text: str) -> None:
+    """JSON text writes NUL (in keys and values alike) as the escape \\u0000, which jsonb
+    cannot hold."""
     if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise InvalidArgument(field, "must not contain NUL (\\u0000) characters")
-    return obj, text
+
+
+def json_payload(field: str, text: str) -> tuple[dict[str, Any], str]:
+    """``text`` (a client's JSON text) as a dict and as the text to store, checked as
+    ``struct_json`` says; orjson is strict JSON: no NaN or Infinity, no trailing data, no lone
+    surrogate, no raw control character, no number that is infinite as a double.
+
+    The text stored is the dict written again by orjson, not the client's: valid JSON numbers
+    exist that PostgreSQL's numeric cannot hold (1e-20000; more than 16,383 digits after the
+    point), and spliced into ``_jobs_json`` they would fail the whole INSERT with a database
+    error instead of a refusal naming the field. Written again, every number is one a double
+    or a 64-bit integer holds, as a Struct payload's are; it costs a fraction of parsing."""
+    # A character is at most 4 bytes in UTF-8: only a long text needs encoding to be measured.
+    if len(text) * 4 > MAX_PAYLOAD_BYTES and len(text.encode()) > MAX_PAYLOAD_BYTES:
+        raise InvalidArgument(field, f"is larger than {MAX_PAYLOAD_BYTES} bytes as UTF-8")
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(field, f"is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise InvalidArgument(field, f"must be a JSON object, not {_JSON_KINDS[type(obj)]}")
+    # Every level opens with a bracket: with few of them (in strings too) it cannot be too deep.
+    if text.count("{") + text.count("[") > structs.MAX_DEPTH and structs.deeper_than(obj):
+        raise InvalidArgument(field, _TOO_DEEP)
+    _no_nul_escape(field, text)
+    return obj, orjson.dumps(obj).decode()
+
+
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "a boolean", type(None): "null"}
+_TOO_DEEP = (f"nests objects and arrays more than {structs.MAX_DEPTH} levels deep (the object "
+             "itself is level 1)")
 
 
 def timestamp(field: str, msg: Any) -> datetime:
@@ -113,13 +149,21 @@ def new_job(req: pb.EnqueueRequest) -> NewJob:
     max_retries = req.max_retries if req.HasField("max_retries") else 3
     if not 0 <= max_retries <= 100:
         raise InvalidArgument("max_retries", f"must be in [0, 100], got {max_retries}")
-    payload, payload_json = (struct_payload("payload", req.payload)
-                             if req.HasField("payload") else ({}, "{}"))
+    payload, payload_json = _payload(req)
     run_at = timestamp("run_at", req.run_at) if req.HasField("run_at") else None
     key = _key("idempotency_key", req.idempotency_key)
     concurrency_key = _key("concurrency_key", req.concurrency_key)
     return NewJob(req.type, payload_json, priority, max_retries, run_at, key, payload,
                   concurrency_key)
+
+
+def _payload(req: pb.EnqueueRequest) -> tuple[dict[str, Any], str]:
+    """An EnqueueRequest's payload, from whichever of payload and payload_json it sets."""
+    if req.payload_json:
+        if req.HasField("payload"):
+            raise InvalidArgument("payload_json", "set payload or payload_json, not both")
+        return json_payload("payload_json", req.payload_json)
+    return struct_payload("payload", req.payload) if req.HasField("payload") else ({}, "{}")
 
 
 def _key(field: str, value: str) -> str | None:
@@ -144,6 +188,13 @@ def new_job_parts(req: pb.EnqueueBatchRequest, size: int
     for start in range(0, len(req.jobs), size):
         sent = list(req.jobs[start:start + size])
         yield sent, _items("jobs", sent, new_job, start)
+
+
+def ids_only(req: pb.EnqueueBatchRequest) -> bool:
+    """An EnqueueBatch request's answer: True for ANSWER_IDS."""
+    if req.answer not in (pb.EnqueueBatchRequest.ANSWER_JOBS, pb.EnqueueBatchRequest.ANSWER_IDS):
+        raise InvalidArgument("answer", f"must be ANSWER_JOBS (0) or ANSWER_IDS (1), got {req.answer}")
+    return req.answer == pb.EnqueueBatchRequest.ANSWER_IDS
 
 
 def _batch_size(req: pb.EnqueueBatchRequest) -> None:

@@ -73,7 +73,9 @@ def _print(msg: Message) -> None:
 def _payload(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        # Python's json reads NaN, Infinity and 1e999, which JSON (and the client) refuse.
+        json.dumps(value, allow_nan=False)
+    except ValueError as exc:
         raise SystemExit(f"forge: payload is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise SystemExit("forge: payload must be a JSON object")

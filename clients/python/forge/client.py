@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, overload
 
 import grpc
 
@@ -35,6 +35,7 @@ from forge._calls import (
     enqueue_request,
     error_from,
     order_value,
+    payload_json,
     queue_update,
     schedule_message,
     security_for,
@@ -48,7 +49,7 @@ from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
 
 __all__ = ["DEFAULT_TARGET", "DEFAULT_TIMEOUT", "AsyncClient", "Client", "ForgeClientError",
-           "default_target", "enqueue_request", "schedule_message", "wait_ready"]
+           "default_target", "enqueue_request", "payload_json", "schedule_message", "wait_ready"]
 
 
 class AsyncClient:
@@ -93,10 +94,27 @@ class AsyncClient:
         resp = await self._call(self.stub.Enqueue, req)
         return resp.job
 
-    async def enqueue_batch(self, requests: Sequence[pb.EnqueueRequest]) -> list[pb.Job]:
-        """Enqueue all of ``requests`` or none; jobs come back in request order."""
-        resp = await self._call(self.stub.EnqueueBatch, pb.EnqueueBatchRequest(jobs=requests))
-        return list(resp.jobs)
+    @overload
+    async def enqueue_batch(
+        self, requests: Sequence[pb.EnqueueRequest], *, ids_only: Literal[False] = False,
+    ) -> list[pb.Job]: ...
+
+    @overload
+    async def enqueue_batch(
+        self, requests: Sequence[pb.EnqueueRequest], *, ids_only: Literal[True],
+    ) -> list[str]: ...
+
+    async def enqueue_batch(
+        self, requests: Sequence[pb.EnqueueRequest], *, ids_only: bool = False,
+    ) -> list[pb.Job] | list[str]:
+        """Enqueue all of ``requests`` or none; jobs come back in request order. With
+        ``ids_only``, only their ids (the existing job's for a known idempotency key): a
+        cheaper answer (ANSWER_IDS) for both ends."""
+        answer = (pb.EnqueueBatchRequest.ANSWER_IDS if ids_only
+                  else pb.EnqueueBatchRequest.ANSWER_JOBS)
+        resp = await self._call(self.stub.EnqueueBatch,
+                                pb.EnqueueBatchRequest(jobs=requests, answer=answer))
+        return list(resp.ids) if ids_only else list(resp.jobs)
 
     async def get(self, job_id: str) -> pb.Job:
         """The job with this id; ForgeClientError NOT_FOUND when there is none."""
