@@ -17,11 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import httpx
@@ -38,7 +38,10 @@ from forge.v1 import broker_pb2_grpc as pb_grpc
 from forge_broker.migrate import migrate
 from forge_broker.schedules import fire_key
 from forge_broker.store import LOCK_SPACE, claim_statement
+from forge_common import eventloop
 from tests.support import free_port
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.02
@@ -790,7 +793,8 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
     elif scenario == "steady":
         tuned["FORGE_RETENTION"] = f"{p.steady_retention:g}"
     out: dict[str, Any] = {"broker": "one `python -m forge_broker` process",
-                           "broker_env": tuned or "defaults", "client": "grpc.aio"}
+                           "broker_env": tuned or "defaults", "client": "grpc.aio",
+                           "event_loop": f"{eventloop.DEFAULT} (broker, workerd and this client)"}
     if scenario == "drain":
         out["workerd"] = (f"{p.workers} processes × --concurrency {p.concurrency} "
                           f"--prefetch {p.prefetch}, async no-op handler")
@@ -836,31 +840,37 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
     return out
 
 
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    """The harness's client side of a scenario, on the loop the services run on by default
+    (uvloop where installed, as the pgqueuer peer's is)."""
+    return eventloop.run(main, eventloop.DEFAULT)
+
+
 def run(scenario: str, dsn: str, p: Params) -> dict[str, Any]:
     """One repeat of ``scenario`` for Forge on the fresh database ``dsn``."""
     if scenario == "backlog":
-        result = asyncio.run(_backlog(dsn, p))
+        result = _run(_backlog(dsn, p))
     elif scenario == "steady":
         with stack(dsn, {"FORGE_RETENTION": f"{p.steady_retention:g}"}) as (target, procs):
-            result = asyncio.run(_steady(dsn, target, procs, p))
+            result = _run(_steady(dsn, target, procs, p))
     else:
         with stack(dsn) as (target, procs):
             if scenario == "enqueue":
-                result = asyncio.run(_enqueue(target, p))
+                result = _run(_enqueue(target, p))
             elif scenario == "drain":
-                result = asyncio.run(_drain(dsn, target, procs, p))
+                result = _run(_drain(dsn, target, procs, p))
             elif scenario == "latency":
-                result = asyncio.run(_latency(target, procs, p))
+                result = _run(_latency(target, procs, p))
             elif scenario == "gateway":
-                result = asyncio.run(_gateway(target, procs, p))
+                result = _run(_gateway(target, procs, p))
             elif scenario == "scheduled":
-                result = asyncio.run(_scheduled(target, procs, p))
+                result = _run(_scheduled(target, procs, p))
             elif scenario == "footprint":
-                result = asyncio.run(_footprint(dsn, target, procs, p))
+                result = _run(_footprint(dsn, target, procs, p))
             elif scenario == "limits":
-                result = asyncio.run(_limits(dsn, target, procs, p))
+                result = _run(_limits(dsn, target, procs, p))
             elif scenario == "schedules":
-                result = asyncio.run(_schedules(dsn, target, p))
+                result = _run(_schedules(dsn, target, p))
             else:
                 raise ValueError(f"unknown scenario {scenario!r}")
     result["settings"] = settings(scenario, p)

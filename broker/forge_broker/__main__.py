@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import logging
 import os
@@ -14,7 +13,7 @@ from pathlib import Path
 from forge_broker.config import Config
 from forge_broker.errors import InvalidArgument
 from forge_broker.server import serve
-from forge_common import jsonlog, settings, tracing
+from forge_common import eventloop, jsonlog, settings, tracing
 from forge_common.exposure import exposure_problem
 
 
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         if problem is not None:
             sys.exit(f"forge-broker: {problem}")
     try:
-        asyncio.run(serve(config))
+        eventloop.run(serve(config), config.event_loop)
     except KeyboardInterrupt:
         pass
 

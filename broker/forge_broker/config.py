@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from forge_broker.auth import ApiToken, load_tokens
 from forge_broker.errors import InvalidArgument
-from forge_common import settings
+from forge_common import eventloop, settings
 
 T = TypeVar("T")
 
@@ -118,6 +118,9 @@ class Config:
     stream_stall_timeout: float | None = None
     """Seconds a lease stream may wait on a client that reads nothing, settling and
     heartbeating none of its jobs, before it is closed; None: each stream's lease time."""
+    event_loop: str = eventloop.DEFAULT
+    """The event loop the broker runs on: uvloop (where installed) or asyncio (see
+    forge_common.eventloop)."""
 
     def check(self) -> None:
         """What from_env cannot see alone: settings that only make sense together."""
@@ -178,4 +181,5 @@ class Config:
                                            defaults.max_streams_per_peer, 0),
             stream_stall_timeout=_read(e, "FORGE_STREAM_STALL_TIMEOUT", None,
                                        settings.positive_number),
+            event_loop=_read(e, eventloop.VAR, defaults.event_loop, eventloop.kind),
         )

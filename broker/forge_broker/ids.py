@@ -14,44 +14,56 @@ _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
 _MS_MASK = (1 << 48) - 1
-_RAND_MASK = (1 << 62) - 1
-_VERSION = 0x7 << 76
-_VARIANT = 0b10 << 62
 
 
-def uuid7s(n: int) -> list[uuid.UUID]:
-    """``n`` fresh version-7 UUIDs, in increasing order (one lock and one read of the random
-    source for the lot: a batch enqueue asks for thousands)."""
+def uuid7s(n: int) -> list[str]:
+    """``n`` fresh version-7 UUIDs as canonical text (lowercase, hyphenated), in increasing
+    order: one lock and one read of the random source for the lot. Written straight as text,
+    since that is how a batch enqueue sends them (to PostgreSQL, and in its answer): a UUID
+    object cost more to make and to print than the text, a fifth of a batch's broker time."""
     global _last_ms, _counter
-    rand = os.urandom(8 * n + 1)
-    out: list[uuid.UUID] = []
+    rand = os.urandom(8 * n + 1).hex()
+    out: list[str] = []
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms > _last_ms:
             _last_ms = ms
-            _counter = rand[-1]  # start low, leave room to count
+            _counter = int(rand[-2:], 16)  # start low, leave room to count
         else:
             # Same (or an earlier) millisecond: keep order with the 12-bit counter.
             _counter += 1
+        prefix = _prefix(_last_ms)
         for k in range(n):
             if _counter > 0xFFF:
                 _last_ms += 1
                 _counter = 0
-            rand_b = int.from_bytes(rand[8 * k:8 * k + 8], "big") & _RAND_MASK
-            out.append(_uuid((_last_ms & _MS_MASK) << 80 | _VERSION | _counter << 64
-                             | _VARIANT | rand_b))
+                prefix = _prefix(_last_ms)
+            j = 16 * k
+            # 62 random bits after the variant's two (10): the first hex digit is 8 to b.
+            out.append(f"{prefix}{_counter:03x}-{_VARIANT[rand[j]]}{rand[j + 1:j + 4]}-"
+                       f"{rand[j + 4:j + 16]}")
             _counter += 1
         _counter -= 1
     return out
 
 
-def _uuid(value: int, new: Any = object.__new__, set_: Any = object.__setattr__,
-          safe: uuid.SafeUUID = uuid.SafeUUID.unknown) -> uuid.UUID:
-    """``uuid.UUID(int=value)`` for a value known to fit, at half the cost: the constructor's
-    argument checks are most of it, and a batch enqueue makes thousands of ids. (UUID keeps its
-    state in two slots, ``int`` and ``is_safe``, set here as its constructor sets them.)"""
+def _prefix(ms: int) -> str:
+    """The first 15 characters of a version-7 UUID's text for the millisecond ``ms``: its
+    48-bit time and the version digit, 7."""
+    h = f"{ms & _MS_MASK:012x}"
+    return f"{h[:8]}-{h[8:]}-7"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def as_uuid(text: str, new: Any = object.__new__, set_: Any = object.__setattr__,
+            safe: uuid.SafeUUID = uuid.SafeUUID.unknown) -> uuid.UUID:
+    """The UUID of canonical text (as ``uuid7s`` makes) at half the cost of ``uuid.UUID(text)``,
+    whose argument checks are most of it. (UUID keeps its state in two slots, ``int`` and
+    ``is_safe``, set here as its constructor sets them.)"""
     u: uuid.UUID = new(uuid.UUID)
-    set_(u, "int", value)
+    set_(u, "int", int(text.replace("-", ""), 16))
     set_(u, "is_safe", safe)
     return u
 

@@ -27,7 +27,7 @@ WITH inserted AS (
   {skip_taken_keys}
   RETURNING id, idempotency_key
 )
-SELECT now(), count(*), array_agg(id) FILTER (WHERE idempotency_key IS NOT NULL)
+SELECT now(), count(*), array_agg(id::text) FILTER (WHERE idempotency_key IS NOT NULL)
 FROM inserted;
 
 -- name: skip_taken_keys

@@ -109,7 +109,8 @@ class Broker:
         await self._set_health(self._serving)
         self._health_task = asyncio.create_task(
             every(cfg.tick_seconds, self._check_database, log, "health check"), name="health")
-        log.info("broker %s listening on %s:%d", cfg.broker_id, cfg.host, self.port)
+        log.info("broker %s listening on %s:%d (%s event loop)", cfg.broker_id, cfg.host,
+                 self.port, cfg.event_loop)
         _log_security(cfg)
 
     async def _set_health(self, serving: bool) -> None:

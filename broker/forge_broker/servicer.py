@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
 
@@ -128,7 +127,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             linger=0.002)
         # The same for EnqueueBatch calls that ask for ids alone (ANSWER_IDS): their jobs skip
         # building the rows that a full answer needs.
-        self.id_inserter: Batcher[NewJob, tuple[uuid.UUID, bool]] = Batcher(
+        self.id_inserter: Batcher[NewJob, tuple[str, bool]] = Batcher(
             self.store.enqueue_ids, max_items=validate.MAX_BATCH, name="id_inserter",
             concurrency=1, linger=0.002)
         self.dispatcher = dispatcher
@@ -224,7 +223,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         self._count_enqueued(job.type for job, (_, created) in zip(jobs, results, strict=True)
                              if created)
         return pb.EnqueueBatchResponse(created=sum(1 for _, created in results if created),
-                                       ids=[str(i) for i, _ in results])
+                                       ids=[i for i, _ in results])
 
     def _count_enqueued(self, types: Iterable[str]) -> None:
         """The enqueued metric for new jobs of ``types``, one update per type."""

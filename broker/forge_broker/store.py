@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from forge_broker import schedules
 from forge_broker.errors import FailedPrecondition, ForgeError, NotFound
-from forge_broker.ids import parse_id, uuid7s
+from forge_broker.ids import as_uuid, parse_id, uuid7s
 from forge_broker.models import (
     AckItem,
     DueSchedule,
@@ -75,8 +75,8 @@ BULK_BATCH = 1000
 
 # Statuses by value: a dict lookup costs a tenth of calling JobStatus.
 R = TypeVar("R")
-_Answer = Callable[[psycopg.AsyncConnection[Any], Sequence[uuid.UUID], Sequence[NewJob], datetime,
-                    int, Sequence[uuid.UUID] | None], Awaitable[list[R]]]
+_Answer = Callable[[psycopg.AsyncConnection[Any], Sequence[str], Sequence[NewJob], datetime,
+                    int, Sequence[str] | None], Awaitable[list[R]]]
 """What an enqueue answers, from its INSERT's now(), row count and keyed ids inserted."""
 _JOB_ROWS = rows_by_name(JobRow, status={s.value: s for s in JobStatus}.__getitem__)
 _LEASED_ROWS = rows_by_name(LeasedRow)
@@ -184,7 +184,7 @@ class Store:
         """
         return await self._enqueue(jobs, self._enqueued)
 
-    async def enqueue_ids(self, jobs: Sequence[NewJob]) -> list[tuple[uuid.UUID, bool]]:
+    async def enqueue_ids(self, jobs: Sequence[NewJob]) -> list[tuple[str, bool]]:
         """``enqueue``, answering only each job's id (and whether it is new): no row is built."""
         return await self._enqueue(jobs, self._enqueued_ids)
 
@@ -204,13 +204,13 @@ class Store:
         return await self._enqueue_chunks(chunks, self._enqueued)
 
     async def enqueue_chunks_ids(self, chunks: Iterable[Sequence[NewJob]]
-                                 ) -> list[tuple[uuid.UUID, bool]]:
+                                 ) -> list[tuple[str, bool]]:
         """``enqueue_chunks``, answering as ``enqueue_ids`` does."""
         return await self._enqueue_chunks(chunks, self._enqueued_ids)
 
     async def _enqueue_chunks(self, chunks: Iterable[Sequence[NewJob]], answer: _Answer[R]
                               ) -> list[R]:
-        ids: list[uuid.UUID] = []
+        ids: list[str] = []
         jobs: list[NewJob] = []
         cursors = []
         async with self.pool.connection() as conn:
@@ -228,9 +228,9 @@ class Store:
             keyed = [i for a in answers for i in a[2] or ()]
             return await answer(conn, ids, jobs, now, count, keyed)
 
-    async def _enqueued(self, conn: psycopg.AsyncConnection[Any], ids: Sequence[uuid.UUID],
+    async def _enqueued(self, conn: psycopg.AsyncConnection[Any], ids: Sequence[str],
                         jobs: Sequence[NewJob], now: datetime, count: int,
-                        keyed_ids: Sequence[uuid.UUID] | None) -> list[tuple[JobRow, bool]]:
+                        keyed_ids: Sequence[str] | None) -> list[tuple[JobRow, bool]]:
         """The answer of ``enqueue``, from its INSERT's: each job as inserted, or the existing
         job that holds its idempotency key."""
         taken, existing = await self._taken(conn, ids, jobs, count, keyed_ids)
@@ -240,7 +240,7 @@ class Store:
             key = job.idempotency_key
             if new_id not in taken:
                 payload = job.payload if job.payload is not None else json.loads(job.payload_json)
-                created = JobRow(new_id, job.type, payload, job.priority,
+                created = JobRow(as_uuid(new_id), job.type, payload, job.priority,
                                  job.max_retries, 0, JobStatus.PENDING,
                                  now if job.run_at is None or job.run_at < now else job.run_at,
                                  now, now, None, None, None, None, None, key,
@@ -259,16 +259,16 @@ class Store:
                 raise RuntimeError(f"job {new_id} was neither inserted nor found")
         return out
 
-    async def _enqueued_ids(self, conn: psycopg.AsyncConnection[Any], ids: Sequence[uuid.UUID],
+    async def _enqueued_ids(self, conn: psycopg.AsyncConnection[Any], ids: Sequence[str],
                             jobs: Sequence[NewJob], now: datetime, count: int,
-                            keyed_ids: Sequence[uuid.UUID] | None
-                            ) -> list[tuple[uuid.UUID, bool]]:
+                            keyed_ids: Sequence[str] | None
+                            ) -> list[tuple[str, bool]]:
         """``_enqueued`` with each job's id alone: the new ones are the ids made for them."""
         if count == len(jobs):
             return [(i, True) for i in ids]
         taken, existing = await self._taken(conn, ids, jobs, count, keyed_ids)
-        out: list[tuple[uuid.UUID, bool]] = []
-        first_of_key: dict[str, uuid.UUID] = {}
+        out: list[tuple[str, bool]] = []
+        first_of_key: dict[str, str] = {}
         for new_id, job in zip(ids, jobs, strict=True):
             key = job.idempotency_key
             if new_id not in taken:
@@ -276,7 +276,7 @@ class Store:
                     first_of_key[key] = new_id
                 out.append((new_id, True))
             elif key in existing:
-                out.append((existing[key].id, False))
+                out.append((str(existing[key].id), False))
             elif key in first_of_key:
                 out.append((first_of_key[key], False))
             else:  # pragma: no cover - as in _enqueued
@@ -284,9 +284,9 @@ class Store:
         return out
 
     @staticmethod
-    async def _taken(conn: psycopg.AsyncConnection[Any], ids: Sequence[uuid.UUID],
-                     jobs: Sequence[NewJob], count: int, keyed_ids: Sequence[uuid.UUID] | None
-                     ) -> tuple[set[uuid.UUID], dict[str, JobRow]]:
+    async def _taken(conn: psycopg.AsyncConnection[Any], ids: Sequence[str],
+                     jobs: Sequence[NewJob], count: int, keyed_ids: Sequence[str] | None
+                     ) -> tuple[set[str], dict[str, JobRow]]:
         """The ids an INSERT of ``count`` rows skipped (their idempotency key was taken), and
         the jobs that hold those keys."""
         if count == len(jobs):
@@ -878,7 +878,7 @@ async def _db_now(conn: psycopg.AsyncConnection[Any]) -> datetime:
     return now
 
 
-def _insert(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> tuple[LiteralString, dict[str, str]]:
+def _insert(ids: Sequence[str], jobs: Sequence[NewJob]) -> tuple[LiteralString, dict[str, str]]:
     """``insert_jobs`` for ``jobs`` (with ``ids``): the statement and its parameters."""
     keyed = any(j.idempotency_key is not None for j in jobs)
     return _insert_jobs(keyed), {"jobs": _jobs_json(ids, jobs)}
@@ -921,14 +921,14 @@ _CKEY = ',"c":'
 _XKEY = ',"x":'
 
 
-def _jobs_json(ids: Sequence[uuid.UUID], jobs: Sequence[NewJob]) -> str:
+def _jobs_json(ids: Sequence[str], jobs: Sequence[NewJob]) -> str:
     """The batch as the JSON array ``insert_jobs`` reads. Payloads are already JSON text, so
     they are spliced in, not parsed and written again; type names
     (``forge_common.names.TYPE_NAME``) and ISO timestamps hold nothing JSON escapes, so they
     are quoted as they are (json.dumps for each would be a third of this function's time)."""
     dumps = json.dumps
     return "[" + ",".join(
-        f'{{"i":"{i.hex}","t":"{j.type}","p":{j.payload_json},"r":{j.priority},'
+        f'{{"i":"{i}","t":"{j.type}","p":{j.payload_json},"r":{j.priority},'
         f'"m":{j.max_retries},'
         f'"a":{"null" if j.run_at is None else _QUOTE + j.run_at.isoformat() + _QUOTE},'
         f'"k":{"null" if j.idempotency_key is None else dumps(j.idempotency_key)}'

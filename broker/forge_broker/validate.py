@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import uuid
@@ -46,8 +47,15 @@ MAX_EVERY = timedelta(days=366)
 MAX_OLDER_THAN = 100 * 366 * 86400.0
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_type_name(value: str) -> bool:
+    """TYPE_NAME matches ``value``: remembered, since a batch names one type a thousand times
+    and the match cost a tenth of its validation."""
+    return TYPE_NAME.fullmatch(value) is not None
+
+
 def check_type(field: str, value: str) -> str:
-    if not TYPE_NAME.fullmatch(value):
+    if not _is_type_name(value):
         problem = "is required" if value == "" else TYPE_NAME_RULE
         raise InvalidArgument(field, problem)
     return value

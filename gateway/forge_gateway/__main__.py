@@ -35,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # in a subclass of its protocol; websockets are not part of the API.
             http=guarded_protocol(fit_open_files(config.max_connections), config.header_timeout),
             ws="none",
+            loop=config.event_loop,
             timeout_keep_alive=config.keep_alive_timeout,
             log_level=config.log_level,
             # Streams (SSE, NDJSON) are cancelled on disconnect; give them no grace to linger.
@@ -65,7 +66,8 @@ def _announce_when_started(server: uvicorn.Server, config: Config) -> None:
             for sock in s.sockets:
                 port = sock.getsockname()[1]
         logging.getLogger("gateway").info(
-            "gateway listening on %s:%d (broker %s)", config.host, port, config.broker
+            "gateway listening on %s:%d (broker %s, %s event loop)", config.host, port,
+            config.broker, config.event_loop
         )
 
     server.startup = startup  # type: ignore[method-assign]

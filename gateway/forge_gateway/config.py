@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from forge.security import ChannelSecurity, SecurityConfigError, TargetError, channel_target
-from forge_common import jsonlog, settings
+from forge_common import eventloop, jsonlog, settings
 from forge_common.exposure import exposure_problem
 from forge_common.tokens import TokenConfigError, digest, parse_tokens
 
@@ -43,6 +43,8 @@ class Config:
     """Seconds a request may take to send its whole body; then 408."""
     keep_alive_timeout: int = 5
     """Seconds an idle connection is kept open after a response."""
+    event_loop: str = eventloop.DEFAULT
+    """uvicorn's event loop: uvloop (where installed) or asyncio (forge_common.eventloop)."""
     token_digests: tuple[bytes, ...] = field(default=(), repr=False)
     """Digests of the API tokens (FORGE_TOKENS, FORGE_TOKENS_FILE). When there are any, an API
     request without one of them gets 401 before its body is read."""
@@ -119,7 +121,7 @@ class Config:
                    tls_key=ns.tls_key, broker_security=broker_security,
                    max_connections=ns.max_connections, header_timeout=ns.header_timeout,
                    body_timeout=ns.body_timeout, keep_alive_timeout=ns.keep_alive_timeout,
-                   token_digests=token_digests)
+                   token_digests=token_digests, event_loop=ns.event_loop)
 
 
 def _static_dir(raw: str | None) -> Path | None:
@@ -156,6 +158,8 @@ OPTIONS = (
                     "certificate chain (PEM) to serve HTTPS", settings.existing_file),
     settings.Option("--tls-key", "FORGE_GATEWAY_TLS_KEY", None, "the certificate's private key",
                     settings.existing_file),
+    settings.Option("--event-loop", eventloop.VAR, eventloop.DEFAULT,
+                    "the event loop: uvloop or asyncio", eventloop.kind),
 )
 # How to dial the broker; ChannelSecurity.from_env reads the variables when a flag is not given.
 BROKER_TLS = (

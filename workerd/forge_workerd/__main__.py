@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from forge_common import tracing
+from forge_common import eventloop, tracing
 from forge_common.exporter import Exporter
 from forge_workerd import logs
 from forge_workerd.config import Config
@@ -65,7 +65,7 @@ def run(config: Config) -> None:
     called ``asyncio.to_thread`` on something that never returns would keep the process from
     exiting after its drain.
     """
-    loop = asyncio.new_event_loop()
+    loop = eventloop.factory(config.event_loop)()
     try:
         loop.run_until_complete(serve(config))
     finally:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from forge.security import ChannelSecurity, SecurityConfigError, TargetError, channel_target
-from forge_common import settings
+from forge_common import eventloop, settings
 from forge_workerd.errors import ConfigError
 
 DEFAULT_BROKER = "localhost:50051"
@@ -44,6 +44,8 @@ OPTIONS = (
                     "serve Prometheus metrics at /metrics on this port, 0 for none"),
     settings.Option("--metrics-host", "WORKERD_METRICS_HOST", "127.0.0.1",
                     "address of the metrics endpoint"),
+    settings.Option("--event-loop", eventloop.VAR, eventloop.DEFAULT,
+                    "the event loop: uvloop or asyncio"),
 )
 
 
@@ -75,6 +77,8 @@ class Config:
     metrics_port: int = 0
     """Port of the Prometheus /metrics endpoint; 0 (the default) serves none."""
     metrics_host: str = "127.0.0.1"
+    event_loop: str = eventloop.DEFAULT
+    """uvloop (where installed) or asyncio: see forge_common.eventloop."""
     security: ChannelSecurity = field(default_factory=ChannelSecurity)
     """Token and TLS settings for dialling the broker; the default is neither."""
 
@@ -117,12 +121,14 @@ class Config:
                          lease_seconds=args.lease_seconds, worker_id=args.worker_id,
                          log_json=args.log_json, log_level=args.log_level,
                          metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+                         event_loop=args.event_loop,
                          security=security)
 
     @classmethod
     def build(cls, *, broker: str, types: str, concurrency: str, handlers: str, grace: str,
               lease_seconds: str, worker_id: str, log_json: bool, log_level: str,
               prefetch: str = "0", metrics_port: str = "0", metrics_host: str = "127.0.0.1",
+              event_loop: str = eventloop.DEFAULT,
               security: ChannelSecurity | None = None) -> Config:
         """Validate raw option values into a Config; ConfigError names the first bad one."""
         try:
@@ -135,6 +141,7 @@ class Config:
                 worker_id=_worker_id(worker_id), log_json=log_json, log_level=_level(log_level),
                 metrics_port=settings.port("--metrics-port", metrics_port or "0"),
                 metrics_host=metrics_host.strip() or "127.0.0.1",
+                event_loop=eventloop.kind("--event-loop", event_loop),
                 security=security or ChannelSecurity())
         except settings.SettingError as exc:
             raise ConfigError(str(exc)) from None

@@ -84,9 +84,9 @@ class Worker:
         beating = asyncio.create_task(beats.run(), name="heartbeat")
         declaring = asyncio.create_task(schedules.put_all(link, self.registry.schedules),
                                         name="schedules")
-        log.info("workerd %s: leasing %s from %s, concurrency %d, prefetch %d, lease %ds, grace %gs",
-                 cfg.worker_id, ",".join(self.types), cfg.broker, cfg.concurrency, cfg.prefetch,
-                 cfg.lease_seconds, cfg.grace)
+        log.info("workerd %s: leasing %s from %s, concurrency %d, prefetch %d, lease %ds, grace %gs"
+                 " (%s event loop)", cfg.worker_id, ",".join(self.types), cfg.broker,
+                 cfg.concurrency, cfg.prefetch, cfg.lease_seconds, cfg.grace, cfg.event_loop)
         stopping = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({leasing, stopping}, return_when=asyncio.FIRST_COMPLETED)
