@@ -180,10 +180,14 @@ def main(argv: list[str] | None = None) -> None:
     figs = report.figures(runs)
     rats = report.ratios(figs)
     goals = report.targets(figs)
+    ratio_goals = report.ratio_targets(rats)
     print()
     print(report.table(figs, rats, systems))
     for g in goals:
         print(f"target: {g['label']} {g['target']} {g['unit']}: {g['median']:,.2f} "
+              f"{'met' if g['met'] else 'NOT met'}")
+    for g in ratio_goals:
+        print(f"target: {g['label']} {g['target']}: {g['ratio']:.2f} "
               f"{'met' if g['met'] else 'NOT met'}")
     once = ", ".join(sc for sc in scenarios if sc in report.SINGLE_RUN)
     print(f"\nmedians of {repeats} repeat(s){f' ({once}: 1 run)' if once else ''}; "
@@ -215,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         "figures": figs,
         "ratios_forge_over_peer": rats,
         "targets": goals,
+        "ratio_targets": ratio_goals,
         "runs": runs,
         "table_markdown": report.table(figs, rats, systems, markdown=True),
     }

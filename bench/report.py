@@ -160,6 +160,44 @@ def targets(figs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[dict[st
     return out
 
 
+@dataclass(frozen=True)
+class RatioTarget:
+    """A goal for Forge's median over a peer's median in the same run."""
+
+    metric: str
+    peer: str
+    target: float
+    higher_is_better: bool
+
+
+RATIO_TARGETS = (
+    RatioTarget("enqueue_batch", "pgqueuer", 1.5, True),
+    RatioTarget("enqueue_batch", "psycopg", 0.6, True),
+    RatioTarget("latency_p50", "pgqueuer", 0.8, False),
+    RatioTarget("latency_p99", "pgqueuer", 1.0, False),
+    RatioTarget("drain", "pgqueuer", 2.5, True),
+    RatioTarget("drain", "psycopg", 0.65, True),
+    RatioTarget("enqueue_single", "pgqueuer", 1.5, True),
+)
+"""The second round's goals against the peers (docs/benchmarks.md, "Second round")."""
+
+
+def ratio_targets(rats: Mapping[str, Mapping[str, float]]) -> list[dict[str, Any]]:
+    """Each ratio goal whose both medians this run has: the goal, the ratio, met or not."""
+    labels = {m.key: m.label for m in METRICS}
+    out: list[dict[str, Any]] = []
+    for t in RATIO_TARGETS:
+        ratio = rats.get(t.metric, {}).get(t.peer)
+        if ratio is None:
+            continue
+        met = ratio >= t.target if t.higher_is_better else ratio <= t.target
+        out.append({"metric": t.metric, "peer": t.peer,
+                    "label": f"{labels[t.metric]}, Forge ÷ {LABELS[t.peer]}",
+                    "target": f"{'≥' if t.higher_is_better else '≤'} {t.target:g}",
+                    "ratio": ratio, "met": met})
+    return out
+
+
 def machine() -> dict[str, Any]:
     """CPU count and model, memory, OS, Python and load average (this machine is shared)."""
     info: dict[str, Any] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
