@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import report
 from tests.support import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -43,3 +44,11 @@ def test_bench_quick_run_measures_every_forge_scenario(tmp_path: Path) -> None:
     assert {t["metric"] for t in result["targets"]} >= {"scheduled_p99", "backlog_lease_ratio",
                                                        "steady_size_ratio", "footprint_broker",
                                                        "schedules_fire"}
+
+
+def test_ratio_goals_are_judged_in_each_metrics_direction_and_skipped_without_both_medians() -> None:
+    ratios = {"enqueue_batch": {"pgqueuer": 1.6, "psycopg": 0.5},
+              "latency_p50": {"pgqueuer": 0.9}, "latency_p99": {"pgqueuer": 1.0}}
+    judged = {(g["metric"], g["peer"]): g["met"] for g in report.ratio_targets(ratios)}
+    assert judged == {("enqueue_batch", "pgqueuer"): True, ("enqueue_batch", "psycopg"): False,
+                      ("latency_p50", "pgqueuer"): False, ("latency_p99", "pgqueuer"): True}
