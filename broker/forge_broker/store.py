@@ -234,30 +234,8 @@ class Store:
         """The answer of ``enqueue``, from its INSERT's: each job as inserted, or the existing
         job that holds its idempotency key."""
         taken, existing = await self._taken(conn, ids, jobs, count, keyed_ids)
-        out: list[tuple[JobRow, bool]] = []
-        first_of_key: dict[str, JobRow] = {}
-        for new_id, job in zip(ids, jobs, strict=True):
-            key = job.idempotency_key
-            if new_id not in taken:
-                payload = job.payload if job.payload is not None else json.loads(job.payload_json)
-                created = JobRow(as_uuid(new_id), job.type, payload, job.priority,
-                                 job.max_retries, 0, JobStatus.PENDING,
-                                 now if job.run_at is None or job.run_at < now else job.run_at,
-                                 now, now, None, None, None, None, None, key,
-                                 job.concurrency_key, trace_context=job.trace_context)
-                if job.hand_off is not None:
-                    _leased(created, job.hand_off)
-                if key is not None:
-                    first_of_key[key] = created
-                out.append((created, True))
-            elif key in existing:
-                out.append((existing[key], False))
-            elif key in first_of_key:
-                # The key's first use is in this same batch.
-                out.append((first_of_key[key], False))
-            else:  # pragma: no cover - a skipped row's key is in the table or earlier in the batch
-                raise RuntimeError(f"job {new_id} was neither inserted nor found")
-        return out
+        return _answers(ids, jobs, taken, existing, lambda i, job: _new_row(i, job, now),
+                        lambda row: row)
 
     async def _enqueued_ids(self, conn: psycopg.AsyncConnection[Any], ids: Sequence[str],
                             jobs: Sequence[NewJob], now: datetime, count: int,
@@ -267,21 +245,7 @@ class Store:
         if count == len(jobs):
             return [(i, True) for i in ids]
         taken, existing = await self._taken(conn, ids, jobs, count, keyed_ids)
-        out: list[tuple[str, bool]] = []
-        first_of_key: dict[str, str] = {}
-        for new_id, job in zip(ids, jobs, strict=True):
-            key = job.idempotency_key
-            if new_id not in taken:
-                if key is not None:
-                    first_of_key[key] = new_id
-                out.append((new_id, True))
-            elif key in existing:
-                out.append((str(existing[key].id), False))
-            elif key in first_of_key:
-                out.append((first_of_key[key], False))
-            else:  # pragma: no cover - as in _enqueued
-                raise RuntimeError(f"job {new_id} was neither inserted nor found")
-        return out
+        return _answers(ids, jobs, taken, existing, lambda i, _job: i, lambda row: str(row.id))
 
     @staticmethod
     async def _taken(conn: psycopg.AsyncConnection[Any], ids: Sequence[str],
@@ -904,6 +868,42 @@ def _percentile(histogram: list[tuple[float, int]], total: int, p: float) -> flo
         if seen >= rank:
             return bound
     return histogram[-1][0]
+
+
+def _answers(ids: Sequence[str], jobs: Sequence[NewJob], taken: set[str],
+             existing: dict[str, JobRow], made: Callable[[str, NewJob], R],
+             found: Callable[[JobRow], R]) -> list[tuple[R, bool]]:
+    """Each job's answer and whether it is new: ``made(id, job)`` for a row the INSERT took;
+    for one it skipped (``taken``: its idempotency key was in use), the answer for the job that
+    holds the key, from the table (``found`` of it) or made earlier in this batch."""
+    out: list[tuple[R, bool]] = []
+    first_of_key: dict[str, R] = {}
+    for new_id, job in zip(ids, jobs, strict=True):
+        key = job.idempotency_key
+        if new_id not in taken:
+            answer = made(new_id, job)
+            if key is not None:
+                first_of_key[key] = answer
+            out.append((answer, True))
+        elif key in existing:
+            out.append((found(existing[key]), False))
+        elif key in first_of_key:
+            out.append((first_of_key[key], False))
+        else:  # pragma: no cover - a skipped row's key is in the table or earlier in the batch
+            raise RuntimeError(f"job {new_id} was neither inserted nor found")
+    return out
+
+
+def _new_row(job_id: str, job: NewJob, now: datetime) -> JobRow:
+    """A new job as ``insert_jobs`` wrote it in a statement whose now() is ``now``."""
+    payload = job.payload if job.payload is not None else json.loads(job.payload_json)
+    row = JobRow(as_uuid(job_id), job.type, payload, job.priority, job.max_retries, 0,
+                 JobStatus.PENDING, now if job.run_at is None or job.run_at < now else job.run_at,
+                 now, now, None, None, None, None, None, job.idempotency_key,
+                 job.concurrency_key, trace_context=job.trace_context)
+    if job.hand_off is not None:
+        _leased(row, job.hand_off)
+    return row
 
 
 def _leased(row: JobRow, hand: HandOff) -> None:
