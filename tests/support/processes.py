@@ -3,8 +3,10 @@ one process class, and the broker, workerd and gateway built on it."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -63,6 +65,12 @@ def run_module(module: str, *args: str, env: Mapping[str, str | None] | None = N
                           capture_output=True, text=True, timeout=timeout)
 
 
+LOG_DIR = Path(tempfile.mkdtemp(prefix="forge-test-logs-"))
+"""Where services' logs go by default: one directory per test process, removed when it exits
+(a failing test prints what it needs of them first), so runs leave no logs behind."""
+atexit.register(shutil.rmtree, LOG_DIR, ignore_errors=True)
+
+
 class ServiceProcess:
     """A long-running ``python -m MODULE`` subprocess, its output appended to ``log``.
 
@@ -73,7 +81,7 @@ class ServiceProcess:
         self.name = name
         self.cwd = cwd
         if log is None:
-            fd, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
+            fd, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir=LOG_DIR)
             os.close(fd)
             log = Path(path)
         self.log = log
