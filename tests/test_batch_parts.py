@@ -4,12 +4,12 @@ still all or nothing, still answered entry by entry as stored. Real broker and P
 from __future__ import annotations
 
 import grpc
-import psycopg
 import pytest
 from google.protobuf.struct_pb2 import Struct
 
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
+from tests.support import job_count
 
 Stub = broker_pb2_grpc.BrokerStub
 N = 1_000  # four parts
@@ -21,13 +21,6 @@ def job(i: int, **kw: object) -> pb.EnqueueRequest:
     return pb.EnqueueRequest(type="parts", payload=payload, **kw)  # type: ignore[arg-type]
 
 
-def stored(dsn: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM forge.jobs").fetchone()
-        assert row is not None
-        return int(row[0])
-
-
 @pytest.mark.parametrize("bad", [N - 1, 600, 0])
 def test_a_bad_entry_in_any_part_is_named_and_nothing_is_stored(stub: Stub, dsn: str,
                                                                  bad: int) -> None:
@@ -37,7 +30,7 @@ def test_a_bad_entry_in_any_part_is_named_and_nothing_is_stored(stub: Stub, dsn:
         stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=reqs), timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith(f"jobs[{bad}].priority:")
-    assert stored(dsn) == 0
+    assert job_count(dsn) == 0
 
 
 def test_a_batch_in_parts_is_answered_entry_by_entry_as_stored(stub: Stub, dsn: str) -> None:
@@ -57,4 +50,4 @@ def test_a_batch_in_parts_is_answered_entry_by_entry_as_stored(stub: Stub, dsn: 
     assert len({j.created_at.ToNanoseconds() for j in new}) == 1, "one transaction, one now()"
     for i in (0, 249, 250, 499, 500, 999, 700, 900):
         assert answered[i] == stub.GetJob(pb.GetJobRequest(id=answered[i].id), timeout=5)
-    assert stored(dsn) == N - 2 + 1
+    assert job_count(dsn) == N - 2 + 1

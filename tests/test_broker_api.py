@@ -17,17 +17,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
-from tests.support import BrokerProcess, drop_database, new_database, start_broker
+from tests.support import BrokerProcess, drop_database, job_count, new_database, start_broker
 
 Stub = broker_pb2_grpc.BrokerStub
 SAME = uuid.uuid4()
-
-
-def count_jobs(dsn: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM forge.jobs").fetchone()
-        assert row is not None
-        return int(row[0])
 
 
 def payload(**kw: object) -> Struct:
@@ -90,7 +83,7 @@ def test_bad_enqueue_is_invalid_argument_naming_the_field_and_writes_nothing(
             jobs=[pb.EnqueueRequest(type="ok")] * 3 + [request_]), timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith(f"jobs[3].{field}:")
-    assert count_jobs(dsn) == 0
+    assert job_count(dsn) == 0
 
 
 @pytest.mark.parametrize("n", [0, 10_001])
@@ -100,7 +93,7 @@ def test_batch_size_is_limited(untouched: tuple[str, Stub], n: int) -> None:
         stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=[pb.EnqueueRequest(type="a")] * n), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith("jobs:")
-    assert count_jobs(dsn) == 0
+    assert job_count(dsn) == 0
 
 
 def test_batch_of_10000_is_stored_whole_in_request_order(stub: Stub, dsn: str) -> None:
@@ -109,7 +102,7 @@ def test_batch_of_10000_is_stored_whole_in_request_order(stub: Stub, dsn: str) -
     resp = stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=reqs), timeout=30)
     assert resp.created == 10_000
     assert [j.payload["i"] for j in resp.jobs] == list(range(10_000))
-    assert count_jobs(dsn) == 10_000
+    assert job_count(dsn) == 10_000
 
 
 def test_batch_answer_is_each_job_as_stored(stub: Stub) -> None:
@@ -399,7 +392,7 @@ def test_concurrent_enqueues_with_one_idempotency_key_create_one_job(stub: Stub,
     assert len(same) == 20 and len({a.job.id for a in same}) == 1
     assert sum(a.created for a in same) == 1
     assert all(a.created for a in answers if a.job.idempotency_key != "same")
-    assert count_jobs(dsn) == 21
+    assert job_count(dsn) == 21
 
 
 def test_heartbeat_extends_held_leases_and_lists_lost_ones(stub: Stub) -> None:

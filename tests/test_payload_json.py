@@ -22,7 +22,7 @@ from forge.client import enqueue_request
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
 from forge_common.structs import to_python
-from tests.support import BrokerProcess, free_port, run_module, start_broker, wait_until
+from tests.support import BrokerProcess, free_port, job_count, run_module, start_broker, wait_until
 
 Stub = broker_pb2_grpc.BrokerStub
 IDS = pb.EnqueueBatchRequest.ANSWER_IDS
@@ -43,13 +43,6 @@ def struct(**kw: Any) -> Struct:
     out = Struct()
     out.update(kw)
     return out
-
-
-def stored(dsn: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM forge.jobs").fetchone()
-        assert row is not None
-        return int(row[0])
 
 
 def nested(levels: int) -> str:
@@ -127,7 +120,7 @@ def test_bad_payload_json_is_refused_naming_the_field_and_writes_nothing(
         assert details.startswith("payload_json: "), (case, details)
     both = pb.EnqueueRequest(type="pj", payload=struct(a=1), payload_json='{"a": 1}')
     assert refusal(lambda: stub.Enqueue(both, timeout=5)).startswith("payload_json: ")
-    assert stored(dsn) == 0
+    assert job_count(dsn) == 0
 
 
 @pytest.mark.parametrize("size", [10, 600])
@@ -142,7 +135,7 @@ def test_a_bad_payload_json_in_a_batch_names_the_entry_and_writes_no_job_of_it(
             details = refusal(lambda r=reqs, a=answer: stub.EnqueueBatch(  # type: ignore[misc]
                 pb.EnqueueBatchRequest(jobs=r, answer=a), timeout=30))
             assert details.startswith(f"jobs[{bad}].payload_json: "), (case, details)
-    assert stored(dsn) == 0
+    assert job_count(dsn) == 0
 
 
 def test_depth_is_20_levels_and_brackets_inside_strings_do_not_count(stub: Stub) -> None:
@@ -159,7 +152,7 @@ def test_an_answer_the_enum_does_not_name_is_refused(stub: Stub, dsn: str) -> No
     details = refusal(lambda: stub.EnqueueBatch(pb.EnqueueBatchRequest(
         jobs=[req()], answer=7), timeout=5))  # type: ignore[arg-type]
     assert details.startswith("answer: ")
-    assert stored(dsn) == 0
+    assert job_count(dsn) == 0
 
 
 @pytest.fixture
@@ -270,7 +263,7 @@ def test_the_cli_enqueues_a_payload_and_refuses_nan_in_one_line(broker: BrokerPr
         bad = run_module("forge.cli", "--broker", broker.target, "enqueue", "pj", text)
         assert bad.returncode != 0 and "Traceback" not in bad.stderr, bad.stderr
         assert bad.stderr.strip().startswith("forge: payload is not valid JSON")
-    assert stored(dsn) == 1
+    assert job_count(dsn) == 1
 
 
 NUMBERS = st.one_of(

@@ -3,7 +3,7 @@
 Everything is imported from here (``from tests.support import ...``); the chaos run
 (``tests/chaos``) and the benchmark (``bench``) share its ``free_port`` and process class."""
 
-from tests.support.databases import TEMPLATE, drop_database, new_database
+from tests.support.databases import TEMPLATE, drop_database, job_count, new_database
 from tests.support.leases import lease_one
 from tests.support.processes import (
     HANDLERS,
@@ -32,6 +32,7 @@ __all__ = [
     "WorkerdProcess",
     "drop_database",
     "free_port",
+    "job_count",
     "lease_one",
     "new_database",
     "run_module",

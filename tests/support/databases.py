@@ -28,3 +28,11 @@ def drop_database(pg_admin_dsn: str, dsn: str) -> None:
     name = conninfo_to_dict(dsn)["dbname"]
     with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def job_count(dsn: str) -> int:
+    """How many rows forge.jobs holds: what a refused call must leave unchanged."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM forge.jobs").fetchone()
+        assert row is not None
+        return int(row[0])
