@@ -39,6 +39,7 @@ from forge_broker.migrate import migrate
 from forge_broker.schedules import fire_key
 from forge_broker.store import LOCK_SPACE, claim_statement
 from forge_common import eventloop
+from forge_common import settings as settings_
 from tests.support import free_port
 
 T = TypeVar("T")
@@ -794,7 +795,7 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
         tuned["FORGE_RETENTION"] = f"{p.steady_retention:g}"
     out: dict[str, Any] = {"broker": "one `python -m forge_broker` process",
                            "broker_env": tuned or "defaults", "client": "grpc.aio",
-                           "event_loop": f"{eventloop.DEFAULT} (broker, workerd and this client)"}
+                           "event_loop": f"{event_loop()} (broker, workerd and this client)"}
     if scenario == "drain":
         out["workerd"] = (f"{p.workers} processes × --concurrency {p.concurrency} "
                           f"--prefetch {p.prefetch}, async no-op handler")
@@ -840,10 +841,15 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
     return out
 
 
+def event_loop() -> str:
+    """The loop the services started here run on, read as they read it (FORGE_EVENT_LOOP, by
+    default uvloop where installed, as the pgqueuer peer's): the harness's client runs on it too."""
+    return settings_.from_env(os.environ, eventloop.VAR, eventloop.DEFAULT, eventloop.kind)
+
+
 def _run(main: Coroutine[Any, Any, T]) -> T:
-    """The harness's client side of a scenario, on the loop the services run on by default
-    (uvloop where installed, as the pgqueuer peer's is)."""
-    return eventloop.run(main, eventloop.DEFAULT)
+    """The harness's client side of a scenario, on the services' loop (``event_loop``)."""
+    return eventloop.run(main, event_loop())
 
 
 def run(scenario: str, dsn: str, p: Params) -> dict[str, Any]:
