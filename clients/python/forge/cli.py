@@ -42,7 +42,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from forge.client import Client, ForgeClientError, default_target
+from forge.client import Client, ForgeClientError, default_target, payload_json
 from forge.security import ChannelSecurity, SecurityConfigError
 from forge.v1 import broker_pb2 as pb
 
@@ -73,12 +73,15 @@ def _print(msg: Message) -> None:
 def _payload(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
-        # Python's json reads NaN, Infinity and 1e999, which JSON (and the client) refuse.
-        json.dumps(value, allow_nan=False)
     except ValueError as exc:
         raise SystemExit(f"forge: payload is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise SystemExit("forge: payload must be a JSON object")
+    try:
+        # Python's json reads NaN, Infinity and 1e999, which the client's encoder refuses.
+        payload_json(value)
+    except ValueError as exc:
+        raise SystemExit(f"forge: payload is not valid JSON: {exc}") from None
     return value
 
 
