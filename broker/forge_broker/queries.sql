@@ -35,6 +35,15 @@ FROM inserted;
 -- broker fetches the job that holds the key.
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 
+-- name: copy_jobs
+-- A batch insert_jobs would write as is (no idempotency key, run_at or hand-off: see
+-- store._copyable), streamed in with COPY: the database parses plain fields instead of one JSON
+-- array, some 15 percent less of its time per row. The columns left out take their defaults:
+-- PENDING, and now() for run_at, created_at and updated_at, as insert_jobs leaves such a job.
+-- The statement's insert trigger counts the rows and wakes the brokers as for an INSERT.
+COPY forge.jobs (id, type, payload, priority, max_retries, concurrency_key, trace_context)
+FROM STDIN;
+
 -- name: jobs_by_idempotency_keys
 SELECT * FROM forge.jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
 

@@ -6,12 +6,13 @@ holds a transaction open across a job's execution or a stream's life.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, LiteralString, TypeVar
@@ -72,6 +73,11 @@ QUEUE_WAIT_WINDOW_SECONDS = 300
 # transaction of a few tens of milliseconds, so none nears the statement timeout or holds many
 # row locks for long, whatever the call matches.
 BULK_BATCH = 1000
+# Jobs from which an enqueue that COPY can insert (see _copyable) goes by COPY: per row the
+# database spends some 15 % less on it than on insert_jobs from 250 rows up (bench/profile
+# notes in docs/benchmarks.md), but its transaction takes four round trips more, which a batch
+# of a few tens of jobs does not win back.
+COPY_MIN = 200
 
 R = TypeVar("R")
 _Answer = Callable[[psycopg.AsyncConnection[Any], Sequence[str], Sequence[NewJob], datetime,
@@ -112,7 +118,7 @@ class _Pool(AsyncConnectionPool[psycopg.AsyncConnection[Any]]):
     write through the connection would fail too; the pool replaces it with a connection made
     through the DSN, whose target_session_attrs=read-write picks the host that takes writes."""
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def connection(self, timeout: float | None = None  # noqa: ASYNC109 - the pool's own
                          ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         async with super().connection(timeout) as conn:
@@ -182,13 +188,17 @@ class Store:
         comes back as the existing row with ``False``. New rows are built here from the request
         and the statement's ``now()``, not read back: they hold exactly what was inserted.
         """
-        return await self._enqueue(jobs, self._enqueued)
+        return await self._enqueue(jobs, self._enqueued, dated=True)
 
     async def enqueue_ids(self, jobs: Sequence[NewJob]) -> list[tuple[str, bool]]:
         """``enqueue``, answering only each job's id (and whether it is new): no row is built."""
-        return await self._enqueue(jobs, self._enqueued_ids)
+        return await self._enqueue(jobs, self._enqueued_ids, dated=False)
 
-    async def _enqueue(self, jobs: Sequence[NewJob], answer: _Answer[R]) -> list[R]:
+    async def _enqueue(self, jobs: Sequence[NewJob], answer: _Answer[R], *, dated: bool
+                       ) -> list[R]:
+        """``dated``: whether ``answer`` needs the statement's now() (a COPY reads it apart)."""
+        if len(jobs) >= COPY_MIN and _copyable(jobs):
+            return await self._copy_in([jobs], answer, dated=dated)
         ids = uuid7s(len(jobs))
         async with self.pool.connection() as conn:
             cur = await conn.execute(*_insert(ids, jobs))
@@ -201,15 +211,35 @@ class Store:
         part's INSERT is sent (pipeline mode) before the next part is taken from ``chunks``, so
         the caller's work on that part (validating it) runs while the database inserts the
         last one. An exception from ``chunks`` rolls the whole batch back."""
-        return await self._enqueue_chunks(chunks, self._enqueued)
+        return await self._enqueue_chunks(chunks, self._enqueued, dated=True)
 
     async def enqueue_chunks_ids(self, chunks: Iterable[Sequence[NewJob]]
                                  ) -> list[tuple[str, bool]]:
         """``enqueue_chunks``, answering as ``enqueue_ids`` does."""
-        return await self._enqueue_chunks(chunks, self._enqueued_ids)
+        return await self._enqueue_chunks(chunks, self._enqueued_ids, dated=False)
 
-    async def _enqueue_chunks(self, chunks: Iterable[Sequence[NewJob]], answer: _Answer[R]
-                              ) -> list[R]:
+    async def _enqueue_chunks(self, chunks: Iterable[Sequence[NewJob]], answer: _Answer[R],
+                              *, dated: bool) -> list[R]:
+        """By COPY while the parts allow it (the first decides; a later one that COPY cannot
+        take rolls the COPY back and the batch goes again by insert_jobs, its parts taken so
+        far with it), else by insert_jobs."""
+        parts = iter(chunks)
+        first = next(parts, None)
+        if first is None:
+            return []
+        taken = [first]
+        if _copyable(first):
+            try:
+                return await self._copy_in(itertools.chain(taken, _copyable_parts(parts, taken)),
+                                           answer, dated=dated)
+            except _NotCopyable:
+                pass
+        return await self._insert_parts(itertools.chain(taken, parts), answer)
+
+    async def _insert_parts(self, chunks: Iterable[Sequence[NewJob]], answer: _Answer[R]
+                            ) -> list[R]:
+        """One insert_jobs per part, sent one after another (pipeline mode), in one
+        transaction."""
         ids: list[str] = []
         jobs: list[NewJob] = []
         cursors = []
@@ -227,6 +257,27 @@ class Store:
             count = sum(a[1] for a in answers)
             keyed = [i for a in answers for i in a[2] or ()]
             return await answer(conn, ids, jobs, now, count, keyed)
+
+    async def _copy_in(self, parts: Iterable[Sequence[NewJob]], answer: _Answer[R], *,
+                       dated: bool) -> list[R]:
+        """Insert ``parts`` (each ``_copyable``) with one COPY, each part sent as it is taken, so
+        the caller's work on the next one (validating it) runs while the database inserts this
+        one. The COPY alone is all or nothing; ``dated``, it runs in a transaction that first
+        reads its now(), every new row's created_at and run_at, for ``answer`` (three round
+        trips more). An exception from ``parts`` ends the COPY with an error (nothing stays)
+        and goes on up."""
+        ids: list[str] = []
+        jobs: list[NewJob] = []
+        async with self.pool.connection() as conn:
+            async with conn.transaction() if dated else contextlib.nullcontext():
+                now = await _now(conn) if dated else _UNDATED
+                async with conn.cursor().copy(q("copy_jobs")) as copy:
+                    for part in parts:
+                        part_ids = uuid7s(len(part))
+                        await copy.write(_copy_rows(part_ids, part))
+                        ids += part_ids
+                        jobs += part
+            return await answer(conn, ids, jobs, now, len(jobs), None)
 
     async def _enqueued(self, conn: psycopg.AsyncConnection[Any], ids: Sequence[str],
                         jobs: Sequence[NewJob], now: datetime, count: int,
@@ -914,6 +965,66 @@ def _leased(row: JobRow, hand: HandOff) -> None:
     row.lease_token = uuid.UUID(hand.lease_token)
     row.lease_expires_at = row.created_at + timedelta(seconds=hand.lease_seconds)
     row.leased_at = row.created_at
+
+
+_UNDATED = datetime.min.replace(tzinfo=UTC)
+"""The now() handed to an answer that does not read it (``Store._copy_in``)."""
+
+
+class _NotCopyable(Exception):
+    """A part of a batch being copied that COPY cannot insert (see ``_copyable``)."""
+
+
+def _copyable(jobs: Sequence[NewJob]) -> bool:
+    """Whether copy_jobs can insert ``jobs``: it writes them as they are, so none may have an
+    idempotency key (ON CONFLICT is insert_jobs's), a run_at (insert_jobs moves a past one to
+    its now()) or a hand-off (a lease that expires its now() plus the lease's seconds later)."""
+    return all(j.idempotency_key is None and j.run_at is None and j.hand_off is None
+               for j in jobs)
+
+
+def _copyable_parts(parts: Iterator[Sequence[NewJob]], taken: list[Sequence[NewJob]]
+                    ) -> Iterator[Sequence[NewJob]]:
+    """``parts``, each also appended to ``taken`` as it is taken; one that COPY cannot insert
+    raises ``_NotCopyable`` (kept in ``taken`` too)."""
+    for part in parts:
+        taken.append(part)
+        if not _copyable(part):
+            raise _NotCopyable
+        yield part
+
+
+async def _now(conn: psycopg.AsyncConnection[Any]) -> datetime:
+    """The transaction's now()."""
+    cur = await conn.execute("SELECT now()")
+    row = await cur.fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_NULL = "\\N"
+
+
+def _copy_text(text: str) -> str:
+    """Any text as a field of COPY's text format: backslash, tab, newline and CR escaped."""
+    return text.translate(_COPY_ESCAPES)
+
+
+def _copy_json(text: str) -> str:
+    """JSON text as a COPY field. JSON as json and orjson write it holds no raw tab, newline
+    or CR (they escape them in strings), so only its backslashes need doubling."""
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+def _copy_rows(ids: Sequence[str], jobs: Sequence[NewJob]) -> str:
+    """``jobs`` (with ``ids``) as rows of copy_jobs's COPY, in its text format. Type names
+    (``forge_common.names.TYPE_NAME``), ids and numbers hold nothing COPY escapes."""
+    return "".join(
+        f"{i}\t{j.type}\t{_copy_json(j.payload_json)}\t{j.priority}\t{j.max_retries}\t"
+        f"{_COPY_NULL if j.concurrency_key is None else _copy_text(j.concurrency_key)}\t"
+        f"{_COPY_NULL if j.trace_context is None else _copy_json(json.dumps(j.trace_context))}\n"
+        for i, j in zip(ids, jobs, strict=True))
 
 
 _QUOTE = '"'
