@@ -83,6 +83,9 @@ def test_calls_without_a_token_are_unauthenticated(stub: pb_grpc.BrokerStub) -> 
         == grpc.StatusCode.UNAUTHENTICATED
     assert code_of(lambda: stub.WatchStats(pb.WatchStatsRequest(), timeout=5)) \
         == grpc.StatusCode.UNAUTHENTICATED
+    # and the two-way one
+    assert code_of(lambda: stub.EnqueueStream(iter([pb.EnqueueStreamRequest()]), timeout=5)) \
+        == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_an_unknown_or_malformed_token_is_unauthenticated(stub: pb_grpc.BrokerStub) -> None:
@@ -108,6 +111,10 @@ def test_producer_may_enqueue_and_read_but_not_lease_settle_cancel_or_touch_the_
                       timeout=5, metadata=md)
     assert stub.GetJob(pb.GetJobRequest(id=job.id), timeout=5, metadata=md).id == job.id
     assert stub.ListJobs(pb.ListJobsRequest(type="auth.producer"), timeout=5, metadata=md).jobs
+    [streamed] = stub.EnqueueStream(
+        iter([pb.EnqueueStreamRequest(request_id=1, job=pb.EnqueueRequest(type="auth.producer"))]),
+        timeout=5, metadata=md)
+    assert streamed.request_id == 1 and streamed.enqueued.created
     stub.Stats(pb.StatsRequest(), timeout=5, metadata=md)
     watch = stub.WatchStats(pb.WatchStatsRequest(), timeout=5, metadata=md)
     next(watch)

@@ -5,6 +5,7 @@ arrived: producer span -> broker Enqueue -> one handler span per attempt."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -21,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otl
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.sdk.trace import TracerProvider
 
-from forge import Client
+from forge import AsyncClient, Client, EnqueueStream
 from forge.v1 import broker_pb2 as pb
 from forge_common.tracing import enabled
 from tests.conftest import drop_database, new_database
@@ -204,6 +205,30 @@ def test_each_job_of_a_batch_is_traced_as_a_child_of_the_batchs_enqueue(
         [attempt] = attempts_of(receiver, job.id, 1)
         assert attempt.span.trace_id == trace_id
         assert attempt.span.parent_span_id == batch.span.span_id
+
+
+def test_each_job_on_an_enqueue_stream_is_traced_in_a_span_of_its_own(
+        traced: Stack, receiver: Receiver) -> None:
+    async def send() -> list[pb.Job]:
+        async with AsyncClient(traced.broker.target) as client, EnqueueStream(client) as stream:
+            return [await stream.enqueue("echo", {"i": i}) for i in range(2)]
+
+    with PRODUCER.start_as_current_span("stream producer") as producer:
+        jobs = asyncio.run(send())
+    trace_id, producer_id = ids(producer)
+    for job in jobs:
+        finished(traced, job.id)
+        [attempt] = attempts_of(receiver, job.id, 1)
+        assert attempt.span.trace_id == trace_id
+        parent = attempt.span.parent_span_id
+
+        def enqueue(parent: bytes = parent) -> list[Exported]:
+            return [e for e in receiver.spans() if e.span.span_id == parent]
+
+        assert wait_until(lambda: enqueue() != [], timeout=15), receiver.spans()
+        [span] = enqueue()
+        assert span.span.name == "forge.v1.Broker/EnqueueStream"
+        assert span.span.parent_span_id == producer_id
 
 
 def test_a_rest_enqueue_with_a_traceparent_header_continues_that_trace(

@@ -45,6 +45,7 @@ METHOD_ROLES: Mapping[str, frozenset[str]] = {
     # producers: put work in, look at it
     "Enqueue": frozenset({PRODUCER, ADMIN}),
     "EnqueueBatch": frozenset({PRODUCER, ADMIN}),
+    "EnqueueStream": frozenset({PRODUCER, ADMIN}),
     "GetJob": frozenset({PRODUCER, ADMIN}),
     "ListJobs": frozenset({PRODUCER, ADMIN}),
     "Stats": frozenset({PRODUCER, ADMIN}),

@@ -53,6 +53,11 @@ BATCH_PART = 250
 transaction, each part's validation overlapping the INSERT of the one before; smaller ones
 share the inserter's group commit."""
 
+ENQUEUE_STREAM_WINDOW = 1000
+"""Requests of one EnqueueStream taken and not answered yet, at most: the broker reads the next
+once one is answered, so a client that sends faster than jobs go in waits (gRPC's flow control)
+instead of piling them up in the broker."""
+
 _CODES: dict[type[ForgeError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
@@ -102,6 +107,24 @@ def unary(fn: Callable[[Any, Req, Ctx], Awaitable[Resp]]) -> Callable[[Any, Req,
     return wrapper
 
 
+def _stream_job(req: pb.EnqueueRequest) -> NewJob:
+    """An EnqueueStream request's job, validated; a refusal names the field under ``job``."""
+    try:
+        return validate.new_job(req)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"job.{exc.field}", exc.problem) from None
+
+
+def _refuse(resp: pb.EnqueueStreamResponse, exc: BaseException) -> None:
+    """Answer a stream request with the status its failure would end a call with."""
+    if isinstance(exc, asyncio.CancelledError):
+        code, details = grpc.StatusCode.UNAVAILABLE, "the broker is shutting down"
+    else:
+        code, details = _status_for(exc, "EnqueueStream")
+    resp.error.code = code.value[0]
+    resp.error.message = details
+
+
 @contextlib.contextmanager
 def _enqueue_span(method: str, context: Ctx) -> Iterator[dict[str, str]]:
     """The broker's span for an enqueue call, child of the caller's context (its metadata), and
@@ -137,8 +160,9 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         self.max_in_flight = max_in_flight
         """Most jobs a Lease request may ask to hold (FORGE_MAX_IN_FLIGHT)."""
         self.streams = streams or StreamCaps(0)
-        """Lease and WatchStats streams per caller (FORGE_MAX_STREAMS_PER_PEER)."""
+        """Lease, WatchStats and EnqueueStream streams per caller (FORGE_MAX_STREAMS_PER_PEER)."""
         self._aborting: set[asyncio.Task[None]] = set()
+        self._traced_takes: set[asyncio.Task[None]] = set()
         self.schedules_changed = schedules_changed
         """Called after a PutSchedule: wakes this broker's scheduler (its next fire may be sooner)."""
 
@@ -151,17 +175,112 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         return await self._enqueue([validate.new_job(request)])
 
     async def _enqueue(self, job: list[NewJob]) -> pb.EnqueueResponse:
-        [new] = job
+        [(row, created)] = await self._start_enqueue(job[0])
+        resp = pb.EnqueueResponse()
+        self._enqueued(resp, row, created)
+        return resp
+
+    def _start_enqueue(self, new: NewJob) -> asyncio.Future[list[tuple[JobRow, bool]]]:
+        """Hand ``new`` to the inserter, leased to a stream of this broker that waits idle for
+        its type if there is one (a hand-off); its row once inserted."""
         if new.run_at is None:
             hand = self.dispatcher.reserve(new.type)
             if hand is not None:
-                job = [new._replace(hand_off=hand)]
-        [(row, created)] = await self.inserter.submit(job)
+                new = new._replace(hand_off=hand)
+        return self.inserter.start([new])
+
+    def _enqueued(self, resp: pb.EnqueueResponse, row: JobRow, created: bool) -> None:
+        """Fill the answer to one Enqueue, in place (a constructor would copy the Job)."""
         if created:
             self.metrics.enqueued(row.type)
-        resp = pb.EnqueueResponse(created=created)
-        convert.fill_job(resp.job, row)  # in place: a constructor would copy the Job
-        return resp
+        resp.created = created
+        convert.fill_job(resp.job, row)
+
+    async def EnqueueStream(self, requests: AsyncIterator[pb.EnqueueStreamRequest],
+                            context: Ctx) -> AsyncIterator[pb.EnqueueStreamResponse]:
+        answers: asyncio.Queue[pb.EnqueueStreamResponse | Malformed | None] = asyncio.Queue()
+        reader = asyncio.create_task(self._take_stream(requests, answers, context),
+                                     name="enqueue-stream")
+        try:
+            while (answer := await answers.get()) is not None:
+                if isinstance(answer, Malformed):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, answer.detail)
+                yield answer
+        finally:
+            reader.cancel()
+
+    async def _take_stream(self, requests: AsyncIterator[pb.EnqueueStreamRequest],
+                           answers: asyncio.Queue[pb.EnqueueStreamResponse | Malformed | None],
+                           context: Ctx) -> None:
+        """Take an EnqueueStream's requests as they come, each answered into ``answers`` once
+        its INSERT is done (or at once if refused); after the client's half-close and the last
+        answer, None. Requests in flight do not hold the reader, so the ones a client sends
+        without waiting share a flush."""
+        window = asyncio.Semaphore(ENQUEUE_STREAM_WINDOW)
+        unanswered = 0
+        settled = asyncio.Event()
+        settled.set()
+
+        def answer(resp: pb.EnqueueStreamResponse) -> None:
+            nonlocal unanswered
+            answers.put_nowait(resp)
+            window.release()
+            unanswered -= 1
+            if not unanswered:
+                settled.set()
+
+        try:
+            async for request in requests:
+                if isinstance(request, Malformed):
+                    answers.put_nowait(request)
+                    return
+                await window.acquire()
+                unanswered += 1
+                settled.clear()
+                self._take(request, context, answer)
+            await settled.wait()
+        except Exception as exc:  # the stream broke under the reader: nothing to answer to
+            log.info("EnqueueStream ended while reading: %s", exc)
+        answers.put_nowait(None)
+
+    def _take(self, request: pb.EnqueueStreamRequest, context: Ctx,
+              answer: Callable[[pb.EnqueueStreamResponse], None]) -> None:
+        """Start one EnqueueStream request; ``answer`` gets its response when it is done."""
+        resp = pb.EnqueueStreamResponse(request_id=request.request_id)
+        try:
+            job = _stream_job(request.job)
+        except Exception as exc:
+            _refuse(resp, exc)
+            answer(resp)
+            return
+        if tracing.TRACER is not None:
+            task = asyncio.create_task(self._take_traced(job, context, resp, answer))
+            self._traced_takes.add(task)
+            task.add_done_callback(self._traced_takes.discard)
+            return
+        self._start_enqueue(job).add_done_callback(
+            functools.partial(self._answer_take, resp, answer))
+
+    async def _take_traced(self, job: NewJob, context: Ctx, resp: pb.EnqueueStreamResponse,
+                           answer: Callable[[pb.EnqueueStreamResponse], None]) -> None:
+        """``_take`` in a span of its own (a child of the stream's context) that lasts until
+        the job is in."""
+        with _enqueue_span("EnqueueStream", context) as carrier:
+            done = self._start_enqueue(job._replace(trace_context=carrier))
+            await asyncio.wait([done])
+        self._answer_take(resp, answer, done)
+
+    def _answer_take(self, resp: pb.EnqueueStreamResponse,
+                     answer: Callable[[pb.EnqueueStreamResponse], None],
+                     done: asyncio.Future[list[tuple[JobRow, bool]]]) -> None:
+        if done.cancelled():
+            _refuse(resp, asyncio.CancelledError())
+        elif (exc := done.exception()) is not None:
+            _refuse(resp, exc)
+        else:
+            [(row, created)] = done.result()
+            self._enqueued(resp.enqueued, row, created)
+        answer(resp)
 
     async def _insert(self, jobs: list[NewJob]) -> list[tuple[JobRow, bool]]:
         """The inserter's flush: one INSERT, then each job it leased goes to its stream. Here
@@ -579,7 +698,8 @@ def add_to_server(servicer: BrokerServicer, server: grpc.aio.Server) -> None:
         if method.server_streaming:
             fn = servicer.streams.counted(fn)
         fn = _refusing_malformed(fn, method.server_streaming)
-        make = (grpc.unary_stream_rpc_method_handler if method.server_streaming
+        make = (grpc.stream_stream_rpc_method_handler if method.client_streaming
+                else grpc.unary_stream_rpc_method_handler if method.server_streaming
                 else grpc.unary_unary_rpc_method_handler)
         handlers[method.name] = make(fn, request_deserializer=request, response_serializer=response)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

@@ -2,6 +2,7 @@
 
 from forge.client import AsyncClient, Client, ForgeClientError, wait_ready
 from forge.security import ChannelSecurity, SecurityConfigError
+from forge.stream import EnqueueStream
 
-__all__ = ["AsyncClient", "ChannelSecurity", "Client", "ForgeClientError", "SecurityConfigError",
-           "wait_ready"]
+__all__ = ["AsyncClient", "ChannelSecurity", "Client", "EnqueueStream", "ForgeClientError",
+           "SecurityConfigError", "wait_ready"]
