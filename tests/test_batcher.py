@@ -1,0 +1,45 @@
+"""The broker's group commit (forge_broker.batcher): every call handed in is flushed, whenever it
+arrives. Real asyncio, a flush that answers its items."""
+
+from __future__ import annotations
+
+import asyncio
+
+from forge_broker.batcher import Batcher
+
+
+async def doubled(items: list[int]) -> list[int]:
+    await asyncio.sleep(0)
+    return [2 * i for i in items]
+
+
+def test_a_call_made_as_the_last_flush_ends_is_flushed_too() -> None:
+    """A call handed in after the flush task found nothing more to take, but before asyncio
+    had run that task's done callbacks, once waited for the next call to start a flush."""
+    async def main() -> list[int]:
+        batcher = Batcher(doubled, max_items=10, name="test", concurrency=1)
+        later: list[asyncio.Future[list[int]]] = []
+        first = batcher.start([1])
+        # Runs right after the flush answers the first call, before its task is forgotten.
+        first.add_done_callback(lambda _: later.append(batcher.start([2])))
+        assert await first == [2]
+        await asyncio.sleep(0)
+        return await asyncio.wait_for(later[0], 2)
+
+    assert asyncio.run(main()) == [4]
+
+
+def test_calls_from_many_tasks_are_each_answered_their_own() -> None:
+    async def main() -> list[list[int]]:
+        batcher = Batcher(doubled, max_items=7, name="test", concurrency=1, linger=0.001)
+
+        async def caller(n: int) -> list[int]:
+            out: list[int] = []
+            for k in range(20):
+                out += await batcher.submit([n * 100 + k])
+            return out
+
+        return await asyncio.wait_for(asyncio.gather(*(caller(n) for n in range(16))), 10)
+
+    answers = asyncio.run(main())
+    assert answers == [[2 * (n * 100 + k) for k in range(20)] for n in range(16)]
