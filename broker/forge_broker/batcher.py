@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 log = logging.getLogger("forge.batcher")
 
@@ -67,12 +67,20 @@ class Batcher(Generic[Item, Result]):
         if len(self._tasks) < self.concurrency:
             task = asyncio.create_task(self._run(), name=self.name)
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._tasks.discard)  # also if cancelled before it ran
         # A caller that goes away (a cancelled RPC) cancels only its own future: the flush runs
         # in its own task, carries the call's items all the same and skips its answer.
         return call.done
 
     async def _run(self) -> None:
+        try:
+            await self._flush_waiting()
+        finally:
+            # Forgotten here, not by a done callback: between this task's end and its
+            # callbacks, a call could arrive, count it as still flushing and start none.
+            self._tasks.discard(cast("asyncio.Task[None]", asyncio.current_task()))
+
+    async def _flush_waiting(self) -> None:
         while self._waiting:
             if self._busy and self.linger:
                 await asyncio.sleep(self.linger)
