@@ -32,6 +32,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from bench.handlers import LIMITED_SECONDS
 from bench.report import percentile
+from forge import AsyncClient, EnqueueStream
 from forge.client import payload_json, wait_ready
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
@@ -205,25 +206,28 @@ async def _enqueue(target: str, p: Params) -> dict[str, Any]:
         await enqueue_batches(stub, "bench.noop", p.jobs, p.batch)
         batch_rate = p.jobs / (time.perf_counter() - t0)
 
-    channels = [channel(target) for _ in range(p.clients)]
+    # Each client as the Python client's EnqueueStream sends single jobs: one open stream,
+    # the next job once the last is answered.
+    clients = [AsyncClient(target, timeout=30) for _ in range(p.clients)]
+    streams = [EnqueueStream(c) for c in clients]
     try:
-        for ch in channels:
-            await ch.channel_ready()
+        for s in streams:
+            await s.send(pb.EnqueueRequest(type="bench.warmup"))  # connected, stream open
         counter = iter(range(p.single_jobs))
 
-        async def client(ch: grpc.aio.Channel) -> None:
-            stub = pb_grpc.BrokerStub(ch)
+        async def client(stream: EnqueueStream) -> None:
             for i in counter:
-                await stub.Enqueue(pb.EnqueueRequest(type="bench.noop",
-                                                     payload_json=payload_json({"n": i})),
-                                   timeout=30)
+                await stream.send(pb.EnqueueRequest(type="bench.noop",
+                                                    payload_json=payload_json({"n": i})))
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(client(ch) for ch in channels))
+        await asyncio.gather(*(client(s) for s in streams))
         single_rate = p.single_jobs / (time.perf_counter() - t0)
     finally:
-        for ch in channels:
-            await ch.close(None)
+        for s in streams:
+            await s.close()
+        for c in clients:
+            await c.close()
     return {"enqueue_batch": batch_rate, "enqueue_single": single_rate, "jobs": p.jobs,
             "single_jobs": p.single_jobs, "clients": p.clients}
 
@@ -337,13 +341,11 @@ async def _latency(target: str, procs: Procs, p: Params) -> dict[str, Any]:
     async def wait_for(n: int, max_wait: float) -> list[float]:
         return await _wait_records(procs, "latency", n, max_wait)
 
-    async with channel(target) as ch:
-        stub = pb_grpc.BrokerStub(ch)
+    async with AsyncClient(target, timeout=30) as client, EnqueueStream(client) as stream:
 
         async def enqueue_one(extra: dict[str, Any]) -> None:
-            await stub.Enqueue(pb.EnqueueRequest(
-                type="bench.latency", payload_json=payload_json({"sent_at": time.time(), **extra})),
-                timeout=30)
+            await stream.send(pb.EnqueueRequest(
+                type="bench.latency", payload_json=payload_json({"sent_at": time.time(), **extra})))
 
         for i in range(p.warmup):  # the first one also waits for workerd to come up
             await enqueue_one({"warmup": True})
@@ -801,7 +803,7 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
                           f"--prefetch {p.prefetch}, async no-op handler")
     elif scenario == "latency":
         out["workerd"] = f"1 process, --concurrency {p.concurrency}"
-        out["client"] = "grpc.aio; payload_json"
+        out["client"] = "forge.EnqueueStream (grpc.aio), one open stream; payload_json"
     elif scenario == "gateway":
         out["gateway"] = "one `python -m forge_gateway` process (uvicorn) in front of the broker"
         out["client"] = f"{p.clients} httpx.AsyncClient, each its own connection, POST /v1/jobs"
@@ -837,7 +839,8 @@ def settings(scenario: str, p: Params) -> dict[str, Any]:
                             f"gRPC clients, then all made due {DUE_IN} ahead; no workerd")
     else:
         out["client"] = "grpc.aio; payload_json, EnqueueBatch answer ids"
-        out["clients"] = f"1 channel for EnqueueBatch; {p.clients} channels (own connections) for Enqueue"
+        out["clients"] = (f"1 channel for EnqueueBatch; {p.clients} forge.AsyncClient (own "
+                          "connections), each one EnqueueStream, for single jobs")
     return out
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 
 import grpc
+import psycopg
 import pytest
 
 from forge import AsyncClient, EnqueueStream, ForgeClientError
@@ -188,3 +189,27 @@ def test_the_python_client_stream_fails_waiting_enqueues_when_the_broker_goes(
     finally:
         proc.stop()
     assert gone.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+
+
+def test_a_stopping_broker_answers_what_it_took_then_ends_open_streams_unavailable(
+        dsn: str) -> None:
+    proc = start_broker(dsn)
+    try:
+        with grpc.insecure_channel(proc.target) as channel:
+            stream = Open(broker_pb2_grpc.BrokerStub(channel))
+            answered = stream.ask(req(1)).enqueued.job
+            started = time.monotonic()
+            stopping = threading.Thread(target=proc.stop)
+            stopping.start()
+            with pytest.raises(grpc.RpcError) as ended:
+                next(stream.answers)
+            stopping.join()
+            took = time.monotonic() - started
+    finally:
+        proc.stop()
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in (ended.value.details() or "")
+    assert took < 4, "the open stream did not hold the broker for its whole grace period"
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT status FROM forge.jobs WHERE id = %s", (answered.id,)).fetchone()
+    assert row == ("PENDING",)

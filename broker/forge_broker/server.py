@@ -42,6 +42,7 @@ class Broker:
         self.dsn = ""
         self.port = 0
         self.server: grpc.aio.Server | None = None
+        self.servicer: BrokerServicer | None = None
         self.health = HealthServicer()
         self._health_task: asyncio.Task[None] | None = None
         self._serving = False
@@ -82,10 +83,11 @@ class Broker:
         ])
         settled = functools.partial(self.dispatcher.settled, by_worker=True)
         streams = StreamCaps(cfg.max_streams_per_peer, auth.identify if auth else None)
-        add_to_server(BrokerServicer(self.store, self.dispatcher, self.stats, self.metrics,
-                                     Completer(self.store, settled),
-                                     max_in_flight=cfg.max_in_flight, streams=streams,
-                                     schedules_changed=self.maintenance.scheduler.wake), server)
+        self.servicer = BrokerServicer(self.store, self.dispatcher, self.stats, self.metrics,
+                                       Completer(self.store, settled),
+                                       max_in_flight=cfg.max_in_flight, streams=streams,
+                                       schedules_changed=self.maintenance.scheduler.wake)
+        add_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -160,7 +162,8 @@ class Broker:
             self._serving = ok
 
     async def stop(self, grace: float = 5.0) -> None:
-        """NOT_SERVING at once, end lease streams, let unary calls finish, close the pool."""
+        """NOT_SERVING at once, end lease and enqueue streams, let unary calls finish, close
+        the pool."""
         # First of all: from here on every health check answers NOT_SERVING, whatever the
         # watcher below might still try to set (the servicer ignores it after this call).
         await self.health.enter_graceful_shutdown()
@@ -169,6 +172,8 @@ class Broker:
         await self.maintenance.stop()
         await self.dispatcher.stop()
         await self.stats.stop()
+        if self.servicer is not None:
+            self.servicer.end_enqueue_streams()
         if self.server is not None:
             await self.server.stop(grace)
         await self.store.close()

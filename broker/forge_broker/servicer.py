@@ -110,6 +110,14 @@ def unary(fn: Callable[[Any, Req, Ctx], Awaitable[Resp]]) -> Callable[[Any, Req,
     return wrapper
 
 
+@dataclasses.dataclass(frozen=True)
+class _Ended:
+    """An EnqueueStream's last item: every request taken is answered; ``stopping``, because
+    the broker is shutting down (else the client half-closed)."""
+
+    stopping: bool
+
+
 def _stream_job(req: pb.EnqueueRequest) -> NewJob:
     """An EnqueueStream request's job, validated; a refusal names the field under ``job``."""
     try:
@@ -168,6 +176,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         """Lease, WatchStats and EnqueueStream streams per caller (FORGE_MAX_STREAMS_PER_PEER)."""
         self._aborting: set[asyncio.Task[None]] = set()
         self._traced_takes: set[asyncio.Task[None]] = set()
+        self._stream_readers: set[asyncio.Task[None]] = set()
         self.schedules_changed = schedules_changed
         """Called after a PutSchedule: wakes this broker's scheduler (its next fire may be sooner)."""
 
@@ -203,24 +212,35 @@ class BrokerServicer(pb_grpc.BrokerServicer):
 
     async def EnqueueStream(self, requests: AsyncIterator[pb.EnqueueStreamRequest],
                             context: Ctx) -> AsyncIterator[pb.EnqueueStreamResponse]:
-        answers: asyncio.Queue[pb.EnqueueStreamResponse | Malformed | None] = asyncio.Queue()
+        answers: asyncio.Queue[pb.EnqueueStreamResponse | Malformed | _Ended] = asyncio.Queue()
         reader = asyncio.create_task(self._take_stream(requests, answers, context),
                                      name="enqueue-stream")
+        self._stream_readers.add(reader)
+        reader.add_done_callback(self._stream_readers.discard)
         try:
-            while (answer := await answers.get()) is not None:
+            while not isinstance(answer := await answers.get(), _Ended):
                 if isinstance(answer, Malformed):
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, answer.detail)
                 yield answer
+            if answer.stopping:
+                await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                    "the broker is shutting down; send the next request again")
         finally:
             reader.cancel()
 
+    def end_enqueue_streams(self) -> None:
+        """Shutting down: every EnqueueStream takes no more requests, answers the ones it
+        took, then ends UNAVAILABLE (the client sends the rest to another broker)."""
+        for reader in self._stream_readers:
+            reader.cancel()
+
     async def _take_stream(self, requests: AsyncIterator[pb.EnqueueStreamRequest],
-                           answers: asyncio.Queue[pb.EnqueueStreamResponse | Malformed | None],
+                           answers: asyncio.Queue[pb.EnqueueStreamResponse | Malformed | _Ended],
                            context: Ctx) -> None:
         """Take an EnqueueStream's requests as they come, each answered into ``answers`` once
-        its INSERT is done (or at once if refused); after the client's half-close and the last
-        answer, None. Requests in flight do not hold the reader, so the ones a client sends
-        without waiting share a flush."""
+        its INSERT is done (or at once if refused); after the client's half-close, or this
+        task's cancel (the broker stopping), and the last answer, _Ended. Requests in flight do
+        not hold the reader, so the ones a client sends without waiting share a flush."""
         window = asyncio.Semaphore(ENQUEUE_STREAM_WINDOW)
         unanswered = 0
         settled = asyncio.Event()
@@ -234,6 +254,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             if not unanswered:
                 settled.set()
 
+        stopping = False
         try:
             async for request in requests:
                 if isinstance(request, Malformed):
@@ -243,10 +264,14 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                 unanswered += 1
                 settled.clear()
                 self._take(request, context, answer)
-            await settled.wait()
+        except asyncio.CancelledError:
+            stopping = True
         except Exception as exc:  # the stream broke under the reader: nothing to answer to
             log.info("EnqueueStream ended while reading: %s", exc)
-        answers.put_nowait(None)
+            answers.put_nowait(_Ended(stopping=False))
+            return
+        await settled.wait()
+        answers.put_nowait(_Ended(stopping))
 
     def _take(self, request: pb.EnqueueStreamRequest, context: Ctx,
               answer: Callable[[pb.EnqueueStreamResponse], None]) -> None:

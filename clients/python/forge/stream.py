@@ -112,6 +112,10 @@ class EnqueueStream:
                     answer.set_result(resp.enqueued)
         except grpc.RpcError as exc:
             failure = error_from(exc)
+            if failure.code is grpc.StatusCode.INTERNAL and failure.details.endswith("from Core"):
+                # gRPC's own verdict on a write to a connection that broke, not the broker's.
+                failure = ForgeClientError(grpc.StatusCode.UNAVAILABLE,
+                                           f"the connection to the broker broke ({failure.details})")
         finally:
             if self._call is call:
                 self._call = self._reader = None
