@@ -50,7 +50,7 @@ log = logging.getLogger("forge.servicer")
 
 BATCH_PART = 250
 """EnqueueBatch calls with more jobs are validated and inserted in parts of this many, in one
-transaction, each part's validation overlapping the INSERT of the one before; smaller ones
+transaction, each part's validation overlapping the COPY or INSERT of the one before; smaller ones
 share the inserter's group commit."""
 
 LINGER = 0.001

@@ -207,10 +207,11 @@ class Store:
             return await answer(conn, ids, jobs, *row)
 
     async def enqueue_chunks(self, chunks: Iterable[Sequence[NewJob]]) -> list[tuple[JobRow, bool]]:
-        """``enqueue`` for a large batch handed over in parts, all in one transaction: each
-        part's INSERT is sent (pipeline mode) before the next part is taken from ``chunks``, so
-        the caller's work on that part (validating it) runs while the database inserts the
-        last one. An exception from ``chunks`` rolls the whole batch back."""
+        """``enqueue`` for a large batch handed over in parts, all or nothing: each part is sent
+        (its rows into one COPY, or its INSERT in pipeline mode) before the next part is taken
+        from ``chunks``, so the caller's work on that part (validating it) runs while the
+        database inserts the last one. An exception from ``chunks`` rolls the whole batch
+        back."""
         return await self._enqueue_chunks(chunks, self._enqueued, dated=True)
 
     async def enqueue_chunks_ids(self, chunks: Iterable[Sequence[NewJob]]
