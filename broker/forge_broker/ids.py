@@ -18,43 +18,34 @@ _MS_MASK = (1 << 48) - 1
 
 def uuid7s(n: int) -> list[str]:
     """``n`` fresh version-7 UUIDs as canonical text (lowercase, hyphenated), in increasing
-    order: one lock and one read of the random source for the lot. Written straight as text,
-    since that is how a batch enqueue sends them (to PostgreSQL, and in its answer): a UUID
-    object cost more to make and to print than the text, a fifth of a batch's broker time."""
+    order, also after the ids of this process's previous call. Written straight as text,
+    since that is how a batch enqueue sends them (to PostgreSQL, and in its answer).
+
+    RFC 9562's monotonic random method: the ids of one call share their first 24 characters
+    (the millisecond, the version, a 12-bit counter that orders the calls of one millisecond,
+    the variant and 14 random bits) and count up in the last 48 bits from a random start. One
+    format per id: random bits per id cost a batch of 1,000 a tenth of its broker time. Two
+    brokers' calls in one millisecond collide only when 22 random bits match and their counts
+    overlap: less likely than with 62 random bits per id, for batches of a thousand."""
     global _last_ms, _counter
-    rand = os.urandom(8 * n + 1).hex()
-    out: list[str] = []
+    rand = int.from_bytes(os.urandom(9), "big")
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms > _last_ms:
-            _last_ms = ms
-            _counter = int(rand[-2:], 16)  # start low, leave room to count
+            _last_ms, _counter = ms, rand & 0xFF  # start low, leave room to count
+        elif _counter < 0xFFF:
+            # The same (or an earlier) millisecond: keep order with the counter.
+            _counter += 1
         else:
-            # Same (or an earlier) millisecond: keep order with the 12-bit counter.
-            _counter += 1
-        prefix = _prefix(_last_ms)
-        for k in range(n):
-            if _counter > 0xFFF:
-                _last_ms += 1
-                _counter = 0
-                prefix = _prefix(_last_ms)
-            j = 16 * k
-            # 62 random bits after the variant's two (10): the first hex digit is 8 to b.
-            out.append(f"{prefix}{_counter:03x}-{_VARIANT[rand[j]]}{rand[j + 1:j + 4]}-"
-                       f"{rand[j + 4:j + 16]}")
-            _counter += 1
-        _counter -= 1
-    return out
+            _last_ms, _counter = _last_ms + 1, 0
+        stamp, counter = _last_ms & _MS_MASK, _counter
+    h = f"{stamp:012x}"
+    head = f"{h[:8]}-{h[8:]}-7{counter:03x}-{0x8000 | (rand >> 58):04x}-"
+    start = (rand >> 8 & _TAIL_MASK) % (_TAIL_MASK + 1 - n)
+    return [f"{head}{t:012x}" for t in range(start, start + n)]
 
 
-def _prefix(ms: int) -> str:
-    """The first 15 characters of a version-7 UUID's text for the millisecond ``ms``: its
-    48-bit time and the version digit, 7."""
-    h = f"{ms & _MS_MASK:012x}"
-    return f"{h[:8]}-{h[8:]}-7"
-
-
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+_TAIL_MASK = (1 << 48) - 1
 
 
 def as_uuid(text: str, new: Any = object.__new__, set_: Any = object.__setattr__,
