@@ -6,6 +6,7 @@ holds a transaction open across a job's execution or a stream's life.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import itertools
@@ -80,6 +81,7 @@ BULK_BATCH = 1000
 COPY_MIN = 200
 
 R = TypeVar("R")
+T = TypeVar("T")
 _Answer = Callable[[psycopg.AsyncConnection[Any], Sequence[str], Sequence[NewJob], datetime,
                     int, Sequence[str] | None], Awaitable[list[R]]]
 """What an enqueue answers, from its INSERT's now(), row count and keyed ids inserted."""
@@ -198,7 +200,7 @@ class Store:
                        ) -> list[R]:
         """``dated``: whether ``answer`` needs the statement's now() (a COPY reads it apart)."""
         if len(jobs) >= COPY_MIN and _copyable(jobs):
-            return await self._copy_in([jobs], answer, dated=dated)
+            return await self._copy_in([jobs], answer, dated=dated, alone=True)
         ids = uuid7s(len(jobs))
         async with self.pool.connection() as conn:
             cur = await conn.execute(*_insert(ids, jobs))
@@ -260,24 +262,42 @@ class Store:
             return await answer(conn, ids, jobs, now, count, keyed)
 
     async def _copy_in(self, parts: Iterable[Sequence[NewJob]], answer: _Answer[R], *,
-                       dated: bool) -> list[R]:
-        """Insert ``parts`` (each ``_copyable``) with one COPY, each part sent as it is taken, so
-        the caller's work on the next one (validating it) runs while the database inserts this
-        one. The COPY alone is all or nothing; ``dated``, it runs in a transaction that first
-        reads its now(), every new row's created_at and run_at, for ``answer`` (three round
-        trips more). An exception from ``parts`` ends the COPY with an error (nothing stays)
-        and goes on up."""
+                       dated: bool, alone: bool = False) -> list[R]:
+        """Insert ``parts`` (each ``_copyable``), one COPY each, in one transaction: the next
+        part is taken from ``parts`` (validated, by the servicer) while the database inserts
+        the one before. One COPY for the whole batch overlapped nothing: PostgreSQL buffers up
+        to 64 kB of rows and inserts them (table, indexes) at the end of the COPY, so the
+        broker's work and the database's ran one after the other. ``alone`` (a single part
+        known in advance) runs without a transaction when the answer is not ``dated``.
+        ``dated``: the transaction first reads its now(), every new row's created_at and
+        run_at, for ``answer``. An exception from ``parts`` rolls the batch back and goes on
+        up."""
         ids: list[str] = []
         jobs: list[NewJob] = []
+        taking = iter(parts)
         async with self.pool.connection() as conn:
-            async with conn.transaction() if dated else contextlib.nullcontext():
+            async with contextlib.nullcontext() if alone and not dated else conn.transaction():
                 now = await _now(conn) if dated else _UNDATED
-                async with conn.cursor().copy(q("copy_jobs")) as copy:
-                    for part in parts:
-                        part_ids = uuid7s(len(part))
-                        await copy.write(_copy_rows(part_ids, part))
-                        ids += part_ids
-                        jobs += part
+                cursor = conn.cursor()
+                part = next(taking, None)
+                while part is not None:
+                    ahead: asyncio.Future[Sequence[NewJob] | None] | None = None
+                    try:
+                        async with cursor.copy(q("copy_jobs")) as copy:
+                            part_ids = uuid7s(len(part))
+                            await copy.write(_copy_rows(part_ids, part))
+                            ids += part_ids
+                            jobs += part
+                            if not alone:
+                                # Runs while the end of this COPY waits for the database.
+                                ahead = asyncio.ensure_future(_take(taking))
+                                # Retrieved even when the COPY fails first.
+                                ahead.add_done_callback(lambda f: f.cancelled() or f.exception())
+                    except BaseException:
+                        if ahead is not None:
+                            ahead.cancel()
+                        raise
+                    part = None if ahead is None else await ahead
             return await answer(conn, ids, jobs, now, len(jobs), None)
 
     async def _enqueued(self, conn: psycopg.AsyncConnection[Any], ids: Sequence[str],
@@ -993,6 +1013,11 @@ def _copyable_parts(parts: Iterator[Sequence[NewJob]], taken: list[Sequence[NewJ
         if not _copyable(part):
             raise _NotCopyable
         yield part
+
+
+async def _take(parts: Iterator[T]) -> T | None:
+    """The next of ``parts``, or None after the last, taken in a task of its own."""
+    return next(parts, None)
 
 
 async def _now(conn: psycopg.AsyncConnection[Any]) -> datetime:
