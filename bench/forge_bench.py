@@ -533,7 +533,7 @@ async def _time_claims(dsn: str, claims: int) -> list[float]:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         for _ in range(claims):
             t0 = time.perf_counter()
-            cur = await conn.execute(claim_statement(lean=True), params)
+            cur = await conn.execute(claim_statement(lean=True, one_type=True), params)
             rows = await cur.fetchall()
             ms.append(1000 * (time.perf_counter() - t0))
             if len(rows) != 100:

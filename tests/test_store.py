@@ -523,3 +523,47 @@ async def test_an_ack_batch_that_deadlocks_with_another_update_is_run_again(stor
         await other.commit()
         assert await asyncio.wait_for(ack, 10) == {str(a.id), str(b.id)}
     assert {(await store.get(r.id)).status for r in (a, b)} == {JobStatus.COMPLETED}
+
+
+async def test_a_claim_of_several_types_takes_the_best_jobs_across_them(store: Store) -> None:
+    await store.enqueue([job("a", priority=p) for p in (0, 0, 5)] +
+                        [job("b", priority=p) for p in (3, 10)] + [job("c", priority=100)])
+    first = await store.claim("w", ["a", "b"], 3, 30)
+    assert [(r.type, r.priority) for r in first] == [("b", 10), ("a", 5), ("b", 3)]
+    rest = await store.claim_leases("w", ["a", "b"], 10, 30)
+    assert sorted(r.priority for r in rest) == [0, 0]
+    [top] = await store.claim("w", [], 10, 30)
+    assert (top.type, top.priority) == ("c", 100)
+
+
+async def test_held_types_are_left_out_of_a_claim_of_any_type_or_of_named_ones(
+        store: Store) -> None:
+    await store.enqueue([job("a"), job("held"), job("c", priority=7)])
+    assert await store.claim("w", ["held"], 10, 30, held=["held"]) == []
+    got = await store.claim("w", [], 10, 30, held=["held"])
+    assert [r.type for r in got] == ["c", "a"]
+    [left] = await store.claim("w", ["held"], 10, 30)
+    assert left.type == "held"
+
+
+async def test_stats_per_type_figures_span_every_priority(store: Store, dsn: str) -> None:
+    """Scheduled counts, the oldest runnable job's age and the next run_at of a type whose
+    pending jobs sit at several priorities (each walked apart in the pending index)."""
+    now = datetime.now(UTC)
+    rows = await store.enqueue([
+        job("s", priority=5, run_at=now + timedelta(hours=1)),
+        job("s", priority=0), job("s", priority=0),
+        job("s", priority=-3, run_at=now + timedelta(hours=2)),
+        job("s", priority=-3),
+        job("other")])
+    oldest = rows[4][0].id
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("UPDATE forge.jobs SET run_at = now() - interval '10 minutes' "
+                           "WHERE id = %s", (oldest,))
+    snap = await store.snapshot()
+    [s] = [t for t in snap.types if t.type == "s"]
+    assert (s.pending, s.scheduled) == (3, 2)
+    assert 600 <= s.oldest_pending_age_seconds < 660
+    next_at = await store.next_run_at(["s"])
+    assert next_at is not None and abs((next_at - (now + timedelta(hours=1))).total_seconds()) < 1
+    assert await store.next_run_at(["other", "none"]) is None

@@ -49,16 +49,15 @@ SELECT * FROM forge.jobs WHERE idempotency_key = ANY(%(keys)s::text[]);
 
 -- name: claim_jobs
 -- Lease up to %(limit)s runnable jobs to a worker, highest priority first, then oldest run_at.
--- The broker composes in the RETURNING columns the stream's view sends: lean_columns for
--- JOB_VIEW_LEAN (workerd's view, the hot path of every drain), full_columns for the full view,
--- so each view costs one round trip and the lean one returns nothing it does not send.
--- SKIP LOCKED lets concurrent claimers pass each other. The transaction-scoped advisory lock
--- is a second guard for any other process that coordinates on the same keys, tried on the rows
--- the subquery chose (its LIMIT and FOR UPDATE keep it whole) and not in the UPDATE's own WHERE,
--- where a plan that scans the table would take it on every row it scans.
--- The broker composes in skip_held_types at its placeholder only while some type is paused or
--- limited: those are claimed by claim_limited_jobs alone, and with none the statement is as it
--- was.
+-- The broker composes in the candidates: claim_one_type for a stream of one type (a direct walk
+-- of jobs_pending_idx), else claim_types; and the RETURNING columns the stream's view sends:
+-- lean_columns for JOB_VIEW_LEAN (workerd's view, the hot path of every drain), full_columns
+-- for the full view, so each view costs one round trip and the lean one returns nothing it does
+-- not send. SKIP LOCKED lets concurrent claimers pass each other. The transaction-scoped
+-- advisory lock is a second guard for any other process that coordinates on the same keys,
+-- tried on the rows the candidates chose (their LIMIT and FOR UPDATE keep them whole) and not
+-- in the UPDATE's own WHERE, where a plan that scans the table would take it on every row it
+-- scans.
 UPDATE forge.jobs
 SET status = 'PROCESSING',
     attempts = attempts + 1,
@@ -68,17 +67,46 @@ SET status = 'PROCESSING',
     leased_at = now(),
     updated_at = now()
 WHERE id = ANY(ARRAY(
-        SELECT id FROM (
-          SELECT id FROM forge.jobs
-          WHERE status = 'PENDING'
-            AND run_at <= now()
-            AND (cardinality(%(types)s::text[]) = 0 OR type = ANY(%(types)s::text[]))
-            {held}
-          ORDER BY priority DESC, run_at, id
-          LIMIT %(limit)s
-          FOR UPDATE SKIP LOCKED) AS chosen
+        SELECT id FROM ({candidates}) AS chosen
         WHERE pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))))
 RETURNING {columns};
+
+-- name: claim_one_type
+-- claim_jobs's candidates for a stream of one type: its best runnable jobs, in index order.
+SELECT id FROM forge.jobs
+WHERE status = 'PENDING' AND type = (%(types)s::text[])[1] AND run_at <= now()
+ORDER BY priority DESC, run_at, id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- name: claim_types
+-- claim_jobs's candidates for a stream of several types, or of any (no types): each type's
+-- best runnable jobs, as claim_one_type takes them, and the best of those. Rows a type's walk
+-- locked beyond the ones chosen are free again when the statement's transaction ends. Any
+-- type: the types with pending jobs, found in jobs_pending_idx one index descent each (the
+-- recursive part), but for the paused or limited ones (skip_held_types, composed in only while
+-- some are: those are claimed by claim_limited_jobs alone).
+WITH RECURSIVE pending_types AS (
+  (SELECT type FROM forge.jobs WHERE status = 'PENDING' ORDER BY type LIMIT 1)
+  UNION ALL
+  SELECT (SELECT j.type FROM forge.jobs AS j
+          WHERE j.status = 'PENDING' AND j.type > p.type ORDER BY j.type LIMIT 1)
+  FROM pending_types AS p WHERE p.type IS NOT NULL
+)
+SELECT c.id FROM (
+  SELECT unnest(%(types)s::text[])
+  UNION ALL
+  SELECT type FROM pending_types
+  WHERE cardinality(%(types)s::text[]) = 0 AND type IS NOT NULL {held}
+) AS t(type)
+CROSS JOIN LATERAL (
+  SELECT id, priority, run_at FROM forge.jobs
+  WHERE status = 'PENDING' AND type = t.type AND run_at <= now()
+  ORDER BY priority DESC, run_at, id
+  LIMIT %(limit)s
+  FOR UPDATE SKIP LOCKED) AS c
+ORDER BY c.priority DESC, c.run_at, c.id
+LIMIT %(limit)s
 
 -- name: skip_held_types
 AND type <> ALL(%(held)s::text[])
@@ -340,19 +368,19 @@ SELECT * FROM forge.jobs WHERE id = %(id)s;
 -- the second page on; and its order_* key. Every order ends in id, so it is total and the
 -- keyset condition skips exactly the rows already listed. Indexes: NEWEST and OLDEST read the
 -- primary key, or jobs_by_status_idx (status, id) with a status; PRIORITY (one status, never
--- COMPLETED: the broker refuses the rest) reads jobs_claim_idx for PENDING jobs and
--- jobs_done_priority_idx for DEAD and CANCELLED ones; PROCESSING jobs are read through
--- jobs_lease_idx and sorted (as many as are in flight). RUN_AT of PENDING, DEAD and CANCELLED
--- jobs is list_jobs_by_run_at.
+-- COMPLETED: the broker refuses the rest) reads jobs_done_priority_idx for DEAD and CANCELLED
+-- jobs; PROCESSING jobs are read through jobs_lease_idx and sorted (as many as are in flight).
+-- RUN_AT of DEAD and CANCELLED jobs is list_jobs_by_run_at; PRIORITY and RUN_AT of PENDING
+-- jobs are list_pending_jobs.
 SELECT * FROM forge.jobs
 WHERE true {filters} {after}
 ORDER BY {order}
 LIMIT %(limit)s
 
 -- name: list_jobs_by_run_at
--- RUN_AT of one status group (PENDING, or DEAD and CANCELLED) through the group's PRIORITY
--- index (priority DESC, run_at, id): an index in run_at order would cost each enqueue, or each
--- ack, one more entry, where jobs of a queue have few distinct priorities. So: the distinct
+-- RUN_AT of one status group (DEAD and CANCELLED) through the group's PRIORITY index
+-- (priority DESC, run_at, id): an index in run_at order would cost each ack (finished jobs) one
+-- more entry, where jobs of a queue have few distinct priorities. So: the distinct
 -- priorities, one index descent each (the recursive part); for each, its first jobs in
 -- (run_at, id) order, which the index holds in that order within one priority; the page is
 -- the first of those, merged.
@@ -376,8 +404,36 @@ CROSS JOIN LATERAL (
 ORDER BY j.run_at, j.id
 LIMIT %(limit)s
 
--- name: group_pending
-AND status = 'PENDING'
+-- name: list_pending_jobs
+-- PRIORITY and RUN_AT of PENDING jobs through jobs_pending_idx (type, priority DESC, run_at,
+-- id), the same way: the (type, priority) groups with pending jobs, one index descent each (the
+-- recursive part: the type's next priority, else the next type's first); for each, its first
+-- jobs in (run_at, id) order; the page is the first of those in the listing's order.
+SELECT j.* FROM (
+  WITH RECURSIVE groups AS (
+    (SELECT type AS g_type, priority AS g_priority FROM forge.jobs
+     WHERE status = 'PENDING' ORDER BY type, priority DESC LIMIT 1)
+    UNION ALL
+    SELECT n.g_type, n.g_priority FROM groups AS g CROSS JOIN LATERAL (
+      (SELECT type AS g_type, priority AS g_priority FROM forge.jobs
+       WHERE status = 'PENDING' AND type = g.g_type AND priority < g.g_priority
+       ORDER BY priority DESC LIMIT 1)
+      UNION ALL
+      (SELECT type, priority FROM forge.jobs
+       WHERE status = 'PENDING' AND type > g.g_type
+       ORDER BY type, priority DESC LIMIT 1)
+      LIMIT 1) AS n
+  )
+  SELECT g_type, g_priority FROM groups
+) AS p
+CROSS JOIN LATERAL (
+  SELECT * FROM forge.jobs
+  WHERE status = 'PENDING' AND type = p.g_type AND priority = p.g_priority {filters} {after}
+  ORDER BY run_at, id
+  LIMIT %(limit)s
+) AS j
+ORDER BY {order}
+LIMIT %(limit)s
 
 -- name: group_done
 -- The rows jobs_done_priority_idx holds (migration 013).
@@ -444,7 +500,8 @@ AND updated_at >= %(updated_after)s
 AND updated_at < %(updated_before)s
 
 -- name: filter_run_after
--- With status PENDING, an index range: jobs_claim_idx holds run_at after priority.
+-- With status PENDING, in PRIORITY or RUN_AT order, an index range: jobs_pending_idx holds
+-- run_at after type and priority.
 AND run_at > %(run_after)s
 
 -- name: filter_older_than
@@ -607,15 +664,32 @@ HAVING sum(n) <> 0;
 
 -- name: pending_by_type
 -- Per type with pending jobs: how many are scheduled in the future, and the oldest runnable
--- run_at. Each is a short walk of jobs_pending_type_idx.
-SELECT t.type,
-       (SELECT count(*) FROM forge.jobs
-        WHERE status = 'PENDING' AND type = t.type AND run_at > now()) AS scheduled,
-       (SELECT min(run_at) FROM forge.jobs
-        WHERE status = 'PENDING' AND type = t.type AND run_at <= now()) AS oldest_run_at,
-       (SELECT min(run_at) FROM forge.jobs
-        WHERE status = 'PENDING' AND type = t.type AND run_at > now()) AS next_run_at
-FROM unnest(%(types)s::text[]) AS t(type);
+-- and the next future run_at. jobs_pending_idx holds a type's jobs by priority, then run_at:
+-- so each (type, priority) group is found with one index descent (the recursive part) and its
+-- figures are short walks within it (its first entry is its oldest run_at, the scheduled ones
+-- are its last). A type without pending jobs has no row.
+WITH RECURSIVE groups AS (
+  SELECT t.type, (SELECT max(priority) FROM forge.jobs
+                  WHERE status = 'PENDING' AND type = t.type) AS priority
+  FROM unnest(%(types)s::text[]) AS t(type)
+  UNION ALL
+  SELECT g.type, (SELECT max(priority) FROM forge.jobs
+                  WHERE status = 'PENDING' AND type = g.type AND priority < g.priority)
+  FROM groups AS g WHERE g.priority IS NOT NULL
+)
+SELECT g.type,
+       sum((SELECT count(*) FROM forge.jobs
+            WHERE status = 'PENDING' AND type = g.type AND priority = g.priority
+              AND run_at > now()))::bigint AS scheduled,
+       min((SELECT min(run_at) FROM forge.jobs
+            WHERE status = 'PENDING' AND type = g.type AND priority = g.priority
+              AND run_at <= now())) AS oldest_run_at,
+       min((SELECT min(run_at) FROM forge.jobs
+            WHERE status = 'PENDING' AND type = g.type AND priority = g.priority
+              AND run_at > now())) AS next_run_at
+FROM groups AS g
+WHERE g.priority IS NOT NULL
+GROUP BY g.type;
 
 -- name: throughput_by_type
 -- GetThroughput: attempts per type and minute over the last %(minutes)s minutes, the current

@@ -347,22 +347,27 @@ class Store:
         as stored once leased, never one of the ``held`` types (paused or limited: see
         ``claim_limited``). Returned in priority order (higher first, then older run_at).
         """
-        rows = await self._claim(claim_statement(lean=False, held=bool(held)), _JOB_ROWS,
-                                 worker_id, types, limit, lease_seconds, held)
+        rows = await self._claim(False, _JOB_ROWS, worker_id, types, limit, lease_seconds, held)
         rows.sort(key=lambda r: (-r.priority, r.run_at, r.id))
         return rows
 
     async def claim_leases(self, worker_id: str, types: Sequence[str], limit: int,
                            lease_seconds: int, held: Sequence[str] = ()) -> list[LeasedRow]:
         """``claim``, each job as the lean view of a lease stream sends it."""
-        rows = await self._claim(claim_statement(lean=True, held=bool(held)), _LEASED_ROWS,
-                                 worker_id, types, limit, lease_seconds, held)
+        rows = await self._claim(True, _LEASED_ROWS, worker_id, types, limit, lease_seconds,
+                                 held)
         rows.sort(key=lambda r: (-r.priority, -r.waited, r.id))
         return rows
 
-    async def _claim(self, statement: LiteralString, rows: AsyncRowFactory[R], worker_id: str,
+    async def _claim(self, lean: bool, rows: AsyncRowFactory[R], worker_id: str,
                      types: Sequence[str], limit: int, lease_seconds: int,
                      held: Sequence[str]) -> list[R]:
+        if types and held:
+            types = [t for t in types if t not in held]
+            if not types:
+                return []
+            held = ()
+        statement = claim_statement(lean, bool(held), len(types) == 1)
         params: dict[str, Any] = {"worker_id": worker_id, "types": list(types), "limit": limit,
                                   "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE}
         if held:
@@ -822,10 +827,10 @@ def filter_fragments(where: JobFilter) -> tuple[tuple[str, ...], dict[str, Any]]
     return tuple(names), params
 
 
-_RUN_AT_GROUPS = {JobStatus.PENDING: "pending", JobStatus.DEAD: "done",
-                  JobStatus.CANCELLED: "done"}
+_RUN_AT_GROUPS = {JobStatus.DEAD: "done", JobStatus.CANCELLED: "done"}
 """The status group (a group_* fragment of queries.sql) whose PRIORITY index RUN_AT walks, by
-status: PROCESSING jobs are sorted instead, and RUN_AT needs one of these or PROCESSING."""
+status: PENDING jobs are list_pending_jobs', PROCESSING jobs are sorted, and RUN_AT needs one
+of these statuses."""
 
 
 def list_statement(where: JobFilter, order: Order, after: PageKey | None
@@ -835,17 +840,21 @@ def list_statement(where: JobFilter, order: Order, after: PageKey | None
     names, params = filter_fragments(where)
     if after is not None:
         params.update(after_id=after.id, after_run_at=after.run_at, after_priority=after.priority)
+    if where.status == JobStatus.PENDING and order in (Order.RUN_AT, Order.PRIORITY):
+        return _list_statement("list_pending_jobs", None, names, order, after is not None), params
     group = (_RUN_AT_GROUPS.get(where.status)
              if order == Order.RUN_AT and where.status is not None else None)
-    return _list_statement(group, names, order, after is not None), params
+    statement = "list_jobs_by_run_at" if group else "list_jobs"
+    return _list_statement(statement, group, names, order, after is not None), params
 
 
 @cache
-def _list_statement(group: str | None, filters: tuple[str, ...], order: Order,
+def _list_statement(statement: str, group: str | None, filters: tuple[str, ...], order: Order,
                     paged: bool) -> LiteralString:
-    """list_jobs, or list_jobs_by_run_at for RUN_AT over a group with a PRIORITY index, with
-    the filters', the order's and the group's fragments composed in."""
-    return sql.SQL(_fragment("list_jobs_by_run_at" if group else "list_jobs")).format(
+    """``statement`` (list_jobs, list_jobs_by_run_at for RUN_AT over a ``group`` with a
+    PRIORITY index, list_pending_jobs) with the filters', the order's and the group's fragments
+    composed in."""
+    return sql.SQL(_fragment(statement)).format(
         group=sql.SQL(_fragment(f"group_{group}") if group else ""),
         filters=_fragments(filters),
         after=sql.SQL(_fragment(f"after_{order}") if paged else ""),
@@ -881,12 +890,18 @@ def _series(now: datetime, count: int, points: dict[datetime, tuple[int, int]]
 
 
 @cache
-def claim_statement(lean: bool, held: bool = False) -> LiteralString:
-    """claim_jobs with the columns of a lean or a full view composed in, and skip_held_types
-    when some types are ``held`` (see the statement)."""
+def claim_statement(lean: bool, held: bool = False, one_type: bool = False) -> LiteralString:
+    """claim_jobs with the columns of a lean or a full view composed in, and its candidates:
+    claim_one_type for a claim of ``one_type``, else claim_types, with skip_held_types when
+    some types are ``held`` (see the statements)."""
     columns = sql.SQL(q("lean_columns") if lean else q("full_columns"))
-    skip = sql.SQL(q("skip_held_types") if held else "")
-    return sql.SQL(q("claim_jobs")).format(columns=columns, held=skip).as_string()
+    candidates: sql.Composable
+    if one_type:
+        candidates = sql.SQL(_fragment("claim_one_type"))
+    else:
+        skip = sql.SQL(q("skip_held_types") if held else "")
+        candidates = sql.SQL(_fragment("claim_types")).format(held=skip)
+    return sql.SQL(q("claim_jobs")).format(columns=columns, candidates=candidates).as_string()
 
 
 @cache
