@@ -1,5 +1,6 @@
-"""A large EnqueueBatch is inserted in parts (BATCH_PART jobs each) within one transaction:
-still all or nothing, still answered entry by entry as stored. Real broker and PostgreSQL."""
+"""A large EnqueueBatch is inserted in parts (FIRST_PART jobs, then BATCH_PART each) within one
+transaction: still all or nothing, still answered entry by entry as stored. Real broker and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from forge.v1 import broker_pb2_grpc
 from tests.support import job_count
 
 Stub = broker_pb2_grpc.BrokerStub
-N = 1_000  # four parts
+N = 1_000  # four parts: 100, then 300 each
 
 
 def job(i: int, **kw: object) -> pb.EnqueueRequest:

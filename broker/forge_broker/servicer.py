@@ -48,10 +48,13 @@ from forge_common import tracing
 
 log = logging.getLogger("forge.servicer")
 
-BATCH_PART = 250
+BATCH_PART = 300
 """EnqueueBatch calls with more jobs are validated and inserted in parts of this many, in one
 transaction, each part's validation overlapping the COPY or INSERT of the one before; smaller ones
 share the inserter's group commit."""
+FIRST_PART = 100
+"""The first part of such a call is smaller: nothing overlaps its validation, and the database
+waits for it."""
 
 LINGER = 0.001
 """Seconds an enqueue flush waits for more while calls keep coming (see ``Batcher``)."""
@@ -386,7 +389,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         """A large batch for ``Store.enqueue_chunks``, validated a part at a time: each part is
         checked, and handed to ``taken`` (to draft its answer), while the database inserts the
         part before it."""
-        for sent, jobs in validate.new_job_parts(request, BATCH_PART):
+        for sent, jobs in validate.new_job_parts(request, FIRST_PART, BATCH_PART):
             jobs = _traced(jobs, carrier)
             yield jobs
             taken(sent, jobs)

@@ -81,7 +81,6 @@ BULK_BATCH = 1000
 COPY_MIN = 200
 
 R = TypeVar("R")
-T = TypeVar("T")
 _Answer = Callable[[psycopg.AsyncConnection[Any], Sequence[str], Sequence[NewJob], datetime,
                     int, Sequence[str] | None], Awaitable[list[R]]]
 """What an enqueue answers, from its INSERT's now(), row count and keyed ids inserted."""
@@ -264,8 +263,8 @@ class Store:
     async def _copy_in(self, parts: Iterable[Sequence[NewJob]], answer: _Answer[R], *,
                        dated: bool, alone: bool = False) -> list[R]:
         """Insert ``parts`` (each ``_copyable``), one COPY each, in one transaction: the next
-        part is taken from ``parts`` (validated, by the servicer) while the database inserts
-        the one before. One COPY for the whole batch overlapped nothing: PostgreSQL buffers up
+        part is taken from ``parts`` (validated, by the servicer), given its ids and written
+        as COPY's rows while the database inserts the one before. One COPY for the whole batch overlapped nothing: PostgreSQL buffers up
         to 64 kB of rows and inserts them (table, indexes) at the end of the COPY, so the
         broker's work and the database's ran one after the other. ``alone`` (a single part
         known in advance) runs without a transaction when the answer is not ``dated``.
@@ -279,25 +278,25 @@ class Store:
             async with contextlib.nullcontext() if alone and not dated else conn.transaction():
                 now = await _now(conn) if dated else _UNDATED
                 cursor = conn.cursor()
-                part = next(taking, None)
-                while part is not None:
-                    ahead: asyncio.Future[Sequence[NewJob] | None] | None = None
+                ready = _copy_part(next(taking, None))
+                while ready is not None:
+                    part, part_ids, rows = ready
+                    ahead: asyncio.Future[_CopyPart | None] | None = None
                     try:
                         async with cursor.copy(q("copy_jobs")) as copy:
-                            part_ids = uuid7s(len(part))
-                            await copy.write(_copy_rows(part_ids, part))
-                            ids += part_ids
-                            jobs += part
+                            await copy.write(rows)
                             if not alone:
                                 # Runs while the end of this COPY waits for the database.
-                                ahead = asyncio.ensure_future(_take(taking))
+                                ahead = asyncio.ensure_future(_take_copy_part(taking))
                                 # Retrieved even when the COPY fails first.
                                 ahead.add_done_callback(lambda f: f.cancelled() or f.exception())
                     except BaseException:
                         if ahead is not None:
                             ahead.cancel()
                         raise
-                    part = None if ahead is None else await ahead
+                    ids += part_ids
+                    jobs += part
+                    ready = None if ahead is None else await ahead
             return await answer(conn, ids, jobs, now, len(jobs), None)
 
     async def _enqueued(self, conn: psycopg.AsyncConnection[Any], ids: Sequence[str],
@@ -1030,9 +1029,20 @@ def _copyable_parts(parts: Iterator[Sequence[NewJob]], taken: list[Sequence[NewJ
         yield part
 
 
-async def _take(parts: Iterator[T]) -> T | None:
-    """The next of ``parts``, or None after the last, taken in a task of its own."""
-    return next(parts, None)
+_CopyPart = tuple[Sequence[NewJob], list[str], str]
+"""A part of a batch to COPY: its jobs, the ids made for them, and its rows as COPY's text."""
+
+
+def _copy_part(part: Sequence[NewJob] | None) -> _CopyPart | None:
+    if part is None:
+        return None
+    ids = uuid7s(len(part))
+    return part, ids, _copy_rows(ids, part)
+
+
+async def _take_copy_part(parts: Iterator[Sequence[NewJob]]) -> _CopyPart | None:
+    """The next of ``parts`` ready to COPY (None after the last), in a task of its own."""
+    return _copy_part(next(parts, None))
 
 
 async def _now(conn: psycopg.AsyncConnection[Any]) -> datetime:

@@ -188,13 +188,14 @@ def new_jobs(req: pb.EnqueueBatchRequest) -> list[NewJob]:
     return _items("jobs", req.jobs, new_job)
 
 
-def new_job_parts(req: pb.EnqueueBatchRequest, size: int
+def new_job_parts(req: pb.EnqueueBatchRequest, first: int, size: int
                   ) -> Iterator[tuple[list[pb.EnqueueRequest], list[NewJob]]]:
-    """``new_jobs`` in parts of ``size``, each validated only when it is taken, with the
-    requests it came from."""
+    """``new_jobs`` in parts, ``first`` jobs then ``size`` at a time, each validated only when
+    it is taken, with the requests it came from."""
     _batch_size(req)
-    for start in range(0, len(req.jobs), size):
-        sent = list(req.jobs[start:start + size])
+    starts = [0, *range(first, len(req.jobs), size)]
+    for start, end in zip(starts, [*starts[1:], len(req.jobs)], strict=True):
+        sent = list(req.jobs[start:end])
         yield sent, _items("jobs", sent, new_job, start)
 
 
