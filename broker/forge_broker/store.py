@@ -264,13 +264,12 @@ class Store:
                        dated: bool, alone: bool = False) -> list[R]:
         """Insert ``parts`` (each ``_copyable``), one COPY each, in one transaction: the next
         part is taken from ``parts`` (validated, by the servicer), given its ids and written
-        as COPY's rows while the database inserts the one before. One COPY for the whole batch overlapped nothing: PostgreSQL buffers up
-        to 64 kB of rows and inserts them (table, indexes) at the end of the COPY, so the
-        broker's work and the database's ran one after the other. ``alone`` (a single part
-        known in advance) runs without a transaction when the answer is not ``dated``.
-        ``dated``: the transaction first reads its now(), every new row's created_at and
-        run_at, for ``answer``. An exception from ``parts`` rolls the batch back and goes on
-        up."""
+        as COPY's rows while the database inserts the one before. A single COPY would overlap
+        nothing: PostgreSQL buffers up to 64 kB of rows and inserts them (table, indexes) at
+        the end of the statement. ``alone`` (a single part known in advance) runs without a
+        transaction when the answer is not ``dated``. ``dated``: the transaction first reads
+        its now(), every new row's created_at and run_at, for ``answer``. An exception from
+        ``parts`` rolls the batch back and goes on up."""
         ids: list[str] = []
         jobs: list[NewJob] = []
         taking = iter(parts)
