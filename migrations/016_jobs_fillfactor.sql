@@ -4,10 +4,10 @@
 -- compresses an update's WAL record against the old version only on the same page), dirties one
 -- page instead of two, and reclaims the old version when it next prunes the page. With pages
 -- packed full (the default, fillfactor 100) every new version went to another page and was
--- logged whole. Measured on drains of 50,000 jobs, five alternated pairs on one machine: WAL
--- (enqueue and drain) 69-75 MB -> 57-64 MB, database CPU per job 32-42 -> 29-37 us, drain
--- 21.3-25.8k -> 23.2-29.7k jobs/s; a COPY of 1,000 pending jobs cost the same. The price is
--- disk: a backlog of pending jobs takes about twice the pages.
+-- logged whole. Measured in drains of 50,000 jobs (alternated, same machine): WAL 69-75 MB ->
+-- 60-62 MB, database CPU per job 32-41 -> 29-34 us, drain 21.7-25.8k -> 26.1-29.7k jobs/s; a
+-- COPY of 1,000 pending jobs costs the same. The price is disk: a backlog of pending jobs takes
+-- about twice the pages.
 --
 -- A catalog change only: pages written from now on keep the room; existing ones stay as they are
 -- until rewritten (VACUUM FULL or pg_repack, never needed).
