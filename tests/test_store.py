@@ -567,3 +567,9 @@ async def test_stats_per_type_figures_span_every_priority(store: Store, dsn: str
     next_at = await store.next_run_at(["s"])
     assert next_at is not None and abs((next_at - (now + timedelta(hours=1))).total_seconds()) < 1
     assert await store.next_run_at(["other", "none"]) is None
+
+
+async def test_a_type_named_twice_is_claimed_as_once(store: Store) -> None:
+    await store.enqueue([job("a") for _ in range(3)])
+    got = await store.claim("w", ["a", "a"], 2, 30)
+    assert len({r.id for r in got}) == 2

@@ -360,6 +360,9 @@ class Store:
     async def _claim(self, lean: bool, rows: AsyncRowFactory[R], worker_id: str,
                      types: Sequence[str], limit: int, lease_seconds: int,
                      held: Sequence[str]) -> list[R]:
+        # Each type once: claim_types walks a type as often as it is named, and counts the
+        # same jobs again against the limit.
+        types = list(dict.fromkeys(types))
         if types and held:
             types = [t for t in types if t not in held]
             if not types:
