@@ -665,16 +665,19 @@ HAVING sum(n) <> 0;
 -- name: pending_by_type
 -- Per type with pending jobs: how many are scheduled in the future, and the oldest runnable
 -- and the next future run_at. jobs_pending_idx holds a type's jobs by priority, then run_at:
--- so each (type, priority) group is found with one index descent (the recursive part) and its
+-- each (type, priority) group is found with one index descent (the recursive part), and its
 -- figures are short walks within it (its first entry is its oldest run_at, the scheduled ones
--- are its last). A type without pending jobs has no row.
+-- are its last). The groups are found from the lowest priority up, each at the end of its
+-- range, where the newest jobs are: the entries a drain has just claimed (dead until vacuumed)
+-- lie at the other end, where only the oldest runnable one must be looked for. A type without
+-- pending jobs has no row.
 WITH RECURSIVE groups AS (
-  SELECT t.type, (SELECT max(priority) FROM forge.jobs
+  SELECT t.type, (SELECT min(priority) FROM forge.jobs
                   WHERE status = 'PENDING' AND type = t.type) AS priority
   FROM unnest(%(types)s::text[]) AS t(type)
   UNION ALL
-  SELECT g.type, (SELECT max(priority) FROM forge.jobs
-                  WHERE status = 'PENDING' AND type = g.type AND priority < g.priority)
+  SELECT g.type, (SELECT min(priority) FROM forge.jobs
+                  WHERE status = 'PENDING' AND type = g.type AND priority > g.priority)
   FROM groups AS g WHERE g.priority IS NOT NULL
 )
 SELECT g.type,
@@ -690,6 +693,26 @@ SELECT g.type,
 FROM groups AS g
 WHERE g.priority IS NOT NULL
 GROUP BY g.type;
+
+-- name: next_run_at
+-- The earliest future run_at among pending jobs of %(types)s: what a broker whose streams wait
+-- for work sleeps until, asked after every round that found too little. pending_by_type's
+-- groups, and in each one descent to its first job after now(): nothing here walks the
+-- entries of jobs just claimed.
+WITH RECURSIVE groups AS (
+  SELECT t.type, (SELECT min(priority) FROM forge.jobs
+                  WHERE status = 'PENDING' AND type = t.type) AS priority
+  FROM unnest(%(types)s::text[]) AS t(type)
+  UNION ALL
+  SELECT g.type, (SELECT min(priority) FROM forge.jobs
+                  WHERE status = 'PENDING' AND type = g.type AND priority > g.priority)
+  FROM groups AS g WHERE g.priority IS NOT NULL
+)
+SELECT min((SELECT min(run_at) FROM forge.jobs
+            WHERE status = 'PENDING' AND type = g.type AND priority = g.priority
+              AND run_at > now()))
+FROM groups AS g
+WHERE g.priority IS NOT NULL;
 
 -- name: throughput_by_type
 -- GetThroughput: attempts per type and minute over the last %(minutes)s minutes, the current

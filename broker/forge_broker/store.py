@@ -754,9 +754,9 @@ class Store:
             wanted = list(types) or await self.pending_types(conn)
             if not wanted:
                 return None
-            cur = await conn.execute(q("pending_by_type"), {"types": wanted})
-            times = [row[3] for row in await cur.fetchall() if row[3] is not None]
-        return min(times, default=None)
+            cur = await conn.execute(q("next_run_at"), {"types": wanted})
+            row = await cur.fetchone()
+        return row[0] if row else None
 
     async def snapshot(self) -> Snapshot:
         """Compute a Stats snapshot from counters and short index walks (no full-table count)."""
