@@ -662,15 +662,12 @@ FROM (SELECT type, status, n FROM forge.job_counts
 GROUP BY type, status
 HAVING sum(n) <> 0;
 
--- name: pending_by_type
--- Per type with pending jobs: how many are scheduled in the future, and the oldest runnable
--- and the next future run_at. jobs_pending_idx holds a type's jobs by priority, then run_at:
--- each (type, priority) group is found with one index descent (the recursive part), and its
--- figures are short walks within it (its first entry is its oldest run_at, the scheduled ones
--- are its last). The groups are found from the lowest priority up, each at the end of its
--- range, where the newest jobs are: the entries a drain has just claimed (dead until vacuumed)
--- lie at the other end, where only the oldest runnable one must be looked for. A type without
--- pending jobs has no row.
+-- name: pending_groups
+-- The (type, priority) groups of the pending jobs of %(types)s, for pending_by_type and
+-- next_run_at (composed in at their placeholder). jobs_pending_idx holds a type's jobs by
+-- priority, then run_at: each group is found with one index descent (the recursive part), from
+-- the lowest priority up, each at the end of its range, where the newest jobs are: the entries
+-- a drain has just claimed (dead until vacuumed) lie at the other end.
 WITH RECURSIVE groups AS (
   SELECT t.type, (SELECT min(priority) FROM forge.jobs
                   WHERE status = 'PENDING' AND type = t.type) AS priority
@@ -680,7 +677,13 @@ WITH RECURSIVE groups AS (
                   WHERE status = 'PENDING' AND type = g.type AND priority > g.priority)
   FROM groups AS g WHERE g.priority IS NOT NULL
 )
-SELECT g.type,
+
+-- name: pending_by_type
+-- Per type with pending jobs: how many are scheduled in the future, and the oldest runnable
+-- and the next future run_at: short walks within each of pending_groups (a group's first entry
+-- is its oldest run_at, the scheduled ones are its last; only the oldest runnable one is looked
+-- for at the end where claimed entries lie). A type without pending jobs has no row.
+{groups}SELECT g.type,
        sum((SELECT count(*) FROM forge.jobs
             WHERE status = 'PENDING' AND type = g.type AND priority = g.priority
               AND run_at > now()))::bigint AS scheduled,
@@ -696,19 +699,10 @@ GROUP BY g.type;
 
 -- name: next_run_at
 -- The earliest future run_at among pending jobs of %(types)s: what a broker whose streams wait
--- for work sleeps until, asked after every round that found too little. pending_by_type's
--- groups, and in each one descent to its first job after now(): nothing here walks the
--- entries of jobs just claimed.
-WITH RECURSIVE groups AS (
-  SELECT t.type, (SELECT min(priority) FROM forge.jobs
-                  WHERE status = 'PENDING' AND type = t.type) AS priority
-  FROM unnest(%(types)s::text[]) AS t(type)
-  UNION ALL
-  SELECT g.type, (SELECT min(priority) FROM forge.jobs
-                  WHERE status = 'PENDING' AND type = g.type AND priority > g.priority)
-  FROM groups AS g WHERE g.priority IS NOT NULL
-)
-SELECT min((SELECT min(run_at) FROM forge.jobs
+-- for work sleeps until, asked after every round that found too little. In each of
+-- pending_groups, one descent to its first job after now(): nothing here walks the entries of
+-- jobs just claimed.
+{groups}SELECT min((SELECT min(run_at) FROM forge.jobs
             WHERE status = 'PENDING' AND type = g.type AND priority = g.priority
               AND run_at > now()))
 FROM groups AS g

@@ -754,7 +754,7 @@ class Store:
             wanted = list(types) or await self.pending_types(conn)
             if not wanted:
                 return None
-            cur = await conn.execute(q("next_run_at"), {"types": wanted})
+            cur = await conn.execute(_pending_statement("next_run_at"), {"types": wanted})
             row = await cur.fetchone()
         return row[0] if row else None
 
@@ -770,7 +770,8 @@ class Store:
             pending_types = [t for t, c in counts.items() if c.get(JobStatus.PENDING, 0) > 0]
             scheduled: dict[str, tuple[int, datetime | None]] = {}
             if pending_types:
-                cur = await conn.execute(q("pending_by_type"), {"types": pending_types})
+                cur = await conn.execute(_pending_statement("pending_by_type"),
+                                         {"types": pending_types})
                 for type_, n_sched, oldest, _next in await cur.fetchall():
                     scheduled[type_] = (int(n_sched), oldest)
             points = {row[0]: (int(row[1]), int(row[2]))
@@ -888,6 +889,12 @@ def _series(now: datetime, count: int, points: dict[datetime, tuple[int, int]]
             ) -> list[tuple[datetime, int, int]]:
     """(minute, completed, failed) for each of the last ``count`` minutes, zeros included."""
     return [(m, *points.get(m, (0, 0))) for m in _minutes(now, count)]
+
+
+@cache
+def _pending_statement(name: str) -> LiteralString:
+    """pending_by_type or next_run_at, with pending_groups composed in."""
+    return sql.SQL(q(name)).format(groups=sql.SQL(_fragment("pending_groups"))).as_string()
 
 
 @cache
