@@ -84,13 +84,15 @@ FOR UPDATE SKIP LOCKED
 -- best runnable jobs, as claim_one_type takes them, and the best of those. Rows a type's walk
 -- locked beyond the ones chosen are free again when the statement's transaction ends. Any
 -- type: the types with pending jobs, found in jobs_pending_idx one index descent each (the
--- recursive part), but for the paused or limited ones (skip_held_types, composed in only while
--- some are: those are claimed by claim_limited_jobs alone).
+-- recursive part: from the last type down, each found at the end of its range, where its
+-- newest jobs are, not at the front, where the entries of jobs just claimed lie until vacuum),
+-- but for the paused or limited ones (skip_held_types, composed in only while some are: those
+-- are claimed by claim_limited_jobs alone).
 WITH RECURSIVE pending_types AS (
-  (SELECT type FROM forge.jobs WHERE status = 'PENDING' ORDER BY type LIMIT 1)
+  (SELECT type FROM forge.jobs WHERE status = 'PENDING' ORDER BY type DESC LIMIT 1)
   UNION ALL
   SELECT (SELECT j.type FROM forge.jobs AS j
-          WHERE j.status = 'PENDING' AND j.type > p.type ORDER BY j.type LIMIT 1)
+          WHERE j.status = 'PENDING' AND j.type < p.type ORDER BY j.type DESC LIMIT 1)
   FROM pending_types AS p WHERE p.type IS NOT NULL
 )
 SELECT c.id FROM (
