@@ -51,7 +51,7 @@ import psycopg
 from forge_broker.errors import DATABASE_ERRORS, ResourceExhausted
 from forge_broker.loops import Outage
 from forge_broker.models import HandOff, JobRow, Lease, LeasedRow, NewJob, QueueSettings
-from forge_broker.store import Store
+from forge_broker.store import Store, new_row
 
 log = logging.getLogger("forge.dispatch")
 
@@ -253,22 +253,22 @@ class Dispatcher:
         if stream is not None:
             stream.reserved -= 1
 
-    async def hand_over(self, hand: HandOff, job: NewJob, row: JobRow) -> None:
-        """The INSERT leasing ``row`` for ``hand`` committed: send it down its stream, or give
-        it back (PENDING, the attempt not counted) if the stream closed meanwhile."""
+    async def hand_over(self, hand: HandOff, job: NewJob, job_id: str, now: datetime) -> None:
+        """The INSERT (whose now() was ``now``) that created ``job`` as ``job_id``, leased for
+        ``hand``, committed: send it down its stream, or give it back (PENDING, the attempt not
+        counted) if the stream closed meanwhile."""
         stream = self._handing.pop(hand.lease_token, None)
         if stream is None:
             return
         stream.reserved -= 1
-        job_id = str(row.id)
         if stream.closed:
             await self.store.release([Lease(job_id, hand.lease_token)])
             return
         stream.in_flight[job_id] = hand.lease_token
         self._by_job[job_id] = stream
-        leased: Claimed = [row] if not stream.lean else [LeasedRow(
-            job_id, hand.lease_token, row.type, job.payload_json, row.priority, row.attempts,
-            row.max_retries, 0.0, row.trace_context)]
+        leased: Claimed = [new_row(job_id, job, now)] if not stream.lean else [LeasedRow(
+            job_id, hand.lease_token, job.type, job.payload_json, job.priority, 1,
+            job.max_retries, 0.0, job.trace_context)]
         stream.outbox.put_nowait(leased)
 
     async def close(self, stream: LeaseStream) -> None:

@@ -8,7 +8,8 @@ import contextlib
 import dataclasses
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -267,6 +268,8 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                 unanswered += 1
                 settled.clear()
                 self._take(request, context, answer)
+                # The flush it may have started sends its INSERT before the next read is set up.
+                await asyncio.sleep(0)
         except asyncio.CancelledError:
             stopping = True
         except Exception as exc:  # the stream broke under the reader: nothing to answer to
@@ -318,17 +321,32 @@ class BrokerServicer(pb_grpc.BrokerServicer):
     async def _insert(self, jobs: list[NewJob]) -> list[tuple[JobRow, bool]]:
         """The inserter's flush: one INSERT, then each job it leased goes to its stream. Here
         rather than in the call: a call cancelled meanwhile must not strand its job's lease."""
+        if all(job.hand_off is None for job in jobs):
+            return await self.store.enqueue(jobs)
+        handed = False
+
+        async def hand_over(ids: Sequence[str], now: datetime) -> None:
+            # Every job is new: each leased one goes to its stream before the answers are made.
+            nonlocal handed
+            handed = True
+            for job, job_id in zip(jobs, ids, strict=True):
+                if job.hand_off is not None:
+                    await self.dispatcher.hand_over(job.hand_off, job, job_id, now)
+            await asyncio.sleep(0)  # the streams' tasks send them now
+
         try:
-            results = await self.store.enqueue(jobs)
+            results = await self.store.enqueue(jobs, inserted=hand_over)
         except BaseException:
             for job in jobs:
                 if job.hand_off is not None:
-                    self.dispatcher.unreserve(job.hand_off)
+                    self.dispatcher.unreserve(job.hand_off)  # a no-op once handed over
             raise
-        for job, (row, created) in zip(jobs, results, strict=True):
-            if job.hand_off is not None:
+        if not handed:  # some job's idempotency key was taken: that one leased nothing
+            for job, (row, created) in zip(jobs, results, strict=True):
+                if job.hand_off is None:
+                    continue
                 if created:
-                    await self.dispatcher.hand_over(job.hand_off, job, row)
+                    await self.dispatcher.hand_over(job.hand_off, job, str(row.id), row.created_at)
                 else:
                     self.dispatcher.unreserve(job.hand_off)
         return results

@@ -81,6 +81,8 @@ BULK_BATCH = 1000
 COPY_MIN = 200
 
 R = TypeVar("R")
+Inserted = Callable[[Sequence[str], datetime], Awaitable[None]]
+"""``Store.enqueue``'s hook: the new jobs' ids and the INSERT's now(), once it has committed."""
 _Answer = Callable[[psycopg.AsyncConnection[Any], Sequence[str], Sequence[NewJob], datetime,
                     int, Sequence[str] | None], Awaitable[list[R]]]
 """What an enqueue answers, from its INSERT's now(), row count and keyed ids inserted."""
@@ -182,21 +184,26 @@ class Store:
 
     # -- enqueue -------------------------------------------------------------------------------
 
-    async def enqueue(self, jobs: Sequence[NewJob]) -> list[tuple[JobRow, bool]]:
+    async def enqueue(self, jobs: Sequence[NewJob], *, inserted: Inserted | None = None
+                      ) -> list[tuple[JobRow, bool]]:
         """Insert ``jobs`` in one statement; return each job (new or existing) and whether it is new.
 
         All or nothing: the batch is one INSERT. A job whose idempotency key is already used
         comes back as the existing row with ``False``. New rows are built here from the request
         and the statement's ``now()``, not read back: they hold exactly what was inserted.
+
+        ``inserted``: when every job went in by one INSERT, awaited with their ids and the
+        statement's now() as soon as it has committed, before the answer is built and the
+        connection goes back to the pool (a job leased by the INSERT goes to its worker first).
         """
-        return await self._enqueue(jobs, self._enqueued, dated=True)
+        return await self._enqueue(jobs, self._enqueued, dated=True, inserted=inserted)
 
     async def enqueue_ids(self, jobs: Sequence[NewJob]) -> list[tuple[str, bool]]:
         """``enqueue``, answering only each job's id (and whether it is new): no row is built."""
         return await self._enqueue(jobs, self._enqueued_ids, dated=False)
 
-    async def _enqueue(self, jobs: Sequence[NewJob], answer: _Answer[R], *, dated: bool
-                       ) -> list[R]:
+    async def _enqueue(self, jobs: Sequence[NewJob], answer: _Answer[R], *, dated: bool,
+                       inserted: Inserted | None = None) -> list[R]:
         """``dated``: whether ``answer`` needs the statement's now() (a COPY reads it apart)."""
         if len(jobs) >= COPY_MIN and _copyable(jobs):
             return await self._copy_in([jobs], answer, dated=dated, alone=True)
@@ -205,6 +212,9 @@ class Store:
             cur = await conn.execute(*_insert(ids, jobs))
             row = await cur.fetchone()
             assert row is not None  # an aggregate always answers one row
+            now, count = row[0], row[1]
+            if inserted is not None and count == len(jobs):
+                await inserted(ids, now)
             return await answer(conn, ids, jobs, *row)
 
     async def enqueue_chunks(self, chunks: Iterable[Sequence[NewJob]]) -> list[tuple[JobRow, bool]]:
@@ -304,7 +314,7 @@ class Store:
         """The answer of ``enqueue``, from its INSERT's: each job as inserted, or the existing
         job that holds its idempotency key."""
         taken, existing = await self._taken(conn, ids, jobs, count, keyed_ids)
-        return _answers(ids, jobs, taken, existing, lambda i, job: _new_row(i, job, now),
+        return _answers(ids, jobs, taken, existing, lambda i, job: new_row(i, job, now),
                         lambda row: row)
 
     async def _enqueued_ids(self, conn: psycopg.AsyncConnection[Any], ids: Sequence[str],
@@ -989,7 +999,7 @@ def _answers(ids: Sequence[str], jobs: Sequence[NewJob], taken: set[str],
     return out
 
 
-def _new_row(job_id: str, job: NewJob, now: datetime) -> JobRow:
+def new_row(job_id: str, job: NewJob, now: datetime) -> JobRow:
     """A new job as ``insert_jobs`` wrote it in a statement whose now() is ``now``."""
     payload = job.payload if job.payload is not None else json.loads(job.payload_json)
     row = JobRow(as_uuid(job_id), job.type, payload, job.priority, job.max_retries, 0,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +40,8 @@ class EnqueueStream:
         self.client = client
         self._call: Any = None
         self._reader: asyncio.Task[None] | None = None
-        self._out: asyncio.Queue[pb.EnqueueStreamRequest | None] = asyncio.Queue()
+        # A call takes one write at a time: callers take turns, each writing its own request.
+        self._writing = asyncio.Lock()
         self._waiting: dict[int, asyncio.Future[pb.EnqueueResponse]] = {}
         self._ids = itertools.count(1)
 
@@ -54,20 +55,17 @@ class EnqueueStream:
     def open(self) -> None:
         """Open the stream now (``enqueue`` opens it when none is open)."""
         if self._call is None:
-            # Requests go through a queue that gRPC drains in a task of its own: a call takes
-            # one write at a time, and callers of enqueue do not wait for each other's.
-            self._out = asyncio.Queue()
-            self._call = self.client.stub.EnqueueStream(_drain(self._out),
-                                                        metadata=trace_metadata())
+            self._call = self.client.stub.EnqueueStream(None, metadata=trace_metadata())
             self._reader = asyncio.create_task(self._read(self._call), name="forge-enqueue-stream")
 
     async def close(self) -> None:
         """Half-close the stream and wait for the answers still due."""
-        reader = self._reader
-        if self._call is None or reader is None:
+        call, reader = self._call, self._reader
+        if call is None or reader is None:
             return
-        self._out.put_nowait(None)
         self._call = self._reader = None
+        async with self._writing:
+            await _written(call.done_writing())
         await reader
 
     async def enqueue(
@@ -85,12 +83,18 @@ class EnqueueStream:
     async def send(self, request: pb.EnqueueRequest) -> pb.EnqueueResponse:
         """Send one EnqueueRequest; its answer, as Enqueue gives it."""
         self.open()
+        call = self._call
         request_id = next(self._ids)
-        answer = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[pb.EnqueueResponse] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = answer
         try:
-            self._out.put_nowait(pb.EnqueueStreamRequest(request_id=request_id, job=request))
-            return await asyncio.wait_for(answer, self.client.timeout)
+            async with asyncio.timeout(self.client.timeout):
+                async with self._writing:
+                    failed = await _written(call.write(
+                        pb.EnqueueStreamRequest(request_id=request_id, job=request)))
+                if failed is not None and not answer.done():
+                    answer.set_exception(failed)
+                return await answer
         except TimeoutError:
             raise ForgeClientError(grpc.StatusCode.DEADLINE_EXCEEDED,
                                    f"no answer within {self.client.timeout:g}s") from None
@@ -111,11 +115,7 @@ class EnqueueStream:
                 else:
                     answer.set_result(resp.enqueued)
         except grpc.RpcError as exc:
-            failure = error_from(exc)
-            if failure.code is grpc.StatusCode.INTERNAL and failure.details.endswith("from Core"):
-                # gRPC's own verdict on a write to a connection that broke, not the broker's.
-                failure = ForgeClientError(grpc.StatusCode.UNAVAILABLE,
-                                           f"the connection to the broker broke ({failure.details})")
+            failure = _ended(exc)
         finally:
             if self._call is call:
                 self._call = self._reader = None
@@ -124,11 +124,27 @@ class EnqueueStream:
                     answer.set_exception(failure)
 
 
-async def _drain(out: asyncio.Queue[pb.EnqueueStreamRequest | None]
-                 ) -> AsyncIterator[pb.EnqueueStreamRequest]:
-    """The stream's requests as they are queued, until None (the half-close)."""
-    while (request := await out.get()) is not None:
-        yield request
+def _ended(exc: grpc.RpcError) -> ForgeClientError:
+    """Why the stream ended, as its waiting enqueues raise it."""
+    failure = error_from(exc)
+    if failure.code is grpc.StatusCode.INTERNAL and failure.details.endswith("from Core"):
+        # gRPC's own verdict on a write to a connection that broke, not the broker's.
+        failure = ForgeClientError(grpc.StatusCode.UNAVAILABLE,
+                                   f"the connection to the broker broke ({failure.details})")
+    return failure
+
+
+async def _written(write: Awaitable[None]) -> ForgeClientError | None:
+    """Await a write (or the half-close) on the stream; None once gRPC has taken it, else
+    why not. A write fails only when the stream has ended, and then the reader fails every
+    waiting answer with the stream's own error; this one is for an answer it missed."""
+    try:
+        await write
+    except grpc.RpcError as exc:
+        return _ended(exc)
+    except asyncio.InvalidStateError:  # the call ended before this write
+        return ForgeClientError(grpc.StatusCode.UNAVAILABLE, "the stream ended")
+    return None
 
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
