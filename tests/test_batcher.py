@@ -43,3 +43,19 @@ def test_calls_from_many_tasks_are_each_answered_their_own() -> None:
 
     answers = asyncio.run(main())
     assert answers == [[2 * (n * 100 + k) for k in range(20)] for n in range(16)]
+
+
+def test_a_batcher_is_idle_only_with_nothing_waiting_or_flushing() -> None:
+    async def main() -> list[bool]:
+        batcher = Batcher(doubled, max_items=10, name="test", concurrency=1)
+        seen = [batcher.idle]
+        call = batcher.start([1])
+        seen.append(batcher.idle)  # waiting, its flush not yet begun
+        await asyncio.sleep(0)
+        seen.append(batcher.idle)  # flushing
+        await call
+        await asyncio.sleep(0)
+        seen.append(batcher.idle)
+        return seen
+
+    assert asyncio.run(main()) == [True, False, False, True]

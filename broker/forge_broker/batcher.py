@@ -52,6 +52,11 @@ class Batcher(Generic[Item, Result]):
         self._waiting: list[_Call[Item, Result]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing waits or is being flushed: a call now is flushed alone, at once."""
+        return not self._tasks and not self._waiting
+
     async def submit(self, items: Sequence[Item]) -> list[Result]:
         """The results for ``items``, in order, once a flush has carried them."""
         return await self.start(items)

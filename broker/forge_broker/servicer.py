@@ -267,9 +267,12 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                 await window.acquire()
                 unanswered += 1
                 settled.clear()
+                alone = self.inserter.idle
                 self._take(request, context, answer)
-                # The flush it may have started sends its INSERT before the next read is set up.
-                await asyncio.sleep(0)
+                if alone:
+                    # The flush it started sends its INSERT before the next read is set up (on
+                    # a busy broker, the flushes already running carry the request instead).
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:
             stopping = True
         except Exception as exc:  # the stream broke under the reader: nothing to answer to
