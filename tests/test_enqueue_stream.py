@@ -79,6 +79,23 @@ def test_an_idempotency_key_answers_the_existing_job_as_enqueue_does(stub: Stub)
     assert stream.close() == []
 
 
+def test_a_request_asking_for_ids_is_answered_with_its_jobs_id_alone(stub: Stub) -> None:
+    ids = pb.EnqueueBatchRequest.ANSWER_IDS
+    stream = Open(stub)
+    new = stream.ask(pb.EnqueueStreamRequest(request_id=1, answer=ids, job=pb.EnqueueRequest(
+        type="stream.job", payload_json='{"a": 1}', idempotency_key="k", priority=3)))
+    assert new.request_id == 1 and new.enqueued.created
+    job = stub.GetJob(pb.GetJobRequest(id=new.enqueued.job.id), timeout=5)
+    assert (job.type, dict(job.payload), job.priority) == ("stream.job", {"a": 1.0}, 3)
+    assert new.enqueued.job == pb.Job(id=job.id)
+    again = stream.ask(pb.EnqueueStreamRequest(request_id=2, answer=ids, job=pb.EnqueueRequest(
+        type="stream.job", idempotency_key="k")))
+    assert not again.enqueued.created and again.enqueued.job == pb.Job(id=job.id)
+    full = stream.ask(req(3, idempotency_key="k"))
+    assert full.enqueued.job == job
+    assert stream.close() == []
+
+
 @pytest.mark.parametrize(("job", "field"), [
     ({"type": ""}, "job.type"),
     ({"priority": 5000}, "job.priority"),
@@ -161,6 +178,9 @@ def test_the_python_client_stream_answers_concurrent_enqueues_each_its_own(
                 await stream.enqueue("stream.client", priority=5000)
             again = await stream.enqueue("stream.client", {"i": 0}, idempotency_key="once")
             assert (await stream.enqueue("stream.client", idempotency_key="once")).id == again.id
+            assert await stream.enqueue_id("stream.client", idempotency_key="once") == again.id
+            new_id = await stream.enqueue_id("stream.client", {"i": 50}, priority=50)
+            assert (await client.get(new_id)).payload["i"] == 50
             return list(jobs), refused.value
 
     jobs, refused = asyncio.run(main())

@@ -207,12 +207,17 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                 new = new._replace(hand_off=hand)
         return self.inserter.start([new])
 
-    def _enqueued(self, resp: pb.EnqueueResponse, row: JobRow, created: bool) -> None:
-        """Fill the answer to one Enqueue, in place (a constructor would copy the Job)."""
+    def _enqueued(self, resp: pb.EnqueueResponse, row: JobRow, created: bool, *,
+                  id_only: bool = False) -> None:
+        """Fill the answer to one Enqueue, in place (a constructor would copy the Job); with
+        ``id_only`` (an EnqueueStream request's ANSWER_IDS) its job carries the id alone."""
         if created:
             self.metrics.enqueued(row.type)
         resp.created = created
-        convert.fill_job(resp.job, row)
+        if id_only:
+            resp.job.id = str(row.id)
+        else:
+            convert.fill_job(resp.job, row)
 
     async def EnqueueStream(self, requests: AsyncIterator[pb.EnqueueStreamRequest],
                             context: Ctx) -> AsyncIterator[pb.EnqueueStreamResponse]:
@@ -292,25 +297,27 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             _refuse(resp, exc)
             answer(resp)
             return
+        id_only = request.answer == pb.EnqueueBatchRequest.ANSWER_IDS
         if tracing.TRACER is not None:
-            task = asyncio.create_task(self._take_traced(job, context, resp, answer))
+            task = asyncio.create_task(self._take_traced(job, context, resp, answer, id_only))
             self._traced_takes.add(task)
             task.add_done_callback(self._traced_takes.discard)
             return
         self._start_enqueue(job).add_done_callback(
-            functools.partial(self._answer_take, resp, answer))
+            functools.partial(self._answer_take, resp, answer, id_only))
 
     async def _take_traced(self, job: NewJob, context: Ctx, resp: pb.EnqueueStreamResponse,
-                           answer: Callable[[pb.EnqueueStreamResponse], None]) -> None:
+                           answer: Callable[[pb.EnqueueStreamResponse], None],
+                           id_only: bool) -> None:
         """``_take`` in a span of its own (a child of the stream's context) that lasts until
         the job is in."""
         with _enqueue_span("EnqueueStream", context) as carrier:
             done = self._start_enqueue(job._replace(trace_context=carrier))
             await asyncio.wait([done])
-        self._answer_take(resp, answer, done)
+        self._answer_take(resp, answer, id_only, done)
 
     def _answer_take(self, resp: pb.EnqueueStreamResponse,
-                     answer: Callable[[pb.EnqueueStreamResponse], None],
+                     answer: Callable[[pb.EnqueueStreamResponse], None], id_only: bool,
                      done: asyncio.Future[list[tuple[JobRow, bool]]]) -> None:
         if done.cancelled():
             _refuse(resp, asyncio.CancelledError())
@@ -318,7 +325,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
             _refuse(resp, exc)
         else:
             [(row, created)] = done.result()
-            self._enqueued(resp.enqueued, row, created)
+            self._enqueued(resp.enqueued, row, created, id_only=id_only)
         answer(resp)
 
     async def _insert(self, jobs: list[NewJob]) -> list[tuple[JobRow, bool]]:
