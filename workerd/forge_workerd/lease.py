@@ -53,6 +53,8 @@ class LeaseLoop:
                     async for resp in call:
                         self.backoff.reset()
                         self.on_jobs(resp.jobs)
+                        # Idle slots start these jobs before the next read is set up.
+                        await asyncio.sleep(0)
                 finally:
                     call.cancel()
                 # Brokers end streams when they stop; whether this one is gone the health
