@@ -681,20 +681,18 @@ WITH RECURSIVE groups AS (
 )
 
 -- name: pending_by_type
--- Per type with pending jobs: how many are scheduled in the future, and the oldest runnable
--- and the next future run_at: short walks within each of pending_groups (a group's first entry
--- is its oldest run_at, the scheduled ones are its last; only the oldest runnable one is looked
--- for at the end where claimed entries lie). A type without pending jobs has no row.
+-- Stats' per-type figures: how many pending jobs are scheduled in the future, and the oldest
+-- runnable run_at: short walks within each of pending_groups (a group's first entry is its
+-- oldest run_at, the scheduled ones are its last; only the oldest runnable one is looked for at
+-- the end where claimed entries lie). A type without pending jobs has no row. The next future
+-- run_at is next_run_at's.
 {groups}SELECT g.type,
        sum((SELECT count(*) FROM forge.jobs
             WHERE status = 'PENDING' AND type = g.type AND priority = g.priority
               AND run_at > now()))::bigint AS scheduled,
        min((SELECT min(run_at) FROM forge.jobs
             WHERE status = 'PENDING' AND type = g.type AND priority = g.priority
-              AND run_at <= now())) AS oldest_run_at,
-       min((SELECT min(run_at) FROM forge.jobs
-            WHERE status = 'PENDING' AND type = g.type AND priority = g.priority
-              AND run_at > now())) AS next_run_at
+              AND run_at <= now())) AS oldest_run_at
 FROM groups AS g
 WHERE g.priority IS NOT NULL
 GROUP BY g.type;

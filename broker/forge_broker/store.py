@@ -782,7 +782,7 @@ class Store:
             if pending_types:
                 cur = await conn.execute(_pending_statement("pending_by_type"),
                                          {"types": pending_types})
-                for type_, n_sched, oldest, _next in await cur.fetchall():
+                for type_, n_sched, oldest in await cur.fetchall():
                     scheduled[type_] = (int(n_sched), oldest)
             points = {row[0]: (int(row[1]), int(row[2]))
                       for row in await (await conn.execute(q("throughput_last_hour"))).fetchall()}
