@@ -29,11 +29,11 @@ def test_each_service_runs_a_job_end_to_end_on_the_loop_it_is_told(
                 job_id = resp.json()["job"]["id"]
                 assert wait_until(lambda: job_row(dsn, job_id)["status"] == "COMPLETED", 15), \
                     worker.log_text()
-                assert f"({loop} event loop)" in worker.log_text()
+                assert f"({loop} event loop," in worker.log_text()
         finally:
             gateway.stop()
-        assert f"({loop} event loop)" in broker.log_text()
-        assert f"{loop} event loop)" in gateway.log_text()
+        assert f"({loop} event loop," in broker.log_text()
+        assert f"{loop} event loop," in gateway.log_text()
     finally:
         broker.stop()
         drop_database(pg_admin_dsn, dsn)

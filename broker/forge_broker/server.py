@@ -27,6 +27,7 @@ from forge_broker.servicer import BrokerServicer, add_to_server
 from forge_broker.stats import StatsHub
 from forge_broker.store import Store
 from forge_broker.streams import StreamCaps
+from forge_common import grpcenv
 from forge_common.exporter import Exporter
 
 log = logging.getLogger("forge.broker")
@@ -111,8 +112,8 @@ class Broker:
         await self._set_health(self._serving)
         self._health_task = asyncio.create_task(
             every(cfg.tick_seconds, self._check_database, log, "health check"), name="health")
-        log.info("broker %s listening on %s:%d (%s event loop)", cfg.broker_id, cfg.host,
-                 self.port, cfg.event_loop)
+        log.info("broker %s listening on %s:%d (%s event loop, gRPC on %s)", cfg.broker_id,
+                 cfg.host, self.port, cfg.event_loop, grpcenv.engine())
         _log_security(cfg)
 
     async def _set_health(self, serving: bool) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from forge_common import jsonlog, tracing
+from forge_common import grpcenv, jsonlog, tracing
 from forge_gateway.app import create_app
 from forge_gateway.config import Config
 from forge_gateway.connections import fit_open_files, guarded_protocol
@@ -66,8 +66,8 @@ def _announce_when_started(server: uvicorn.Server, config: Config) -> None:
             for sock in s.sockets:
                 port = sock.getsockname()[1]
         logging.getLogger("gateway").info(
-            "gateway listening on %s:%d (broker %s, %s event loop)", config.host, port,
-            config.broker, config.event_loop
+            "gateway listening on %s:%d (broker %s, %s event loop, gRPC on %s)", config.host,
+            port, config.broker, config.event_loop, grpcenv.engine()
         )
 
     server.startup = startup  # type: ignore[method-assign]

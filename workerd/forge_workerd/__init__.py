@@ -11,9 +11,13 @@
         ...
 """
 
-from forge_workerd.context import Cancellation, JobContext
-from forge_workerd.errors import Fail, Retry
-from forge_workerd.registry import REGISTRY, Registry, Schedule, handler
+from forge_common import grpcenv as _grpcenv
+
+_grpcenv.prefer_iomgr()  # before the imports below, which import grpc
+
+from forge_workerd.context import Cancellation, JobContext  # noqa: E402
+from forge_workerd.errors import Fail, Retry  # noqa: E402
+from forge_workerd.registry import REGISTRY, Registry, Schedule, handler  # noqa: E402
 
 __all__ = ["REGISTRY", "Cancellation", "Fail", "JobContext", "Registry", "Retry", "Schedule",
            "handler"]

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 
 from forge.v1 import broker_pb2 as pb
-from forge_common import tracing
+from forge_common import grpcenv, tracing
 from forge_workerd import schedules
 from forge_workerd.config import Config
 from forge_workerd.context import JobContext
@@ -85,8 +85,9 @@ class Worker:
         declaring = asyncio.create_task(schedules.put_all(link, self.registry.schedules),
                                         name="schedules")
         log.info("workerd %s: leasing %s from %s, concurrency %d, prefetch %d, lease %ds, grace %gs"
-                 " (%s event loop)", cfg.worker_id, ",".join(self.types), cfg.broker,
-                 cfg.concurrency, cfg.prefetch, cfg.lease_seconds, cfg.grace, cfg.event_loop)
+                 " (%s event loop, gRPC on %s)", cfg.worker_id, ",".join(self.types), cfg.broker,
+                 cfg.concurrency, cfg.prefetch, cfg.lease_seconds, cfg.grace, cfg.event_loop,
+                 grpcenv.engine())
         stopping = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({leasing, stopping}, return_when=asyncio.FIRST_COMPLETED)
