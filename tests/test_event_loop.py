@@ -1,6 +1,7 @@
 """FORGE_EVENT_LOOP: the broker, workerd and the gateway run on uvloop by default (it is a
-dependency) or on asyncio's own loop when told, serving the same whole path either way, and a
-bad value stops each at start with a message naming the setting."""
+dependency) or on asyncio's own loop when told, serving the same whole path either way (with
+gRPC on its iomgr engine), and a bad value stops each at start with a message naming the
+setting."""
 
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ def test_each_service_runs_a_job_end_to_end_on_the_loop_it_is_told(
             gateway.stop()
         assert f"({loop} event loop," in broker.log_text()
         assert f"{loop} event loop," in gateway.log_text()
+        # The test process leaves GRPC_EXPERIMENTS unset (it imports grpc before any service
+        # package), so each service chose gRPC's iomgr engine itself (forge_common.grpcenv).
+        for service in (broker, worker, gateway):
+            assert "gRPC on iomgr)" in service.log_text(), service.log_text()
+            # grpcio logs (and ignores) an experiment it does not know: an upgrade that drops
+            # one of those turned off shows here rather than as a quiet change of engine.
+            assert "Unknown experiment" not in service.log_text(), service.log_text()
     finally:
         broker.stop()
         drop_database(pg_admin_dsn, dsn)
