@@ -25,14 +25,12 @@ IOMGR = "-event_engine_client,-event_engine_listener"
 grpc's defaults."""
 
 
-def prefer_iomgr() -> bool:
+def prefer_iomgr() -> None:
     """Set ``GRPC_EXPERIMENTS`` to ``IOMGR`` unless it is set or grpc is already imported (too
     late to matter for this process, and children should not inherit a choice this process did
-    not make). True when it set it."""
-    if VAR in os.environ or "grpc" in sys.modules:
-        return False
-    os.environ[VAR] = IOMGR
-    return True
+    not make)."""
+    if VAR not in os.environ and "grpc" not in sys.modules:
+        os.environ[VAR] = IOMGR
 
 
 def engine() -> str:
