@@ -349,6 +349,35 @@ async def test_a_lease_token_is_held_exactly_while_a_job_is_processing(store: St
             await conn.execute("UPDATE forge.jobs SET lease_token = NULL WHERE id = %s", (row.id,))
 
 
+WAIT_BOUNDS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000,
+                  300000, 900000, 3600000)
+
+
+async def test_a_wait_falls_in_the_bucket_of_the_first_bound_above_it(dsn: str) -> None:
+    """forge.wait_bucket, every bound and either side of it, a grid of waits up to days: the
+    bound above the wait in milliseconds (a wait on a bound counts toward the next one up), a
+    day for any wait past the last bound, as the numeric formula it replaced answered."""
+    by_numeric = ("('{1,2,5,10,20,50,100,200,500,1000,2000,5000,10000,30000,60000,300000,900000,"
+                  "3600000,86400000}'::float8[])[width_bucket(extract(epoch FROM w) * 1000, "
+                  "'{1,2,5,10,20,50,100,200,500,1000,2000,5000,10000,30000,60000,300000,900000,"
+                  "3600000}'::float8[]) + 1]")
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        cur = await conn.execute(f"""
+            WITH waits(w) AS (
+              SELECT b * interval '1 ms' + d * interval '1 microsecond'
+              FROM unnest(%(bounds)s::int[]) AS b, unnest('{{-1,0,1}}'::int[]) AS d
+              UNION ALL SELECT v * interval '1 microsecond' FROM generate_series(0, 5000000, 997) v
+              UNION ALL SELECT v * interval '1 second' FROM generate_series(0, 200000, 61) v
+              UNION ALL VALUES (interval '3 days'), (interval '0'))
+            SELECT w, forge.wait_bucket(w), {by_numeric} FROM waits""",
+            {"bounds": list(WAIT_BOUNDS_MS)})
+        rows = await cur.fetchall()
+    assert len(rows) > 8000
+    for wait, bucket, expected in rows:
+        above = next((b for b in WAIT_BOUNDS_MS if wait < timedelta(milliseconds=b)), 86400000)
+        assert (bucket, expected) == (above, above), wait
+
+
 async def test_throughput_and_queue_wait_count_each_kind_of_update_once(
         store: Store, completer: Completer, dsn: str) -> None:
     """The counter trigger reads most moves from new_rows alone: a claim, an ack, a nack, a
