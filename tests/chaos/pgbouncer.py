@@ -62,11 +62,8 @@ class PgBouncer:
             for path in (self.root, *self.root.iterdir()):
                 shutil.chown(path, user.pw_uid, user.pw_gid)
         self.proc = subprocess.Popen(
-            [str(BINARY), str(self.root / "pgbouncer.ini")], cwd=self.root,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            user=None if user is None else user.pw_uid,
-            group=None if user is None else user.pw_gid,
-            extra_groups=None if user is None else [])
+            self.cluster.as_run_as([str(BINARY), str(self.root / "pgbouncer.ini")]),
+            cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
