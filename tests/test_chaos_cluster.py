@@ -14,32 +14,36 @@ import subprocess
 
 from tests.chaos.postgres import PgCluster
 
-_libc = ctypes.CDLL(None)
 _forks = [0]
+_handler: list[object] = []  # the registered callback, kept alive for as long as the process
 
 
 def _count_fork() -> None:
     _forks[0] += 1
 
 
-# Registered once for the whole test process (a handler cannot be taken back); it only counts.
-# glibc exports the registration as __register_atfork (pthread_atfork is a static wrapper).
-_PREPARE = ctypes.CFUNCTYPE(None)(_count_fork)
-_libc.__register_atfork(_PREPARE, None, None, None)
+def forks() -> int:
+    """Forks of this process so far, counted by a fork handler registered on the first call
+    (once for the process: a handler cannot be taken back; it only counts). glibc exports the
+    registration as __register_atfork (pthread_atfork is a static wrapper)."""
+    if not _handler:
+        _handler.append(ctypes.CFUNCTYPE(None)(_count_fork))
+        ctypes.CDLL(None).__register_atfork(_handler[0], None, None, None)
+    return _forks[0]
 
 
 def test_the_counter_sees_a_fork() -> None:
     """The check below means something: a child that must fork is counted."""
-    before = _forks[0]
+    before = forks()
     subprocess.run(["true"], check=True, preexec_fn=lambda: None)
-    assert _forks[0] == before + 1
+    assert forks() == before + 1
 
 
 def test_the_clusters_tools_run_without_fork_handlers() -> None:
     cluster = PgCluster()
     try:
-        before = _forks[0]
+        before = forks()
         cluster.run_tool("pg_ctl", "--version")
-        assert _forks[0] == before, "the tool's child was forked: gRPC's fork handlers ran in it"
+        assert forks() == before, "the tool's child was forked: gRPC's fork handlers ran in it"
     finally:
         cluster.destroy()

@@ -85,8 +85,8 @@ class PgCluster:
                        cwd=self.root)
 
     def init(self) -> PgCluster:
-        self.run_tool("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "utf8",
-                  "--no-sync")
+        self.run_tool("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres",
+                      "-E", "utf8", "--no-sync")
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
                 "\n# forge chaos run\n"
@@ -113,8 +113,8 @@ class PgCluster:
         (``pg_basebackup -R -X stream``: its ``primary_conninfo`` names this one); not started.
         The fast checkpoint: a spread one would hold the backup for minutes."""
         replica.run_tool("pg_basebackup", "-D", str(replica.data), "-R", "-X", "stream",
-                     "-c", "fast", "-d", f"host=127.0.0.1 port={self.port} user=postgres "
-                     f"application_name=standby-{replica.port}")
+                         "-c", "fast", "-d", f"host=127.0.0.1 port={self.port} user=postgres "
+                         f"application_name=standby-{replica.port}")
         with (replica.data / "postgresql.conf").open("a") as conf:  # the last setting wins
             conf.write(f"port = {replica.port}\nunix_socket_directories = '{replica.root}'\n")
         return replica
