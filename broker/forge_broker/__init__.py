@@ -3,3 +3,4 @@
 from forge_common import grpcenv as _grpcenv
 
 _grpcenv.prefer_iomgr()  # before any module of the package imports grpc
+_grpcenv.no_fork_handlers()
