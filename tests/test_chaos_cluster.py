@@ -2,7 +2,7 @@
 
 Run as root, the cluster runs its tools (``initdb``, ``pg_ctl``) as an unprivileged user. Asked
 to change user itself, Python forks rather than vforks, and a forked child runs gRPC's fork
-handlers before it execs: with a gRPC channel just closed, about one child in 300 to 1,000 died of
+handlers before it execs: with a gRPC channel just closed, about one child in 300 to 1,500 died of
 SIGSEGV or SIGABRT, and a CI run lost its chaos test to a ``pg_ctl start`` that did. A vforked
 child runs no fork handlers, so this test counts them rather than waiting for a rare crash.
 """

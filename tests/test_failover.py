@@ -213,7 +213,7 @@ def fail_over(pair: Pair, effects: Path) -> Run:
             # once the standby has it; one still waiting for it was not answered either).
             acked = completed(statuses(pair.primary.dsn(DB)))
             os.kill(sender, signal.SIGKILL)  # what it held back never reaches the standby
-            pair.primary.crash()
+            pair.primary.stop("immediate")
             killed_at = time.monotonic()
             time.sleep(1.0)  # the brokers meet a dead primary and a standby that refuses writes
             with psycopg.connect(pair.standby.dsn(DB), autocommit=True) as conn:

@@ -1,4 +1,5 @@
-"""gRPC's I/O engine for a Forge service's process, chosen before grpc is first imported.
+"""gRPC's I/O engine for a Forge service's process, chosen before grpc is first imported (and,
+for the broker, gRPC's fork handlers turned off: ``no_fork_handlers``).
 
 grpcio 1.6x onwards moves each connection's reads and writes to its EventEngine: a poller
 thread that hands every read to a thread pool, which hands it to the completion queue that

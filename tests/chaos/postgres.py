@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
@@ -73,7 +71,7 @@ class PgCluster:
         """``argv`` as a command that runs as ``run_as``: prefixed with ``setpriv`` when we are
         root. Not ``subprocess``'s ``user=``: asked to change user itself, Python forks instead
         of vforking, and a forked child runs gRPC's fork handlers before it execs, which killed
-        about one child in 300 to 1,000 with SIGSEGV or SIGABRT after a channel closed."""
+        about one child in 300 to 1,500 with SIGSEGV or SIGABRT after a channel closed."""
         if self._user is None:
             return argv
         return ["setpriv", f"--reuid={self._user.pw_uid}", f"--regid={self._user.pw_gid}",
@@ -124,19 +122,6 @@ class PgCluster:
         does (``pg_promote(wait => true)``)."""
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             conn.execute("SELECT pg_promote(wait => true, wait_seconds => 60)")
-
-    def crash(self) -> None:
-        """What ``stop("immediate")`` does: SIGQUIT to the postmaster, which kills every server
-        process at once; returns once it has exited (its pid file gone: what ``pg_ctl -w`` waits
-        for too)."""
-        pid_file = self.data / "postmaster.pid"
-        pid = int(pid_file.read_text().split()[0])
-        os.kill(pid, signal.SIGQUIT)
-        deadline = time.monotonic() + 30
-        while pid_file.exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"postmaster {pid} still running 30 s after SIGQUIT")
-            time.sleep(0.01)
 
     def start(self) -> None:
         self.run_tool("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
