@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--single-jobs", type=int, help="jobs enqueued singly by 16 clients (default 5,000)")
     ap.add_argument("--latency-jobs", type=int, help="jobs in the latency scenario (default 500)")
     ap.add_argument("--concurrency", type=int, help="each workerd's --concurrency (default 100)")
-    ap.add_argument("--prefetch", type=int, help="each workerd's --prefetch (default 900)")
+    ap.add_argument("--prefetch", type=int, help="each workerd's --prefetch (default 1900)")
     ap.add_argument("--gateway-jobs", type=int, help="jobs POSTed to the gateway (default 5,000)")
     ap.add_argument("--scheduled-jobs", type=int, help="jobs in the scheduled scenario (default 100)")
     ap.add_argument("--backlog-small", type=int, help="pending rows of the small backlog (default 10,000)")

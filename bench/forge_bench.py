@@ -66,9 +66,10 @@ class Params:
     """workerd processes in the drain."""
     concurrency: int = 100
     """Each workerd's --concurrency."""
-    prefetch: int = 900
-    """Each workerd's --prefetch (max_in_flight is concurrency + prefetch: 1,000, the broker's
-    default limit), as docs/operations.md recommends for many very short jobs."""
+    prefetch: int = 1900
+    """Each workerd's --prefetch: max_in_flight is concurrency + prefetch, 2,000, a window of two
+    claims (the broker claims at most 1,000 at a time), as docs/operations.md recommends for many
+    very short jobs: the worker runs one claim's jobs while the next is claimed."""
     timeout: float = 600.0
     # Forge-only scenarios (see docs/benchmarks.md).
     gateway_jobs: int = 5_000

@@ -242,6 +242,28 @@ def test_stream_keeps_at_most_max_in_flight_and_refills_on_ack(stub: Stub) -> No
     assert stub.GetJob(pb.GetJobRequest(id=held[0].job.id), timeout=5).result["ok"] is True
 
 
+def test_a_window_wider_than_one_claim_is_filled_by_claims_of_at_most_1000_without_acks(
+        stub: Stub) -> None:
+    # The default FORGE_MAX_IN_FLIGHT takes a window of 2,500; each push is one claim's rows.
+    stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=[pb.EnqueueRequest(type="wide")] * 2500),
+                      timeout=30)
+    stream = stub.Lease(pb.LeaseRequest(worker_id="w", types=["wide"], max_in_flight=2500,
+                                        job_view=pb.LeaseRequest.JOB_VIEW_LEAN), timeout=30)
+    pushes: list[int] = []
+    ids: set[str] = set()
+    try:
+        for resp in stream:
+            pushes.append(len(resp.jobs))
+            ids.update(j.job.id for j in resp.jobs)
+            if len(ids) >= 2500:
+                break
+    finally:
+        stream.cancel()
+    assert len(ids) == 2500 and sum(pushes) == 2500
+    assert max(pushes) <= 1000 and len(pushes) >= 3, pushes
+    assert stub.Stats(pb.StatsRequest(), timeout=5).processing == 2500
+
+
 def test_nack_reports_where_the_job_went(stub: Stub) -> None:
     stub.Enqueue(pb.EnqueueRequest(type="t", max_retries=1), timeout=5)
     leased = lease_one(stub)

@@ -103,7 +103,7 @@ def test_a_message_over_the_size_limit_is_resource_exhausted_and_the_broker_carr
 def test_limit_settings_have_defaults_and_refuse_bad_values() -> None:
     cfg = Config.from_env({})
     assert (cfg.max_message_bytes, cfg.max_send_message_bytes) == (16 << 20, 64 << 20)
-    assert (cfg.max_in_flight, cfg.max_lease_streams) == (1000, 1000)
+    assert (cfg.max_in_flight, cfg.max_lease_streams) == (10_000, 1000)
     # A broker told to take bigger messages answers with messages at least as big.
     assert Config.from_env({"FORGE_MAX_MESSAGE_BYTES": str(128 << 20)}).max_send_message_bytes == 128 << 20
     assert Config.from_env({"FORGE_MAX_LEASE_STREAMS": "0"}).max_lease_streams == 0  # no limit

@@ -30,6 +30,8 @@ def test_config_defaults_environment_and_flags() -> None:
     assert Config.from_args([], env={}).prefetch == 0
     assert Config.from_args([], env={"WORKERD_PREFETCH": "7"}).prefetch == 7
     assert Config.from_args(["--prefetch", "9"], env={"WORKERD_PREFETCH": "7"}).prefetch == 9
+    # Up to a window of 10,000 with the most --concurrency: the broker's default limit.
+    assert Config.from_args(["--concurrency", "1000", "--prefetch", "9000"], env={}).prefetch == 9000
     # A variable set but blank counts as unset, as for the broker's and the gateway's.
     assert Config.from_args([], env={"WORKERD_CONCURRENCY": " ", "WORKERD_GRACE": ""}).concurrency == 8
 
@@ -38,7 +40,7 @@ def test_config_defaults_environment_and_flags() -> None:
     (["--concurrency", "0"], "--concurrency"),
     (["--concurrency", "x"], "--concurrency"),
     (["--prefetch", "-1"], "--prefetch"),
-    (["--prefetch", "1001"], "--prefetch"),
+    (["--prefetch", "9001"], "--prefetch"),
     (["--lease-seconds", "3601"], "--lease-seconds"),
     (["--grace", "-1"], "--grace"),
     (["--grace", "nan"], "--grace"),

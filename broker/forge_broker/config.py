@@ -107,8 +107,10 @@ class Config:
     by their sender."""
     max_send_message_bytes: int = 64 * 1024 * 1024
     """Largest gRPC message sent: a page of ListJobs or a batch of leased jobs with big payloads."""
-    max_in_flight: int = 1000
-    """Most jobs one Lease stream may hold at once (its request's max_in_flight)."""
+    max_in_flight: int = 10_000
+    """Most jobs one Lease stream may hold at once (its request's max_in_flight): as many as one
+    Settle or Heartbeat carries, so a worker settles or extends its whole window in one call.
+    Each claim takes at most dispatch.CLAIM_MAX of them."""
     max_lease_streams: int = 1000
     """Most Lease streams open on this broker at once; 0 means no limit."""
     max_streams_per_peer: int = 200

@@ -3,7 +3,8 @@
 One loop per broker. It wakes on NOTIFY (a job became runnable, or a job of a limited type
 stopped running anywhere), on an ack freeing capacity, on a new stream, on a change of queue
 settings, and on a timer set to the next scheduled run_at or the moment a rate window frees;
-then each stream with free capacity claims what it can take in one query. Jobs claimed for a
+then each stream with free capacity claims what it can take, CLAIM_MAX jobs a query at most
+(a stream with more room gets the next claim in the round that follows at once). Jobs claimed for a
 stream sit in its outbox until the stream's RPC sends them; if the stream closes first they
 are released unharmed.
 
@@ -60,6 +61,13 @@ QUEUES_CHANNEL = "forge_queues"
 
 CLAIMS_AT_ONCE = 2
 """Most claims one broker runs at the same time (each holds a pooled connection)."""
+
+CLAIM_MAX = 1000
+"""Most jobs one claim takes. A stream with room for more is claimed for again in the next
+round, which follows at once: so a worker whose window holds two claims or more runs the jobs of
+one while the next is claimed, and settles them while the next ones run, where a window of one
+claim leaves it waiting on each step in turn. It also bounds the transaction-scoped advisory
+locks one claim holds (docs/operations.md, "Several brokers")."""
 
 Claimed = list[JobRow] | list[LeasedRow]
 """One claim's rows for one stream, in the view the stream asked for."""
@@ -393,6 +401,7 @@ class Dispatcher:
         wanting = [(s, s.capacity()) for s in streams if s not in skip]
         wanting = [(s, want) for s, want in wanting if want > 0]
         hungry: list[LeaseStream] = [s for s in waiting if s.capacity() > 0]
+        more = False  # a stream found all it asked for and has room left: another round
         # Claims for different streams overlap, CLAIMS_AT_ONCE at a time: one stream's claim
         # runs in the database while another's rows are being sent.
         for i in range(0, len(wanting), CLAIMS_AT_ONCE):
@@ -408,11 +417,16 @@ class Dispatcher:
                     raise full
                 if not full:
                     hungry.append(stream)
+                elif stream.capacity() > 0:
+                    more = True
+        if more:
+            self._wake.set()
         await self._arm_timer(hungry)
 
     async def _fill(self, stream: LeaseStream, want: int) -> bool:
         """Claim up to ``want`` jobs for ``stream``; False if fewer were runnable."""
-        want = min(want, stream.capacity())  # a hand-off may have taken room since the round began
+        # A hand-off may have taken room since the round began.
+        want = min(want, stream.capacity(), CLAIM_MAX)
         if want <= 0:
             return True
         claim = self.store.claim_leases if stream.lean else self.store.claim

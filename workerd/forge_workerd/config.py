@@ -21,6 +21,9 @@ from forge_workerd.errors import ConfigError
 
 DEFAULT_BROKER = "localhost:50051"
 DEFAULT_HANDLERS = ("forge_workerd.demo",)
+MAX_PREFETCH = 9000
+"""With the most --concurrency (1000), a window of 10,000: the broker's default FORGE_MAX_IN_FLIGHT,
+and as many leases as one Settle or Heartbeat carries."""
 
 # The options with a variable behind them, read as text: Config.build checks them.
 OPTIONS = (
@@ -31,7 +34,7 @@ OPTIONS = (
     settings.Option("--concurrency", "WORKERD_CONCURRENCY", "8", "jobs run at once, 1 to 1000"),
     settings.Option("--prefetch", "WORKERD_PREFETCH", "0",
                     "jobs leased beyond --concurrency, waiting for a free slot, so a busy worker "
-                    "never waits on the broker between short jobs; 0 to 1000"),
+                    "never waits on the broker between short jobs; 0 to 9000"),
     settings.Option("--handlers", "WORKERD_HANDLERS", ",".join(DEFAULT_HANDLERS),
                     "comma-separated modules that define handlers"),
     settings.Option("--grace", "WORKERD_GRACE", "30",
@@ -135,7 +138,7 @@ class Config:
             return cls(
                 broker=_broker(broker), types=_names(types),
                 concurrency=settings.integer("--concurrency", concurrency, 1, 1000),
-                prefetch=settings.integer("--prefetch", prefetch, 0, 1000),
+                prefetch=settings.integer("--prefetch", prefetch, 0, MAX_PREFETCH),
                 handlers=_handlers(handlers), grace=settings.number("--grace", grace, low=0),
                 lease_seconds=settings.integer("--lease-seconds", lease_seconds, 1, 3600),
                 worker_id=_worker_id(worker_id), log_json=log_json, log_level=_level(log_level),
