@@ -342,6 +342,33 @@ def test_settle_judges_each_item_on_its_own(stub: Stub) -> None:
     assert got[out_of_retries.job.id].status == pb.Job.DEAD
 
 
+def test_settle_asked_for_refused_acks_only_answers_each_ack_not_recorded_with_its_index(
+        stub: Stub) -> None:
+    stub.EnqueueBatch(pb.EnqueueBatchRequest(jobs=[pb.EnqueueRequest(type="t")] * 4), timeout=5)
+    first, cancelled, last, nacked = lease_n(stub, 4)
+    stub.CancelJob(pb.CancelJobRequest(id=cancelled.job.id), timeout=5)
+    unknown = str(uuid.uuid4())
+    resp = stub.Settle(pb.SettleRequest(
+        refused_acks_only=True,
+        acks=[pb.AckRequest(job_id=first.job.id, lease_token=first.lease_token),
+              pb.AckRequest(job_id=cancelled.job.id, lease_token=cancelled.lease_token),
+              pb.AckRequest(job_id=unknown, lease_token=str(uuid.uuid4())),
+              pb.AckRequest(job_id=last.job.id, lease_token=last.lease_token)],
+        nacks=[pb.NackRequest(job_id=nacked.job.id, lease_token=nacked.lease_token, error="e")]),
+        timeout=5)
+    assert [(r.index, r.job_id, r.code) for r in resp.acks] == [
+        (1, cancelled.job.id, 9), (2, unknown, 5)]
+    assert [(r.code, r.status) for r in resp.nacks] == [(0, pb.Job.PENDING)]
+    for done in (first, last):
+        assert stub.GetJob(pb.GetJobRequest(id=done.job.id), timeout=5).status == pb.Job.COMPLETED
+    # Every ack recorded: nothing to answer for them.
+    stub.Enqueue(pb.EnqueueRequest(type="t"), timeout=5)
+    again = lease_one(stub)
+    resp = stub.Settle(pb.SettleRequest(refused_acks_only=True, acks=[
+        pb.AckRequest(job_id=again.job.id, lease_token=again.lease_token)]), timeout=5)
+    assert len(resp.acks) == 0 and len(resp.nacks) == 0
+
+
 @pytest.mark.parametrize("request_, field", [
     (pb.SettleRequest(), "acks"),
     (pb.SettleRequest(acks=[pb.AckRequest(job_id="nope", lease_token=str(uuid.uuid4()))]),

@@ -61,3 +61,21 @@ def test_prefetched_jobs_are_leased_ahead_but_run_no_more_than_concurrency_at_on
             running += 1 if phase == "start" else -1
             peak = max(peak, running)
         assert peak == 1 and len(runs) == 8
+
+
+def test_an_ack_the_broker_refuses_is_dropped_alone_and_the_others_complete(
+        dsn: str, broker: BrokerProcess) -> None:
+    # A lease of 30 s heartbeats every 10 s: the cancelled job's ack goes out before workerd
+    # hears the lease is gone, and the broker refuses it alone (answering only that one).
+    create_effects_table(dsn)
+    worker = WorkerdProcess(broker.target, "refused", effects_dsn=dsn, concurrency=3,
+                            lease_seconds=30)
+    with workers(worker), Client(broker.target) as client:
+        jobs = [client.enqueue("slow", {"seconds": 1.5}) for _ in range(3)]
+        assert wait_until(lambda: all(effects(dsn, j.id) for j in jobs), timeout=10)
+        client.cancel(jobs[1].id, reason="operator")
+        assert wait_until(lambda: all(job_row(dsn, j.id)["status"] == "COMPLETED"
+                                      for j in (jobs[0], jobs[2])), timeout=10)
+        worker.wait_log(f"job {jobs[1].id}: ack refused, the lease is no longer held")
+        assert job_row(dsn, jobs[1].id)["status"] == "CANCELLED"
+        assert "failed: code" not in worker.log_text()

@@ -1,16 +1,20 @@
-"""workerd's pieces that need no broker: configuration, the registry, backoff, the command line."""
+"""workerd's pieces that need no broker: configuration, the registry, backoff, the command line,
+reading Settle's answers."""
 
 from __future__ import annotations
 
 import subprocess
+from typing import Any
 
 import pytest
 
+from forge.v1 import broker_pb2 as pb
 from forge_workerd import Fail, JobContext, Registry, Retry, handler
 from forge_workerd.backoff import Backoff
 from forge_workerd.config import Config
 from forge_workerd.errors import ConfigError, HandlerError
 from forge_workerd.runner import DONE, Failed, Succeeded, as_result, describe, job_timeout, success
+from forge_workerd.settle import _ack_results
 from tests.support import free_port, run_module
 
 
@@ -119,3 +123,14 @@ def test_command_line_errors_exit_2_with_a_message() -> None:
     assert out.returncode == 2 and "--types: no handler for nope" in out.stderr
     out = _workerd("--concurrency", "0")
     assert out.returncode == 2 and "--concurrency" in out.stderr
+
+
+def test_settle_answers_map_to_their_acks_whole_or_refused_only() -> None:
+    acks: list[Any] = ["a", "b", "c"]
+    full = [pb.SettleResult(job_id=j) for j in "abc"]  # a broker that answers every ack
+    assert [(p, r.job_id if r else None) for p, r in _ack_results(acks, full)] == [
+        ("a", "a"), ("b", "b"), ("c", "c")]
+    refused = [pb.SettleResult(job_id="c", code=9, index=2)]
+    assert [(p, r.code if r else None) for p, r in _ack_results(acks, refused)] == [
+        ("a", None), ("b", None), ("c", 9)]
+    assert [r for _, r in _ack_results(acks, [])] == [None, None, None]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 import grpc
 
@@ -132,7 +132,7 @@ class Settler:
 
     async def _send(self, batch: list[_Pending]) -> list[_Pending]:
         """One Settle call for ``batch``; resolves what it can, returns the items to retry."""
-        req = pb.SettleRequest()
+        req = pb.SettleRequest(refused_acks_only=True)
         acks: list[_Pending] = []
         nacks: list[_Pending] = []
         add_ack, add_nack = req.acks.add, req.nacks.add
@@ -169,8 +169,8 @@ class Settler:
             return []
         self.link.mark_up()
         retry: list[_Pending] = []
-        for p, result in [*zip(acks, resp.acks, strict=True), *zip(nacks, resp.nacks, strict=True)]:
-            if result.code == _OK:
+        for p, result in [*_ack_results(acks, resp.acks), *zip(nacks, resp.nacks, strict=True)]:
+            if result is None or result.code == _OK:
                 self._done(p, True)
             elif result.code in _RETRY_ITEM:
                 p.ambiguous = True
@@ -187,6 +187,17 @@ class Settler:
                           result.message)
                 self._done(p, False)
         return retry
+
+
+def _ack_results(acks: list[_Pending], results: Sequence[pb.SettleResult]
+                 ) -> Iterable[tuple[_Pending, pb.SettleResult | None]]:
+    """Each ack with its result, None for one recorded. The broker answers the acks it did not
+    record, each with its index (refused_acks_only); one that predates that answers every ack,
+    in order, and so does a new one when it recorded none: as many results as acks are in order."""
+    if len(results) == len(acks):
+        return zip(acks, results, strict=True)
+    refused = {r.index: r for r in results}
+    return ((p, refused.get(i)) for i, p in enumerate(acks))
 
 
 def _take(queue: list[_Pending]) -> list[_Pending]:
