@@ -26,7 +26,7 @@ from psycopg.conninfo import make_conninfo
 
 from forge_broker.migrate import migrate
 from forge_broker.models import NewJob
-from forge_broker.store import LOCK_SPACE, Store
+from forge_broker.store import LOCK_SPACE, Store, token_key
 from forge_broker.store import claim_statement as broker_claim
 
 LOCK_PREDICATE = "WHERE pg_try_advisory_xact_lock(%(lock_space)s, hashtext(id::text))"
@@ -47,7 +47,7 @@ async def drain(dsn: str, jobs: int, claimers: int, batch: int, advisory: bool) 
     """Jobs claimed per second while ``claimers`` tasks drain ``jobs`` rows."""
     statement = claim_statement(advisory)
     params = {"worker_id": "bench", "types": [], "limit": batch, "lease_seconds": 60,
-              "lock_space": LOCK_SPACE}
+              "lock_space": LOCK_SPACE, "token_key": token_key()}
     store = Store(dsn, min_size=claimers, max_size=claimers + 1)
     await store.open()
     try:

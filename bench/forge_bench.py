@@ -38,7 +38,7 @@ from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc as pb_grpc
 from forge_broker.migrate import migrate
 from forge_broker.schedules import fire_key
-from forge_broker.store import LOCK_SPACE, claim_statement
+from forge_broker.store import LOCK_SPACE, claim_statement, token_key
 from forge_common import eventloop
 from forge_common import settings as settings_
 from tests.support import free_port
@@ -533,7 +533,7 @@ async def _fill_backlog(dsn: str, pending: int, completed: int) -> dict[str, Any
 async def _time_claims(dsn: str, claims: int) -> list[float]:
     """Milliseconds of each of ``claims`` claims of 100, by the broker's own statement, committed."""
     params = {"worker_id": "bench-backlog-claimer", "types": ["bench.noop"], "limit": 100,
-              "lease_seconds": 3600, "lock_space": LOCK_SPACE}
+              "lease_seconds": 3600, "lock_space": LOCK_SPACE, "token_key": token_key()}
     ms: list[float] = []
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         for _ in range(claims):

@@ -28,7 +28,7 @@ from forge_broker.models import (
     PageKey,
 )
 from forge_broker.sql import q, rows_by_name
-from forge_broker.store import LOCK_SPACE, Store, claim_statement
+from forge_broker.store import LOCK_SPACE, Store, claim_statement, token_key
 
 
 def lease_of(row: JobRow) -> Lease:
@@ -350,6 +350,21 @@ async def test_a_lease_token_is_held_exactly_while_a_job_is_processing(store: St
             await conn.execute("UPDATE forge.jobs SET lease_token = NULL WHERE id = %s", (row.id,))
 
 
+async def test_every_lease_gets_its_own_token_in_one_claim_and_across_claims(store: Store) -> None:
+    await store.enqueue([job("tok") for _ in range(50)])
+    first = await store.claim("w", ["tok"], 50, 30)
+    lean = await store.claim_leases("w", ["tok"], 1, 30)
+    assert lean == []
+    tokens = {str(r.lease_token) for r in first}
+    assert len(tokens) == 50
+    # The same job leased again, in another claim, holds a new token.
+    await store.release([lease_of(r) for r in first[:10]])
+    again = await store.claim_leases("w", ["tok"], 10, 30)
+    assert {r.id for r in again} == {str(r.id) for r in first[:10]}
+    assert not {r.lease_token for r in again} & tokens
+    assert len({r.lease_token for r in again}) == 10
+
+
 async def test_a_wait_falls_in_the_bucket_of_the_first_bound_above_it(dsn: str) -> None:
     """forge.wait_bucket, at every bound of the broker's queue-wait histogram and either side of
     it, and over a grid of waits up to days: the first bound above the wait, in milliseconds (a
@@ -506,7 +521,7 @@ async def test_a_claim_planned_on_an_empty_queue_locks_only_the_rows_it_claims(d
     be held on rows other claimers then skip, and on a queue grown to 30,000 jobs would run
     out of shared memory."""
     params = {"worker_id": "w", "types": [], "limit": 10, "lease_seconds": 30,
-              "lock_space": LOCK_SPACE}
+              "lock_space": LOCK_SPACE, "token_key": token_key()}
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         # The state of a broker that started on an empty queue: statistics of an empty table,
         # no autovacuum yet to refresh them, the claim prepared and its generic plan cached.

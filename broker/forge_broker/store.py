@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -59,6 +60,13 @@ log = logging.getLogger("forge.store")
 # First key of the two-key advisory locks the broker takes (claims, maintenance); the second
 # key is the job's hash or a fixed number. Distinct from the migration lock.
 LOCK_SPACE = 0x466F72  # "For"
+
+
+def token_key() -> str:
+    """A claim's key for its lease tokens (claim_jobs says how they are made): 128 random bits."""
+    return secrets.token_hex(16)
+
+
 # Statements on leased rows (acks, nacks, heartbeats, releases) update many rows each, in the
 # order their plans visit them, so two of them touching the same rows can deadlock. PostgreSQL
 # then aborts one, which leaves nothing half written, and running it again is its remedy.
@@ -380,7 +388,8 @@ class Store:
             held = ()
         statement = claim_statement(lean, bool(held), len(types) == 1)
         params: dict[str, Any] = {"worker_id": worker_id, "types": list(types), "limit": limit,
-                                  "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE}
+                                  "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE,
+                                  "token_key": token_key()}
         if held:
             params["held"] = list(held)
         # Binary rows: numbers decode for less.
@@ -402,6 +411,7 @@ class Store:
                 return LimitedClaim([], None if paused else frees_at)
             params = {"type": type_, "worker_id": worker_id, "limit": room,
                       "lease_seconds": lease_seconds, "lock_space": LOCK_SPACE,
+                      "token_key": token_key(),
                       "concurrency_limit": concurrency, "key_limit": key_limit}
             factory: AsyncRowFactory[Any] = _LEASED_ROWS if lean else _JOB_ROWS
             async with conn.cursor(row_factory=factory) as rows:
