@@ -295,12 +295,20 @@ def nack(req: pb.NackRequest) -> NackItem:
 
 def _plain_acks(reqs: Sequence[pb.AckRequest]) -> list[AckItem]:
     """The acks of a Settle when none carries a result and every id and token is canonical, as
-    workerd sends them: checked together (a Settle of 1,000 acks: 1.6 µs per ack, against
+    workerd sends them: checked together (a Settle of 1,000 acks: 1.3 µs per ack, against
     3.7 checked one by one).
     Empty when any is not; ``ack`` then checks each, and names a bad one."""
-    job_ids = [r.job_id for r in reqs]
-    tokens = [r.lease_token for r in reqs]
-    if any(r.HasField("result") for r in reqs) or not all_canonical(job_ids + tokens):
+    # One pass over the items: each read of an item makes a Python object of it (reading them
+    # once per field cost twice as much).
+    job_ids: list[str] = []
+    tokens: list[str] = []
+    add_id, add_token = job_ids.append, tokens.append
+    for r in reqs:
+        if r.HasField("result"):
+            return []
+        add_id(r.job_id)
+        add_token(r.lease_token)
+    if not all_canonical(job_ids + tokens):
         return []
     return [AckItem(Lease(j, t)) for j, t in zip(job_ids, tokens, strict=True)]
 

@@ -128,13 +128,13 @@ class Worker:
 
     async def _slot(self, settler: Settler) -> None:
         """One unit of concurrency: runs ready jobs one after another until the drain."""
-        ready = self._ready
+        ready, task = self._ready, asyncio.current_task()
         while not self._draining:
             held = await ready.get()
             if held.lost:
                 continue  # already forgotten by _lost
             held.phase = Phase.RUNNING
-            held.task = asyncio.current_task()
+            held.task = task
             try:
                 outcome = await self._execute(held)
             except Exception:  # a workerd bug, not the handler's: forget the job, keep the slot
