@@ -330,8 +330,8 @@ def test_settle_judges_each_item_on_its_own(stub: Stub) -> None:
                pb.NackRequest(job_id=out_of_retries.job.id,
                               lease_token=out_of_retries.lease_token, error="last")]),
         timeout=5)
-    assert [(r.job_id, r.code, r.status) for r in resp.acks] == [
-        (ok.job.id, 0, pb.Job.COMPLETED), (cancelled.job.id, 9, pb.Job.STATUS_UNSPECIFIED)]
+    assert [(r.index, r.job_id, r.code, r.status) for r in resp.acks] == [
+        (0, ok.job.id, 0, pb.Job.COMPLETED), (1, cancelled.job.id, 9, pb.Job.STATUS_UNSPECIFIED)]
     assert "CANCELLED" in resp.acks[1].message
     assert [(r.code, r.status) for r in resp.nacks] == [(0, pb.Job.PENDING), (0, pb.Job.DEAD)]
     assert resp.nacks[0].run_at.seconds > 0

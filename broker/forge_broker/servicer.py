@@ -513,20 +513,14 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         resp = pb.SettleResponse()
         add, completed = resp.acks.add, pb.Job.COMPLETED
         acked: list[str] = []
-        if request.refused_acks_only:
-            for i, (item, result) in enumerate(zip(acks, ack_results, strict=True)):
-                if result is None:
-                    acked.append(item.lease.job_id)
-                else:
-                    self._settle_result(add(job_id=request.acks[i].job_id, index=i),
-                                        item.lease.job_id, result)
-        else:
-            for req, item, result in zip(request.acks, acks, ack_results, strict=True):
-                if result is None:
-                    add(job_id=req.job_id, status=completed)
-                    acked.append(item.lease.job_id)
-                else:
-                    self._settle_result(add(job_id=req.job_id), item.lease.job_id, result)
+        answer_all = not request.refused_acks_only
+        for i, (req, item, result) in enumerate(zip(request.acks, acks, ack_results, strict=True)):
+            if result is None:
+                acked.append(item.lease.job_id)
+                if answer_all:
+                    add(job_id=req.job_id, status=completed, index=i)
+            else:
+                self._settle_result(add(job_id=req.job_id, index=i), item.lease.job_id, result)
         self.metrics.settled_jobs(acked, "completed")
         for nreq, nitem, nresult in zip(request.nacks, nacks, nack_results, strict=True):
             self._settle_result(resp.nacks.add(job_id=nreq.job_id), nitem.lease.job_id, nresult)
