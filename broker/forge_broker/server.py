@@ -27,7 +27,7 @@ from forge_broker.servicer import BrokerServicer, add_to_server
 from forge_broker.stats import StatsHub
 from forge_broker.store import Store
 from forge_broker.streams import StreamCaps
-from forge_common import grpcenv
+from forge_common import gctune, grpcenv
 from forge_common.exporter import Exporter
 
 log = logging.getLogger("forge.broker")
@@ -215,6 +215,7 @@ async def serve(config: Config) -> None:
     """Run a broker until SIGTERM or SIGINT."""
     broker = Broker(config)
     await broker.start()
+    gctune.settle()  # this process is the broker's alone, unlike one that embeds a Broker
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from forge_common import eventloop, tracing
+from forge_common import eventloop, gctune, tracing
 from forge_common.exporter import Exporter
 from forge_workerd import logs
 from forge_workerd.config import Config
@@ -51,6 +51,7 @@ async def serve(config: Config) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    gctune.settle()  # the handlers' modules are imported: this process is set up
     try:
         await worker.run(stop, force)
     finally:
