@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forge import AsyncClient, Client
-from forge.client import enqueue_request
+from forge.client import enqueue_request, payload_json
 from forge.v1 import broker_pb2 as pb
 from forge.v1 import broker_pb2_grpc
 from forge_common.structs import to_python
@@ -301,3 +302,22 @@ def test_any_json_object_text_is_stored_as_it_reads_or_refused_naming_the_field(
     # Compared as Python values, where -0.0 == 0: jsonb's numeric has no negative zero.
     stored = stub.GetJob(pb.GetJobRequest(id=job.id), timeout=5).payload
     assert to_python(stored) == to_python(expected)
+
+
+@pytest.mark.parametrize("payload", [
+    {}, {"n": 5}, {"a": [1, 2.5, -0.0, None, True, False, "x\u00e9\n\"\\"]},
+    {"deep": {"er": {"est": [[], {}]}}}, {1: "an int key", 2.5: "a float key", None: "null"},
+    {"big": 10 ** 30, "small": 1e-300, "ünï": "codé"},
+])
+def test_the_clients_payload_json_writes_what_json_dumps_writes(payload: dict[object, object]) -> None:
+    assert payload_json(payload) == json.dumps(payload, separators=(",", ":"), allow_nan=False)
+
+
+def test_the_clients_payload_json_refuses_what_json_dumps_refuses() -> None:
+    cycle: dict[str, object] = {}
+    cycle["self"] = cycle
+    for bad, error in (({"x": math.nan}, ValueError), ({"x": -math.inf}, ValueError),
+                       (cycle, ValueError), ({"x": object()}, TypeError)):
+        with pytest.raises(error):
+            payload_json(bad)
+    assert payload_json({"after": "a refusal"}) == '{"after":"a refusal"}'
