@@ -586,9 +586,8 @@ async def _backlog(dsn: str, p: Params) -> dict[str, Any]:
         warmup, ms = all_ms[:p.backlog_warmup_claims], all_ms[p.backlog_warmup_claims:]
         if pending - claimed < n:
             # The small backlog drains as many jobs as the large one, from a fresh backlog of
-            # just those: a drain of what is left after the claims (7,500 by default) lasts
-            # under half a second, mostly the workers' first claims, and its ratio spread
-            # from 0.6 to 1.1 between repeats of one build.
+            # just those: what its claims leave (7,500 of the default 10,000) drains in under
+            # half a second, mostly the workers' first claims, too short to compare.
             await _fill_backlog(dsn, n, completed)
         drained = await _drain_backlog(dsn, n, p)
         out[f"backlog_lease_{size}"] = statistics.median(ms)
