@@ -1,6 +1,6 @@
-"""A service's process, once serving, freezes what startup built and collects young objects
-every 7,000 (forge_common.gctune): cycles made afterwards are still collected. Run in a child
-process, since the settings are the whole interpreter's."""
+"""forge_common.gctune.settle, which the broker and workerd call once serving, freezes what
+startup built and collects young objects every 7,000, and cycles made afterwards are still
+collected. Run in a child process: the settings are the whole interpreter's."""
 
 from __future__ import annotations
 
