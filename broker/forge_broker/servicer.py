@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -75,6 +76,11 @@ _CODES: dict[type[ForgeError], grpc.StatusCode] = {
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+_ID, _CREATED = operator.itemgetter(0), operator.itemgetter(1)
+"""An (id, created) result's parts."""
+_TYPE = operator.attrgetter("type")
 
 
 def _traced(jobs: list[NewJob], carrier: dict[str, str] | None) -> list[NewJob]:
@@ -400,10 +406,12 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         else:
             jobs = _traced(validate.new_jobs(request), carrier)
             results = await self.id_inserter.submit(jobs)
-        self._count_enqueued(job.type for job, (_, created) in zip(jobs, results, strict=True)
-                             if created)
-        return pb.EnqueueBatchResponse(created=sum(1 for _, created in results if created),
-                                       ids=[i for i, _ in results])
+        # Through map and C callables where it can: this runs after the commit, while the
+        # client waits, and a generator over a thousand jobs costs it a few tenths of a ms.
+        created = sum(map(_CREATED, results))
+        self._count_enqueued(map(_TYPE, jobs) if created == len(jobs) else
+                             (job.type for job, (_, new) in zip(jobs, results, strict=True) if new))
+        return pb.EnqueueBatchResponse(created=created, ids=list(map(_ID, results)))
 
     def _count_enqueued(self, types: Iterable[str]) -> None:
         """The enqueued metric for new jobs of ``types``, one update per type."""
