@@ -11,10 +11,12 @@ servicer, the maintenance loop and the gauge publisher by the server; nothing is
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Literal
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Literal, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
@@ -24,6 +26,8 @@ from forge_common.tally import CounterTally, HistogramTally
 
 log = logging.getLogger("forge.metrics")
 
+R = TypeVar("R", JobRow, LeasedRow)
+
 Outcome = Literal["completed", "failed", "dead"]
 """How an attempt ended: acked; nacked or rescued with retries left (back to PENDING); DEAD."""
 
@@ -32,6 +36,20 @@ UNKNOWN_TYPE = "(unknown)"
 
 MAX_REMEMBERED = 100_000
 """Delivered jobs whose type is remembered until they settle; the oldest are forgotten first."""
+
+_ID, _WAITED, _TYPE = (operator.attrgetter(a) for a in ("id", "waited", "type"))
+_FIRST = operator.itemgetter(0)
+
+
+def _by_type(rows: Sequence[R]) -> Mapping[str, Sequence[R]]:
+    """``rows`` by type, in order; one type (the usual case) without a step per row."""
+    types = set(map(_TYPE, rows))
+    if len(types) == 1:
+        return {types.pop(): rows}
+    out: dict[str, list[R]] = {}
+    for row in rows:
+        out.setdefault(row.type, []).append(row)
+    return out
 
 # Seconds; the same bounds as the database's queue-wait histogram (forge.wait_bucket), which
 # the dashboard's percentiles come from.
@@ -112,36 +130,47 @@ class Metrics:
         if n > 0:
             self.jobs_enqueued.inc((type_,), n)
 
-    def claimed(self, type_: str, queue_wait_seconds: float) -> None:
-        self.queue_wait.observe((type_,), max(0.0, queue_wait_seconds))
-
     def delivered(self, rows: Sequence[JobRow] | Sequence[LeasedRow]) -> None:
-        """Jobs sent down a lease stream: their queue wait, and their type for when they settle."""
+        """Jobs sent down a lease stream: their queue wait, and their type for when they settle.
+
+        Taken a type at a time, through map and C callables where it can: a claim delivers up
+        to a thousand jobs, of one type from workerd's streams, and a Python step per job and
+        metric was a sixth of the broker's time in a drain."""
+        if not rows:
+            return
         now = time.monotonic()
-        for row in rows:
-            # Both times are the database's: run_at, and updated_at which the claim set to now().
-            self.claimed(row.type, row.waited if isinstance(row, LeasedRow)
-                         else (row.updated_at - row.run_at).total_seconds())
-            self._held[row.id if isinstance(row, LeasedRow) else str(row.id)] = (row.type, now)
+        if isinstance(rows[0], LeasedRow):
+            for type_, lean in _by_type(cast("Sequence[LeasedRow]", rows)).items():
+                self._delivered(type_, list(map(_WAITED, lean)), map(_ID, lean), now)
+        else:
+            for type_, full in _by_type(cast("Sequence[JobRow]", rows)).items():
+                # Both times are the database's: run_at, and updated_at which the claim set.
+                self._delivered(type_, [(r.updated_at - r.run_at).total_seconds() for r in full],
+                                (str(r.id) for r in full), now)
         while len(self._held) > MAX_REMEMBERED:
             del self._held[next(iter(self._held))]
+
+    def _delivered(self, type_: str, waits: list[float], ids: Iterable[str], now: float) -> None:
+        self.queue_wait.observe_all((type_,), list(map(max, itertools.repeat(0.0), waits)))
+        self._held.update(zip(ids, itertools.repeat((type_, now))))
 
     def settled_jobs(self, job_ids: Iterable[str], outcome: Outcome, *,
                      by_worker: bool = True) -> None:
         """Count settled jobs by id, per type: typed if this broker delivered them, else
         ``(unknown)``. ``by_worker``: acks or nacks (their lease duration is observed), not
         rescues."""
-        held, observe, now = self._held, self.lease_duration.observe, time.monotonic()
-        per_type: dict[str, int] = {}
-        for job_id in job_ids:
-            got = held.pop(job_id, None)
-            type_ = UNKNOWN_TYPE if got is None else got[0]
-            per_type[type_] = per_type.get(type_, 0) + 1
-            if got is not None and by_worker:
-                observe((type_,), now - got[1])
+        now = time.monotonic()
+        got = list(map(self._held.pop, job_ids, itertools.repeat(None)))
+        known: list[tuple[str, float]] = list(filter(None, got))
         counter = self._by_outcome[outcome]
-        for type_, n in per_type.items():
-            counter.inc((type_,), n)
+        if len(known) < len(got):
+            counter.inc((UNKNOWN_TYPE,), len(got) - len(known))
+        types = set(map(_FIRST, known))
+        for type_ in types:
+            held = known if len(types) == 1 else [k for k in known if k[0] == type_]
+            counter.inc((type_,), len(held))
+            if by_worker:
+                self.lease_duration.observe_all((type_,), [now - since for _, since in held])
 
     def settled_job(self, job_id: str, outcome: Outcome, *, by_worker: bool = True) -> None:
         """``settled_jobs`` for one job."""

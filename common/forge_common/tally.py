@@ -10,7 +10,7 @@ thread, which copies before reading). The exposition is the same as a labelled C
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -49,11 +49,28 @@ class HistogramTally(Collector):
         registry.register(self)
 
     def observe(self, labels: tuple[str, ...], value: float) -> None:
+        tally = self._tallies.get(labels)  # not _tally: one call fewer, per job in workerd
+        if tally is None:
+            tally = self._tally(labels)
+        tally[bisect_left(self._bounds, value)] += 1
+        tally[-1] += value
+
+    def observe_all(self, labels: tuple[str, ...], values: Sequence[float]) -> None:
+        """``observe`` each of ``values``, for a claim's or an ack's thousand jobs: sorted, and
+        each bucket counted by where its bound falls among them, rather than a step per value."""
+        tally, ordered, done = self._tally(labels), sorted(values), 0
+        for i, bound in enumerate(self._bounds):  # bucket i: above the bound before, up to its own
+            upto = bisect_right(ordered, bound, done)
+            tally[i] += upto - done
+            done = upto
+        tally[-2] += len(ordered) - done  # above every bound
+        tally[-1] += sum(ordered)
+
+    def _tally(self, labels: tuple[str, ...]) -> list[float]:
         tally = self._tallies.get(labels)
         if tally is None:
             tally = self._tallies[labels] = [0.0] * (len(self._bounds) + 2)
-        tally[bisect_left(self._bounds, value)] += 1
-        tally[-1] += value
+        return tally
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
