@@ -242,8 +242,7 @@ async def _drain(dsn: str, target: str, procs: Procs, p: Params) -> dict[str, An
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await conn.execute("ANALYZE forge.jobs")
         names = [f"bench-workerd-{i}" for i in range(p.workers)]
-        for name in names:
-            start_workerd(procs, target, name, "bench.noop", p.concurrency, p.prefetch)
+        await _start_workers_together(conn, target, procs, names, p)
         deadline = time.monotonic() + p.timeout
         # The end is read from the trigger-kept counters (committed with each ack): two small
         # tables, where scanning forge.jobs for unfinished rows every poll cost the database
@@ -416,17 +415,35 @@ def rss_mib(pid: int) -> tuple[float, float]:
 
 
 async def _wait_workers(conn: psycopg.AsyncConnection[Any], procs: Procs, n: int,
-                        max_wait: float = 60) -> None:
-    """Until ``n`` Lease streams are registered with the broker."""
+                        max_wait: float = 60, names: list[str] | None = None) -> None:
+    """Until ``n`` Lease streams are registered with the broker (of workers ``names``, if
+    given: a stream of a stopped worker stays listed until its broker notices)."""
     deadline = time.monotonic() + max_wait
     while True:
-        row = await (await conn.execute("SELECT count(*) FROM forge.workers")).fetchone()
+        row = await (await conn.execute(
+            "SELECT count(*) FROM forge.workers WHERE %(any)s OR worker_id = ANY(%(names)s)",
+            {"any": names is None, "names": names or []})).fetchone()
         if row is not None and row[0] >= n:
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {row[0] if row else 0} of {n} workerd streams connected")
         procs.check_alive()
         await asyncio.sleep(0.05)
+
+
+async def _start_workers_together(conn: psycopg.AsyncConnection[Any], target: str, procs: Procs,
+                                  names: list[str], p: Params) -> None:
+    """Start a drain's workerd processes (``bench.noop``), the type paused until every one has
+    its Lease stream open. A drain's clock starts at its first handler, and a workerd process
+    takes about half a second to start, so one that came up 0.2 s after the other had the drain
+    to itself for a tenth of it; the peers' consumers likewise all connect before the start."""
+    async with channel(target) as ch:
+        stub = pb_grpc.BrokerStub(ch)
+        await stub.PauseQueue(pb.PauseQueueRequest(type="bench.noop"), timeout=30)
+        for name in names:
+            start_workerd(procs, target, name, "bench.noop", p.concurrency, p.prefetch)
+        await _wait_workers(conn, procs, len(names), names=names)
+        await stub.ResumeQueue(pb.ResumeQueueRequest(type="bench.noop"), timeout=30)
 
 
 async def _wait_drained(conn: psycopg.AsyncConnection[Any], procs: Procs, max_wait: float) -> None:
@@ -555,8 +572,7 @@ async def _drain_backlog(dsn: str, n: int, p: Params) -> dict[str, Any]:
 
             base = await completed()
             names = [f"bench-workerd-backlog-{i}" for i in range(p.workers)]
-            for name in names:
-                start_workerd(procs, target, name, "bench.noop", p.concurrency, p.prefetch)
+            await _start_workers_together(conn, target, procs, names, p)
             deadline = time.monotonic() + p.timeout
             while await completed() < base + n:
                 if time.monotonic() > deadline:
