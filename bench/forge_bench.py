@@ -283,9 +283,8 @@ async def _limits(dsn: str, target: str, procs: Procs, p: Params) -> dict[str, A
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await conn.execute("ANALYZE forge.jobs")
         names = [f"bench-workerd-{i}" for i in range(p.workers)]
-        for name in names:
-            start_workerd(procs, target, name, "bench.noop,bench.limited,bench.paused",
-                          p.concurrency, p.prefetch)
+        await _start_workers_together(conn, target, procs, names, p,
+                                      ("bench.noop", "bench.limited"), ("bench.paused",))
         deadline = time.monotonic() + p.timeout
         noop_done_at = limited_done_at = 0.0
         peak = 0
@@ -432,18 +431,23 @@ async def _wait_workers(conn: psycopg.AsyncConnection[Any], procs: Procs, n: int
 
 
 async def _start_workers_together(conn: psycopg.AsyncConnection[Any], target: str, procs: Procs,
-                                  names: list[str], p: Params) -> None:
-    """Start a drain's workerd processes (``bench.noop``), the type paused until every one has
-    its Lease stream open. A drain's clock starts at its first handler, and a workerd process
-    takes about half a second to start, so one that came up 0.2 s after the other had the drain
-    to itself for a tenth of it; the peers' consumers likewise all connect before the start."""
+                                  names: list[str], p: Params, types: tuple[str, ...] = ("bench.noop",),
+                                  also_leased: tuple[str, ...] = ()) -> None:
+    """Start a drain's workerd processes (leasing ``types`` and ``also_leased``), ``types``
+    paused until every one has its Lease stream open. A drain's clock starts at its first
+    handler, and a workerd process takes about half a second to start, so one that came up 0.2 s
+    after the other had the drain to itself for a tenth of it; the peers' consumers likewise
+    all connect before the start."""
     async with channel(target) as ch:
         stub = pb_grpc.BrokerStub(ch)
-        await stub.PauseQueue(pb.PauseQueueRequest(type="bench.noop"), timeout=30)
+        for type_ in types:
+            await stub.PauseQueue(pb.PauseQueueRequest(type=type_), timeout=30)
         for name in names:
-            start_workerd(procs, target, name, "bench.noop", p.concurrency, p.prefetch)
+            start_workerd(procs, target, name, ",".join(types + also_leased), p.concurrency,
+                          p.prefetch)
         await _wait_workers(conn, procs, len(names), names=names)
-        await stub.ResumeQueue(pb.ResumeQueueRequest(type="bench.noop"), timeout=30)
+        for type_ in types:
+            await stub.ResumeQueue(pb.ResumeQueueRequest(type=type_), timeout=30)
 
 
 async def _wait_drained(conn: psycopg.AsyncConnection[Any], procs: Procs, max_wait: float) -> None:
