@@ -135,7 +135,7 @@ class Metrics:
 
         Taken a type at a time, through map and C callables where it can: a claim delivers up
         to a thousand jobs, of one type from workerd's streams, and a Python step per job and
-        metric was a sixth of the broker's time in a drain."""
+        metric was a tenth of the broker's time in a drain."""
         if not rows:
             return
         now = time.monotonic()
