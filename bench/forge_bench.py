@@ -413,19 +413,20 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
-async def _wait_workers(conn: psycopg.AsyncConnection[Any], procs: Procs, n: int,
-                        max_wait: float = 60, names: list[str] | None = None) -> None:
-    """Until ``n`` Lease streams are registered with the broker (of workers ``names``, if
-    given: a stream of a stopped worker stays listed until its broker notices)."""
+async def _wait_workers(conn: psycopg.AsyncConnection[Any], procs: Procs, names: list[str],
+                        max_wait: float = 60) -> None:
+    """Until every one of the workers ``names`` has its Lease stream registered with the broker
+    (counted by name: a stopped worker's stream stays listed until its broker notices)."""
     deadline = time.monotonic() + max_wait
     while True:
         row = await (await conn.execute(
-            "SELECT count(*) FROM forge.workers WHERE %(any)s OR worker_id = ANY(%(names)s)",
-            {"any": names is None, "names": names or []})).fetchone()
-        if row is not None and row[0] >= n:
+            "SELECT count(DISTINCT worker_id) FROM forge.workers WHERE worker_id = ANY(%s)",
+            (names,))).fetchone()
+        if row is not None and row[0] >= len(names):
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"only {row[0] if row else 0} of {n} workerd streams connected")
+            raise TimeoutError(f"only {row[0] if row else 0} of {len(names)} workerd streams "
+                               "connected")
         procs.check_alive()
         await asyncio.sleep(0.05)
 
@@ -445,7 +446,7 @@ async def _start_workers_together(conn: psycopg.AsyncConnection[Any], target: st
         for name in names:
             start_workerd(procs, target, name, ",".join(types + also_leased), p.concurrency,
                           p.prefetch)
-        await _wait_workers(conn, procs, len(names), names=names)
+        await _wait_workers(conn, procs, names)
         for type_ in types:
             await stub.ResumeQueue(pb.ResumeQueueRequest(type=type_), timeout=30)
 
@@ -637,7 +638,7 @@ async def _steady(dsn: str, target: str, procs: Procs, p: Params) -> dict[str, A
     behind = 0
     async with channel(target) as ch, await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         stub = pb_grpc.BrokerStub(ch)
-        await _wait_workers(conn, procs, p.workers)
+        await _wait_workers(conn, procs, names)
         start = time.monotonic()
         t0 = time.time()
         end = start + n_samples * p.steady_sample
@@ -702,7 +703,7 @@ async def _footprint(dsn: str, target: str, procs: Procs, p: Params) -> dict[str
     for name in names:
         start_workerd(procs, target, name, "bench.hold", p.footprint_concurrency, 0)
     async with channel(target) as ch, await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await _wait_workers(conn, procs, p.footprint_workers)
+        await _wait_workers(conn, procs, names)
         await enqueue_batches(pb_grpc.BrokerStub(ch), "bench.hold", total, p.batch)
         deadline = time.monotonic() + p.timeout
         while True:
