@@ -126,7 +126,8 @@ def draft_enqueued(out: pb.EnqueueBatchResponse, sent: Sequence[pb.EnqueueReques
     """One Job per request entry into ``out``, with what the request alone decides: the broker
     builds this while the INSERT runs, and ``finish_enqueued`` adds the rest. Each starts as a
     copy of one template (a copy in C); a payload is copied as the message that was sent, or
-    built from the dict that payload_json was parsed into.
+    built from the dict that JSON text (payload_json, an entry of payloads_json) was parsed
+    into.
     Called again with the next part of a batch, it adds that part's jobs after the others."""
     start = len(out.jobs)
     out.jobs.extend([_PENDING] * len(jobs))
@@ -141,7 +142,7 @@ def draft_enqueued(out: pb.EnqueueBatchResponse, sent: Sequence[pb.EnqueueReques
             msg.concurrency_key = job.concurrency_key
         if req.HasField("payload"):
             msg.payload.CopyFrom(req.payload)
-        elif req.payload_json and job.payload:
+        elif job.payload:
             msg.payload.update(job.payload)
 
 

@@ -380,16 +380,17 @@ class BrokerServicer(pb_grpc.BrokerServicer):
         if validate.ids_only(request):
             return await self._enqueue_batch_ids(request, carrier)
         resp = pb.EnqueueBatchResponse()
-        if len(request.jobs) > BATCH_PART:
+        if validate.batch_len(request) > BATCH_PART:
             results = await self.store.enqueue_chunks(self._batch_parts(
                 request, carrier, functools.partial(convert.draft_enqueued, resp)))
         else:
-            jobs = _traced(validate.new_jobs(request), carrier)
+            sent, jobs = validate.new_batch(request)
+            jobs = _traced(jobs, carrier)
             inserted = self.inserter.start(jobs)
             # A flush starting now sends its INSERT at this await (a running one takes these
             # jobs next); either way the answer is drafted while the database works.
             await asyncio.sleep(0)
-            convert.draft_enqueued(resp, request.jobs, jobs)
+            convert.draft_enqueued(resp, sent, jobs)
             results = await inserted
         self._count_enqueued(row.type for row, created in results if created)
         resp.created = sum(1 for _, created in results if created)
@@ -400,11 +401,11 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                                  carrier: dict[str, str] | None) -> pb.EnqueueBatchResponse:
         """EnqueueBatch answering ids alone (ANSWER_IDS): no Job is built for the answer."""
         jobs: list[NewJob] = []
-        if len(request.jobs) > BATCH_PART:
+        if validate.batch_len(request) > BATCH_PART:
             results = await self.store.enqueue_chunks_ids(self._batch_parts(
                 request, carrier, lambda _sent, part: jobs.extend(part)))
         else:
-            jobs = _traced(validate.new_jobs(request), carrier)
+            jobs = _traced(validate.new_batch(request)[1], carrier)
             results = await self.id_inserter.submit(jobs)
         # Through map and C callables where it can: this runs after the commit, while the
         # client waits, and a generator over a thousand jobs costs it a few tenths of a ms.
@@ -420,7 +421,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
 
     @staticmethod
     def _batch_parts(request: pb.EnqueueBatchRequest, carrier: dict[str, str] | None,
-                     taken: Callable[[list[pb.EnqueueRequest], list[NewJob]], object]
+                     taken: Callable[[Sequence[pb.EnqueueRequest], list[NewJob]], object]
                      ) -> Iterator[list[NewJob]]:
         """A large batch for ``Store.enqueue_chunks``, validated a part at a time: each part is
         checked, and handed to ``taken`` (to draft its answer), while the database inserts the

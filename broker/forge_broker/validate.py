@@ -193,21 +193,83 @@ def _key(field: str, value: str) -> str | None:
     return value or None
 
 
-def new_jobs(req: pb.EnqueueBatchRequest) -> list[NewJob]:
-    """Validate every job of a batch; a refusal names the entry (``jobs[3].priority``)."""
-    _batch_size(req)
-    return _items("jobs", req.jobs, new_job)
+def new_batch(req: pb.EnqueueBatchRequest) -> tuple[Sequence[pb.EnqueueRequest], list[NewJob]]:
+    """Validate every job of a batch, with the requests they came from (as ``new_job_parts``
+    gives them); a refusal names the entry (``jobs[3].priority``, ``payloads_json[3]``)."""
+    return next(new_job_parts(req, MAX_BATCH, MAX_BATCH))
+
+
+def batch_len(req: pb.EnqueueBatchRequest) -> int:
+    """How many jobs an EnqueueBatch request holds, in either form (unchecked)."""
+    return len(req.jobs) or len(req.payloads_json)
 
 
 def new_job_parts(req: pb.EnqueueBatchRequest, first: int, size: int
-                  ) -> Iterator[tuple[list[pb.EnqueueRequest], list[NewJob]]]:
-    """``new_jobs`` in parts, ``first`` jobs then ``size`` at a time, each validated only when
-    it is taken, with the requests it came from."""
-    _batch_size(req)
-    starts = [0, *range(first, len(req.jobs), size)]
-    for start, end in zip(starts, [*starts[1:], len(req.jobs)], strict=True):
-        sent = list(req.jobs[start:end])
-        yield sent, _items("jobs", sent, new_job, start)
+                  ) -> Iterator[tuple[Sequence[pb.EnqueueRequest], list[NewJob]]]:
+    """A batch's jobs in parts, ``first`` jobs then ``size`` at a time, each validated only
+    when it is taken, with the requests it came from (for a batch in columns, the template
+    once per job). The batch's form and size, and its template, are checked before the
+    first part."""
+    if _in_columns(req):
+        template = _template(req.template)
+        texts = req.payloads_json
+        _count("payloads_json", "payloads", len(texts))
+        for start, end in _part_bounds(len(texts), first, size):
+            yield [req.template] * (end - start), _from_template(template, texts[start:end], start)
+    else:
+        _count("jobs", "jobs", len(req.jobs))
+        for start, end in _part_bounds(len(req.jobs), first, size):
+            sent = req.jobs[start:end]
+            yield sent, _items("jobs", sent, new_job, start)
+
+
+def _part_bounds(n: int, first: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each part of ``n`` items: ``first`` items, then ``size`` at a time."""
+    starts = [0, *range(first, n, size)]
+    return zip(starts, [*starts[1:], n], strict=True)
+
+
+def _in_columns(req: pb.EnqueueBatchRequest) -> bool:
+    """Whether the batch is in columns (template and payloads_json); a batch in both forms is
+    refused."""
+    columns = len(req.payloads_json) > 0 or req.HasField("template")
+    if columns and len(req.jobs) > 0:
+        raise InvalidArgument("payloads_json", "set jobs, or template and payloads_json, not both")
+    return columns
+
+
+def _template(req: pb.EnqueueRequest) -> NewJob:
+    """A batch's template, validated as an Enqueue; it carries no payload and no key."""
+    payload = "payload" if req.HasField("payload") else "payload_json" if req.payload_json else ""
+    if payload:
+        raise InvalidArgument(f"template.{payload}",
+                              "must be empty: each entry of payloads_json is one job's payload")
+    if req.idempotency_key:
+        raise InvalidArgument("template.idempotency_key", "must be empty: a key names one job")
+    try:
+        return new_job(req)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"template.{exc.field}", exc.problem) from None
+
+
+def _from_template(template: NewJob, texts: Sequence[str], start: int) -> list[NewJob]:
+    """One job per payload text, each ``template`` with that payload; a refusal names the
+    entry, counting from ``start``. The loop a batch in columns spends its validation in: one
+    JSON check per job, and the tuple made by position (see ``new_job``)."""
+    type_, _, priority, max_retries, run_at, _, _, concurrency_key, _, _ = template
+    out: list[NewJob] = []
+    append = out.append
+    for i, text in enumerate(texts, start):
+        if text:
+            try:
+                payload, text = json_payload("payloads_json", text)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"payloads_json[{i}]", exc.problem) from None
+        else:
+            payload, text = {}, "{}"
+        append(_NEW_JOB(NewJob, (type_, text, priority, max_retries, run_at, None, payload,
+                                 concurrency_key, None, None)))
+    return out
 
 
 def ids_only(req: pb.EnqueueBatchRequest) -> bool:
@@ -217,9 +279,9 @@ def ids_only(req: pb.EnqueueBatchRequest) -> bool:
     return req.answer == pb.EnqueueBatchRequest.ANSWER_IDS
 
 
-def _batch_size(req: pb.EnqueueBatchRequest) -> None:
-    if not 1 <= len(req.jobs) <= MAX_BATCH:
-        raise InvalidArgument("jobs", f"must hold 1 to {MAX_BATCH} jobs, got {len(req.jobs)}")
+def _count(field: str, noun: str, n: int) -> None:
+    if not 1 <= n <= MAX_BATCH:
+        raise InvalidArgument(field, f"must hold 1 to {MAX_BATCH} {noun}, got {n}")
 
 
 def job_id(field: str, value: str) -> uuid.UUID:

@@ -10,7 +10,7 @@ import json
 import json.encoder
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
 
@@ -86,6 +86,24 @@ def enqueue_request(type: str, payload: Mapping[str, Any] | None = None, *,
         ts.FromDatetime(run_at)
         req.run_at.CopyFrom(ts)
     return req
+
+
+def enqueue_many_request(type: str, payloads: Iterable[Mapping[str, Any]], *, ids_only: bool,
+                 priority: int | None = None, max_retries: int | None = None,
+                 run_at: datetime | None = None,
+                 concurrency_key: str | None = None) -> pb.EnqueueBatchRequest:
+    """An EnqueueBatchRequest in columns: one job of ``type`` per payload, each with the same
+    options (``enqueue_request``'s), which travel once; each payload as JSON text."""
+    req = pb.EnqueueBatchRequest(
+        template=enqueue_request(type, priority=priority, max_retries=max_retries,
+                                 run_at=run_at, concurrency_key=concurrency_key),
+        answer=batch_answer(ids_only))
+    req.payloads_json.extend(map(payload_json, payloads))
+    return req
+
+
+def batch_answer(ids_only: bool) -> pb.EnqueueBatchRequest.Answer.ValueType:
+    return pb.EnqueueBatchRequest.ANSWER_IDS if ids_only else pb.EnqueueBatchRequest.ANSWER_JOBS
 
 
 def payload_json(payload: Mapping[str, Any]) -> str:
