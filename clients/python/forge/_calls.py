@@ -89,9 +89,9 @@ def enqueue_request(type: str, payload: Mapping[str, Any] | None = None, *,
 
 
 def enqueue_many_request(type: str, payloads: Iterable[Mapping[str, Any]], *, ids_only: bool,
-                 priority: int | None = None, max_retries: int | None = None,
-                 run_at: datetime | None = None,
-                 concurrency_key: str | None = None) -> pb.EnqueueBatchRequest:
+                         priority: int | None = None, max_retries: int | None = None,
+                         run_at: datetime | None = None,
+                         concurrency_key: str | None = None) -> pb.EnqueueBatchRequest:
     """An EnqueueBatchRequest in columns: one job of ``type`` per payload, each with the same
     options (``enqueue_request``'s), which travel once; each payload as JSON text."""
     req = pb.EnqueueBatchRequest(
