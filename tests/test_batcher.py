@@ -59,3 +59,42 @@ def test_a_batcher_is_idle_only_with_nothing_waiting_or_flushing() -> None:
         return seen
 
     assert asyncio.run(main()) == [True, False, False, True]
+
+
+def _flush_starts(flush_seconds: float, linger: float) -> list[float]:
+    """When each flush started, for calls that keep coming: two at once, then two more
+    while each flush runs (each flush carries two: the broker is under load), four flushes."""
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        starts: list[float] = []
+
+        async def flush(items: list[int]) -> list[int]:
+            starts.append(loop.time())
+            if len(starts) < 4:
+                batcher.start([len(starts)])  # these arrive during this flush
+                batcher.start([len(starts)])
+            await asyncio.sleep(flush_seconds)
+            return items
+
+        batcher = Batcher(flush, max_items=10, name="test", concurrency=1, linger=linger)
+        await asyncio.gather(batcher.start([0]), batcher.start([0]))
+        while len(starts) < 4 or not batcher.idle:
+            await asyncio.sleep(0.01)
+        return starts
+
+    return asyncio.run(main())
+
+
+def test_under_load_a_flush_waits_out_the_linger_from_the_last_flush_start() -> None:
+    """A quick flush: the next starts a linger after it started, having gathered meanwhile."""
+    starts = _flush_starts(flush_seconds=0.0, linger=0.08)
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert all(0.075 <= gap < 0.14 for gap in gaps), gaps
+
+
+def test_a_flush_longer_than_the_linger_is_followed_at_once() -> None:
+    """The calls that came during a flush longer than the linger have waited enough: the next
+    flush starts as that one ends, not a linger later (0.1 s apart, not 0.18)."""
+    starts = _flush_starts(flush_seconds=0.1, linger=0.08)
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert all(0.095 <= gap < 0.16 for gap in gaps), gaps

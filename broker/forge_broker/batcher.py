@@ -40,15 +40,19 @@ class Batcher(Generic[Item, Result]):
         database's own group commit can share one WAL flush among them too.
 
         ``linger`` (seconds): while calls keep coming (the last flush carried more than one),
-        a flush first waits this long for more. Each flush costs the broker far more than each
-        item in it, so under load this buys throughput for a sliver of latency; a lone call on
-        a quiet broker never waits."""
+        a flush starts no sooner than this long after the last one started, to gather more.
+        Each flush costs the broker far more than each item in it, so under load this buys
+        throughput for a sliver of latency; a lone call on a quiet broker never waits. The
+        wait counts from the last flush's start, not its end: the calls that came during a
+        flush longer than the linger have waited enough, and go at once."""
         self._flush = flush
         self.max_items = max_items
         self.name = name
         self.concurrency = concurrency
         self.linger = linger
         self._busy = False
+        self._started = 0.0
+        """The loop's time when the last flush started."""
         self._waiting: list[_Call[Item, Result]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -86,9 +90,13 @@ class Batcher(Generic[Item, Result]):
             self._tasks.discard(cast("asyncio.Task[None]", asyncio.current_task()))
 
     async def _flush_waiting(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._waiting:
             if self._busy and self.linger:
-                await asyncio.sleep(self.linger)
+                wait = self._started + self.linger - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            self._started = loop.time()
             take, size = 0, 0
             for call in self._waiting:
                 if take and size + len(call.items) > self.max_items:
