@@ -4,6 +4,7 @@ arrives. Real asyncio, a flush that answers its items."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from forge_broker.batcher import Batcher
 
@@ -67,19 +68,19 @@ def _flush_starts(flush_seconds: float, linger: float) -> list[float]:
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
         starts: list[float] = []
+        later: list[asyncio.Future[list[int]]] = []
 
         async def flush(items: list[int]) -> list[int]:
             starts.append(loop.time())
-            if len(starts) < 4:
-                batcher.start([len(starts)])  # these arrive during this flush
-                batcher.start([len(starts)])
+            if len(starts) < 4:  # these arrive during this flush
+                later.extend(batcher.start([len(starts)]) for _ in range(2))
             await asyncio.sleep(flush_seconds)
             return items
 
         batcher = Batcher(flush, max_items=10, name="test", concurrency=1, linger=linger)
         await asyncio.gather(batcher.start([0]), batcher.start([0]))
-        while len(starts) < 4 or not batcher.idle:
-            await asyncio.sleep(0.01)
+        while later:
+            await later.pop(0)
         return starts
 
     return asyncio.run(main())
@@ -88,7 +89,7 @@ def _flush_starts(flush_seconds: float, linger: float) -> list[float]:
 def test_under_load_a_flush_waits_out_the_linger_from_the_last_flush_start() -> None:
     """A quick flush: the next starts a linger after it started, having gathered meanwhile."""
     starts = _flush_starts(flush_seconds=0.0, linger=0.08)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(0.075 <= gap < 0.14 for gap in gaps), gaps
 
 
@@ -96,5 +97,5 @@ def test_a_flush_longer_than_the_linger_is_followed_at_once() -> None:
     """The calls that came during a flush longer than the linger have waited enough: the next
     flush starts as that one ends, not a linger later (0.1 s apart, not 0.18)."""
     starts = _flush_starts(flush_seconds=0.1, linger=0.08)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(0.095 <= gap < 0.16 for gap in gaps), gaps
