@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 
 from forge import Client
 from forge.v1 import broker_pb2 as pb
@@ -17,11 +18,12 @@ from forge_broker.migrate import available
 from tests.support import BrokerProcess, run_module
 
 
-def forge(broker: BrokerProcess, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def forge(broker: BrokerProcess, *args: str, cwd: Path | None = None,
+          stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     forge_bin = shutil.which("forge", path=os.path.dirname(sys.executable))
     assert forge_bin, "the forge console script is installed beside the interpreter"
     return subprocess.run([forge_bin, "--broker", broker.target, *args], capture_output=True,
-                          text=True, timeout=30, cwd=cwd)
+                          text=True, timeout=30, cwd=cwd, input=stdin)
 
 
 @pytest.mark.slow
@@ -145,3 +147,64 @@ def test_cli_schedule_put_get_list_delete(broker: BrokerProcess) -> None:
     assert both.returncode == 2 and len(both.stderr.splitlines()) == 1
     bad_every = forge(broker, "schedule", "put", "x", "--every", "soon", "--type", "t")
     assert bad_every.returncode == 2 and "not a period: 'soon'" in bad_every.stderr
+
+
+def _jobs_of(broker: BrokerProcess, type_: str) -> list[pb.Job]:
+    with Client(broker.target) as client:
+        return list(client.list(type=type_, order="OLDEST", page_size=100).jobs)
+
+
+@pytest.mark.slow
+def test_cli_enqueue_many_enqueues_a_job_per_line_in_batches(broker: BrokerProcess,
+                                                             tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_text('{"n": 1}\n\n{"n": 2}\n{"n": 3, "s": "é"}\n  \n{}\n{"n": 5}\n',
+                    encoding="utf-8")
+    out = forge(broker, "enqueue-many", "cli.many", str(path), "--batch", "2", "--priority", "3")
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["created"] == 5 and len(answer["ids"]) == 5
+    with Client(broker.target) as client:
+        jobs = [client.get(job_id) for job_id in answer["ids"]]
+    assert [json_format.MessageToDict(j.payload) for j in jobs] == [
+        {"n": 1}, {"n": 2}, {"n": 3, "s": "é"}, {}, {"n": 5}]
+    assert {(j.type, j.priority, j.status) for j in jobs} == {("cli.many", 3, pb.Job.PENDING)}
+
+
+@pytest.mark.slow
+def test_cli_enqueue_many_reads_standard_input(broker: BrokerProcess) -> None:
+    out = forge(broker, "enqueue-many", "cli.stdin", stdin='{"n": 1}\n{"n": 2}\n')
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["created"] == 2
+    assert [json_format.MessageToDict(j.payload) for j in _jobs_of(broker, "cli.stdin")] == [
+        {"n": 1}, {"n": 2}]
+
+
+@pytest.mark.slow
+def test_cli_enqueue_many_with_a_bad_line_names_it_and_enqueues_nothing(
+        broker: BrokerProcess, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_text('{"n": 1}\n{"n": 2\n[1]\n')
+    out = forge(broker, "enqueue-many", "cli.bad", str(path))
+    assert out.returncode == 1 and out.stdout == ""
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("forge: line 2: payload is not valid JSON"), line
+    assert _jobs_of(broker, "cli.bad") == []
+    empty = forge(broker, "enqueue-many", "cli.bad", stdin="\n\n")
+    assert empty.returncode == 1 and "no payload" in empty.stderr
+
+
+@pytest.mark.slow
+def test_cli_enqueue_many_names_the_line_the_broker_refused_and_keeps_the_batches_before(
+        broker: BrokerProcess, tmp_path: Path) -> None:
+    """The broker refuses a payload nested too deeply (the client's JSON check lets it by): its
+    batch is not enqueued, and the error names the line, not the batch's entry."""
+    deep = '{"a": ' + "[" * 25 + "]" * 25 + "}"
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join(['{"n": 1}', '{"n": 2}', '{"n": 3}', "", deep, '{"n": 6}']) + "\n")
+    out = forge(broker, "enqueue-many", "cli.refused", str(path), "--batch", "2")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "lines 3-5 not enqueued" in out.stderr and "line 5: nests" in out.stderr, out.stderr
+    assert "payloads_json" not in out.stderr
+    printed = json.loads(out.stdout)["ids"]
+    assert [j.id for j in _jobs_of(broker, "cli.refused")] == printed and len(printed) == 2

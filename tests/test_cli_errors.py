@@ -35,6 +35,13 @@ def test_a_run_at_that_is_not_a_time_is_a_one_line_error_naming_the_option() -> 
     assert "tomorrow" in one_line_usage_error(out, "--run-at")
 
 
+def test_a_batch_size_out_of_range_is_a_one_line_error_naming_the_option() -> None:
+    for size in ("0", "10001", "ten"):
+        out = run_module("forge.cli", "--broker", f"127.0.0.1:{free_port()}",
+                         "enqueue-many", "t", "--batch", size)
+        assert size in one_line_usage_error(out, "--batch")
+
+
 def test_a_run_at_without_an_offset_is_a_one_line_error_naming_the_option() -> None:
     out = run_module("forge.cli", "--broker", f"127.0.0.1:{free_port()}",
                      "enqueue", "t", "--run-at", "2030-01-01T09:00:00")

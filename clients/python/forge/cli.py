@@ -1,6 +1,7 @@
 """``forge``: the command line over the Python client.
 
     forge enqueue email '{"to": "a@b.c"}' --priority 10
+    forge enqueue-many email jobs.jsonl --priority 10    (one JSON object a line; - or none: stdin)
     forge get JOB_ID
     forge list --status DEAD --type email
     forge list --type-prefix email. --since 1h --order oldest | forge list --query KEY_OR_ID
@@ -47,6 +48,8 @@ from forge.security import ChannelSecurity, SecurityConfigError
 from forge.v1 import broker_pb2 as pb
 
 COMMANDS = "forge.commands"
+MAX_BATCH = 10_000
+"""The most jobs one EnqueueBatch call takes (the broker's limit)."""
 
 
 class Command(Protocol):
@@ -210,6 +213,20 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     e.add_argument("--concurrency-key", help="jobs of one key run at most the queue's "
                                              "key concurrency at once")
 
+    m = sub.add_parser("enqueue-many", help="enqueue a job of TYPE for each line of a JSON Lines "
+                                            "file, in batches")
+    m.add_argument("type")
+    m.add_argument("file", nargs="?", default="-",
+                   help="one JSON object (a payload) per line; blank lines are skipped "
+                        "(default -: standard input)")
+    m.add_argument("--batch", type=_batch_size, default=1000,
+                   help="jobs per EnqueueBatch call, each all or none (1 to 10000; default 1000)")
+    m.add_argument("--priority", type=int)
+    m.add_argument("--max-retries", type=int)
+    m.add_argument("--run-at", type=_run_at,
+                   help="ISO 8601 time with offset, e.g. 2030-01-01T09:00:00+00:00")
+    m.add_argument("--concurrency-key")
+
     g = sub.add_parser("get", help="show a job")
     g.add_argument("id")
 
@@ -333,6 +350,8 @@ def _main(argv: list[str] | None) -> int:
                                       max_retries=args.max_retries, run_at=args.run_at,
                                       idempotency_key=args.idempotency_key,
                                       concurrency_key=args.concurrency_key))
+            elif args.command == "enqueue-many":
+                return _enqueue_many(client, args, _lines(args.file), security)
             elif args.command == "get":
                 _print(client.get(args.id))
             elif args.command == "list":
@@ -361,6 +380,72 @@ def _main(argv: list[str] | None) -> int:
     except ForgeClientError as exc:
         print(f"forge: {_explain(exc, client.target, security)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _batch_size(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"not a batch size: {text!r}; 1 to {MAX_BATCH}")
+    return int(text)
+
+
+def _lines(path: str) -> list[tuple[int, dict[str, Any]]]:
+    """Each payload of a JSON Lines file (``-``: standard input) with its line number, all read
+    and checked before anything is sent: a bad line enqueues nothing."""
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"forge: cannot read {path}: {exc}") from None
+    payloads = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                payloads.append((number, _payload(line)))
+            except SystemExit as exc:
+                raise SystemExit(f"forge: line {number}: {str(exc.code).removeprefix('forge: ')}"
+                                 ) from None
+    if not payloads:
+        raise SystemExit(f"forge: no payload in {'standard input' if path == '-' else path}")
+    return payloads
+
+
+_ENTRY = re.compile(r"payloads_json\[(\d+)\]")
+
+
+def _by_line(message: str, numbers: list[int]) -> str:
+    """The broker's message with each entry it names (``payloads_json[i]``) as its line."""
+    def line(m: re.Match[str]) -> str:
+        i = int(m[1])
+        return f"line {numbers[i]}" if i < len(numbers) else m[0]
+    return _ENTRY.sub(line, message)
+
+
+def _enqueue_many(client: Client, args: argparse.Namespace,
+                  lines: list[tuple[int, dict[str, Any]]], security: ChannelSecurity) -> int:
+    """EnqueueBatch calls of ``--batch`` lines each, in order; prints the ids of the jobs
+    enqueued (EnqueueBatchResponse's JSON). A refused batch stops the run: the batches before it
+    stay enqueued, and the error names the line (for the broker's ``payloads_json[i]``)."""
+    done = pb.EnqueueBatchResponse()
+    for start in range(0, len(lines), args.batch):
+        part = lines[start:start + args.batch]
+        try:
+            done.ids.extend(client.enqueue_many(
+                args.type, [payload for _, payload in part], ids_only=True,
+                priority=args.priority, max_retries=args.max_retries, run_at=args.run_at,
+                concurrency_key=args.concurrency_key))
+        except ForgeClientError as exc:
+            why = _by_line(_explain(exc, client.target, security), [n for n, _ in part])
+            _print(done)
+            print(f"forge: lines {part[0][0]}-{part[-1][0]} not enqueued: {why}; "
+                  f"{len(done.ids)} jobs before them were (their ids are printed)",
+                  file=sys.stderr)
+            return 1
+        done.created = len(done.ids)
+    _print(done)
     return 0
 
 
