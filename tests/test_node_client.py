@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from google.protobuf import json_format
 
 from forge import Client
 from tests.support import REPO, BrokerProcess, start_broker
@@ -102,6 +103,42 @@ def test_node_client_reports_a_broker_error(node_client: Path, broker: BrokerPro
     assert proc.returncode == 1
     assert "forge example failed: 3 " in proc.stderr
     assert "type" in proc.stderr
+
+
+ENQUEUE_MANY = """
+import { connect } from "./clients/node/forge.mjs";
+const [target, type] = process.argv.slice(1);
+const forge = connect(target);
+const ids = await forge.enqueueMany(type, [{ n: 1 }, { n: 2, tags: ["a"] }], { priority: 4, idsOnly: true });
+const full = await forge.enqueueMany(type, [{ n: 3 }], { maxRetries: 0, concurrencyKey: "k1" });
+let refused = null;
+try {
+  await forge.enqueueMany(type, [{ n: 4 }, [5]]);
+} catch (err) {
+  refused = { code: err.code, details: err.details };
+}
+console.log(JSON.stringify({ ids, full: { created: full.created, job: full.jobs[0] }, refused }));
+forge.close();
+"""
+
+
+def test_node_client_enqueues_many_in_one_call(node_client: Path, broker: BrokerProcess) -> None:
+    job_type = f"node_{uuid.uuid4().hex[:8]}"
+    proc = subprocess.run(["node", "--input-type=module", "-e", ENQUEUE_MANY, broker.target, job_type],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    out = json.loads(proc.stdout)
+    assert out["ids"]["created"] == 2 and len(out["ids"]["ids"]) == 2
+    job = out["full"]["job"]
+    assert out["full"]["created"] == 1 and job["payload"] == {"n": 3}
+    assert job["maxRetries"] == 0 and job["concurrencyKey"] == "k1"
+    # A payload that is not an object is refused by its index, and its batch stores nothing.
+    assert out["refused"]["code"] == 3 and "payloads_json[1]" in out["refused"]["details"]
+    with Client(broker.target) as forge:
+        jobs = forge.list(type=job_type, order="OLDEST").jobs
+        assert [j.id for j in jobs[:2]] == out["ids"]["ids"]
+        assert [(json_format.MessageToDict(j.payload), j.priority) for j in jobs] == [
+            ({"n": 1}, 4), ({"n": 2, "tags": ["a"]}, 4), ({"n": 3}, 0)]
 
 
 def test_node_client_sends_the_bearer_token(node_client: Path, dsn: str) -> None:

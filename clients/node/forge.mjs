@@ -152,6 +152,7 @@ export function jobFromProto(j) {
     workerId: j.worker_id,
     leaseExpiresAt: fromTimestamp(j.lease_expires_at),
     idempotencyKey: j.idempotency_key,
+    concurrencyKey: j.concurrency_key,
   };
 }
 
@@ -211,13 +212,33 @@ export function connect(address, { token = null, credentials = null, timeoutMs =
     stub,
 
     /** Enqueue one job; resolves to `{ job, created }` (`created` false for a known idempotency key). */
-    async enqueue(type, payload = {}, { priority, maxRetries, runAt, idempotencyKey } = {}) {
-      const req = { type, payload: toStruct(payload), idempotency_key: idempotencyKey ?? "" };
+    async enqueue(type, payload = {}, { priority, maxRetries, runAt, idempotencyKey, concurrencyKey } = {}) {
+      const req = { type, payload: toStruct(payload), idempotency_key: idempotencyKey ?? "", concurrency_key: concurrencyKey ?? "" };
       if (priority !== undefined) req.priority = priority;
       if (maxRetries !== undefined) req.max_retries = maxRetries;
       if (runAt !== undefined && runAt !== null) req.run_at = toTimestamp(runAt);
       const reply = await unary("Enqueue", req);
       return { job: jobFromProto(reply.job), created: reply.created };
+    },
+
+    /**
+     * Enqueue one job of `type` per payload, all or none, each with the same options (no
+     * idempotency key: a key names one job). One EnqueueBatch call in columns: the options travel
+     * once, each payload as its JSON text. Resolves to `{ jobs, created }`, or with `idsOnly` to
+     * `{ ids, created }` (cheaper to build and read), in payload order. A refused payload rejects
+     * the call naming its index (`payloads_json[3]: ...`), and nothing of the batch is stored.
+     */
+    async enqueueMany(type, payloads, { priority, maxRetries, runAt, concurrencyKey, idsOnly = false } = {}) {
+      const template = { type, concurrency_key: concurrencyKey ?? "" };
+      if (priority !== undefined) template.priority = priority;
+      if (maxRetries !== undefined) template.max_retries = maxRetries;
+      if (runAt !== undefined && runAt !== null) template.run_at = toTimestamp(runAt);
+      const reply = await unary("EnqueueBatch", {
+        template,
+        payloads_json: Array.from(payloads, (p) => JSON.stringify(p ?? {})),
+        answer: idsOnly ? "ANSWER_IDS" : "ANSWER_JOBS",
+      });
+      return idsOnly ? { ids: reply.ids, created: reply.created } : { jobs: reply.jobs.map(jobFromProto), created: reply.created };
     },
 
     async getJob(id) {
