@@ -439,9 +439,11 @@ def _enqueue_many(client: Client, args: argparse.Namespace,
                 concurrency_key=args.concurrency_key))
         except ForgeClientError as exc:
             why = _by_line(_explain(exc, client.target, security), [n for n, _ in part])
-            _print(done)
-            print(f"forge: lines {part[0][0]}-{part[-1][0]} not enqueued: {why}; "
-                  f"{len(done.ids)} jobs before them were (their ids are printed)",
+            before = ""
+            if done.ids:
+                _print(done)
+                before = f"; the {len(done.ids)} jobs before it were (their ids are printed)"
+            print(f"forge: {why}; nothing from line {part[0][0]} on was enqueued{before}",
                   file=sys.stderr)
             return 1
         done.created = len(done.ids)
