@@ -158,8 +158,9 @@ def _jobs_of(broker: BrokerProcess, type_: str) -> list[pb.Job]:
 def test_cli_enqueue_many_enqueues_a_job_per_line_in_batches(broker: BrokerProcess,
                                                              tmp_path: Path) -> None:
     path = tmp_path / "jobs.jsonl"
-    path.write_text('{"n": 1}\n\n{"n": 2}\n{"n": 3, "s": "é"}\n  \n{}\n{"n": 5}\n',
-                    encoding="utf-8")
+    # CRLF endings, blank lines, and a string holding U+2028 (a line break to str.splitlines).
+    path.write_bytes('{"n": 1}\r\n\r\n{"n": 2}\n{"n": 3, "s": "é\u2028x"}\n  \n{}\n{"n": 5}\n'
+                     .encode())
     out = forge(broker, "enqueue-many", "cli.many", str(path), "--batch", "2", "--priority", "3")
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
@@ -167,7 +168,7 @@ def test_cli_enqueue_many_enqueues_a_job_per_line_in_batches(broker: BrokerProce
     with Client(broker.target) as client:
         jobs = [client.get(job_id) for job_id in answer["ids"]]
     assert [json_format.MessageToDict(j.payload) for j in jobs] == [
-        {"n": 1}, {"n": 2}, {"n": 3, "s": "é"}, {}, {"n": 5}]
+        {"n": 1}, {"n": 2}, {"n": 3, "s": "é\u2028x"}, {}, {"n": 5}]
     assert {(j.type, j.priority, j.status) for j in jobs} == {("cli.many", 3, pb.Job.PENDING)}
 
 

@@ -401,7 +401,9 @@ def _lines(path: str) -> list[tuple[int, dict[str, Any]]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SystemExit(f"forge: cannot read {path}: {exc}") from None
     payloads = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # Lines end at "\n" alone (a "\r" before it is JSON whitespace): str.splitlines would also
+    # split inside a string holding U+2028 or another character it counts as a line break.
+    for number, line in enumerate(text.split("\n"), 1):
         if line.strip():
             try:
                 payloads.append((number, _payload(line)))
