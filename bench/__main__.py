@@ -5,9 +5,10 @@
 
 Starts one PostgreSQL (embedded, or ``DATABASE_URL`` as an admin DSN in which it creates and
 drops its own databases), runs every chosen scenario for every chosen system, each repeat in a
-fresh database, interleaving systems within a repeat so machine noise spreads evenly; prints
-one table (medians over repeats, and Forge ÷ each peer) and writes ``bench/results/latest.json``
-with the machine, versions, server settings, every median and every raw run.
+fresh database and after a CHECKPOINT, interleaving systems within a repeat so machine noise
+spreads evenly; prints one table (medians over repeats, and Forge ÷ each peer) and writes
+``bench/results/latest.json`` with the machine, versions, server settings, every median and
+every raw run.
 
 The scenarios gateway, scheduled, backlog, steady, footprint, limits and schedules are Forge's
 alone (the peers' cells show "—"); steady runs once whatever ``--repeats`` says.
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import forge_bench, peerenv, report
-from bench.pg import Postgres
+from bench.pg import Postgres, checkpoint
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "latest.json"
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         if not sep or not name.strip():
             raise SystemExit(f"bench: --set: expected NAME=VALUE, got {item!r}")
         db_settings[name.strip()] = value.strip()
+    checkpointed = True
     with Postgres(db_settings=db_settings) as pg:
         server = pg.describe()
         for scenario in scenarios:
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                     if system != "forge" and scenario in report.FORGE_ONLY:
                         continue
                     dsn = pg.create_database(f"{system}_{scenario}")
+                    checkpointed = checkpointed and checkpoint(pg.admin_dsn)  # not retried once refused
                     t0 = time.monotonic()
                     try:
                         if system == "forge":
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": repeats,
         "params": asdict(p),
         "machine": machine,
-        "postgres": server,
+        "postgres": {**server, "checkpoint_before_each_run": checkpointed},
         "versions": {"python": sys.version.split()[0], "forge_commit": forge_commit(),
                      **({"peers": peerenv.versions()} if peers else {})},
         "systems": list(systems),
