@@ -51,9 +51,9 @@ from forge_common import tracing
 log = logging.getLogger("forge.servicer")
 
 BATCH_PART = 300
-"""EnqueueBatch calls with more jobs are validated and inserted in parts of this many, in one
-transaction, each part's validation overlapping the COPY or INSERT of the one before; smaller ones
-share the inserter's group commit."""
+"""EnqueueBatch calls with more jobs are validated and sent in parts of this many, all or none
+(one COPY, or INSERTs in one transaction), each part's validation overlapping the database's
+work on the one before; smaller ones share the inserter's group commit."""
 FIRST_PART = 100
 """The first part of such a call is smaller: nothing overlaps its validation, and the database
 waits for it."""
@@ -426,7 +426,7 @@ class BrokerServicer(pb_grpc.BrokerServicer):
                      taken: Callable[[Sequence[pb.EnqueueRequest], list[NewJob]], object]
                      ) -> Iterator[list[NewJob]]:
         """A large batch for ``Store.enqueue_chunks``, validated a part at a time: each part is
-        checked, and handed to ``taken`` (to draft its answer), while the database inserts the
+        checked, and handed to ``taken`` (to draft its answer), while the database takes in the
         part before it."""
         for sent, jobs in validate.new_job_parts(request, FIRST_PART, BATCH_PART):
             jobs = _traced(jobs, carrier)
