@@ -39,6 +39,11 @@ def test_bench_quick_run_measures_every_forge_scenario(tmp_path: Path) -> None:
         entry = result["figures"].get(metric, {}).get("forge")
         assert entry is not None, metric
         assert entry.get("median") is not None, (metric, entry)
+    # Every run started after a CHECKPOINT (the embedded server's role may run one), and the
+    # backlog's fills were checkpointed before their claims and drains were timed.
+    assert result["postgres"]["checkpoint_before_each_run"] is True
+    backlog = result["runs"]["forge"]["backlog"][0]
+    assert backlog["small"]["checkpointed"] and backlog["large"]["checkpointed"], backlog
     steady = result["runs"]["forge"]["steady"]
     assert len(steady) == 1 and len(steady[0]["series"]) >= 2, steady
     assert {t["metric"] for t in result["targets"]} >= {"scheduled_p99", "backlog_lease_ratio",
