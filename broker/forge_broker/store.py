@@ -195,9 +195,10 @@ class Store:
                       ) -> list[tuple[JobRow, bool]]:
         """Insert ``jobs`` in one statement; return each job (new or existing) and whether it is new.
 
-        All or nothing: the batch is one INSERT. A job whose idempotency key is already used
-        comes back as the existing row with ``False``. New rows are built here from the request
-        and the statement's ``now()``, not read back: they hold exactly what was inserted.
+        All or nothing: the batch is one statement (a COPY when ``_copyable`` and of COPY_MIN
+        jobs or more, else an INSERT). A job whose idempotency key is already used comes back
+        as the existing row with ``False``. New rows are built here from the request and the
+        statement's ``now()``, not read back: they hold exactly what was inserted.
 
         ``inserted``: when every job went in by one INSERT, awaited with their ids and the
         statement's now() as soon as it has committed, before the answer is built and the
